@@ -1,0 +1,94 @@
+"""Subcommands of the foundation: the zoo, config validation and FLOP counting."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import atomic, flops, grid, zoo
+
+log = logging.getLogger(__name__)
+
+
+def _bools(text: str) -> list[bool]:
+    values = {"1": True, "true": True, "0": False, "false": False}
+    try:
+        return [values[t.strip().lower()] for t in text.split(",")]
+    except KeyError as exc:
+        raise argparse.ArgumentTypeError(f"expected 0/1/true/false, got {text!r}") from exc
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",")]
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """List the architectures with their components' parameter counts."""
+    rows = []
+    for name in zoo.available_models():
+        spec = zoo.load_spec(name)
+        if spec.test_only and not args.all:
+            continue
+        for comp in spec.components:
+            module = zoo.build_component(spec, comp, "meta")
+            rows.append({"model": name, "component": comp.name, "stage": comp.stage,
+                         "class": comp.class_path.rsplit(".", 1)[-1],
+                         "params_m": round(zoo.count_parameters(module) / 1e6, 1)})
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = yaml.safe_load(Path(args.config).read_text())
+    grid.validate_config(config)
+    points = grid.grid_points(config)
+    groups = grid.measurement_groups(points)
+    print(f"{args.config}: valid; {len(points)} grid points in {len(groups)} measurement groups")
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    spec = zoo.load_spec(args.model)
+    frame = flops.count_model(spec, args.resolutions, args.cfgs, args.batches)
+    atomic.write_parquet(frame, args.out)
+    log.info("wrote %d FLOP rows for %s to %s", len(frame), spec.name, args.out)
+    return 0
+
+
+def cmd_merge_flops(args: argparse.Namespace) -> int:
+    frame = pd.concat([pd.read_parquet(p) for p in args.inputs], ignore_index=True)
+    atomic.write_parquet(frame, args.out)
+    summary = frame[frame["resolution"] == frame["resolution"].max()]
+    log.info("FLOPs per call at the largest resolution:\n%s",
+             summary[["model", "cfg", "stage", "component", "flops"]].to_string(index=False))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("zoo", help="list the architectures and their parameter counts")
+    p.add_argument("--all", action="store_true", help="include the tiny test models")
+    p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("validate-config", help="check a workflow config and count its grid")
+    p.add_argument("--config", default="config/config.yaml")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("flops", help="count per-stage FLOPs, kernels and bytes of one model")
+    p.add_argument("--model", required=True, help="zoo name or path to an architecture file")
+    p.add_argument("--resolutions", type=_ints, required=True, help="e.g. 256,512")
+    p.add_argument("--cfgs", type=_bools, default=[True], help="e.g. 1 or 0,1")
+    p.add_argument("--batches", type=_ints, default=[1])
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("merge-flops", help="concatenate per-model FLOP tables")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge_flops)
+
+
+__all__ = ["register"]

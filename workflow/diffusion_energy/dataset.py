@@ -1,0 +1,197 @@
+"""The measurement tables: schema, validation, merging and collection.
+
+Only this module reads and writes measurement tables, so the schema lives in
+one place. Three tables:
+
+``results/measurements/{gpu}/{model}/{precision}/{slug}.parquet``
+    One file per grid point, one row per (stage, repeat); ``MEASUREMENT_COLUMNS``.
+``results/measurements.parquet``
+    The shipped reference dataset merged with everything measured locally
+    (same columns; a local point replaces a shipped one for the same GPU kind).
+``results/energy.parquet``
+    One row per measured grid point: medians over repeats, spread, stage
+    energies, joined with the FLOPs, kernels and bytes of every stage;
+    ``ENERGY_COLUMNS``.
+
+Units are in the names: ``_j`` joules, ``_s`` seconds, ``_w`` watts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import atomic
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+GRID_KEYS = ["gpu", "model", "precision", "resolution", "steps", "cfg", "batch"]
+STAGES = ("text", "denoise", "vae", "image")
+
+#: Column -> meaning, for the per-point measurement files (one row per stage and repeat).
+MEASUREMENT_COLUMNS: dict[str, str] = {
+    "schema_version": "version of this schema",
+    "gpu": "GPU kind (wildcard), e.g. h100",
+    "model": "architecture name from the zoo",
+    "architecture": "denoiser kind: unet or mmdit",
+    "precision": "fp16, bf16 or fp32",
+    "resolution": "square image side, px",
+    "steps": "denoising steps",
+    "cfg": "classifier-free guidance on",
+    "batch": "images per pipeline call",
+    "stage": "text, denoise, vae or image (the whole image)",
+    "repeat": "repeat index, 0-based",
+    "status": "ok, oom or error (then energy columns are NaN and error says why)",
+    "energy_status": "measured, or absent: <reason> (e.g. no NVIDIA GPU on a CPU test run)",
+    "energy_j": "GPU energy per image for this stage, J (raw counter difference / calls)",
+    "dynamic_energy_j": "energy_j minus idle_power_w x time_s, J",
+    "time_s": "wall time per image for this stage, s (synchronised)",
+    "window_s": "length of the energy window, s",
+    "window_calls": "stage executions inside the window (short stages are repeated)",
+    "idle_power_w": "mean GPU power with the CUDA context alive and the GPU idle, W",
+    "stage_sum_error": "(text + denoise + vae) / image - 1 for this repeat (image rows only)",
+    "repeat_spread": "max/min - 1 of the image energy over repeats (point level)",
+    "flag": "empty, or why the point is suspect (spread, stage sum, throttling)",
+    "gpu_name": "NVML device name",
+    "gpu_uuid": "NVML device UUID",
+    "gpu_index": "CUDA/NVML index used",
+    "driver_version": "NVIDIA driver",
+    "cuda_version": "CUDA version torch was built with",
+    "power_limit_w": "enforced power limit, W",
+    "sm_clock_mhz": "SM clock at the end of the point, MHz",
+    "temperature_before_c": "GPU temperature before the point, C",
+    "temperature_after_c": "GPU temperature after the point, C",
+    "throttle_reasons": "NVML clock throttle reasons seen during the point",
+    "torch_version": "torch",
+    "diffusers_version": "diffusers",
+    "transformers_version": "transformers",
+    "zeus_version": "zeus",
+    "weights_source": "random-init or local:<path>",
+    "hostname": "machine",
+    "measured_at": "UTC ISO time the point finished",
+    "warmup": "warm-up images before the repeats",
+    "min_window_s": "shortest energy window of the protocol, s",
+    "error": "error message when status is not ok",
+}
+
+#: Column -> meaning, for results/energy.parquet (one row per measured grid point).
+ENERGY_COLUMNS: dict[str, str] = {
+    **{k: MEASUREMENT_COLUMNS[k] for k in GRID_KEYS},
+    "architecture": "denoiser kind: unet or mmdit",
+    "family": "pipeline family (sd, sdxl, sd3, flux, qwen)",
+    "status": "ok or oom",
+    "n_repeats": "repeats the medians are over",
+    "energy_j": "median whole-image energy, J",
+    "energy_min_j": "smallest repeat, J",
+    "energy_max_j": "largest repeat, J",
+    "dynamic_energy_j": "median whole-image energy minus idle, J",
+    "time_s": "median whole-image time, s",
+    "text_energy_j": "median text-encoding energy per image, J",
+    "denoise_energy_j": "median denoising energy per image (all steps), J",
+    "vae_energy_j": "median VAE-decode energy per image, J",
+    "text_dynamic_energy_j": "idem, minus idle, J",
+    "denoise_dynamic_energy_j": "idem, minus idle, J",
+    "vae_dynamic_energy_j": "idem, minus idle, J",
+    "text_time_s": "median text time per image, s",
+    "denoise_time_s": "median denoise time per image, s",
+    "vae_time_s": "median VAE time per image, s",
+    "idle_power_w": "idle power of the job, W",
+    "repeat_spread": "max/min - 1 of whole-image energy",
+    "stage_sum_error": "median over repeats of (text + denoise + vae) / image - 1",
+    "flag": "empty, or why the point is suspect",
+    "gpu_name": "NVML device name",
+    "flops": "FLOPs per image: text + steps x denoiser calls + VAE decode",
+    "text_flops": "FLOPs of all text encoders per image",
+    "denoise_flops": "FLOPs of all denoiser calls per image",
+    "vae_flops": "FLOPs of the VAE decode per image",
+    "denoise_flops_per_step": "FLOPs of the denoiser calls of one step",
+    "kernels": "kernels (non-view ATen ops, SDPA fused) per image",
+    "text_kernels": "per image",
+    "denoise_kernels": "per image",
+    "vae_kernels": "per image",
+    "bytes": "bytes read and written by those kernels per image",
+    "text_bytes": "per image",
+    "denoise_bytes": "per image",
+    "vae_bytes": "per image",
+    "denoiser_params": "parameters of the denoiser",
+    "flops_analytic": "Kaplan-style estimate per image (2N + 2 n_layer n_ctx d_attn per token)",
+}
+
+
+class DatasetError(ValueError):
+    """A measurement table breaks the schema or a sanity rule."""
+
+
+def empty_measurements() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in MEASUREMENT_COLUMNS})
+
+
+def conform(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns in schema order; missing ones added as NaN; unknown ones refused."""
+    unknown = set(frame.columns) - set(MEASUREMENT_COLUMNS)
+    if unknown:
+        raise DatasetError(f"unknown measurement column(s) {sorted(unknown)}")
+    out = frame.copy()
+    for col in MEASUREMENT_COLUMNS:
+        if col not in out:
+            out[col] = np.nan
+    out["schema_version"] = SCHEMA_VERSION
+    return out[list(MEASUREMENT_COLUMNS)]
+
+
+def check_measurements(frame: pd.DataFrame, source: str = "measurements") -> None:
+    """Refuse rows that claim a measurement they do not hold.
+
+    A row with status ok and energy_status measured must have a positive,
+    finite energy: 0 J is never a result (Zeus reports 0 J when it measured no
+    GPU). Every stage of every ok point must be present.
+    """
+    if frame.empty:
+        return
+    missing = [c for c in ("gpu", "model", "stage", "status", "energy_status") if c not in frame]
+    if missing:
+        raise DatasetError(f"{source}: missing column(s) {missing}")
+    measured = frame[(frame["status"] == "ok") & (frame["energy_status"] == "measured")]
+    bad = measured[~(measured["energy_j"].astype(float) > 0)]
+    if len(bad):
+        first = bad.iloc[0]
+        raise DatasetError(
+            f"{source}: {len(bad)} measured row(s) with non-positive energy, e.g. "
+            f"{first['gpu']}/{first['model']} {first.get('resolution')}px stage {first['stage']}"
+        )
+
+
+def read_measurements(paths: Iterable[str | Path]) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for p in paths]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return empty_measurements()
+    out = pd.concat(frames, ignore_index=True)
+    check_measurements(out)
+    return out
+
+
+def merge_reference(reference: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
+    """Shipped rows plus local rows; a locally measured point replaces the shipped one."""
+    if local.empty:
+        return reference.reset_index(drop=True)
+    if reference.empty:
+        return local.reset_index(drop=True)
+    local_keys = set(map(tuple, local[GRID_KEYS].astype(str).itertuples(index=False)))
+    shipped_keys = reference[GRID_KEYS].astype(str).apply(tuple, axis=1)
+    kept = reference[~shipped_keys.isin(local_keys)]
+    replaced = len(reference) - len(kept)
+    if replaced:
+        log.info("%d shipped rows replaced by local measurements of the same points", replaced)
+    return pd.concat([kept, local], ignore_index=True)
+
+
+def write_merged(reference_paths: list[str], local_paths: list[str], out: str | Path) -> pd.DataFrame:
+    merged = merge_reference(read_measurements(reference_paths), read_measurements(local_paths))
+    atomic.write_parquet(merged, out)
+    return merged

@@ -1,0 +1,238 @@
+"""Per-stage FLOPs, kernel launches and bytes moved, counted on the meta device.
+
+Why the meta device: ``torch.utils.flop_counter`` is exact there for attention
+(on the CPU the SDPA kernel has no FLOP formula and counts 0) and it needs no
+memory, so a 20B-parameter transformer is counted in about a second.
+
+Besides FLOPs, one pass also counts what a roofline model of time needs: the
+ATen ops dispatched (each a GPU kernel in eager mode) and the bytes they read
+and write. On meta, scaled-dot-product attention decomposes into the unfused
+math path, whose score matrix would inflate bytes by two orders of magnitude
+at high resolution; it is counted as one fused kernel whose bytes are its
+inputs and output, as flash attention runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import families
+from .zoo import ComponentSpec, ModelSpec, build_component, count_parameters
+
+log = logging.getLogger(__name__)
+
+#: Ops that allocate or alias without launching a kernel.
+_NO_KERNEL_OPS = {
+    "aten._unsafe_view.default",
+    "aten.empty.memory_format",
+    "aten.empty_strided.default",
+    "aten.empty_like.default",
+    "aten.new_empty.default",
+    "aten.new_empty_strided.default",
+    "aten.lift_fresh.default",
+    "aten._local_scalar_dense.default",
+}
+
+
+@dataclass(frozen=True)
+class OpCount:
+    """What one call of a stage costs: FLOPs, kernels launched, bytes moved."""
+
+    flops: int
+    kernels: int
+    bytes: int
+
+
+def _tensor_bytes(tree: Any) -> int:
+    leaves, _ = tree_flatten(tree)
+    return sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
+
+
+class _KernelCounter(TorchDispatchMode):
+    """Counts non-view ATen ops and the bytes of their tensor arguments and results."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels = 0
+        self.bytes = 0
+        self.inside_fused = False
+
+    def add(self, nbytes: int) -> None:
+        self.kernels += 1
+        self.bytes += nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        if not self.inside_fused and not func.is_view and str(func) not in _NO_KERNEL_OPS:
+            self.add(_tensor_bytes((args, kwargs, out)))
+        return out
+
+
+class _FusedAttention(TorchFunctionMode):
+    """Counts each ``F.scaled_dot_product_attention`` as one fused kernel."""
+
+    def __init__(self, counter: _KernelCounter) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        self.counter.inside_fused = True
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self.counter.inside_fused = False
+        self.counter.add(_tensor_bytes((args, kwargs, out)))
+        return out
+
+
+def count_call(fn: Callable[[], Any]) -> OpCount:
+    """FLOPs, kernels and bytes of ``fn()``; run it on meta tensors."""
+    counter = _KernelCounter()
+    with FlopCounterMode(display=False) as flop_mode, counter, _FusedAttention(counter):
+        with torch.no_grad():
+            fn()
+    return OpCount(flops=int(flop_mode.get_total_flops()), kernels=counter.kernels, bytes=counter.bytes)
+
+
+def non_embedding_parameters(module: torch.nn.Module) -> int:
+    """Kaplan's N: parameters outside input embedding tables."""
+    emb = sum(
+        p.numel() for m in module.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+    )
+    return count_parameters(module) - emb
+
+
+def _attention_shape(comp: ComponentSpec) -> tuple[int, int]:
+    """(layers, attention width) of a transformer component, (0, 0) if it has none."""
+    cfg: Mapping[str, Any] = comp.config
+    if "text_config" in cfg:
+        cfg = cfg["text_config"]
+    layers = cfg.get("num_hidden_layers", cfg.get("num_layers", 0))
+    layers += cfg.get("num_single_layers", 0)
+    if "num_heads" in cfg and "d_kv" in cfg:  # T5
+        width = cfg["num_heads"] * cfg["d_kv"]
+    elif "attention_head_dim" in cfg and isinstance(cfg.get("num_attention_heads"), int):
+        width = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    else:
+        width = cfg.get("hidden_size", 0)
+    if "UNet" in comp.class_path or "Autoencoder" in comp.class_path:
+        return 0, 0
+    return int(layers), int(width)
+
+
+def analytic_flops(comp: ComponentSpec, n_nonembedding: int, n_ctx: int, batch: int) -> int:
+    """Kaplan-style estimate: per token 2N + 2 n_layer n_ctx d_attn.
+
+    For the U-Net and the VAE (convolutional, no single token sequence) only the
+    2N term is kept, with latent positions as tokens; it is an upper bound that
+    ignores weight sharing across positions at coarser levels.
+    """
+    layers, width = _attention_shape(comp)
+    per_token = 2 * n_nonembedding + 2 * layers * n_ctx * width
+    return batch * n_ctx * per_token
+
+
+FLOPS_COLUMNS = [
+    "model", "architecture", "family", "resolution", "cfg", "batch", "stage", "component",
+    "params", "params_nonembedding", "call_batch", "calls", "per", "tokens",
+    "flops", "flops_analytic", "kernels", "bytes",
+]
+
+
+def count_model(
+    spec: ModelSpec,
+    resolutions: Iterable[int],
+    cfgs: Iterable[bool],
+    batches: Iterable[int],
+    dtype: torch.dtype = torch.float16,
+) -> pd.DataFrame:
+    """One row per (resolution, cfg, batch, stage component) for one architecture.
+
+    ``flops``, ``kernels`` and ``bytes`` are per call; ``calls`` says how many
+    calls there are ``per`` image (text encoders, VAE) or per step (denoiser).
+    Bytes depend on ``dtype`` (fp16 by default); FLOPs and kernels do not.
+    """
+    resolutions, cfgs, batches = sorted(set(resolutions)), sorted(set(cfgs)), sorted(set(batches))
+    for res in resolutions:
+        spec.check_resolution(res)
+    rows: list[dict[str, Any]] = []
+    base = {"model": spec.name, "architecture": spec.architecture, "family": spec.family}
+    for comp in spec.text_encoders:
+        module = build_component(spec, comp, "meta", dtype)
+        n, n_ne = count_parameters(module), non_embedding_parameters(module)
+        for cfg in cfgs:
+            for batch in batches:
+                prompts = batch * (2 if cfg else 1)
+                kw = families.text_inputs(spec, comp, prompts, "meta")
+                c = count_call(lambda kw=kw: module(**kw))
+                for res in resolutions:
+                    rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
+                                 "stage": "text", "component": comp.name, "params": n,
+                                 "params_nonembedding": n_ne, "call_batch": prompts, "calls": 1,
+                                 "per": "image", "tokens": comp.seq_len,
+                                 "flops_analytic": analytic_flops(comp, n_ne, comp.seq_len, prompts),
+                                 **asdict(c)})
+        del module
+    den = spec.denoiser
+    module = build_component(spec, den, "meta", dtype)
+    n, n_ne = count_parameters(module), non_embedding_parameters(module)
+    for res in resolutions:
+        img_tokens, txt_tokens = families.denoiser_tokens(spec, res)
+        for cfg in cfgs:
+            for batch in batches:
+                call_batch = spec.denoiser_call_batch(batch, cfg)
+                kw = families.denoiser_inputs(spec, res, call_batch, "meta", dtype)
+                c = count_call(lambda kw=kw: module(**kw))
+                joint = img_tokens + (txt_tokens if spec.architecture != "unet" else 0)
+                rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
+                             "stage": "denoise", "component": den.name, "params": n,
+                             "params_nonembedding": n_ne, "call_batch": call_batch,
+                             "calls": spec.denoiser_calls_per_step(cfg), "per": "step",
+                             "tokens": joint,
+                             "flops_analytic": analytic_flops(den, n_ne, joint, call_batch),
+                             **asdict(c)})
+    del module
+    vae_spec = spec.vae
+    module = build_component(spec, vae_spec, "meta", dtype)
+    n = count_parameters(module)
+    decoder_n = sum(
+        p.numel() for name, p in module.named_parameters() if not name.startswith(("encoder", "quant"))
+    )
+    for res in resolutions:
+        side = families.latent_side(spec, res)
+        for batch in batches:
+            latents = families.vae_latents(spec, res, batch, "meta", dtype)
+            c = count_call(lambda z=latents: module.decode(z))
+            for cfg in cfgs:
+                rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
+                             "stage": "vae", "component": vae_spec.name, "params": n,
+                             "params_nonembedding": decoder_n, "call_batch": batch, "calls": 1,
+                             "per": "image", "tokens": side * side,
+                             "flops_analytic": analytic_flops(vae_spec, decoder_n, side * side, batch),
+                             **asdict(c)})
+    frame = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
+    return frame.sort_values(["resolution", "cfg", "batch", "stage", "component"], ignore_index=True)
+
+
+def per_image_totals(flops: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """FLOPs, kernels and bytes per image at ``steps`` steps, by (model, res, cfg, batch)."""
+    mult = flops["calls"] * flops["per"].map({"image": 1, "step": steps})
+    scaled = flops.assign(
+        flops=flops["flops"] * mult, kernels=flops["kernels"] * mult, bytes=flops["bytes"] * mult
+    )
+    keys = ["model", "resolution", "cfg", "batch"]
+    return scaled.groupby(keys, as_index=False)[["flops", "kernels", "bytes"]].sum()

@@ -1,0 +1,153 @@
+"""The grid: validated config -> grid points, measurement groups and paths.
+
+The config is checked against ``workflow/schemas/config.schema.yaml`` and then
+against the zoo (unknown model, resolution not a multiple of the model's latent
+stride x patch size, unknown precision). Every error names the offending key
+and the allowed values, so a typo stops the run before anything is measured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .zoo import PRECISIONS, ModelSpec, ZooError, available_models, load_spec
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The workflow config is invalid; the message names the key and allowed values."""
+
+
+@dataclass(frozen=True, order=True)
+class GridPoint:
+    """One measurable configuration (the GPU kind is added by the workflow)."""
+
+    model: str
+    precision: str
+    resolution: int
+    steps: int
+    cfg: bool
+    batch: int
+
+    @property
+    def slug(self) -> str:
+        """File stem of this point inside ``{gpu}/{model}/{precision}/``."""
+        return f"{self.resolution}px_{self.steps}steps_cfg{int(self.cfg)}_b{self.batch}"
+
+    @classmethod
+    def from_slug(cls, model: str, precision: str, slug: str) -> GridPoint:
+        m = re.fullmatch(r"(\d+)px_(\d+)steps_cfg([01])_b(\d+)", slug)
+        if not m:
+            raise ConfigError(f"not a grid point name: {slug!r} (want e.g. 512px_50steps_cfg1_b1)")
+        res, steps, cfg, batch = m.groups()
+        return cls(model, precision, int(res), int(steps), cfg == "1", int(batch))
+
+
+def _schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open() as fh:
+        return yaml.safe_load(fh)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"unknown key(s) {extra} in {where}; allowed keys: {allowed}"
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    return f"{where}: {error.message}"
+
+
+def validate_schema(config: Mapping[str, Any]) -> None:
+    """Check the config's structure against the JSON schema."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid config: " + "; ".join(_describe(e) for e in errors))
+
+
+def validate_config(config: Mapping[str, Any], models_dir: Path | None = None) -> None:
+    """Schema check, then zoo checks of every subgrid; raises ConfigError."""
+    validate_schema(config)
+    grid_points(config, models_dir)
+
+
+def _load(model: str, where: str, models_dir: Path | None) -> ModelSpec:
+    try:
+        return load_spec(model, models_dir) if models_dir else load_spec(model)
+    except ZooError as exc:
+        known = available_models(models_dir) if models_dir else available_models()
+        raise ConfigError(f"{where}: {exc}" if "unknown model" not in str(exc)
+                          else f"{where}: unknown model {model!r}; known models: {known}") from exc
+
+
+def grid_points(config: Mapping[str, Any], models_dir: Path | None = None) -> list[GridPoint]:
+    """All points of the union of the subgrids, sorted, without duplicates."""
+    cfg_setting = config.get("cfg", "default")
+    batch = int(config.get("batch_size", 1))
+    points: set[GridPoint] = set()
+    for name, sub in config["grids"].items():
+        for model in sub["models"]:
+            where = f"grids.{name}.models"
+            spec = _load(model, where, models_dir)
+            for res in sub["resolutions"]:
+                try:
+                    spec.check_resolution(int(res))
+                except ZooError as exc:
+                    raise ConfigError(f"grids.{name}.resolutions: {exc}") from exc
+            for precision in sub["precisions"]:
+                if precision != "default" and precision not in PRECISIONS:
+                    raise ConfigError(
+                        f"grids.{name}.precisions: unknown precision {precision!r}; "
+                        f"allowed values: ['default', {', '.join(repr(p) for p in PRECISIONS)}]"
+                    )
+                prec = spec.precision(precision)
+                cfg = spec.cfg if cfg_setting == "default" else bool(cfg_setting)
+                for res in sub["resolutions"]:
+                    for steps in sub["steps"]:
+                        points.add(GridPoint(spec.name, prec, int(res), int(steps), cfg, batch))
+    return sorted(points)
+
+
+def measurement_groups(points: Iterable[GridPoint]) -> dict[tuple[str, str], list[GridPoint]]:
+    """Points grouped by (model, precision): one GPU job measures a group.
+
+    Why groups: building the pipeline, the idle baseline and the text-encoder
+    and VAE windows are shared by every point of a model in one precision, so
+    one job per group keeps the fixed cost per job a small share of GPU time.
+    """
+    groups: dict[tuple[str, str], list[GridPoint]] = {}
+    for p in sorted(points):
+        groups.setdefault((p.model, p.precision), []).append(p)
+    return groups
+
+
+def flops_requests(points: Iterable[GridPoint]) -> dict[str, dict[str, list]]:
+    """Per model: the resolutions, CFG settings and batches whose FLOPs are needed."""
+    req: dict[str, dict[str, set]] = {}
+    for p in points:
+        r = req.setdefault(p.model, {"resolutions": set(), "cfgs": set(), "batches": set()})
+        r["resolutions"].add(p.resolution)
+        r["cfgs"].add(p.cfg)
+        r["batches"].add(p.batch)
+    return {m: {k: sorted(v) for k, v in r.items()} for m, r in sorted(req.items())}
+
+
+def measurement_path(root: str | Path, gpu: str, point: GridPoint) -> Path:
+    """``results/measurements/{gpu}/{model}/{precision}/{slug}.parquet``."""
+    return Path(root) / gpu / point.model / point.precision / f"{point.slug}.parquet"
+
+
+def rule_name(model: str, precision: str) -> str:
+    """A Snakemake rule name for a measurement group (letters, digits, _)."""
+    return "measure_" + re.sub(r"\W", "_", f"{model}_{precision}")

@@ -1,0 +1,33 @@
+# Merge the shipped reference measurements with local ones; join with FLOPs.
+
+
+rule merge_measurements:
+    input:
+        reference=reference_files(),
+        local=measured_files(),
+    output:
+        "results/measurements.parquet",
+    log:
+        "logs/collect/merge_measurements.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "diffusion-energy merge-measurements --reference {input.reference:q}"
+        " --local {input.local:q} --out {output} 2> {log}"
+
+
+rule collect:
+    input:
+        measurements="results/measurements.parquet",
+        flops="results/flops.parquet",
+    output:
+        "results/energy.parquet",
+    log:
+        "logs/collect/collect.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "diffusion-energy collect --measurements {input.measurements}"
+        " --flops {input.flops} --out {output} 2> {log}"
