@@ -53,8 +53,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_flops(args: argparse.Namespace) -> int:
     spec = zoo.load_spec(args.model)
-    frame = flops.count_model(spec, args.resolutions, args.cfgs, args.batches)
+    frame, ops = flops.count_model_ops(spec, args.resolutions, args.cfgs, args.batches)
     atomic.write_parquet(frame, args.out)
+    if args.ops_out:
+        atomic.write_parquet(ops, args.ops_out)
     log.info("wrote %d FLOP rows for %s to %s", len(frame), spec.name, args.out)
     return 0
 
@@ -62,6 +64,9 @@ def cmd_flops(args: argparse.Namespace) -> int:
 def cmd_merge_flops(args: argparse.Namespace) -> int:
     frame = pd.concat([pd.read_parquet(p) for p in args.inputs], ignore_index=True)
     atomic.write_parquet(frame, args.out)
+    if args.ops:
+        ops = pd.concat([pd.read_parquet(p) for p in args.ops], ignore_index=True)
+        atomic.write_parquet(ops, args.ops_out)
     summary = frame[frame["resolution"] == frame["resolution"].max()]
     log.info("FLOPs per call at the largest resolution:\n%s",
              summary[["model", "cfg", "stage", "component", "flops"]].to_string(index=False))
@@ -83,11 +88,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfgs", type=_bools, default=[True], help="e.g. 1 or 0,1")
     p.add_argument("--batches", type=_ints, default=[1])
     p.add_argument("--out", required=True)
+    p.add_argument("--ops-out", help="also write the per-op table (for the roofline model)")
     p.set_defaults(func=cmd_flops)
 
     p = sub.add_parser("merge-flops", help="concatenate per-model FLOP tables")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", required=True)
+    p.add_argument("--ops", nargs="*", default=[], help="per-model per-op tables to merge too")
+    p.add_argument("--ops-out", help="where the merged per-op table goes")
     p.set_defaults(func=cmd_merge_flops)
 
 

@@ -195,3 +195,103 @@ def write_merged(reference_paths: list[str], local_paths: list[str], out: str | 
     merged = merge_reference(read_measurements(reference_paths), read_measurements(local_paths))
     atomic.write_parquet(merged, out)
     return merged
+
+
+def _stage_flops(flops: pd.DataFrame) -> pd.DataFrame:
+    """Per-image FLOPs/kernels/bytes by stage, wide, keyed by (model, res, cfg, batch, steps)."""
+    keys = ["model", "resolution", "cfg", "batch"]
+    rows = flops.assign(per_image=flops["calls"].where(flops["per"] == "image", 0),
+                        per_step=flops["calls"].where(flops["per"] == "step", 0))
+    out = []
+    for stage, part in rows.groupby("stage"):
+        agg = part.assign(
+            f_img=part["flops"] * part["per_image"], f_step=part["flops"] * part["per_step"],
+            k_img=part["kernels"] * part["per_image"], k_step=part["kernels"] * part["per_step"],
+            b_img=part["bytes"] * part["per_image"], b_step=part["bytes"] * part["per_step"],
+            a_img=part["flops_analytic"] * part["per_image"],
+            a_step=part["flops_analytic"] * part["per_step"],
+            p_den=part["params"].where(part["stage"] == "denoise", 0),
+        ).groupby(keys, as_index=False)[
+            ["f_img", "f_step", "k_img", "k_step", "b_img", "b_step", "a_img", "a_step", "p_den"]
+        ].sum()
+        agg["stage"] = stage
+        out.append(agg)
+    return pd.concat(out, ignore_index=True)
+
+
+def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid point with a GPU measurement (or oom), joined with FLOPs.
+
+    Points whose energy is absent (measured on a machine without an NVIDIA
+    GPU) are left out: they hold times but no joules. Points without FLOPs in
+    ``flops`` (a model not in the current grid) are left out with a log line.
+    """
+    if measurements.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in ENERGY_COLUMNS})
+    m = measurements.copy()
+    measured = m[(m["status"] == "ok") & (m["energy_status"] == "measured")]
+    oom = m[m["status"] == "oom"].drop_duplicates(GRID_KEYS)
+    absent = m[(m["status"] == "ok") & (m["energy_status"] != "measured")]
+    if len(absent):
+        log.info("%d points without GPU energy left out",
+                 len(absent.drop_duplicates(GRID_KEYS)))
+    first = {"architecture": "first", "gpu_name": "first", "idle_power_w": "median",
+             "flag": lambda s: "; ".join(sorted({f for f in s.dropna() if f}))}
+    image = measured[measured["stage"] == "image"].groupby(GRID_KEYS, as_index=False).agg(
+        n_repeats=("repeat", "nunique"), energy_j=("energy_j", "median"),
+        energy_min_j=("energy_j", "min"), energy_max_j=("energy_j", "max"),
+        dynamic_energy_j=("dynamic_energy_j", "median"), time_s=("time_s", "median"),
+        stage_sum_error=("stage_sum_error", "median"),
+        **{k: (k, f) for k, f in first.items()},
+    )
+    image["repeat_spread"] = image["energy_max_j"] / image["energy_min_j"] - 1
+    image["status"] = "ok"
+    for stage in ("text", "denoise", "vae"):
+        part = measured[measured["stage"] == stage].groupby(GRID_KEYS, as_index=False).agg(
+            **{f"{stage}_energy_j": ("energy_j", "median"),
+               f"{stage}_dynamic_energy_j": ("dynamic_energy_j", "median"),
+               f"{stage}_time_s": ("time_s", "median")})
+        image = image.merge(part, on=GRID_KEYS, how="left")
+    if len(oom):
+        oom_rows = oom[GRID_KEYS + ["architecture", "gpu_name"]].assign(status="oom", n_repeats=0)
+        image = pd.concat([image, oom_rows], ignore_index=True)
+    image["cfg"] = image["cfg"].astype(bool)
+    for col in ("resolution", "steps", "batch"):
+        image[col] = image[col].astype(int)
+
+    stage_flops = _stage_flops(flops)
+    keys = ["model", "resolution", "cfg", "batch"]
+    joined = image.copy()
+    for stage in ("text", "denoise", "vae"):
+        part = stage_flops[stage_flops["stage"] == stage].drop(columns="stage")
+        part = part.rename(columns={c: f"{stage}__{c}" for c in part.columns if c not in keys})
+        joined = joined.merge(part, on=keys, how="left")
+    missing = joined["denoise__f_step"].isna()
+    if missing.any():
+        log.warning("%d points have no FLOPs in the FLOPs table and are left out: %s",
+                    int(missing.sum()), sorted(joined.loc[missing, "model"].unique()))
+        joined = joined[~missing].copy()
+    steps = joined["steps"]
+    # Bytes were counted with 2-byte tensors; fp32 moves twice as many.
+    byte_scale = joined["precision"].map({"fp32": 2.0}).fillna(1.0)
+    for stage in ("text", "denoise", "vae"):
+        j = joined
+        joined[f"{stage}_flops"] = j[f"{stage}__f_img"] + steps * j[f"{stage}__f_step"]
+        joined[f"{stage}_kernels"] = j[f"{stage}__k_img"] + steps * j[f"{stage}__k_step"]
+        joined[f"{stage}_bytes"] = (j[f"{stage}__b_img"] + steps * j[f"{stage}__b_step"]) * byte_scale
+    joined["denoise_flops_per_step"] = joined["denoise__f_step"]
+    joined["denoiser_params"] = joined["denoise__p_den"]
+    joined["flops_analytic"] = sum(
+        joined[f"{s}__a_img"] + steps * joined[f"{s}__a_step"] for s in ("text", "denoise", "vae")
+    )
+    for what in ("flops", "kernels", "bytes"):
+        joined[what] = sum(joined[f"{s}_{what}"] for s in ("text", "denoise", "vae"))
+    fam = flops.drop_duplicates("model").set_index("model")["family"]
+    joined["family"] = joined["model"].map(fam)
+    for col in ENERGY_COLUMNS:
+        if col not in joined:
+            joined[col] = np.nan
+    out = joined[list(ENERGY_COLUMNS)].sort_values(GRID_KEYS, ignore_index=True)
+    for col in ("flops", "kernels", "bytes", "denoiser_params"):
+        out[col] = out[col].astype("int64")
+    return out

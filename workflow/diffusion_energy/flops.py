@@ -15,6 +15,7 @@ inputs and output, as flash attention runs it.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from . import families
 from .zoo import ComponentSpec, ModelSpec, build_component, count_parameters
@@ -60,27 +61,29 @@ def _tensor_bytes(tree: Any) -> int:
 
 
 class _KernelCounter(TorchDispatchMode):
-    """Counts non-view ATen ops and the bytes of their tensor arguments and results."""
+    """Records each non-view ATen op: its name, FLOPs and the bytes it reads and writes."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.kernels = 0
-        self.bytes = 0
-        self.inside_fused = False
-
-    def add(self, nbytes: int) -> None:
-        self.kernels += 1
-        self.bytes += nbytes
+        self.ops: Counter[tuple[str, int, int]] = Counter()
+        self.fused: list[int] | None = None  # FLOPs accumulated inside a fused region
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        out = func(*args, **(kwargs or {}))
-        if not self.inside_fused and not func.is_view and str(func) not in _NO_KERNEL_OPS:
-            self.add(_tensor_bytes((args, kwargs, out)))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func.is_view or str(func) in _NO_KERNEL_OPS:
+            return out
+        formula = flop_registry.get(func._overloadpacket)
+        op_flops = int(formula(*args, **kwargs, out_val=out)) if formula else 0
+        if self.fused is not None:
+            self.fused[0] += op_flops
+        else:
+            self.ops[(str(func).removeprefix("aten."), op_flops, _tensor_bytes((args, kwargs, out)))] += 1
         return out
 
 
 class _FusedAttention(TorchFunctionMode):
-    """Counts each ``F.scaled_dot_product_attention`` as one fused kernel."""
+    """Records each ``F.scaled_dot_product_attention`` as one fused kernel, ``sdpa``."""
 
     def __init__(self, counter: _KernelCounter) -> None:
         super().__init__()
@@ -90,22 +93,41 @@ class _FusedAttention(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
-        self.counter.inside_fused = True
+        self.counter.fused = [0]
         try:
             out = func(*args, **kwargs)
+            inner_flops = self.counter.fused[0]
         finally:
-            self.counter.inside_fused = False
-        self.counter.add(_tensor_bytes((args, kwargs, out)))
+            self.counter.fused = None
+        self.counter.ops[("sdpa", inner_flops, _tensor_bytes((args, kwargs, out)))] += 1
         return out
 
 
-def count_call(fn: Callable[[], Any]) -> OpCount:
-    """FLOPs, kernels and bytes of ``fn()``; run it on meta tensors."""
+def count_ops(fn: Callable[[], Any]) -> tuple[OpCount, pd.DataFrame]:
+    """Totals and the per-op table (op, flops, bytes, count) of one call of ``fn``.
+
+    The FLOP total comes from ``FlopCounterMode`` (the reference); the per-op
+    FLOPs use the same formulas, so they sum to it.
+    """
     counter = _KernelCounter()
     with FlopCounterMode(display=False) as flop_mode, counter, _FusedAttention(counter):
         with torch.no_grad():
             fn()
-    return OpCount(flops=int(flop_mode.get_total_flops()), kernels=counter.kernels, bytes=counter.bytes)
+    ops = pd.DataFrame(
+        [(op, f, b, n) for (op, f, b), n in counter.ops.items()],
+        columns=["op", "flops", "bytes", "count"],
+    )
+    total = OpCount(
+        flops=int(flop_mode.get_total_flops()),
+        kernels=int(ops["count"].sum()),
+        bytes=int((ops["bytes"] * ops["count"]).sum()),
+    )
+    return total, ops
+
+
+def count_call(fn: Callable[[], Any]) -> OpCount:
+    """FLOPs, kernels and bytes of ``fn()``; run it on meta tensors."""
+    return count_ops(fn)[0]
 
 
 def non_embedding_parameters(module: torch.nn.Module) -> int:
@@ -153,6 +175,9 @@ FLOPS_COLUMNS = [
 ]
 
 
+OPS_COLUMNS = ["model", "resolution", "cfg", "batch", "stage", "component", "op", "flops", "bytes", "count"]
+
+
 def count_model(
     spec: ModelSpec,
     resolutions: Iterable[int],
@@ -166,10 +191,38 @@ def count_model(
     calls there are ``per`` image (text encoders, VAE) or per step (denoiser).
     Bytes depend on ``dtype`` (fp16 by default); FLOPs and kernels do not.
     """
+    return count_model_ops(spec, resolutions, cfgs, batches, dtype)[0]
+
+
+def count_model_ops(
+    spec: ModelSpec,
+    resolutions: Iterable[int],
+    cfgs: Iterable[bool],
+    batches: Iterable[int],
+    dtype: torch.dtype = torch.float16,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``count_model``'s table and the per-op table behind it (``OPS_COLUMNS``).
+
+    The per-op table has one row per distinct (op, FLOPs, bytes) of one call of
+    a component, with ``count`` its occurrences in that call: what a roofline
+    model of time sums over.
+    """
     resolutions, cfgs, batches = sorted(set(resolutions)), sorted(set(cfgs)), sorted(set(batches))
     for res in resolutions:
         spec.check_resolution(res)
     rows: list[dict[str, Any]] = []
+    op_tables: list[pd.DataFrame] = []
+
+    def count(
+        fn: Callable[[], Any], where: list[tuple[int, bool]], batch: int, comp: str, stage: str
+    ) -> OpCount:
+        """Count one call; file its ops under every (resolution, cfg) it stands for."""
+        total, ops = count_ops(fn)
+        for res, cfg in where:
+            op_tables.append(ops.assign(model=spec.name, resolution=res, cfg=cfg, batch=batch,
+                                        stage=stage, component=comp))
+        return total
+
     base = {"model": spec.name, "architecture": spec.architecture, "family": spec.family}
     for comp in spec.text_encoders:
         module = build_component(spec, comp, "meta", dtype)
@@ -178,7 +231,8 @@ def count_model(
             for batch in batches:
                 prompts = batch * (2 if cfg else 1)
                 kw = families.text_inputs(spec, comp, prompts, "meta")
-                c = count_call(lambda kw=kw: module(**kw))
+                where = [(res, cfg) for res in resolutions]
+                c = count(lambda kw=kw, m=module: m(**kw), where, batch, comp.name, "text")
                 for res in resolutions:
                     rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
                                  "stage": "text", "component": comp.name, "params": n,
@@ -196,7 +250,7 @@ def count_model(
             for batch in batches:
                 call_batch = spec.denoiser_call_batch(batch, cfg)
                 kw = families.denoiser_inputs(spec, res, call_batch, "meta", dtype)
-                c = count_call(lambda kw=kw: module(**kw))
+                c = count(lambda kw=kw, m=module: m(**kw), [(res, cfg)], batch, den.name, "denoise")
                 joint = img_tokens + (txt_tokens if spec.architecture != "unet" else 0)
                 rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
                              "stage": "denoise", "component": den.name, "params": n,
@@ -216,7 +270,8 @@ def count_model(
         side = families.latent_side(spec, res)
         for batch in batches:
             latents = families.vae_latents(spec, res, batch, "meta", dtype)
-            c = count_call(lambda z=latents: module.decode(z))
+            where = [(res, cfg) for cfg in cfgs]
+            c = count(lambda z=latents, m=module: m.decode(z), where, batch, vae_spec.name, "vae")
             for cfg in cfgs:
                 rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
                              "stage": "vae", "component": vae_spec.name, "params": n,
@@ -225,7 +280,9 @@ def count_model(
                              "flops_analytic": analytic_flops(vae_spec, decoder_n, side * side, batch),
                              **asdict(c)})
     frame = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
-    return frame.sort_values(["resolution", "cfg", "batch", "stage", "component"], ignore_index=True)
+    frame = frame.sort_values(["resolution", "cfg", "batch", "stage", "component"], ignore_index=True)
+    ops = pd.concat(op_tables, ignore_index=True)[OPS_COLUMNS]
+    return frame, ops
 
 
 def per_image_totals(flops: pd.DataFrame, steps: int) -> pd.DataFrame:

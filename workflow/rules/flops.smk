@@ -3,7 +3,8 @@
 
 rule flops_model:
     output:
-        "results/flops/{model}.parquet",
+        flops="results/flops/{model}.parquet",
+        ops="results/flops_ops/{model}.parquet",
     log:
         "logs/flops/{model}.log",
     benchmark:
@@ -19,18 +20,22 @@ rule flops_model:
         "../../envs/analysis.yaml"
     shell:
         "diffusion-energy flops --model {wildcards.model} --resolutions {params.resolutions}"
-        " --cfgs {params.cfgs} --batches {params.batches} --out {output} 2> {log}"
+        " --cfgs {params.cfgs} --batches {params.batches} --out {output.flops}"
+        " --ops-out {output.ops} 2> {log}"
 
 
 rule flops:
     input:
-        expand("results/flops/{model}.parquet", model=sorted(FLOPS_REQUESTS)),
+        flops=expand("results/flops/{model}.parquet", model=sorted(FLOPS_REQUESTS)),
+        ops=expand("results/flops_ops/{model}.parquet", model=sorted(FLOPS_REQUESTS)),
     output:
-        "results/flops.parquet",
+        flops="results/flops.parquet",
+        ops="results/flops_ops.parquet",
     log:
         "logs/flops/merge.log",
     localrule: True
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "diffusion-energy merge-flops {input} --out {output} 2> {log}"
+        "diffusion-energy merge-flops {input.flops} --out {output.flops}"
+        " --ops {input.ops} --ops-out {output.ops} 2> {log}"
