@@ -3,20 +3,114 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 
-from . import atomic, dataset
+from . import atomic, dataset, grid, zoo
+from .measure import Protocol
 
 log = logging.getLogger(__name__)
 
 
+def process_age_s() -> float:
+    """Seconds since this process started (interpreter start and imports included)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return time.time() - (boot + start)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return float("nan")
+
+
+def _journal_ok(path: Path, protocol: Protocol) -> bool:
+    """A journaled point is reused only if it was measured with the same protocol."""
+    if not path.is_file():
+        return False
+    rows = pd.read_parquet(path)
+    if rows.empty or (rows["status"] != "ok").any():
+        return False
+    image = rows[rows["stage"] == "image"]
+    return (len(image) == protocol.repeats and (rows["warmup"] == protocol.warmup).all()
+            and (rows["min_window_s"] == protocol.min_window_s).all())
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from . import energy, gpu, gpulock, measure
+
+    startup_s = process_age_s()
+    spec = zoo.load_spec(args.model)
+    precision = spec.precision(args.precision)
+    points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
+    for p in points:
+        spec.check_resolution(p.resolution)
+    protocol = measure.Protocol.from_config(json.loads(args.protocol) if args.protocol else None)
+    outdir = Path(args.outdir)
+    journal = Path(args.journal) if args.journal else outdir / ".journal"
+    todo = []
+    for p in points:
+        target = grid.measurement_path(outdir, args.gpu, p)
+        saved = grid.measurement_path(journal, args.gpu, p)
+        if not args.fresh and _journal_ok(saved, protocol):
+            log.info("%s: reusing the journaled measurement %s", p.slug, saved)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(saved, target)
+        else:
+            todo.append(p)
+
+    timings = measure.JobTimings()
+    with contextlib.ExitStack() as stack:
+        if args.device == "cpu":
+            meter: energy.Meter = energy.TimeOnlyMeter()
+            context = None
+        else:
+            kinds = json.loads(args.gpu_kinds) if args.gpu_kinds else {}
+            name = gpu.check_kind(args.gpu, kinds)
+            uuid = gpu.cuda_uuid(0)
+            stack.enter_context(gpulock.exclusive_gpu(uuid, timeout_s=args.lock_timeout))
+            busy = gpu.other_processes(uuid)
+            if busy and not args.allow_shared_gpu:
+                raise gpu.GpuError(f"GPU {name} ({uuid}) is in use by process(es) {busy}; "
+                                   "energy would include their work (or pass --allow-shared-gpu)")
+            zeus_log = outdir / args.gpu / spec.name / precision / "_zeus_windows.csv"
+            zeus_log.parent.mkdir(parents=True, exist_ok=True)
+            meter = energy.ZeusMeter(0, log_file=zeus_log, update_period_s=protocol.nvml_update_s)
+
+            def context() -> dict:
+                return {**gpu.snapshot(uuid), "gpu_index": 0}
+
+        if todo:
+            for point, rows in measure.measure_group(spec, todo, args.gpu, meter, protocol, args.device,
+                                                     context, timings):
+                frame = dataset.conform(rows)
+                dataset.check_measurements(frame, point.slug)
+                atomic.write_parquet(frame, grid.measurement_path(journal, args.gpu, point))
+                atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
+    if args.summary:
+        total = process_age_s()
+        summary = {"model": spec.name, "precision": precision, "gpu": args.gpu,
+                   "points": len(points), "measured": len(todo), "startup_s": startup_s,
+                   "total_s": total, **asdict(timings)}
+        fixed = total - timings.repeats_s
+        summary["fixed_s"] = fixed
+        summary["fixed_share"] = fixed / total if total > 0 else float("nan")
+        atomic.write_text(json.dumps(summary, indent=2) + "\n", args.summary)
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     merged = dataset.write_merged(args.reference, args.local, args.out)
-    log.info("%d rows (%d from %d shipped files, %d local files) -> %s", len(merged),
-             len(dataset.read_measurements(args.reference)), len(args.reference),
-             len(args.local), args.out)
+    log.info("%d rows (%d shipped files, %d local files) -> %s", len(merged),
+             len(args.reference), len(args.local), args.out)
     return 0
 
 
@@ -28,6 +122,24 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("measure", help="measure the grid points of one model and precision on one GPU")
+    p.add_argument("--gpu", required=True, help="GPU kind this job measures, e.g. h100")
+    p.add_argument("--model", required=True)
+    p.add_argument("--precision", required=True)
+    p.add_argument("--points", required=True, help="comma-separated point names, e.g. 512px_50steps_cfg1_b1")
+    p.add_argument("--outdir", default="results/measurements")
+    p.add_argument("--protocol", help="JSON of the config's protocol block")
+    p.add_argument("--gpu-kinds", help="JSON of the config's gpu_kinds block")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="cpu runs the whole path without energy (tests)")
+    p.add_argument("--journal", help="folder of already measured points (default OUTDIR/.journal)")
+    p.add_argument("--fresh", action="store_true", help="measure again even if journaled")
+    p.add_argument("--summary", help="write the job's timings (fixed cost) as JSON here")
+    p.add_argument("--lock-timeout", type=float, default=0.0, help="seconds to wait for the GPU lock")
+    p.add_argument("--allow-shared-gpu", action="store_true",
+                   help="measure even if other processes use the GPU (not recommended)")
+    p.set_defaults(func=cmd_measure)
+
     p = sub.add_parser("merge-measurements",
                        help="merge the shipped reference dataset with local measurements")
     p.add_argument("--reference", nargs="*", default=[], help="shipped parquet files")

@@ -229,14 +229,16 @@ def count_model_ops(
         n, n_ne = count_parameters(module), non_embedding_parameters(module)
         for cfg in cfgs:
             for batch in batches:
-                prompts = batch * (2 if cfg else 1)
+                # Pipelines encode the prompt and, with CFG, the negative prompt in
+                # separate calls of ``batch`` prompts each.
+                prompts, calls = batch, (2 if cfg else 1)
                 kw = families.text_inputs(spec, comp, prompts, "meta")
                 where = [(res, cfg) for res in resolutions]
                 c = count(lambda kw=kw, m=module: m(**kw), where, batch, comp.name, "text")
                 for res in resolutions:
                     rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
                                  "stage": "text", "component": comp.name, "params": n,
-                                 "params_nonembedding": n_ne, "call_batch": prompts, "calls": 1,
+                                 "params_nonembedding": n_ne, "call_batch": prompts, "calls": calls,
                                  "per": "image", "tokens": comp.seq_len,
                                  "flops_analytic": analytic_flops(comp, n_ne, comp.seq_len, prompts),
                                  **asdict(c)})

@@ -52,3 +52,117 @@ def local_kinds(gpu_kinds: Mapping[str, Mapping[str, Any]]) -> list[str]:
         log.warning("GPU(s) %s match no configured gpu_kinds; add a name_pattern to measure them",
                     unknown)
     return sorted(k for k in kinds if k)
+
+
+class GpuError(RuntimeError):
+    """The job cannot measure on this GPU (absent, wrong kind, busy, locked)."""
+
+
+def _nvml() -> Any:
+    import pynvml
+
+    pynvml.nvmlInit()
+    return pynvml
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def handle_by_uuid(nvml: Any, uuid: str) -> Any:
+    """The NVML handle of the GPU with this UUID ("GPU-..." as NVML prints it)."""
+    for i in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(i)
+        if _text(nvml.nvmlDeviceGetUUID(handle)) == uuid:
+            return handle
+    raise GpuError(f"NVML knows no GPU with UUID {uuid}")
+
+
+def cuda_uuid(index: int = 0) -> str:
+    """The NVML-style UUID of CUDA device ``index`` (respects CUDA_VISIBLE_DEVICES)."""
+    import torch
+
+    return f"GPU-{torch.cuda.get_device_properties(index).uuid}"
+
+
+def check_kind(expected: str, gpu_kinds: Mapping[str, Mapping[str, Any]], index: int = 0) -> str:
+    """Refuse to measure a GPU kind other than the one this job is for; return the name."""
+    import torch
+
+    if expected not in gpu_kinds:
+        raise GpuError(f"unknown GPU kind {expected!r}; configured kinds: {sorted(gpu_kinds)}")
+    if not torch.cuda.is_available():
+        names = device_names()
+        raise GpuError(
+            f"GPU not present: this job measures a {expected} GPU but CUDA sees none"
+            + (f" (NVML lists {names})" if names else " and NVML cannot start")
+        )
+    name = torch.cuda.get_device_name(index)
+    kind = kind_of(name, gpu_kinds)
+    if kind != expected:
+        raise GpuError(
+            f"wrong GPU for this job: it measures kind {expected!r} but CUDA device {index} is "
+            f"{name!r} (kind {kind or 'unknown'}); run it where a {expected} GPU is, or ask for "
+            f"gpu={kind} in the target path"
+        )
+    return name
+
+
+def other_processes(uuid: str) -> list[int]:
+    """PIDs of compute processes on the GPU other than this one."""
+    import os
+
+    nvml = _nvml()
+    try:
+        handle = handle_by_uuid(nvml, uuid)
+        procs = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        return sorted(p.pid for p in procs if p.pid != os.getpid())
+    finally:
+        nvml.nvmlShutdown()
+
+
+_THROTTLE_NAMES = {
+    "GpuIdle": "idle",
+    "ApplicationsClocksSetting": "app_clocks",
+    "SwPowerCap": "sw_power_cap",
+    "HwSlowdown": "hw_slowdown",
+    "SyncBoost": "sync_boost",
+    "SwThermalSlowdown": "sw_thermal",
+    "HwThermalSlowdown": "hw_thermal",
+    "HwPowerBrakeSlowdown": "hw_power_brake",
+    "DisplayClockSetting": "display_clocks",
+}
+
+
+def decode_throttle(mask: int, nvml: Any) -> list[str]:
+    """NVML clock-event bitmask -> short names (empty when nothing limits clocks)."""
+    names = []
+    for suffix, short in _THROTTLE_NAMES.items():
+        bit = getattr(nvml, f"nvmlClocksEventReason{suffix}", None)
+        if bit is None:
+            bit = getattr(nvml, f"nvmlClocksThrottleReason{suffix}", 0)
+        if bit and mask & bit:
+            names.append(short)
+    return names
+
+
+def snapshot(uuid: str) -> dict[str, Any]:
+    """Provenance of the GPU now: name, driver, power limit, clocks, temperature, throttling."""
+    nvml = _nvml()
+    try:
+        h = handle_by_uuid(nvml, uuid)
+        try:
+            mask = nvml.nvmlDeviceGetCurrentClocksEventReasons(h)
+        except AttributeError:
+            mask = nvml.nvmlDeviceGetCurrentClocksThrottleReasons(h)
+        return {
+            "gpu_name": _text(nvml.nvmlDeviceGetName(h)),
+            "gpu_uuid": uuid,
+            "driver_version": _text(nvml.nvmlSystemGetDriverVersion()),
+            "power_limit_w": nvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0,
+            "sm_clock_mhz": float(nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM)),
+            "temperature_c": float(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)),
+            "throttle": decode_throttle(int(mask), nvml),
+        }
+    finally:
+        nvml.nvmlShutdown()

@@ -1,0 +1,52 @@
+# GPU energy of each grid point. One job per (model, precision) measures all of
+# that group's points (see README, "Job granularity"): building the pipeline,
+# the idle baseline and the text/VAE windows are shared by the group, so the
+# fixed cost per job stays a small share of GPU time. Every point is still its
+# own output file, addressable as a target.
+import json
+
+from diffusion_energy import jobsize, zoo
+
+PROTOCOL_JSON = json.dumps(config.get("protocol", {}), sort_keys=True)
+GPU_KINDS_JSON = json.dumps(GPU_KINDS, sort_keys=True)
+
+for (_model, _precision), _points in GROUPS.items():
+    _size = jobsize.job_size(
+        zoo.load_spec(_model),
+        _points,
+        config["protocol"].get("repeats", 3),
+        config["protocol"].get("warmup", 1),
+    )
+
+    rule:
+        name:
+            grid.rule_name(_model, _precision)
+        output:
+            [
+                f"results/measurements/{{gpu}}/{_model}/{_precision}/{p.slug}.parquet"
+                for p in _points
+            ],
+        log:
+            f"logs/measure/{{gpu}}/{_model}/{_precision}.log",
+        benchmark:
+            f"benchmarks/measure/{{gpu}}/{_model}/{_precision}.tsv"
+        params:
+            model=_model,
+            precision=_precision,
+            points=",".join(p.slug for p in _points),
+            summary=f"logs/measure/{{gpu}}/{_model}/{_precision}.job.json",
+            protocol=PROTOCOL_JSON,
+            gpu_kinds=GPU_KINDS_JSON,
+        resources:
+            gpu=1,
+            gpu_model=lambda wc: GPU_KINDS[wc.gpu].get("slurm_gpu_model", wc.gpu),
+            cpus_per_gpu=_size.cpus_per_gpu,
+            mem_mb=_size.mem_mb,
+            runtime=_size.runtime_min,
+        conda:
+            "../../envs/gpu.yaml"
+        shell:
+            "diffusion-energy measure --gpu {wildcards.gpu} --model {params.model}"
+            " --precision {params.precision} --points {params.points}"
+            " --outdir results/measurements --summary {params.summary}"
+            " --protocol {params.protocol:q} --gpu-kinds {params.gpu_kinds:q} 2> {log}"

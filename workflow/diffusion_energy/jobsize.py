@@ -1,0 +1,52 @@
+"""What a measurement job asks a scheduler for: memory, run time, CPUs.
+
+Why estimate: on SLURM a job that asks too little is killed, one that asks far
+too much waits in the queue. Run time scales with denoiser size x steps x
+pixels; the constant comes from a reference point (FLUX.1-dev, 12B, 1024 px,
+28 steps: about 5 s per image on an H200 in bf16), with a safety factor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .grid import GridPoint
+from .zoo import PRECISIONS, ModelSpec, build_component, count_parameters
+
+#: Seconds per (step x billion denoiser parameters) for a 1024 px image (H200, 16-bit).
+SECONDS_PER_STEP_BPARAM_1024 = 5.1 / (28 * 11.9)
+SAFETY = 3.0
+
+
+@dataclass(frozen=True)
+class JobSize:
+    mem_mb: int
+    runtime_min: int
+    cpus_per_gpu: int
+
+
+def _params_b(spec: ModelSpec, stage: str) -> float:
+    """Billions of parameters of a stage's components, from the architecture file."""
+    # Built on the meta device: no memory, a fraction of a second.
+    modules = [build_component(spec, c, "meta") for c in spec.stage_components(stage)]
+    return sum(count_parameters(m) for m in modules) / 1e9
+
+
+def job_size(spec: ModelSpec, points: list[GridPoint], repeats: int, warmup: int) -> JobSize:
+    """Resources of the job that measures ``points`` (one model, one precision)."""
+    denoiser_b = _params_b(spec, "denoise")
+    total_b = denoiser_b + _params_b(spec, "text") + _params_b(spec, "vae")
+    bytes_per_param = PRECISIONS[points[0].precision].itemsize
+    seconds = 0.0
+    for p in points:
+        cfg_factor = 2 if p.cfg else 1
+        image_s = (SECONDS_PER_STEP_BPARAM_1024 * p.steps * max(denoiser_b, 0.5) * cfg_factor
+                   * p.batch * (p.resolution / 1024) ** 2)
+        # warm-up + repeats, each window at least ~1 s, plus text/VAE windows
+        seconds += (warmup + repeats) * max(image_s, 1.0) + 2 * repeats
+    fp32_penalty = 4 if points[0].precision == "fp32" else 1
+    runtime = 10 + math.ceil(SAFETY * fp32_penalty * seconds / 60)
+    # Host memory: CUDA context and libraries, plus room to load local weights.
+    mem_mb = int(16_000 + 1.2 * total_b * 1e9 * bytes_per_param / 1e6)
+    return JobSize(mem_mb=mem_mb, runtime_min=runtime, cpus_per_gpu=8)
