@@ -107,6 +107,58 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25steps_cfg1_b1"
+
+
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    """Measure a few small points end to end and print what a setup check needs."""
+    import yaml
+
+    from . import energy, gpu, gpulock, measure
+
+    startup_s = process_age_s()
+    config = yaml.safe_load(Path(args.config).read_text())
+    kinds = config.get("gpu_kinds", {})
+    local = gpu.local_kinds(kinds)
+    if not local:
+        raise gpu.GpuError(f"GPU not present: no configured GPU kind found (NVML names: "
+                           f"{gpu.device_names() or 'none'})")
+    kind = local[0]
+    name = gpu.check_kind(kind, kinds)
+    uuid = gpu.cuda_uuid(0)
+    spec = zoo.load_spec(args.model)
+    precision = spec.precision(args.precision)
+    points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
+    protocol = measure.Protocol.from_config(config.get("protocol"))
+    timings = measure.JobTimings()
+    frames = []
+    with gpulock.exclusive_gpu(uuid):
+        meter = energy.ZeusMeter(0, update_period_s=protocol.nvml_update_s)
+        for _, rows in measure.measure_group(spec, points, kind, meter, protocol, "cuda",
+                                             lambda: {**gpu.snapshot(uuid), "gpu_index": 0}, timings):
+            frames.append(dataset.conform(rows))
+    table = pd.concat(frames, ignore_index=True)
+    if args.out:
+        atomic.write_parquet(table, args.out)
+    snap = gpu.snapshot(uuid)
+    print(f"GPU: {name} ({uuid}), driver {snap['driver_version']}, power limit "
+          f"{snap['power_limit_w']:.0f} W, kind {kind}")
+    print(f"idle power: {table['idle_power_w'].dropna().median():.1f} W")
+    image = table[table["stage"] == "image"]
+    summary = image.groupby(["resolution", "steps", "cfg"]).agg(
+        j_per_image=("energy_j", "median"), s_per_image=("time_s", "median"),
+        repeat_spread=("repeat_spread", "first"), stage_sum_error=("stage_sum_error", "median"),
+        flag=("flag", "first")).reset_index()
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    total = process_age_s()
+    fixed = total - timings.repeats_s
+    print(f"job wall time {total:.1f} s: start-up and imports {startup_s:.1f} s, "
+          f"build {timings.build_s:.1f} s, idle {timings.idle_s:.1f} s, "
+          f"text/VAE windows {timings.shared_stages_s:.1f} s, "
+          f"image repeats {timings.repeats_s:.1f} s; fixed cost {fixed:.1f} s ({fixed / total:.0%})")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     merged = dataset.write_merged(args.reference, args.local, args.out)
     log.info("%d rows (%d shipped files, %d local files) -> %s", len(merged),
@@ -139,6 +191,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-shared-gpu", action="store_true",
                    help="measure even if other processes use the GPU (not recommended)")
     p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("gpu-check", help="check this machine's GPU setup in about a minute")
+    p.add_argument("--config", default="config/config.yaml", help="for gpu_kinds and the protocol")
+    p.add_argument("--model", default="sd15")
+    p.add_argument("--precision", default="default")
+    p.add_argument("--points", default=DEFAULT_CHECK_POINTS)
+    p.add_argument("--out", help="also write the rows here (parquet)")
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("merge-measurements",
                        help="merge the shipped reference dataset with local measurements")

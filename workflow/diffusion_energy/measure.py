@@ -190,18 +190,27 @@ class Workload:
 class Runner:
     """Runs stage callables in windows of the meter, per the protocol."""
 
-    def __init__(self, meter: Meter, protocol: Protocol, device: torch.device) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        protocol: Protocol,
+        device: torch.device,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.meter = meter
         self.protocol = protocol
         self.device = device
+        self.clock = clock  # injectable, so window sizing is tested deterministically
+        self.sleep = sleep
 
     def timed(self, fn: Callable[[], Any]) -> float:
         """Synchronised wall time of one call (used for warm-up and window sizing)."""
         sync(self.device)
-        start = time.perf_counter()
+        start = self.clock()
         fn()
         sync(self.device)
-        return time.perf_counter() - start
+        return self.clock() - start
 
     def window(self, name: str, fn: Callable[[], Any], calls: int) -> Window:
         self.meter.begin(name)
@@ -215,7 +224,7 @@ class Runner:
             return math.nan
         sync(self.device)
         self.meter.begin("idle")
-        time.sleep(self.protocol.idle_s)
+        self.sleep(self.protocol.idle_s)
         window = self.meter.end("idle")
         return window.power_w
 

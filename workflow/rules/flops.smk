@@ -8,7 +8,7 @@ rule flops_model:
     log:
         "logs/flops/{model}.log",
     benchmark:
-        "benchmarks/flops/{model}.tsv"
+        "results/benchmarks/flops/{model}.tsv"
     params:
         resolutions=lambda wc: ",".join(map(str, FLOPS_REQUESTS[wc.model]["resolutions"])),
         cfgs=lambda wc: ",".join(str(int(c)) for c in FLOPS_REQUESTS[wc.model]["cfgs"]),

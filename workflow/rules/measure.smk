@@ -29,7 +29,7 @@ for (_model, _precision), _points in GROUPS.items():
         log:
             f"logs/measure/{{gpu}}/{_model}/{_precision}.log",
         benchmark:
-            f"benchmarks/measure/{{gpu}}/{_model}/{_precision}.tsv"
+            f"results/benchmarks/measure/{{gpu}}/{_model}/{_precision}.tsv"
         params:
             model=_model,
             precision=_precision,

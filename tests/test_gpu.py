@@ -1,0 +1,76 @@
+"""GPU identity and the exclusive per-GPU lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffusion_energy import gpu, gpulock
+
+KINDS = {"h100": {"name_pattern": "H100"}, "h200": {"name_pattern": "H200"},
+         "a6000": {"name_pattern": "RTX A6000"}}
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"), ("NVIDIA RTX A6000", "a6000"),
+    ("NVIDIA GeForce RTX 4090", None),
+])
+def test_kind_of_nvml_names(name: str, kind: str | None) -> None:
+    assert gpu.kind_of(name, KINDS) == kind
+
+
+def test_no_gpu_means_no_local_kinds() -> None:
+    if gpu.device_names():
+        pytest.skip("this machine has an NVIDIA GPU")
+    assert gpu.local_kinds(KINDS) == []
+
+
+def test_check_kind_names_the_problem() -> None:
+    with pytest.raises(gpu.GpuError, match="unknown GPU kind 'b200'"):
+        gpu.check_kind("b200", KINDS)
+    if gpu.device_names():
+        pytest.skip("this machine has an NVIDIA GPU")
+    with pytest.raises(gpu.GpuError, match="GPU not present"):
+        gpu.check_kind("h100", KINDS)
+
+
+def test_decode_throttle_reasons() -> None:
+    import pynvml
+
+    mask = pynvml.nvmlClocksEventReasonSwPowerCap | pynvml.nvmlClocksEventReasonHwThermalSlowdown
+    assert gpu.decode_throttle(mask, pynvml) == ["sw_power_cap", "hw_thermal"]
+    assert gpu.decode_throttle(0, pynvml) == []
+
+
+HOLD = """
+import sys, time
+from diffusion_energy import gpulock
+with gpulock.exclusive_gpu("GPU-test", lock_dir=sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_second_job_on_a_locked_gpu_is_refused_and_lock_is_freed_on_exit(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(gpulock.GpuLockedError, match=rf"locked by pid {holder.pid}"):
+            with gpulock.exclusive_gpu("GPU-test", lock_dir=tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel released the flock when the holder died: no stale lock.
+    with gpulock.exclusive_gpu("GPU-test", lock_dir=tmp_path, timeout_s=5):
+        pass
+
+
+def test_lock_waits_up_to_its_timeout(tmp_path: Path) -> None:
+    with gpulock.exclusive_gpu("GPU-a", lock_dir=tmp_path) as path:
+        assert path.name == "diffusion-energy-GPU-a.lock"
+        with gpulock.exclusive_gpu("GPU-b", lock_dir=tmp_path):
+            pass  # another GPU is not blocked

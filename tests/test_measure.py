@@ -1,0 +1,282 @@
+"""The measurement protocol: windows, repetition, idle, stage sums, OOM, CPU path."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from diffusion_energy import dataset, grid, measure, zoo
+from diffusion_energy.energy import Window
+
+
+class FakeGpu:
+    """A clock and an energy counter that the fake stages advance deterministically."""
+
+    def __init__(self, idle_w: float = 100.0) -> None:
+        self.t = 0.0
+        self.e = 0.0
+        self.idle_w = idle_w
+
+    def run(self, seconds: float, watts: float) -> None:
+        self.t += seconds
+        self.e += seconds * watts
+
+    def sleep(self, seconds: float) -> None:
+        self.run(seconds, self.idle_w)
+
+
+class FakeMeter:
+    measures_energy = True
+    absent_reason = ""
+
+    def __init__(self, gpu: FakeGpu) -> None:
+        self.gpu = gpu
+        self.open: dict[str, tuple[float, float]] = {}
+        self.closed: list[Window] = []
+
+    def begin(self, name: str) -> None:
+        assert name not in self.open
+        self.open[name] = (self.gpu.t, self.gpu.e)
+
+    def end(self, name: str) -> Window:
+        t0, e0 = self.open.pop(name)
+        w = Window(name, self.gpu.t - t0, self.gpu.e - e0)
+        self.closed.append(w)
+        return w
+
+
+class FakeWorkload:
+    """Stages with fixed durations and powers; the image is text + denoise + vae."""
+
+    def __init__(self, gpu: FakeGpu, text=(0.02, 200.0), denoise=(1.5, 600.0), vae=(0.1, 400.0)):
+        self.gpu, self.text, self.den, self.vae = gpu, text, denoise, vae
+        self.denoiser_calls = 0
+
+    def image_fn(self, point: Any, inner=None):
+        def run() -> None:
+            self.gpu.run(*self.text)
+            if inner:
+                inner("begin")
+            self.gpu.run(*self.den)
+            self.denoiser_calls += point.steps
+            if inner:
+                inner("end")
+            self.gpu.run(*self.vae)
+
+        return run
+
+    def denoise_fn(self, point: Any):
+        def run() -> None:
+            self.gpu.run(*self.den)
+            self.denoiser_calls += point.steps
+
+        return run
+
+
+POINT = grid.GridPoint("tiny-sd", "fp32", 32, 4, True, 1)
+SPEC = zoo.load_spec("tiny-sd")
+
+
+def runner(gpu: FakeGpu, **protocol: Any) -> measure.Runner:
+    proto = measure.Protocol(**{"idle_s": 2.0, "min_window_s": 1.0, "repeats": 3, **protocol})
+    return measure.Runner(FakeMeter(gpu), proto, torch.device("cpu"), clock=lambda: gpu.t, sleep=gpu.sleep)
+
+
+def test_idle_power_is_energy_over_time_of_the_idle_window() -> None:
+    gpu = FakeGpu(idle_w=123.0)
+    assert runner(gpu).idle_power_w() == pytest.approx(123.0)
+
+
+def test_short_stage_is_repeated_to_fill_the_window_and_divided() -> None:
+    gpu = FakeGpu()
+    results = runner(gpu).stage("text", lambda: gpu.run(0.02, 200.0))
+    assert [r.window_calls for r in results] == [50, 50, 50]
+    assert all(r.window_s >= 1.0 for r in results)
+    assert all(r.energy_j == pytest.approx(0.02 * 200.0) for r in results)
+    assert all(r.time_s == pytest.approx(0.02) for r in results)
+
+
+def test_long_image_nests_the_denoise_window_and_stages_add_up() -> None:
+    gpu = FakeGpu()
+    work = FakeWorkload(gpu)
+    run = runner(gpu)
+    images, denoise, calls = run.image(work, POINT, warmup=1)
+    assert calls == POINT.steps
+    assert [r.window_calls for r in images] == [1, 1, 1]
+    assert [r.window_calls for r in denoise] == [1, 1, 1]
+    assert denoise[0].energy_j == pytest.approx(1.5 * 600.0)
+    image_j = 0.02 * 200 + 1.5 * 600 + 0.1 * 400
+    assert images[0].energy_j == pytest.approx(image_j)
+    # nested: every denoise window closed inside its image window
+    names = [w.name for w in run.meter.closed]
+    assert names == ["denoise-0", "image-0", "denoise-1", "image-1", "denoise-2", "image-2"]
+
+
+def test_short_image_gets_its_own_denoise_window() -> None:
+    gpu = FakeGpu()
+    work = FakeWorkload(gpu, denoise=(0.2, 500.0))
+    images, denoise, _ = runner(gpu).image(work, POINT, warmup=1)
+    image_s = 0.02 + 0.2 + 0.1
+    assert images[0].window_calls == math.ceil(1.0 / image_s) == denoise[0].window_calls
+    assert images[0].energy_j == pytest.approx(0.02 * 200 + 0.2 * 500 + 0.1 * 400)
+    assert denoise[0].energy_j == pytest.approx(0.2 * 500)
+
+
+def _stages(image_j: list[float], parts: tuple[float, float, float]) -> dict:
+    def results(stage: str, values: list[float]) -> list[measure.StageResult]:
+        return [measure.StageResult(stage, r, v, 1.0, 1.0, 1) for r, v in enumerate(values)]
+
+    text, den, vae = parts
+    return {"text": results("text", [text] * 3), "denoise": results("denoise", [den] * 3),
+            "vae": results("vae", [vae] * 3), "image": results("image", image_j)}
+
+
+def test_point_rows_record_stage_sum_spread_dynamic_energy_and_flags() -> None:
+    protocol = measure.Protocol()
+    stages = _stages([100.0, 104.0, 120.0], (10.0, 80.0, 10.0))
+    rows = measure.point_rows(POINT, "h100", SPEC, stages, 50.0, protocol, {}, "measured")
+    image = rows[rows["stage"] == "image"].sort_values("repeat")
+    assert image["stage_sum_error"].tolist() == pytest.approx([0.0, 100 / 104 - 1, 100 / 120 - 1])
+    assert rows["repeat_spread"].iloc[0] == pytest.approx(0.2)
+    assert "repeat spread 20.0% > 10%" in rows["flag"].iloc[0]
+    assert image["dynamic_energy_j"].tolist() == pytest.approx([50.0, 54.0, 70.0])
+    frame = dataset.conform(rows)
+    dataset.check_measurements(frame)
+    assert list(frame.columns) == list(dataset.MEASUREMENT_COLUMNS)
+
+
+def test_consistent_point_has_no_flag() -> None:
+    stages = _stages([100.0, 101.0, 100.5], (10.0, 80.0, 10.0))
+    rows = measure.point_rows(POINT, "h100", SPEC, stages, 50.0, measure.Protocol(), {}, "measured")
+    assert (rows["flag"] == "").all()
+
+
+def test_stage_sum_mismatch_is_flagged() -> None:
+    stages = _stages([100.0, 100.0, 100.0], (10.0, 60.0, 10.0))
+    rows = measure.point_rows(POINT, "h100", SPEC, stages, 50.0, measure.Protocol(), {}, "measured")
+    assert "stage sum off by 20.0%" in rows["flag"].iloc[0]
+
+
+def _cpu_points(*slugs: str) -> list[grid.GridPoint]:
+    return [grid.GridPoint.from_slug("tiny-sd", "fp32", s) for s in slugs]
+
+
+FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1)
+
+
+@pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-qwen"])
+def test_full_path_runs_on_cpu_with_energy_absent(model: str) -> None:
+    spec = zoo.load_spec(model)
+    points = [grid.GridPoint(model, "fp32", 32, 2, cfg, 1) for cfg in (False, True)]
+    from diffusion_energy.energy import TimeOnlyMeter
+
+    out = dict(measure.measure_group(spec, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
+    for point, rows in out.items():
+        assert set(rows["stage"]) == {"text", "denoise", "vae", "image"}
+        assert (rows["status"] == "ok").all()
+        assert rows["energy_status"].str.startswith("absent: no NVIDIA GPU").all()
+        assert rows["energy_j"].isna().all() and (rows["time_s"] > 0).all()
+        calls = spec.denoiser_calls_per_step(point.cfg) * point.steps
+        assert rows["denoiser_calls"].iloc[0] == calls
+
+
+def test_oom_at_build_is_recorded_for_every_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(*_: Any, **__: Any) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(measure, "Workload", no_memory)
+    from diffusion_energy.energy import TimeOnlyMeter
+
+    points = _cpu_points("32px_2steps_cfg1_b1", "64px_2steps_cfg1_b1")
+    out = list(measure.measure_group(SPEC, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
+    assert [p for p, _ in out] == points
+    for _, rows in out:
+        assert rows["status"].tolist() == ["oom"] and "out of memory" in rows["error"].iloc[0]
+        dataset.check_measurements(dataset.conform(rows))
+
+
+def test_oom_of_one_point_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_image = measure.Runner.image
+
+    def image(self, workload, point, warmup):  # noqa: ANN001
+        if point.resolution == 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+        return real_image(self, workload, point, warmup)
+
+    monkeypatch.setattr(measure.Runner, "image", image)
+    from diffusion_energy.energy import TimeOnlyMeter
+
+    points = _cpu_points("32px_2steps_cfg1_b1", "64px_2steps_cfg1_b1", "32px_3steps_cfg1_b1")
+    status = {p.slug: rows["status"].iloc[0] for p, rows in
+              measure.measure_group(SPEC, points, "cpu", TimeOnlyMeter(), FAST, "cpu")}
+    assert status == {"32px_2steps_cfg1_b1": "ok", "64px_2steps_cfg1_b1": "oom",
+                      "32px_3steps_cfg1_b1": "ok"}
+
+
+def test_other_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(measure, "Workload", broken)
+    from diffusion_energy.energy import TimeOnlyMeter
+
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        list(measure.measure_group(SPEC, _cpu_points("32px_2steps_cfg1_b1"), "cpu",
+                                   TimeOnlyMeter(), FAST, "cpu"))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "diffusion_energy.cli", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+PROTOCOL = '{"idle_s": 0, "min_window_s": 0, "repeats": 2, "warmup": 1}'
+
+
+def test_cli_measures_on_cpu_writes_each_point_and_resumes_from_the_journal(tmp_path: Path) -> None:
+    args = ["measure", "--gpu", "cpu", "--model", "tiny-sd", "--precision", "fp32",
+            "--points", "32px_2steps_cfg1_b1,32px_3steps_cfg0_b1", "--outdir", str(tmp_path / "m"),
+            "--device", "cpu", "--protocol", PROTOCOL, "--summary", str(tmp_path / "job.json")]
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / "m" / "cpu" / "tiny-sd" / "fp32" / "32px_2steps_cfg1_b1.parquet"
+    rows = pd.read_parquet(path)
+    assert len(rows) == 4 * 2 and rows["torch_version"].iloc[0] == torch.__version__
+    assert rows["weights_source"].iloc[0] == "random-init"
+    # Snakemake deletes a job's outputs before rerunning it; the journal keeps them.
+    path.unlink()
+    second = cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert "reusing the journaled measurement" in second.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(path), rows)
+    fresh = cli(*args, "--fresh")
+    assert "reusing" not in fresh.stderr
+
+
+def test_cli_refuses_to_measure_without_a_gpu(tmp_path: Path) -> None:
+    from diffusion_energy import gpu
+
+    if gpu.device_names():
+        pytest.skip("this machine has an NVIDIA GPU")
+    result = cli("measure", "--gpu", "h100", "--model", "tiny-sd", "--precision", "fp32",
+                 "--points", "32px_2steps_cfg1_b1", "--outdir", str(tmp_path),
+                 "--gpu-kinds", '{"h100": {"name_pattern": "H100"}}')
+    assert result.returncode == 2
+    assert "GPU not present" in result.stderr and "h100" in result.stderr
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_cli_rejects_bad_points_and_unknown_models(tmp_path: Path) -> None:
+    bad = cli("measure", "--gpu", "cpu", "--model", "tiny-sd", "--precision", "fp32",
+              "--points", "33px_2steps_cfg1_b1", "--outdir", str(tmp_path), "--device", "cpu")
+    assert bad.returncode == 2 and "not a positive multiple of 2" in bad.stderr
+    unknown = cli("measure", "--gpu", "cpu", "--model", "sd5", "--precision", "fp16",
+                  "--points", "512px_2steps_cfg1_b1", "--outdir", str(tmp_path), "--device", "cpu")
+    assert unknown.returncode == 2 and "unknown model 'sd5'" in unknown.stderr
