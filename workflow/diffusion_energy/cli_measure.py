@@ -159,6 +159,23 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    """Check a GPU run's points and write the shipped dataset and its datasheet."""
+    import yaml
+
+    from . import reference
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    files = sorted((Path(args.measurements) / args.gpu).rglob("*.parquet"))
+    summary = reference.package(files, args.gpu, config.get("gpu_kinds", {}),
+                                config.get("protocol", {}), Path(args.out))
+    print(json.dumps(asdict(summary), indent=2))
+    frame = pd.read_parquet(Path(args.out) / f"{args.gpu}.parquet")
+    ratios = reference.anchor_ratios(reference.point_energies(frame), pd.read_csv(args.anchors))
+    print(ratios.to_string(index=False) if len(ratios) else "no published anchor matches these settings")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     merged = dataset.write_merged(args.reference, args.local, args.out)
     log.info("%d rows (%d shipped files, %d local files) -> %s", len(merged),
@@ -199,6 +216,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", default=DEFAULT_CHECK_POINTS)
     p.add_argument("--out", help="also write the rows here (parquet)")
     p.set_defaults(func=cmd_gpu_check)
+
+    p = sub.add_parser("package-reference",
+                       help="check a GPU run and write resources/measurements/{gpu}.parquet + datasheet")
+    p.add_argument("--gpu", required=True)
+    p.add_argument("--measurements", default="results/measurements")
+    p.add_argument("--out", default="resources/measurements")
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--anchors", default="resources/anchors/published.csv")
+    p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("merge-measurements",
                        help="merge the shipped reference dataset with local measurements")
