@@ -23,3 +23,9 @@ rule all:
         "results/flops.parquet",
         "results/energy.parquet",
         ANALYSIS_TARGETS,
+
+
+rule measurements:
+    """Only the GPU measurements of the grid (on the GPU kinds in measure_gpus)."""
+    input:
+        measured_files(),

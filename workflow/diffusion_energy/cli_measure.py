@@ -166,7 +166,8 @@ def cmd_package(args: argparse.Namespace) -> int:
     from . import reference
 
     config = yaml.safe_load(Path(args.config).read_text())
-    files = sorted((Path(args.measurements) / args.gpu).rglob("*.parquet"))
+    # {measurements}/{gpu}/{model}/{precision}/{point}.parquet (the journal is a separate folder)
+    files = sorted((Path(args.measurements) / args.gpu).glob("*/*/*.parquet"))
     summary = reference.package(files, args.gpu, config.get("gpu_kinds", {}),
                                 config.get("protocol", {}), Path(args.out))
     print(json.dumps(asdict(summary), indent=2))

@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,20 @@ import yaml
 
 log = logging.getLogger(__name__)
 
+def _models_dir() -> Path:
+    """The zoo folder: $DIFFUSION_ENERGY_MODELS, else the checkout's config/models.
+
+    The package is used from its checkout (``pip install -e .``); a copy installed
+    elsewhere finds the zoo through the variable or the working directory.
+    """
+    if os.environ.get("DIFFUSION_ENERGY_MODELS"):
+        return Path(os.environ["DIFFUSION_ENERGY_MODELS"])
+    beside = Path(__file__).resolve().parents[2] / "config" / "models"
+    return beside if beside.is_dir() else Path.cwd() / "config" / "models"
+
+
 #: Repository folder holding one YAML file per architecture.
-MODELS_DIR = Path(__file__).resolve().parents[2] / "config" / "models"
+MODELS_DIR = _models_dir()
 
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,
