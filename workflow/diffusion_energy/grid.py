@@ -56,6 +56,23 @@ def _schema() -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
+_TYPE_WORDS = {"boolean": "true or false", "integer": "an integer", "number": "a number",
+               "string": "a string", "array": "a list", "object": "a mapping"}
+
+
+def _alternatives(subschemas: list[dict[str, Any]]) -> str:
+    """``[{type: boolean}, {enum: [default]}]`` -> ``"true or false, or 'default'"``."""
+    words = []
+    for sub in subschemas:
+        if "enum" in sub:
+            words.extend(repr(v) for v in sub["enum"])
+        elif sub.get("type") == "array" and "type" in sub.get("items", {}):
+            words.append(f"a list of {sub['items']['type']}s")
+        elif "type" in sub:
+            words.append(_TYPE_WORDS.get(sub["type"], sub["type"]))
+    return ", or ".join(words)
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -65,6 +82,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"unknown key(s) {extra} in {where}; allowed keys: {allowed}"
     if error.validator == "enum":
         return f"{where}: {error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    if error.validator in ("oneOf", "anyOf"):
+        allowed = _alternatives(error.validator_value)
+        return f"{where}: {error.instance!r} is not allowed; allowed values: {allowed}"
     return f"{where}: {error.message}"
 
 
