@@ -16,10 +16,9 @@ mkdir -p "$out"
 started=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
-# The project itself runs from the checkout (workflow/ on the path), its CLI via a shim.
+# The project itself runs from the checkout (workflow/ on the path), as the rules do.
 export PYTHONPATH=$PWD/workflow:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
-printf '#!/bin/sh\nexec python3 -m diffusion_energy.cli "$@"\n' > /tmp/site/bin/diffusion-energy
-chmod +x /tmp/site/bin/diffusion-energy
+de() { python3 -m diffusion_energy.cli "$@"; }
 nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv | tee "$out/gpu.csv"
 kind=$(python3 -c "
 import yaml; from diffusion_energy import gpu
@@ -30,7 +29,7 @@ pack() {  # atomic copies into $OUT: what is there is always complete
   tar czf "$out/.m.tgz" results/measurements logs 2>/dev/null && mv "$out/.m.tgz" "$out/measurements.tgz"
 }
 
-timeout -s INT 120 diffusion-energy gpu-check --out results/gpu_check.parquet 2>&1 | tee "$out/gpu_check.txt"
+timeout -s INT 120 python3 -m diffusion_energy.cli gpu-check --out results/gpu_check.parquet 2>&1 | tee "$out/gpu_check.txt"
 
 ( while sleep 30; do pack; done ) &
 packer=$!
@@ -38,7 +37,7 @@ left=$(( budget - ($(date +%s) - started) ))
 timeout -s INT "$left" snakemake measurements --workflow-profile profiles/local --cores 16 \
   --config "measure_gpus=[$kind]" --keep-incomplete 2>&1 | tail -n 200 > "$out/snakemake.txt"
 kill "$packer" 2>/dev/null
-diffusion-energy package-reference --gpu "$kind" --measurements results/measurements/.journal \
+de package-reference --gpu "$kind" --measurements results/measurements/.journal \
   --out "$out/reference" 2>&1 | tee "$out/package.txt"
 pack
 cat logs/measure/"$kind"/*/*.job.json > "$out/jobs.json" 2>/dev/null

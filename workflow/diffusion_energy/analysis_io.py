@@ -22,6 +22,12 @@ from . import atomic, dataset
 
 log = logging.getLogger(__name__)
 
+#: Every figure of the workflow, ``results/figures/{name}.pdf|png`` (one function each in ``figures``).
+FIGURE_NAMES = (
+    "energy_vs_flops", "stage_shares", "lomo_predicted_vs_measured", "energy_vs_resolution",
+    "energy_vs_steps", "gpu_comparison", "precision_ratio", "published_anchors",
+)
+
 #: Version of the laws JSON layout; ``predict`` refuses other versions.
 LAWS_SCHEMA_VERSION = 1
 

@@ -1,9 +1,204 @@
-"""Analysis subcommands (filled in by the analysis work)."""
+"""Analysis subcommands: crossval, fit, anchors, figure, predict.
+
+Each reads files and writes files (atomically); the logic lives in
+``analysis``, ``crossval``, ``laws``, ``roofline``, ``anchors``, ``figures``
+and ``predict``. With no measurements yet every command still writes valid,
+empty outputs (tables with their header, a laws JSON saying "no data", figures
+saying "no measurements yet").
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from . import analysis_io
+from .analysis_io import FIGURE_NAMES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LAWS = "results/laws/laws.json"
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202 - analysis imported lazily
+    from .analysis import Settings
+
+    return Settings(bootstrap=getattr(args, "bootstrap", 0), seed=getattr(args, "seed", 0),
+                    min_points=args.min_points, prediction_level=args.level)
+
+
+def _optional_parquet(path: str | None) -> pd.DataFrame | None:
+    if not path:
+        return None
+    if not Path(path).is_file():
+        log.warning("%s not found: the roofline model uses stage-level counts", path)
+        return None
+    return pd.read_parquet(path)
+
+
+def _prepare(args: argparse.Namespace):  # noqa: ANN202
+    from .analysis import prepare
+
+    energy = analysis_io.read_energy(args.energy)
+    log.info("%d usable points from %s", len(energy), args.energy)
+    return prepare(energy, _optional_parquet(args.flops), _optional_parquet(args.ops))
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    from . import crossval
+    from .analysis import run_crossval
+
+    points, inputs = _prepare(args)
+    tables = run_crossval(points, inputs, _settings(args))
+    for name, columns in (("lomo_predictions", crossval.PREDICTION_COLUMNS),
+                          ("lomo_metrics", crossval.METRIC_COLUMNS),
+                          ("logo_predictions", crossval.PREDICTION_COLUMNS),
+                          ("logo_metrics", crossval.METRIC_COLUMNS)):
+        analysis_io.write_table(tables[name], getattr(args, name), columns)
+    m = tables["lomo_metrics"]
+    overall = m[m["held_out"] == crossval.ALL]
+    if len(overall):
+        log.info("leave-one-model-out, all points:\n%s", overall.to_string(index=False))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .analysis import LAW_COLUMNS, ROOFLINE_COLUMNS, TERM_COLUMNS, run_fit
+
+    points, inputs = _prepare(args)
+    predictions = analysis_io.read_table(args.lomo_predictions)
+    metrics = analysis_io.read_table(args.lomo_metrics)
+    payload, tables = run_fit(points, inputs, predictions, metrics, _settings(args))
+    analysis_io.write_json(payload, args.laws)
+    analysis_io.write_table(tables["laws"], args.laws_table, LAW_COLUMNS)
+    analysis_io.write_table(tables["law_terms"], args.terms_table, TERM_COLUMNS)
+    analysis_io.write_table(tables["roofline"], args.roofline_table, ROOFLINE_COLUMNS)
+    if payload["status"] != "ok":
+        log.info("no law fitted: %s", payload.get("reason"))
+    else:
+        for target, entry in payload["pooled"].items():
+            log.info("%s: pooled model chosen: %s (%s)", target, entry["selected"], entry["selection"])
+    return 0
+
+
+def cmd_anchors(args: argparse.Namespace) -> int:
+    from . import anchors
+
+    published = anchors.read_published(args.published)
+    energy = analysis_io.read_energy(args.energy)
+    payload = analysis_io.read_laws(args.laws)
+    analysis_io.write_table(anchors.compare_energy(published, energy), args.energy_out,
+                            anchors.ENERGY_COLUMNS)
+    analysis_io.write_table(anchors.compare_laws(published, payload), args.laws_out, anchors.LAW_COLUMNS)
+    return 0
+
+
+def _need(args: argparse.Namespace, *names: str) -> None:
+    missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n)]
+    if missing:
+        raise ValueError(f"figure {args.name} needs {' '.join(missing)}")
+
+
+def cmd_figure(args: argparse.Namespace) -> int:
+    from . import figures
+
+    name, out = args.name, args.out
+    if name in ("stage_shares", "energy_vs_resolution", "energy_vs_steps", "gpu_comparison",
+                "precision_ratio"):
+        _need(args, "energy")
+        getattr(figures, name)(analysis_io.read_energy(args.energy), out)
+    elif name == "energy_vs_flops":
+        _need(args, "energy", "laws")
+        figures.energy_vs_flops(analysis_io.read_energy(args.energy), analysis_io.read_laws(args.laws), out)
+    elif name == "lomo_predicted_vs_measured":
+        _need(args, "predictions", "metrics")
+        figures.lomo_predicted_vs_measured(analysis_io.read_table(args.predictions),
+                                           analysis_io.read_table(args.metrics), out)
+    elif name == "published_anchors":
+        _need(args, "anchor_energy", "anchor_laws")
+        figures.published_anchors(analysis_io.read_table(args.anchor_energy),
+                                  analysis_io.read_table(args.anchor_laws), out)
+    else:  # pragma: no cover - argparse restricts the choices
+        raise ValueError(f"unknown figure {name!r}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import predict
+
+    payload = analysis_io.read_laws(args.laws)
+    spec, from_path = predict.resolve_model(args.model)
+    result = predict.predict_energy(
+        payload, spec, resolution=args.resolution, steps=args.steps, precision=args.precision, gpu=args.gpu,
+        cfg=args.cfg, energy=args.energy, law=args.law, from_path=from_path,
+    )
+    print(json.dumps(analysis_io._clean(result.to_dict()), indent=1) if args.json else result.describe())
+    return 0
+
+
+def _analysis_options(p: argparse.ArgumentParser, bootstrap: bool) -> None:
+    p.add_argument("--energy", required=True, help="results/energy.parquet")
+    p.add_argument("--flops", help="results/flops.parquet (calls per image of each component)")
+    p.add_argument("--ops", help="results/flops_ops.parquet (per-op counts for the roofline model)")
+    p.add_argument("--min-points", type=int, default=4, help="fewest points a law is fitted on")
+    p.add_argument("--level", type=float, default=0.90, help="prediction interval coverage")
+    if bootstrap:
+        p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+        p.add_argument("--seed", type=int, default=20261126, help="seed of the bootstrap")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """No analysis subcommands yet."""
+    p = sub.add_parser("crossval", help="leave-one-model-out / leave-one-GPU-out of the pooled models")
+    _analysis_options(p, bootstrap=False)
+    for name in ("lomo_predictions", "lomo_metrics", "logo_predictions", "logo_metrics"):
+        p.add_argument(f"--{name.replace('_', '-')}", required=True, help="CSV to write")
+    p.set_defaults(func=cmd_crossval)
+
+    p = sub.add_parser("fit", help="fit every law (per architecture, per stage, pooled, roofline)")
+    _analysis_options(p, bootstrap=True)
+    p.add_argument("--lomo-predictions", required=True, help="from `crossval` (empirical intervals)")
+    p.add_argument("--lomo-metrics", required=True, help="from `crossval` (chooses the pooled model)")
+    p.add_argument("--laws", required=True, help="laws JSON to write (what `predict` reads)")
+    p.add_argument("--laws-table", required=True, help="CSV: one row per law")
+    p.add_argument("--terms-table", required=True, help="CSV: one row per law term")
+    p.add_argument("--roofline-table", required=True, help="CSV: roofline constants per GPU kind")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("anchors", help="compare with published energies and exponents")
+    p.add_argument("--published", required=True, help="resources/anchors/published.csv")
+    p.add_argument("--energy", required=True)
+    p.add_argument("--laws", required=True)
+    p.add_argument("--energy-out", required=True)
+    p.add_argument("--laws-out", required=True)
+    p.set_defaults(func=cmd_anchors)
+
+    p = sub.add_parser("figure", help="draw one figure (PDF and/or PNG)")
+    p.add_argument("name", choices=FIGURE_NAMES)
+    p.add_argument("--energy")
+    p.add_argument("--laws")
+    p.add_argument("--predictions", help="leave-one-model-out predictions CSV")
+    p.add_argument("--metrics", help="leave-one-model-out metrics CSV")
+    p.add_argument("--anchor-energy", help="from `anchors`")
+    p.add_argument("--anchor-laws", help="from `anchors`")
+    p.add_argument("--out", nargs="+", required=True, help="output files; the format follows the suffix")
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("predict", help="energy of one image (J and Wh) with a prediction interval")
+    p.add_argument("--model", required=True, help="zoo name (e.g. flux-dev) or path to an architecture file")
+    p.add_argument("--resolution", type=int, required=True, help="square image side, px")
+    p.add_argument("--steps", type=int, required=True, help="denoising steps")
+    p.add_argument("--precision", default="default", help="fp16, bf16, fp32 or default (the model's)")
+    p.add_argument("--gpu", help="GPU kind (needed when the law covers several)")
+    p.add_argument("--cfg", action=argparse.BooleanOptionalAction, default=None,
+                   help="classifier-free guidance (default: the model's usual setting)")
+    p.add_argument("--energy", choices=("raw", "dynamic"), default="raw",
+                   help="raw GPU energy, or dynamic (idle power x time subtracted)")
+    p.add_argument("--law", choices=("auto", "architecture", "pooled"), default="auto",
+                   help="auto: the model's own law if it was measured, else the pooled model")
+    p.add_argument("--laws", default=DEFAULT_LAWS, help="laws JSON written by `fit`")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_predict)

@@ -189,7 +189,8 @@ def count_model(
 
     ``flops``, ``kernels`` and ``bytes`` are per call; ``calls`` says how many
     calls there are ``per`` image (text encoders, VAE) or per step (denoiser).
-    Bytes depend on ``dtype`` (fp16 by default); FLOPs and kernels do not.
+    Bytes depend on ``dtype`` (fp16 by default); FLOPs do not, kernels only by a
+    few casts.
     """
     return count_model_ops(spec, resolutions, cfgs, batches, dtype)[0]
 
@@ -248,11 +249,19 @@ def count_model_ops(
     n, n_ne = count_parameters(module), non_embedding_parameters(module)
     for res in resolutions:
         img_tokens, txt_tokens = families.denoiser_tokens(spec, res)
-        for cfg in cfgs:
-            for batch in batches:
+        # One count per distinct call shape: CFG settings that give the same call batch
+        # share it (a model may cache per-shape state, e.g. Qwen-Image's RoPE table,
+        # so counting the same call twice could differ by a few kernels).
+        for batch in batches:
+            counted: dict[int, OpCount] = {}
+            for cfg in cfgs:
                 call_batch = spec.denoiser_call_batch(batch, cfg)
-                kw = families.denoiser_inputs(spec, res, call_batch, "meta", dtype)
-                c = count(lambda kw=kw, m=module: m(**kw), [(res, cfg)], batch, den.name, "denoise")
+                if call_batch not in counted:
+                    same = [c for c in cfgs if spec.denoiser_call_batch(batch, c) == call_batch]
+                    kw = families.denoiser_inputs(spec, res, call_batch, "meta", dtype)
+                    counted[call_batch] = count(lambda kw=kw, m=module: m(**kw), [(res, c) for c in same],
+                                                batch, den.name, "denoise")
+                c = counted[call_batch]
                 joint = img_tokens + (txt_tokens if spec.architecture != "unet" else 0)
                 rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
                              "stage": "denoise", "component": den.name, "params": n,

@@ -301,6 +301,26 @@ def _check_config_keys(cls: Any, comp: ComponentSpec, model: str) -> None:
         )
 
 
+def _check_config_class_keys(config_cls: Any, comp: ComponentSpec, model: str) -> None:
+    """Refuse keys a transformers config does not know (nested sub-configs too).
+
+    Transformers configs accept any keyword and keep an unknown one as a plain
+    attribute, so a typo (``num_hiden_layers``) would silently build the default
+    architecture. A key is unknown when it is kept verbatim but absent from the
+    default config; legacy keys the config converts (``rope_scaling``) pass.
+    """
+    built, default = config_cls(**comp.config).to_dict(), config_cls().to_dict()
+    unknown = [k for k in comp.config if k in built and k not in default]
+    for sub, values in comp.config.items():
+        if isinstance(values, Mapping) and isinstance(default.get(sub), Mapping):
+            unknown += [f"{sub}.{k}" for k in values if k in built[sub] and k not in default[sub]]
+    if unknown:
+        raise ZooError(
+            f"model {model!r}, component {comp.name!r}: {comp.config_class} has no "
+            f"config key(s) {sorted(unknown)}"
+        )
+
+
 def build_component(
     spec: ModelSpec,
     comp: ComponentSpec,
@@ -310,13 +330,14 @@ def build_component(
     """Build one component with random weights (or local weights) on ``device``."""
     cls = import_object(comp.class_path)
     if spec.weights is not None:
-        module = cls.from_pretrained(
-            spec.weights, subfolder=comp.name, torch_dtype=dtype, local_files_only=True
-        )
-        return module.to(device).eval()
+        # diffusers takes torch_dtype=, transformers 5 dtype=
+        dtype_kw = {"dtype": dtype} if comp.config_class else {"torch_dtype": dtype}
+        module = cls.from_pretrained(spec.weights, subfolder=comp.name, local_files_only=True, **dtype_kw)
+        return module.to(device).eval().requires_grad_(False)
     with torch.device(device), default_dtype(dtype):
         if comp.config_class:
             config_cls = import_object(comp.config_class)
+            _check_config_class_keys(config_cls, comp, spec.name)
             config = config_cls(**comp.config)
             module = cls(config)
         else:

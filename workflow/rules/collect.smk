@@ -13,7 +13,7 @@ rule merge_measurements:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "diffusion-energy merge-measurements --reference {input.reference:q}"
+        "python3 -m diffusion_energy.cli merge-measurements --reference {input.reference:q}"
         " --local {input.local:q} --out {output} 2> {log}"
 
 
@@ -29,5 +29,5 @@ rule collect:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "diffusion-energy collect --measurements {input.measurements}"
+        "python3 -m diffusion_energy.cli collect --measurements {input.measurements}"
         " --flops {input.flops} --out {output} 2> {log}"

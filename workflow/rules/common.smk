@@ -2,7 +2,12 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+PACKAGE_DIR = Path(workflow.basedir) / "workflow"
+sys.path.insert(0, str(PACKAGE_DIR))
+# Every rule runs the package from this checkout (`python -m diffusion_energy.cli`),
+# so a conda env, a SLURM node or a lent GPU machine needs only its dependencies.
+# (shell.prefix formats its argument: braces for bash are doubled twice.)
+shell.prefix(f'set -euo pipefail; export PYTHONPATH="{PACKAGE_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from diffusion_energy import grid, gpu  # noqa: E402
 

@@ -19,7 +19,7 @@ rule flops_model:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "diffusion-energy flops --model {wildcards.model} --resolutions {params.resolutions}"
+        "python3 -m diffusion_energy.cli flops --model {wildcards.model} --resolutions {params.resolutions}"
         " --cfgs {params.cfgs} --batches {params.batches} --out {output.flops}"
         " --ops-out {output.ops} 2> {log}"
 
@@ -37,5 +37,5 @@ rule flops:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "diffusion-energy merge-flops {input.flops} --out {output.flops}"
+        "python3 -m diffusion_energy.cli merge-flops {input.flops} --out {output.flops}"
         " --ops {input.ops} --ops-out {output.ops} 2> {log}"

@@ -1,0 +1,210 @@
+"""Per-stage FLOPs, kernels and bytes counted on the meta device."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from diffusion_energy import flops, zoo
+
+#: What each model is counted at here (one count per model, shared by the tests).
+COUNTED: dict[str, tuple[tuple[int, ...], tuple[bool, ...]]] = {
+    "sd15": ((256, 512, 1024), (False, True)),
+    "sdxl": ((1024,), (False,)),
+    "flux-dev": ((1024,), (False, True)),
+    "sd35-large": ((1024,), (False, True)),
+    "qwen-image": ((1024,), (False, True)),
+}
+
+
+@functools.cache
+def counted(model: str) -> pd.DataFrame:
+    resolutions, cfgs = COUNTED[model]
+    return flops.count_model(zoo.load_spec(model), resolutions, cfgs, [1])
+
+
+def row(model: str, component: str, resolution: int, cfg: bool = False) -> pd.Series:
+    frame = counted(model)
+    hit = frame[(frame["component"] == component) & (frame["resolution"] == resolution)
+                & (frame["cfg"] == cfg) & (frame["batch"] == 1)]
+    assert len(hit) == 1, f"{model}/{component}/{resolution}/{cfg}: {len(hit)} rows"
+    return hit.iloc[0]
+
+
+# Sanity values of DESIGN.md: FLOPs of one batch-1 call (FLOPs with attention, meta device).
+SANITY = [
+    ("sd15", "unet", 512, 0.803e12),
+    ("sd15", "unet", 1024, 4.674e12),
+    ("sdxl", "unet", 1024, 6.761e12),
+    ("flux-dev", "transformer", 1024, 74.4e12),  # with 512 text tokens
+    ("sd35-large", "transformer", 1024, 31.1e12),  # with 77 + 256 text tokens
+    ("qwen-image", "transformer", 1024, 68.7e12),  # with 32 text tokens
+    ("sd15", "vae", 512, 2.51e12),  # decoder
+    ("sd15", "vae", 1024, 10.47e12),
+    ("sd15", "text_encoder", 512, 13.3e9),  # CLIP ViT-L text, per prompt
+    ("flux-dev", "text_encoder_2", 1024, 4.84e12),  # T5-XXL encoder at 512 tokens
+]
+
+
+@pytest.mark.parametrize(("model", "component", "resolution", "expected"), SANITY,
+                         ids=[f"{m}-{c}-{r}" for m, c, r, _ in SANITY])
+def test_sanity_values(model: str, component: str, resolution: int, expected: float) -> None:
+    r = row(model, component, resolution)
+    assert r["call_batch"] == 1 and r["calls"] == 1
+    assert r["flops"] == pytest.approx(expected, rel=0.01)
+
+
+def test_sd15_unet_with_cfg_matches_the_h200_count_exactly() -> None:
+    r = row("sd15", "unet", 512, cfg=True)
+    assert r["call_batch"] == 2
+    assert r["flops"] == 1_606_546_882_560
+
+
+def test_rows_carry_parameter_counts_and_tokens() -> None:
+    unet = row("sd15", "unet", 512)
+    assert unet["params"] == 859_520_964 and unet["per"] == "step" and unet["tokens"] == 64 * 64
+    flux = row("flux-dev", "transformer", 1024)
+    assert flux["params"] == pytest.approx(11.90e9, rel=1e-3)
+    assert flux["tokens"] == 64 * 64 + 512  # joint sequence: image tokens + text tokens
+    assert row("qwen-image", "transformer", 1024)["params"] == pytest.approx(20.43e9, rel=1e-3)
+    assert row("sd35-large", "transformer", 1024)["params"] == pytest.approx(8.057e9, rel=1e-3)
+    assert row("qwen-image", "vae", 1024)["params"] == pytest.approx(0.127e9, rel=5e-3)
+    assert row("qwen-image", "text_encoder", 1024)["params"] == pytest.approx(8.29e9, rel=1e-3)
+    assert set(counted("sd15").columns) == set(flops.FLOPS_COLUMNS)
+    assert (counted("sd15")["flops_analytic"] > 0).all()
+
+
+# --- CFG -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "component"), [("sd15", "unet"), ("sd35-large", "transformer")])
+def test_batch_cfg_doubles_the_denoiser_call_batch(model: str, component: str) -> None:
+    res = COUNTED[model][0][-1]
+    off, on = row(model, component, res, False), row(model, component, res, True)
+    assert (off["call_batch"], off["calls"]) == (1, 1)
+    assert (on["call_batch"], on["calls"]) == (2, 1)
+    assert on["flops"] == 2 * off["flops"]
+    assert on["kernels"] == pytest.approx(off["kernels"], rel=0.05)  # a batch is one launch per op
+
+
+def test_sequential_cfg_makes_two_calls_per_step() -> None:
+    off, on = row("qwen-image", "transformer", 1024, False), row("qwen-image", "transformer", 1024, True)
+    assert (off["call_batch"], off["calls"]) == (1, 1)
+    assert (on["call_batch"], on["calls"]) == (1, 2)
+    assert on["flops"] == off["flops"]
+
+
+def test_flux_is_run_without_cfg_by_default_and_true_cfg_is_sequential() -> None:
+    spec = zoo.load_spec("flux-dev")
+    assert spec.cfg is False and spec.cfg_mode == "sequential"
+    on = row("flux-dev", "transformer", 1024, True)
+    assert (on["call_batch"], on["calls"]) == (1, 2)
+
+
+@pytest.mark.parametrize("model", ["sd15", "qwen-image"])
+def test_cfg_encodes_the_negative_prompt_too(model: str) -> None:
+    frame = counted(model)
+    text = frame[frame["stage"] == "text"]
+    per_image = (text["flops"] * text["calls"]).groupby([text["cfg"], text["resolution"]]).sum()
+    res = COUNTED[model][0][-1]
+    assert per_image[(True, res)] == 2 * per_image[(False, res)]
+
+
+# --- per-image totals ----------------------------------------------------------------------------
+
+
+def test_per_image_totals_add_up_stages_and_steps() -> None:
+    totals = flops.per_image_totals(counted("sd15"), steps=50).set_index(["resolution", "cfg"])
+    unet = 1_606_546_882_560
+    vae = row("sd15", "vae", 512)["flops"]
+    text = row("sd15", "text_encoder", 512)["flops"]
+    assert totals.loc[(512, True), "flops"] == 50 * unet + vae + 2 * text
+    assert totals.loc[(512, False), "flops"] == 50 * unet // 2 + vae + text
+    assert set(totals.columns) >= {"model", "batch", "flops", "kernels", "bytes"}
+
+
+def test_per_image_totals_scale_denoising_with_steps_and_calls() -> None:
+    frame = counted("qwen-image")
+    one, ten = flops.per_image_totals(frame, 1), flops.per_image_totals(frame, 10)
+    step = row("qwen-image", "transformer", 1024, True)
+    on = (one["cfg"] == True) & (one["resolution"] == 1024)  # noqa: E712 - pandas mask
+    for column in ("flops", "kernels", "bytes"):
+        grown = ten.loc[on, column].iloc[0] - one.loc[on, column].iloc[0]
+        assert grown == 9 * 2 * step[column]  # 9 more steps, two transformer calls each
+
+
+# --- kernels and bytes -----------------------------------------------------------------------------
+
+
+def test_kernel_count_is_stable_across_resolutions() -> None:
+    frame = counted("sd15")
+    for component in ("unet", "vae", "text_encoder"):
+        kernels = set(frame.loc[frame["component"] == component, "kernels"])
+        assert len(kernels) == 1, f"{component}: {kernels}"
+    unet = row("sd15", "unet", 512)["kernels"]
+    # ~1,150 non-view ATen ops with unfused attention; SDPA fused and views excluded: ~760.
+    assert 600 <= unet <= 1000
+
+
+def test_fused_attention_keeps_bytes_small() -> None:
+    """Unfused attention at 1024 px would write score matrices of ~4 GB each (hundreds of GB)."""
+    unet = row("sd15", "unet", 1024)
+    assert 1e9 < unet["bytes"] < 30e9
+    small = row("sd15", "unet", 256)
+    assert unet["bytes"] < 20 * small["bytes"]  # activations grow 16x; weights don't
+
+
+def test_attention_is_one_kernel_per_call() -> None:
+    spec = zoo.load_spec("sd15")
+    frame, ops = flops.count_model_ops(spec, [512], [False], [1])
+    unet_ops = ops[ops["component"] == "unet"]
+    counts = unet_ops.groupby("op")["count"].sum()
+    assert counts["sdpa"] == 32  # 16 transformer blocks x (self + cross attention)
+    assert "bmm.default" not in counts and "_softmax.default" not in counts
+    unet = frame[frame["component"] == "unet"].iloc[0]
+    assert int(counts.sum()) == unet["kernels"]
+    assert int((unet_ops["flops"] * unet_ops["count"]).sum()) == unet["flops"]
+    assert int((unet_ops["bytes"] * unet_ops["count"]).sum()) == unet["bytes"]
+
+
+def test_bytes_depend_on_dtype_flops_do_not() -> None:
+    spec = zoo.load_spec("tiny-sd")
+    half = flops.count_model(spec, [32], [True], [1])
+    full = flops.count_model(spec, [32], [True], [1], dtype=zoo.PRECISIONS["fp32"])
+    assert full["flops"].tolist() == half["flops"].tolist()
+    assert (full["bytes"] > half["bytes"]).all()
+    # Kernels: the same ops, but for a few casts (the U-Net's fp32 time embedding -> fp16).
+    extra = (half["kernels"] - full["kernels"]).tolist()
+    assert all(0 <= k <= 4 for k in extra), extra
+
+
+def test_bad_resolution_is_refused_before_counting() -> None:
+    with pytest.raises(zoo.ZooError, match="multiple of 16"):
+        flops.count_model(zoo.load_spec("flux-dev"), [1000], [False], [1])
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+_PEAK_SCRIPT = """
+import json, resource, torch
+from diffusion_energy import families, flops, zoo
+spec = zoo.load_spec("flux-dev")  # a 12B transformer: 24 GB in bf16 if it were real
+module = zoo.build_component(spec, spec.denoiser, "meta", torch.bfloat16)
+kwargs = families.denoiser_inputs(spec, 1024, 1, "meta", torch.bfloat16)
+count = flops.count_call(lambda: module(**kwargs))
+print(json.dumps({"flops": count.flops,
+                  "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+"""
+
+
+@pytest.mark.slow
+def test_counting_on_meta_allocates_no_real_memory() -> None:
+    proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["flops"] > 70e12
+    assert result["peak_gib"] < 2.0, f"peak RSS {result['peak_gib']:.2f} GiB"

@@ -1,0 +1,160 @@
+"""The workflow through the Snakemake Python API, always in a temporary working copy.
+
+The API does not read profiles (NOTES.md), so every setting a test needs is given here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.api import SnakemakeApi
+from snakemake.settings.enums import Quietness
+from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+from diffusion_energy import flops, grid, zoo
+
+TINY_CONFIG = Path("tests/configs/tiny.yaml")
+
+
+def run_workflow(
+    workdir: Path,
+    targets: Iterable[str] = (),
+    executor: str = "dryrun",
+    config: Mapping[str, Any] | None = None,
+    configfile: Path | None = None,
+    cores: int = 2,
+) -> list[str]:
+    """Run Snakemake in ``workdir``; return the outputs of the jobs it planned (dry run) or ran.
+
+    A ``configfile`` replaces config/config.yaml instead of being merged into it, as
+    ``--configfile F --replace-workflow-config`` does.
+    """
+    outputs: list[str] = []
+    config_settings = ConfigSettings(
+        config=dict(config or {}),
+        configfiles=[workdir / configfile] if configfile else [],
+        replace_workflow_config=configfile is not None,
+    )
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(cores=cores),
+            config_settings=config_settings,
+            snakefile=workdir / "Snakefile",
+            workdir=workdir,
+        )
+        dag_api = workflow_api.dag(DAGSettings(targets=frozenset(targets)))
+        dag_api.execute_workflow(executor=executor, updated_files=outputs)
+    return outputs
+
+
+def default_config(repo_root: Path) -> dict[str, Any]:
+    return yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_dry_run_of_default_grid_lists_every_measurement(workflow_copy: Path, repo_root: Path) -> None:
+    planned = set(run_workflow(workflow_copy, config={"measure_gpus": ["h100"]}))
+    points = grid.grid_points(default_config(repo_root))
+    expected = {str(grid.measurement_path("results/measurements", "h100", p)) for p in points}
+    assert len(expected) == len(points) == 84
+    assert not expected - planned, f"{len(expected - planned)} grid points have no job"
+    assert "results/measurements/h100/sd15/fp16/512px_50steps_cfg1_b1.parquet" in planned
+    assert "results/measurements/h100/flux-dev/bf16/1024px_25steps_cfg0_b1.parquet" in planned
+    assert {f"results/flops/{m}.parquet" for m in grid.flops_requests(points)} <= planned
+    assert {"results/flops.parquet", "results/energy.parquet"} <= planned
+
+
+@pytest.mark.slow
+def test_one_measurement_rule_per_model_and_precision(workflow_copy: Path, repo_root: Path) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--list-rules", "--config", "measure_gpus=[h100]"],
+        cwd=workflow_copy, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    groups = grid.measurement_groups(grid.grid_points(default_config(repo_root)))
+    wanted = {grid.rule_name(model, precision) for model, precision in groups}
+    assert "measure_sd15_fp16" in wanted
+    assert wanted <= set(listed)
+
+
+def test_dry_run_without_gpus_measures_nothing(workflow_copy: Path) -> None:
+    planned = run_workflow(workflow_copy, configfile=TINY_CONFIG)
+    assert not [f for f in planned if f.startswith("results/measurements/")]
+    assert {"results/flops/tiny-flux.parquet", "results/flops/tiny-sd.parquet"} <= set(planned)
+
+
+@pytest.mark.slow
+def test_flops_rule_runs_on_tiny_config(workflow_copy: Path, repo_root: Path) -> None:
+    start = time.time()
+    ran = run_workflow(workflow_copy, ["results/flops.parquet"], executor="local", configfile=TINY_CONFIG)
+    wanted = {"results/flops/tiny-flux.parquet", "results/flops/tiny-sd.parquet", "results/flops.parquet"}
+    assert wanted <= set(ran)
+    assert all(f.startswith("results/flops") for f in ran), "the FLOPs target runs only FLOP rules"
+    frame = pd.read_parquet(workflow_copy / "results" / "flops.parquet")
+    assert list(frame.columns) == flops.FLOPS_COLUMNS
+    assert set(frame["model"]) == {"tiny-sd", "tiny-flux"}
+    assert set(frame["resolution"]) == {32, 64}
+    assert set(frame["batch"]) == {1}
+    # Each model is counted with its default CFG only: on for tiny-sd, off for (distilled) tiny-flux.
+    assert frame.groupby("model")["cfg"].unique().map(list).to_dict() == {
+        "tiny-flux": [False], "tiny-sd": [True]
+    }
+    stages = frame.groupby(["model", "resolution"])["stage"].apply(set)
+    assert all(s == {"text", "denoise", "vae"} for s in stages)
+    assert (frame["flops"] > 0).all() and (frame["kernels"] > 0).all() and (frame["bytes"] > 0).all()
+    # The rule's numbers are the library's numbers.
+    spec = zoo.load_spec("tiny-sd")
+    direct = flops.count_model(spec, [32, 64], [True], [1])
+    mine = frame[frame["model"] == "tiny-sd"].sort_values(["resolution", "stage", "component"])
+    direct = direct.sort_values(["resolution", "stage", "component"])
+    assert mine["flops"].tolist() == direct["flops"].tolist()
+    # Logs land in the working copy; nothing is written into the repository's results/.
+    assert (workflow_copy / "logs" / "flops" / "tiny-sd.log").exists()
+    in_repo = repo_root / "results" / "flops" / "tiny-sd.parquet"
+    assert not in_repo.exists() or in_repo.stat().st_mtime < start
+    # Nothing is out of date afterwards: params and outputs are stable.
+    assert run_workflow(workflow_copy, ["results/flops.parquet"], configfile=TINY_CONFIG) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "needles"),
+    [
+        ({"grids": {"main": {"models": ["sd16"]}}}, ["grids.main.models", "'sd16'", "sd15"]),
+        ({"protocol": {"repeat": 3}}, ["protocol", "'repeat'", "repeats"]),
+        ({"measure_gpus": ["h1000"]}, ["measure_gpus", "'h1000'", "h100"]),
+    ],
+    ids=["unknown-model", "protocol-typo", "unknown-gpu"],
+)
+def test_bad_config_stops_the_workflow_with_a_clear_error(
+    workflow_copy: Path, config: dict[str, Any], needles: list[str]
+) -> None:
+    with pytest.raises(Exception) as info:  # noqa: B017 - the class comes from the workflow's import
+        run_workflow(workflow_copy, config=config)
+    assert type(info.value).__name__ == "ConfigError"
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_bad_config_on_the_command_line(workflow_copy: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--config", "cfg=sometimes"],
+        cwd=workflow_copy, capture_output=True, text=True,
+    )
+    output = proc.stdout + proc.stderr  # Snakemake prints the error to stdout
+    assert proc.returncode != 0
+    assert "ConfigError" in output
+    assert "cfg" in output and "sometimes" in output
+
+
+def test_lint_is_clean(workflow_copy: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=workflow_copy, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"snakemake --lint found problems:\n{proc.stdout}\n{proc.stderr}"

@@ -1,0 +1,153 @@
+"""Cross-validation across architectures (leave-one-model-out) and GPU kinds (leave-one-GPU-out).
+
+A candidate is a named way to fit a pooled model on some points; fold by fold,
+each is fitted without the held-out group and predicts every point of it.
+Metrics, per held-out group and over all points: Spearman and Kendall rank
+correlations, R^2 on logs, median, 90th-percentile and largest absolute
+percentage error, and the share of measured energies inside the prediction
+interval (coverage).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .laws import NotIdentifiable
+from .targets import Prediction, Target
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = [
+    "target", "candidate", "held_out", "point_id", "gpu", "model", "architecture", "precision", "resolution",
+    "steps", "cfg", "batch", "measured_j", "predicted_j", "low_j", "high_j", "ape", "log_ratio",
+]
+METRIC_COLUMNS = [
+    "target", "candidate", "held_out", "n_points", "spearman", "kendall", "r2_log", "median_ape",
+    "p90_ape", "max_ape", "coverage",
+]
+#: The held_out value of the metrics over all folds' points together.
+ALL = "all"
+
+
+class Fitted(Protocol):
+    def predict(self, frame: pd.DataFrame, level: float) -> Prediction: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A named model family: ``fit(points) -> Fitted``; may raise ``NotIdentifiable``."""
+
+    name: str
+    description: str
+    fit: Callable[[pd.DataFrame], Fitted]
+
+
+def leave_one_out(
+    frame: pd.DataFrame,
+    by: str,
+    candidates: Sequence[Candidate],
+    target: Target,
+    level: float,
+) -> pd.DataFrame:
+    """Predictions of every candidate for every point, each fitted without the point's ``by`` group.
+
+    Needs at least two groups; returns ``PREDICTION_COLUMNS`` (zero rows otherwise).
+    """
+    rows = frame[target.valid(frame)]
+    groups = sorted(set(rows[by].astype(str)))
+    if len(groups) < 2:
+        log.info("leave-one-%s-out of %s: %d group(s), nothing to hold out", by, target.name, len(groups))
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    out = []
+    for group in groups:
+        held = rows[by].astype(str) == group
+        train, test = rows[~held], rows[held]
+        for cand in candidates:
+            try:
+                fitted = cand.fit(train)
+                pred = fitted.predict(test, level)
+            except NotIdentifiable as exc:
+                log.info("%s without %s=%s: not fitted (%s)", cand.name, by, group, exc)
+                continue
+            measured = target.energy_j(test)
+            part = test[[c for c in PREDICTION_COLUMNS if c in test.columns]].copy()
+            part = part.assign(
+                target=target.name, candidate=cand.name, held_out=group, measured_j=measured,
+                predicted_j=pred.energy_j, low_j=pred.low_j, high_j=pred.high_j,
+                ape=np.abs(pred.energy_j / measured - 1), log_ratio=np.log(measured / pred.energy_j),
+            )
+            out.append(part)
+    if not out:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    return pd.concat(out, ignore_index=True)[PREDICTION_COLUMNS]
+
+
+def _rank(fn: Callable, a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(fn(a, b)[0])
+
+
+def score(measured: np.ndarray, predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
+    """The metrics of one set of predictions."""
+    measured, predicted = np.asarray(measured, float), np.asarray(predicted, float)
+    ape = np.abs(predicted / measured - 1)
+    lm, lp = np.log(measured), np.log(predicted)
+    ss_tot = float(((lm - lm.mean()) ** 2).sum())
+    return {
+        "n_points": len(measured),
+        "spearman": _rank(stats.spearmanr, measured, predicted),
+        "kendall": _rank(stats.kendalltau, measured, predicted),
+        "r2_log": 1 - float(((lm - lp) ** 2).sum()) / ss_tot if ss_tot > 0 and len(lm) > 1 else float("nan"),
+        "median_ape": float(np.median(ape)),
+        "p90_ape": float(np.percentile(ape, 90)),
+        "max_ape": float(ape.max()),
+        "coverage": float(np.mean((measured >= np.asarray(low)) & (measured <= np.asarray(high)))),
+    }
+
+
+def metrics(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``METRIC_COLUMNS``: per (target, candidate, held-out group) and over all groups (``held_out`` all)."""
+    if predictions.empty:
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+    rows = []
+    for (target, cand), part in predictions.groupby(["target", "candidate"], sort=True):
+        def one(p: pd.DataFrame, held: str, target: str = target, cand: str = cand) -> dict:
+            return {"target": target, "candidate": cand, "held_out": held,
+                    **score(p["measured_j"], p["predicted_j"], p["low_j"], p["high_j"])}
+        for held, p in part.groupby("held_out", sort=True):
+            rows.append(one(p, str(held)))
+        rows.append(one(part, ALL))
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def select_candidate(metric_table: pd.DataFrame, target: str, candidates: Sequence[str] | None = None
+                     ) -> str | None:
+    """The candidate with the smallest held-out P90 error (then median) among those that
+    predicted every point; None if there is no cross-validation."""
+    m = metric_table[(metric_table["target"] == target) & (metric_table["held_out"] == ALL)]
+    if candidates is not None:
+        m = m[m["candidate"].isin(candidates)]
+    if m.empty:
+        return None
+    m = m[m["n_points"] == m["n_points"].max()]
+    best = m.sort_values(["p90_ape", "median_ape", "candidate"]).iloc[0]
+    return str(best["candidate"])
+
+
+def log_ratio_quantiles(predictions: pd.DataFrame, target: str, candidate: str, level: float
+                        ) -> tuple[float, float, int]:
+    """Quantiles of log(measured / predicted) over held-out points: an empirical prediction interval."""
+    p = predictions[(predictions["target"] == target) & (predictions["candidate"] == candidate)]
+    r = p["log_ratio"].astype(float).to_numpy()
+    if len(r) == 0:
+        return float("nan"), float("nan"), 0
+    lo, hi = np.quantile(r, [0.5 - level / 2, 0.5 + level / 2])
+    return float(lo), float(hi), len(r)
