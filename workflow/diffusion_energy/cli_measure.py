@@ -74,13 +74,19 @@ def cmd_measure(args: argparse.Namespace) -> int:
             context = None
         else:
             kinds = json.loads(args.gpu_kinds) if args.gpu_kinds else {}
-            name = gpu.check_kind(args.gpu, kinds)
-            uuid = gpu.cuda_uuid(0)
+            try:
+                uuid = gpu.nvml_uuid_of_cuda_device(0)  # NVML only: no CUDA context of ours yet
+            except gpu.GpuError as exc:
+                raise gpu.GpuError(f"this job measures a {args.gpu} GPU: {exc}") from exc
             stack.enter_context(gpulock.exclusive_gpu(uuid, timeout_s=args.lock_timeout))
             busy = gpu.other_processes(uuid)
             if busy and not args.allow_shared_gpu:
-                raise gpu.GpuError(f"GPU {name} ({uuid}) is in use by process(es) {busy}; "
-                                   "energy would include their work (or pass --allow-shared-gpu)")
+                raise gpu.GpuError(f"GPU {uuid} is in use by process(es) {busy}; energy would "
+                                   "include their work (or pass --allow-shared-gpu)")
+            gpu.check_kind(args.gpu, kinds)
+            if gpu.cuda_uuid(0) != uuid:
+                raise gpu.GpuError(f"CUDA device 0 is {gpu.cuda_uuid(0)}, NVML's is {uuid}: "
+                                   "set CUDA_DEVICE_ORDER=PCI_BUS_ID")
             zeus_log = outdir / args.gpu / spec.name / precision / "_zeus_windows.csv"
             zeus_log.parent.mkdir(parents=True, exist_ok=True)
             meter = energy.ZeusMeter(0, log_file=zeus_log, update_period_s=protocol.nvml_update_s)
@@ -125,8 +131,11 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         raise gpu.GpuError(f"GPU not present: no configured GPU kind found (NVML names: "
                            f"{gpu.device_names() or 'none'})")
     kind = local[0]
+    uuid = gpu.nvml_uuid_of_cuda_device(0)
+    busy = gpu.other_processes(uuid)
+    if busy:
+        raise gpu.GpuError(f"GPU {uuid} is in use by process(es) {busy}")
     name = gpu.check_kind(kind, kinds)
-    uuid = gpu.cuda_uuid(0)
     spec = zoo.load_spec(args.model)
     precision = spec.precision(args.precision)
     points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]

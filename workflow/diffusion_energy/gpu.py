@@ -8,6 +8,7 @@ workflow runs on the shipped reference data.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,14 +109,47 @@ def check_kind(expected: str, gpu_kinds: Mapping[str, Mapping[str, Any]], index:
     return name
 
 
-def other_processes(uuid: str) -> list[int]:
-    """PIDs of compute processes on the GPU other than this one."""
-    import os
+def nvml_uuid_of_cuda_device(index: int = 0) -> str:
+    """UUID of the GPU that CUDA will call device ``index``, read through NVML only.
 
+    Read before this process touches CUDA, so that the busy check below cannot
+    see this process's own context (in a container NVML may report host PIDs).
+    Follows CUDA_VISIBLE_DEVICES (indices or UUIDs); ``cuda_uuid`` confirms the
+    match once CUDA is up.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        nvml = _nvml()
+    except Exception as exc:  # noqa: BLE001 - NVML's errors vary by version
+        raise GpuError(f"GPU not present: NVML cannot start ({exc})") from exc
+    try:
+        entries = [e.strip() for e in visible.split(",") if e.strip()] if visible is not None else None
+        if entries is not None and index >= len(entries):
+            raise GpuError(f"GPU not present: CUDA_VISIBLE_DEVICES={visible!r} hides CUDA device {index}")
+        entry = entries[index] if entries is not None else str(index)
+        if entry.isdigit():
+            if int(entry) >= nvml.nvmlDeviceGetCount():
+                raise GpuError(f"GPU not present: NVML has no GPU {entry}")
+            return _text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(int(entry))))
+        for i in range(nvml.nvmlDeviceGetCount()):
+            uuid = _text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
+            if uuid.startswith(entry):
+                return uuid
+        raise GpuError(f"GPU not present: no GPU matches CUDA_VISIBLE_DEVICES entry {entry!r}")
+    finally:
+        nvml.nvmlShutdown()
+
+
+def other_processes(uuid: str) -> list[int] | None:
+    """PIDs of compute processes on the GPU other than this one; None if NVML cannot tell."""
     nvml = _nvml()
     try:
         handle = handle_by_uuid(nvml, uuid)
-        procs = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        try:
+            procs = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        except nvml.NVMLError as exc:
+            log.warning("NVML cannot list the processes on %s (%s): busy check skipped", uuid, exc)
+            return None
         return sorted(p.pid for p in procs if p.pid != os.getpid())
     finally:
         nvml.nvmlShutdown()
