@@ -74,3 +74,61 @@ def test_lock_waits_up_to_its_timeout(tmp_path: Path) -> None:
         assert path.name == "diffusion-energy-GPU-a.lock"
         with gpulock.exclusive_gpu("GPU-b", lock_dir=tmp_path):
             pass  # another GPU is not blocked
+
+
+class FakeNvml:
+    """Two GPUs as NVML lists them; process lists per GPU."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, procs: dict[int, list[int]] | None = None) -> None:
+        self.uuids = ["GPU-aaaa-0000", "GPU-bbbb-1111"]
+        self.procs = procs or {}
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.uuids)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetUUID(self, handle: int) -> str:
+        return self.uuids[handle]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(pid=p) for p in self.procs.get(handle, [])]
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("visible", "uuid"), [
+    (None, "GPU-aaaa-0000"), ("1", "GPU-bbbb-1111"), ("1,0", "GPU-bbbb-1111"), ("GPU-bbbb", "GPU-bbbb-1111"),
+])
+def test_cuda_device_0_is_found_through_nvml_and_cuda_visible_devices(
+    monkeypatch: pytest.MonkeyPatch, visible: str | None, uuid: str
+) -> None:
+    monkeypatch.setattr(gpu, "_nvml", lambda: FakeNvml())
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert gpu.nvml_uuid_of_cuda_device(0) == uuid
+
+
+@pytest.mark.parametrize("visible", ["", "7", "GPU-cccc"])
+def test_hidden_or_missing_gpu_is_not_present(monkeypatch: pytest.MonkeyPatch, visible: str) -> None:
+    monkeypatch.setattr(gpu, "_nvml", lambda: FakeNvml())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    with pytest.raises(gpu.GpuError, match="GPU not present"):
+        gpu.nvml_uuid_of_cuda_device(0)
+
+
+def test_busy_check_lists_other_processes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(gpu, "_nvml", lambda: FakeNvml({1: [4242, os.getpid()]}))
+    assert gpu.other_processes("GPU-bbbb-1111") == [4242]
+    assert gpu.other_processes("GPU-aaaa-0000") == []
