@@ -47,6 +47,8 @@ def job_size(spec: ModelSpec, points: list[GridPoint], repeats: int, warmup: int
         seconds += (warmup + repeats) * max(image_s, 1.0) + 2 * repeats
     fp32_penalty = 4 if points[0].precision == "fp32" else 1
     runtime = 10 + math.ceil(SAFETY * fp32_penalty * seconds / 60)
-    # Host memory: CUDA context and libraries, plus room to load local weights.
-    mem_mb = int(16_000 + 1.2 * total_b * 1e9 * bytes_per_param / 1e6)
+    # Host memory: CUDA context and libraries; random weights are made on the GPU,
+    # local weights pass through host memory while they load.
+    weights_mb = 1.2 * total_b * 1e9 * bytes_per_param / 1e6 if spec.weights else 0.0
+    mem_mb = int(16_000 + weights_mb)
     return JobSize(mem_mb=mem_mb, runtime_min=runtime, cpus_per_gpu=8)

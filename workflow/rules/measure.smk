@@ -3,6 +3,7 @@
 # the idle baseline and the text/VAE windows are shared by the group, so the
 # fixed cost per job stays a small share of GPU time. Every point is still its
 # own output file, addressable as a target.
+import functools
 import json
 
 from diffusion_energy import jobsize, zoo
@@ -10,13 +11,20 @@ from diffusion_energy import jobsize, zoo
 PROTOCOL_JSON = json.dumps(config.get("protocol", {}), sort_keys=True)
 GPU_KINDS_JSON = json.dumps(GPU_KINDS, sort_keys=True)
 
-for (_model, _precision), _points in GROUPS.items():
-    _size = jobsize.job_size(
-        zoo.load_spec(_model),
-        _points,
+
+@functools.cache
+def job_size(model, precision):
+    """Scheduler resources of a measurement job, computed only when one is scheduled
+    (building the components on the meta device imports diffusers: seconds)."""
+    return jobsize.job_size(
+        zoo.load_spec(model),
+        GROUPS[(model, precision)],
         config["protocol"].get("repeats", 3),
         config["protocol"].get("warmup", 1),
     )
+
+
+for (_model, _precision), _points in GROUPS.items():
 
     rule:
         name:
@@ -40,9 +48,9 @@ for (_model, _precision), _points in GROUPS.items():
         resources:
             gpu=1,
             gpu_model=lambda wc: GPU_KINDS[wc.gpu].get("slurm_gpu_model", wc.gpu),
-            cpus_per_gpu=_size.cpus_per_gpu,
-            mem_mb=_size.mem_mb,
-            runtime=_size.runtime_min,
+            cpus_per_gpu=lambda wc, m=_model, p=_precision: job_size(m, p).cpus_per_gpu,
+            mem_mb=lambda wc, m=_model, p=_precision: job_size(m, p).mem_mb,
+            runtime=lambda wc, m=_model, p=_precision: job_size(m, p).runtime_min,
         conda:
             "../../envs/gpu.yaml"
         shell:
