@@ -8,6 +8,7 @@ pixels; the constant comes from a reference point (FLUX.1-dev, 12B, 1024 px,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -29,7 +30,8 @@ class JobSize:
 def _params_b(spec: ModelSpec, stage: str) -> float:
     """Billions of parameters of a stage's components, from the architecture file."""
     # Built on the meta device: no memory, a fraction of a second.
-    modules = [build_component(spec, c, "meta") for c in spec.stage_components(stage)]
+    shapes_only = dataclasses.replace(spec, weights=None)  # count from the config, load nothing
+    modules = [build_component(shapes_only, c, "meta") for c in spec.stage_components(stage)]
     return sum(count_parameters(m) for m in modules) / 1e9
 
 
