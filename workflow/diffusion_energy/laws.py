@@ -45,6 +45,8 @@ CI_LEVEL = 0.95
 OPTIONAL_ORDER = ("beta_dtype", "beta_gpu", "beta_res", "gamma_kernels")
 #: Optional terms of the paper's law.
 PAPER_TERMS = ("beta_dtype", "beta_gpu", "beta_res")
+#: Random-effect variance below this share of the residual variance is the boundary (no random effect).
+BOUNDARY_VAR = 1e-6
 #: MixedLM optimisers, tried in turn until one converges with a valid covariance.
 MIXED_METHODS = ("bfgs", "lbfgs", "powell", "nm")
 #: The reference resolution area of beta_res, px^2 (the paper's log(HW/256)).
@@ -401,7 +403,11 @@ def fit_law(
     min_points: int = 2,
 ) -> LawFit:
     """Choose the identifiable design and fit it on ``frame``'s valid rows."""
-    rows = frame[target.valid(frame)]
+    valid = target.valid(frame)
+    rows = frame[valid]
+    if (~valid).any():
+        log.info("%s %s: %d of %d points without a positive %s left out", scope, target.name,
+                 int((~valid).sum()), len(frame), target.energy_col)
     if len(rows) < min_points:
         raise NotIdentifiable(f"{len(rows)} points < min_points {min_points}")
     design = choose_design(rows, target, optional)
@@ -510,11 +516,17 @@ def fit_mixed(frame: pd.DataFrame, target: Target, optional: Sequence[str] = PAP
     fe = A @ np.asarray(res.fe_params, dtype=float)
     cov = A @ cov_c @ A.T
     group_var = float(np.asarray(res.cov_re)[0, 0])
+    resid_var = float(res.scale)
     try:
         re = {str(g): float(np.asarray(v)[0]) for g, v in res.random_effects.items()}
     except (ValueError, np.linalg.LinAlgError):
-        # Between-architecture variance on the boundary (0): every random effect is 0.
-        re = {str(g): 0.0 for g in sorted(set(groups))}
+        re = {}
+    if group_var <= BOUNDARY_VAR * resid_var or not re:
+        # Between-architecture variance on the boundary (0): the model is OLS, whose estimates
+        # statsmodels does not return reliably there. Every random effect is 0.
+        ols = sm.OLS(y, X).fit()
+        fe, cov, resid_var = np.asarray(ols.params), np.asarray(ols.cov_params()), float(ols.scale)
+        group_var, re = 0.0, {str(g): 0.0 for g in sorted(set(groups))}
     fitted = X @ fe + pd.Series(groups).map(re).to_numpy()
     ss_tot = float(((y - y.mean()) ** 2).sum())
     r2 = 1 - float(((y - fitted) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
@@ -522,7 +534,7 @@ def fit_mixed(frame: pd.DataFrame, target: Target, optional: Sequence[str] = PAP
         target=target.name, scope="pooled", name=name, design=design, coef=tuple(map(float, fe)),
         se=tuple(map(float, np.sqrt(np.clip(np.diag(cov), 0, None)))),
         cov_params=tuple(tuple(map(float, r)) for r in cov),
-        group_var=group_var, resid_var=float(res.scale), random_effects=re,
+        group_var=group_var, resid_var=resid_var, random_effects=re,
         converged=bool(res.converged), r2_log=r2, n_points=len(rows),
         models=tuple(sorted(set(groups))), gpus=tuple(sorted(set(rows["gpu"].astype(str)))),
         precisions=tuple(sorted(set(rows["precision"].astype(str)))),

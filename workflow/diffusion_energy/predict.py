@@ -213,8 +213,9 @@ def predict_energy(
         lomo = law_dict.get("lomo", {})
         lo, hi, n = lomo.get("log_ratio_low"), lomo.get("log_ratio_high"), lomo.get("n_points", 0)
         if lo is not None and hi is not None and n >= MIN_EMPIRICAL:
+            # Held-out errors can lean one way; the interval still contains the law's own estimate.
             e = pred.energy_j
-            pred = Prediction(e, e * np.exp(lo), e * np.exp(hi), level)
+            pred = Prediction(e, e * np.exp(min(lo, 0.0)), e * np.exp(max(hi, 0.0)), level)
             interval = f"empirical: held-out errors on {n} points of unseen architectures"
     _extrapolation_notes(fit, feats, notes)
     return EnergyPrediction(

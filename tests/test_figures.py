@@ -1,0 +1,130 @@
+"""Every figure: one function, PDF and PNG, on simulated data and on no data ("no measurements yet")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
+
+from diffusion_energy import analysis, analysis_io, anchors, cli, crossval, dataset, figures, simulate
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "resources" / "anchors" / "published.csv"
+
+
+def _check(paths: list[Path]) -> None:
+    for p in paths:
+        data = p.read_bytes()
+        assert data[:4] == (b"%PDF" if p.suffix == ".pdf" else b"\x89PNG"), p
+        assert len(data) > 5000, p
+
+
+def _outs(tmp_path: Path, name: str) -> list[Path]:
+    return [tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"]
+
+
+@pytest.fixture(scope="module")
+def analysed(request: pytest.FixtureRequest) -> dict:
+    """Simulated energies (fp32 points included) and everything the figures draw from them."""
+    table, ops = counted_flops(getattr(request.config, "cache", None), TINY_MODELS, TINY_RESOLUTIONS)
+    points = simulate.grid(table, [5, 20], gpus=["h100", "h200"], fp32_models=[])
+    # The tiny models run in fp32: add half-precision twins so the precision ratio has pairs.
+    points += [p.__class__(**{**p.__dict__, "precision": "fp16"}) for p in points if p.model == "tiny-sd"]
+    energy = energy_table(simulate.simulate_paper_law(points, table, paper_truth(TINY_MODELS),
+                                                      np.random.default_rng(3)), table)
+    pts, inputs = analysis.prepare(energy, table, ops)
+    cv = analysis.run_crossval(pts, inputs, settings(bootstrap=50))
+    payload, _ = analysis.run_fit(pts, inputs, cv["lomo_predictions"], cv["lomo_metrics"], settings(50))
+    published = anchors.read_published(PUBLISHED)
+    return {"energy": energy, "payload": payload, **cv,
+            "anchor_energy": anchors.compare_energy(published, energy),
+            "anchor_laws": anchors.compare_laws(published, payload)}
+
+
+def _draw(name: str, d: dict, outs: list[Path]) -> None:
+    f = getattr(figures, name)
+    if name == "energy_vs_flops":
+        f(d["energy"], d["payload"], outs)
+    elif name == "lomo_predicted_vs_measured":
+        f(d["lomo_predictions"], d["lomo_metrics"], outs)
+    elif name == "published_anchors":
+        f(d["anchor_energy"], d["anchor_laws"], outs)
+    else:
+        f(d["energy"], outs)
+
+
+def test_one_function_per_figure() -> None:
+    assert len(set(figures.FIGURE_NAMES)) == 8
+    for name in figures.FIGURE_NAMES:
+        assert callable(getattr(figures, name)), name
+
+
+@pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)
+def test_figure_on_simulated_data(name: str, analysed: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                  ) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(figures, "_no_data", lambda ax, *a, **k: said.append(k.get("message", "")))
+    outs = _outs(tmp_path, name)
+    _draw(name, analysed, outs)
+    _check(outs)
+    if name != "published_anchors":  # the tiny models match no published setting
+        assert not said, f"{name} said there was no data"
+
+
+@pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)
+def test_figure_says_no_measurements_yet(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    original = figures._no_data
+
+    def record(ax, *args, **kwargs) -> None:  # noqa: ANN001
+        said.append(kwargs.get("message", figures.NO_DATA))
+        original(ax, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "_no_data", record)
+    empty = analysis_io.usable_points(dataset.collect_energy(pd.DataFrame(), pd.DataFrame()))
+    points, inputs = analysis.prepare(empty, None, None)
+    payload, _ = analysis.run_fit(points, inputs, pd.DataFrame(), pd.DataFrame(), settings())
+    d = {"energy": empty, "payload": payload,
+         "lomo_predictions": pd.DataFrame(columns=crossval.PREDICTION_COLUMNS),
+         "lomo_metrics": pd.DataFrame(columns=crossval.METRIC_COLUMNS),
+         "anchor_energy": pd.DataFrame(columns=anchors.ENERGY_COLUMNS),
+         "anchor_laws": pd.DataFrame(columns=anchors.LAW_COLUMNS)}
+    outs = _outs(tmp_path, name)
+    _draw(name, d, outs)
+    _check(outs)
+    assert said and all(("no measurements yet" in s) or ("no fitted law" in s) for s in said), said
+
+
+def test_figure_command_writes_both_formats(analysed: dict, tmp_path: Path) -> None:
+    energy = tmp_path / "energy.parquet"
+    analysed["energy"].to_parquet(energy)
+    outs = _outs(tmp_path, "stage_shares")
+    assert cli.main(["figure", "stage_shares", "--energy", str(energy), "--out", *map(str, outs)]) == 0
+    _check(outs)
+    # A figure that needs the laws says so when they are not given.
+    assert cli.main(["figure", "energy_vs_flops", "--energy", str(energy), "--out", str(outs[0])]) == 2
+
+
+def test_anchor_matching_maps_names_units_and_settings(analysed: dict) -> None:
+    published = anchors.read_published(PUBLISHED)
+    assert published.loc[published["model"] == "sd2", "zoo_model"].unique().tolist() == ["sd21"]
+    assert published.loc[published["model"] == "sd3.5-large", "zoo_model"].unique().tolist() == ["sd35-large"]
+    measured = pd.DataFrame([
+        {"gpu": "h100", "model": "sd21", "precision": "fp16", "resolution": 768.0, "steps": 25.0, "cfg": True,
+         "batch": 1.0, "energy_j": 380.0},
+        {"gpu": "h100", "model": "sd21", "precision": "fp16", "resolution": 768.0, "steps": 50.0, "cfg": True,
+         "batch": 1.0, "energy_j": 700.0},
+        {"gpu": "h100", "model": "flux-dev", "precision": "bf16", "resolution": 1024.0, "steps": 50.0,
+         "cfg": False, "batch": 1.0, "energy_j": 6000.0},
+    ])
+    table = anchors.compare_energy(published, measured)
+    sd21 = table[table["model"] == "sd21"]
+    assert set(sd21["steps"]) == {25}  # 50 steps at 768 px was never published
+    h100 = sd21[sd21["published_gpu"] == "h100"].iloc[0]
+    assert h100["same_gpu"] and h100["published_j"] == 387.0
+    flux = table[table["model"] == "flux-dev"].iloc[0]
+    assert flux["published_j"] == pytest.approx(4.278 * 3600)
+    assert "distilled" in flux["note"] and not flux["same_gpu"]

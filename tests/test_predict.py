@@ -1,0 +1,216 @@
+"""`diffusion-energy predict` end to end, from a laws JSON fitted on simulated data in tmp_path.
+
+The data are simulated from a known law on the real FLOPs of the tiny test
+architectures (counted on meta), so the predictions can be checked against the
+law itself. The workflow never fits simulated data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
+
+from diffusion_energy import analysis, analysis_io, cli, predict, simulate, zoo
+from diffusion_energy.features import Point, point_features
+
+STEPS = [5, 10, 20, 50]
+
+
+@pytest.fixture(scope="module")
+def fitted(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, simulate.PaperTruth, dict]:
+    table, ops = counted_flops(getattr(request.config, "cache", None), TINY_MODELS, TINY_RESOLUTIONS)
+    truth = paper_truth(TINY_MODELS, seed=5)
+    points = simulate.grid(table, STEPS, gpus=["h100", "h200"])
+    energy = energy_table(simulate.simulate_paper_law(points, table, truth, np.random.default_rng(1)), table)
+    pts, inputs = analysis.prepare(energy, table, ops)
+    s = settings(bootstrap=100)
+    cv = analysis.run_crossval(pts, inputs, s)
+    payload, _ = analysis.run_fit(pts, inputs, cv["lomo_predictions"], cv["lomo_metrics"], s)
+    path = tmp_path_factory.mktemp("laws") / "laws.json"
+    analysis_io.write_json(payload, path)
+    return path, truth, {"flops": table}
+
+
+def _run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    rc = cli.main(["predict", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _truth_j(truth: simulate.PaperTruth, table, model: str, res: int, steps: int, gpu: str) -> float:
+    spec = zoo.load_spec(model)
+    feats = point_features([Point(gpu, model, spec.architecture, "fp32", res, steps, spec.cfg)], table)
+    return float(np.exp(truth.log_energy(feats))[0])
+
+
+def test_measured_architecture_uses_its_own_law(fitted: tuple, capsys: pytest.CaptureFixture) -> None:
+    laws_path, truth, extra = fitted
+    rc, out, err = _run(
+        capsys,
+        "--model",
+        "tiny-sd",
+        "--resolution",
+        "64",
+        "--steps",
+        "30",
+        "--gpu",
+        "h200",
+        "--laws",
+        str(laws_path),
+        "--json",
+    )
+    assert rc == 0, err
+    result = json.loads(out)
+    expected = _truth_j(truth, extra["flops"], "tiny-sd", 64, 30, "h200")
+    assert result["energy_j"] == pytest.approx(expected, rel=0.05)
+    assert result["low_j"] < expected < result["high_j"]
+    assert result["energy_wh"] == pytest.approx(result["energy_j"] / 3600)
+    assert result["level"] == 0.9 and "per-architecture" in result["law"]
+    assert result["cfg"] is True and result["precision"] == "fp32"
+
+
+def test_text_output_gives_joules_watt_hours_and_the_interval(
+    fitted: tuple, capsys: pytest.CaptureFixture
+) -> None:
+    rc, out, err = _run(
+        capsys,
+        "--model",
+        "tiny-flux",
+        "--resolution",
+        "32",
+        "--steps",
+        "10",
+        "--gpu",
+        "h100",
+        "--laws",
+        str(fitted[0]),
+    )
+    assert rc == 0, err
+    assert "J/image" in out and "Wh/image" in out and "90% prediction interval" in out
+    assert "CFG off" in out  # tiny-flux is guidance-distilled
+
+
+def test_architecture_file_never_measured_gets_the_pooled_law(
+    fitted: tuple, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    raw = yaml.safe_load(zoo.resolve_model_path("tiny-sd").read_text())
+    raw["name"] = "tiny-new"
+    raw["components"]["unet"]["config"]["block_out_channels"] = [16, 32]
+    raw["components"]["unet"]["config"]["norm_num_groups"] = 8
+    path = tmp_path / "tiny-new.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    rc, out, err = _run(
+        capsys,
+        "--model",
+        str(path),
+        "--resolution",
+        "64",
+        "--steps",
+        "20",
+        "--gpu",
+        "h100",
+        "--laws",
+        str(fitted[0]),
+        "--json",
+    )
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["law"].startswith("pooled ")
+    assert result["model"] == "tiny-new"
+    assert result["low_j"] < result["energy_j"] < result["high_j"]
+
+
+def test_pooled_law_on_request_and_dynamic_energy(fitted: tuple, capsys: pytest.CaptureFixture) -> None:
+    rc, out, err = _run(
+        capsys,
+        "--model",
+        "tiny-qwen",
+        "--resolution",
+        "64",
+        "--steps",
+        "20",
+        "--gpu",
+        "h100",
+        "--law",
+        "pooled",
+        "--energy",
+        "dynamic",
+        "--laws",
+        str(fitted[0]),
+        "--json",
+    )
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["energy"] == "dynamic" and result["law"].startswith("pooled ")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--gpu", "a100"], "GPU kind 'a100' is not in the fitted data"),
+        ([], "choose one with --gpu"),
+        (["--gpu", "h100", "--precision", "fp16"], "precision fp16 is not in the fitted data"),
+        (["--gpu", "h100", "--resolution", "33"], "not a positive multiple"),
+    ],
+    ids=["unknown-gpu", "gpu-needed", "precision-not-fitted", "bad-resolution"],
+)
+def test_clear_errors(fitted: tuple, capsys: pytest.CaptureFixture, args: list[str], needle: str) -> None:
+    base = {"--model": "tiny-sd", "--resolution": "64", "--steps": "20"}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v
+    flat = [x for kv in base.items() for x in kv]
+    rc, _, err = _run(capsys, *flat, "--laws", str(fitted[0]))
+    assert rc == 2
+    assert needle in err
+
+
+def test_no_fitted_law_yet(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc, _, err = _run(
+        capsys,
+        "--model",
+        "tiny-sd",
+        "--resolution",
+        "64",
+        "--steps",
+        "20",
+        "--laws",
+        str(tmp_path / "absent.json"),
+    )
+    assert rc == 2 and "no fitted law" in err
+    empty = tmp_path / "laws.json"
+    points, inputs = analysis.prepare(analysis_io.usable_points(pd.DataFrame()), None, None)
+    payload, _ = analysis.run_fit(points, inputs, pd.DataFrame(), pd.DataFrame(), settings())
+    analysis_io.write_json(payload, empty)
+    rc, _, err = _run(
+        capsys, "--model", "tiny-sd", "--resolution", "64", "--steps", "20", "--laws", str(empty)
+    )
+    assert rc == 2 and "no measurements yet" in err
+
+
+def test_predict_with_counted_point_matches_the_cli(fitted: tuple) -> None:
+    payload = analysis_io.read_laws(fitted[0])
+    spec = zoo.load_spec("tiny-sdxl")
+    counted = predict.count_point(spec, "h100", "fp32", 64, 20, True)
+    a = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h100", counted=counted)
+    b = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h100")
+    assert a.energy_j == pytest.approx(b.energy_j)
+    assert "tiny-sdxl" in a.describe()
+
+
+def test_pooled_roofline_answers_an_architecture_file(fitted: tuple, tmp_path: Path) -> None:
+    payload = analysis_io.read_laws(fitted[0])
+    payload["pooled"]["image"]["selected"] = "roofline"
+    spec = zoo.load_spec(zoo.resolve_model_path("tiny-sdxl"))
+    result = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h200", from_path=True)
+    assert result.law.startswith("pooled roofline")
+    assert 0 < result.low_j <= result.energy_j <= result.high_j and result.low_j < result.high_j
+    with pytest.raises(analysis_io.NoLawError, match="not in the fitted data"):
+        predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="l40s", from_path=True)

@@ -1,0 +1,190 @@
+"""The roofline energy model: time from a per-op table, constant recovery, held-out error vs FLOPs only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_support import REAL_MODELS, REAL_RESOLUTIONS, counted_flops, energy_table, settings
+
+from diffusion_energy import analysis, crossval, flops, roofline, simulate, zoo
+from diffusion_energy.analysis_io import _clean
+from diffusion_energy.features import Point, point_features
+from diffusion_energy.targets import TARGETS
+
+KEYS = {"model": "toy", "resolution": 64, "cfg": True, "batch": 1}
+
+
+def _toy_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A hand-made FLOPs table and per-op table (``flops.OPS_COLUMNS``) for one toy point."""
+    calls = pd.DataFrame(
+        [
+            {**KEYS, "stage": "text", "component": "te", "calls": 2, "per": "image"},
+            {**KEYS, "stage": "denoise", "component": "unet", "calls": 1, "per": "step"},
+            {**KEYS, "stage": "vae", "component": "vae", "calls": 1, "per": "image"},
+        ]
+    )
+    ops = pd.DataFrame(
+        [
+            {
+                **KEYS,
+                "stage": "text",
+                "component": "te",
+                "op": "mm.default",
+                "flops": 1e9,
+                "bytes": 1e6,
+                "count": 3,
+            },
+            {
+                **KEYS,
+                "stage": "denoise",
+                "component": "unet",
+                "op": "convolution.default",
+                "flops": 4e12,
+                "bytes": 1e9,
+                "count": 10,
+            },
+            {
+                **KEYS,
+                "stage": "denoise",
+                "component": "unet",
+                "op": "add.Tensor",
+                "flops": 0,
+                "bytes": 1e8,
+                "count": 20,
+            },
+            {
+                **KEYS,
+                "stage": "denoise",
+                "component": "unet",
+                "op": "sdpa",
+                "flops": 1e12,
+                "bytes": 1e7,
+                "count": 2,
+            },
+            {
+                **KEYS,
+                "stage": "vae",
+                "component": "vae",
+                "op": "convolution.default",
+                "flops": 2e12,
+                "bytes": 2e9,
+                "count": 5,
+            },
+        ]
+    )[flops.OPS_COLUMNS]
+    return calls, ops
+
+
+def _toy_points(precisions: tuple[str, ...] = ("fp16",)) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"point_id": i, **KEYS, "steps": 20, "precision": p} for i, p in enumerate(precisions)]
+    )
+
+
+def test_time_sums_the_slowest_roof_of_every_op() -> None:
+    calls, ops = _toy_tables()
+    inputs = roofline.inputs_from_ops(_toy_points(("fp16", "fp32")), ops, calls)
+    assert inputs.granularity == "op"
+    t = inputs.time_s(np.array([0, 1]), compute=1e14, compute_fp32=1e13, bandwidth=1e12, launch=1e-5)
+    # fp16 -- text: 3 ops x 2 calls x max(1e-5, 1e-6, 1e-5); denoise per step: 10 x 0.04 + 20 x 1e-4 +
+    # 2 x 0.01, times 20 steps; vae: 5 x max(0.02, 0.002).
+    assert t[0] == pytest.approx(6e-5 + 20 * (0.4 + 2e-3 + 0.02) + 0.1)
+    # fp32: a tenth of the compute rate and twice the bytes.
+    assert t[1] == pytest.approx(6 * 1e-4 + 20 * (10 * 0.4 + 20 * 2e-4 + 2 * 0.1) + 5 * 0.2)
+    per_image = 6e9 + 20 * (40e12 + 2e12) + 10e12
+    np.testing.assert_allclose(inputs.total_flops(np.array([0, 1])), [per_image, per_image])
+    assert inputs.total_bytes(np.array([1]))[0] == pytest.approx(2 * inputs.total_bytes(np.array([0]))[0])
+
+
+def test_a_point_without_ops_is_refused_and_the_stage_fallback_is_used() -> None:
+    calls, ops = _toy_tables()
+    points = pd.concat([_toy_points(), _toy_points().assign(point_id=1, resolution=128)], ignore_index=True)
+    with pytest.raises(ValueError, match="no per-op counts"):
+        roofline.inputs_from_ops(points, ops, calls)
+    stage_points = points.assign(
+        **{
+            f"{s}_{w}": v
+            for s in ("text", "denoise", "vae")
+            for w, v in (("flops", 1e12), ("bytes", 1e9), ("kernels", 100.0))
+        }
+    )
+    inputs = roofline.build_inputs(stage_points, ops, calls)
+    assert inputs.granularity == "stage"
+    t = inputs.time_s(np.array([0]), 1e14, 1e13, 1e12, 1e-3)
+    assert t[0] == pytest.approx(3 * max(1e12 / 1e14, 1e9 / 1e12, 100 * 1e-3))
+
+
+def test_op_table_of_a_real_architecture_adds_up_to_the_energy_table() -> None:
+    spec = zoo.load_spec("tiny-sd")
+    table, ops = flops.count_model_ops(spec, [32, 64], [True], [1])
+    pts = [
+        Point("h100", "tiny-sd", "unet", p, r, s, True)
+        for p in ("fp16", "fp32")
+        for r in (32, 64)
+        for s in (2, 7)
+    ]
+    feats = point_features(pts, table).assign(point_id=lambda f: np.arange(len(f)))
+    inputs = roofline.inputs_from_ops(feats, ops, table)
+    ids = feats["point_id"].to_numpy()
+    np.testing.assert_allclose(inputs.total_flops(ids), feats["flops"].astype(float), rtol=1e-12)
+    np.testing.assert_allclose(inputs.total_bytes(ids), feats["bytes"].astype(float), rtol=1e-12)
+    kernels = inputs.per_point(inputs.kernels * inputs.executions, ids)
+    np.testing.assert_allclose(kernels, feats["kernels"].astype(float), rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def roofline_data(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, roofline.RooflineInputs, dict]:
+    """Six real architectures (real per-op counts), energies and times from known roofline constants."""
+    table, ops = counted_flops(getattr(request.config, "cache", None), REAL_MODELS, REAL_RESOLUTIONS)
+    truth = {"h100": simulate.RooflineTruth()}
+    points = simulate.grid(
+        table, [10, 25, 50], gpus=["h100"], fp32_models=["sd15", "sdxl"], fp32_resolutions=[512]
+    )
+    measurements = simulate.simulate_roofline(points, table, ops, truth, np.random.default_rng(9))
+    pts, inputs = analysis.prepare(energy_table(measurements, table), table, ops)
+    return pts, inputs, truth
+
+
+def test_roofline_recovers_its_constants(roofline_data: tuple) -> None:
+    points, inputs, truth = roofline_data
+    assert inputs.granularity == "op"
+    fit = roofline.fit_roofline(points, inputs, TARGETS["image"], "fitted_static")
+    c, t = fit.for_gpu("h100"), truth["h100"]
+    assert c.compute_flop_per_s == pytest.approx(t.compute_flop_per_s, rel=0.03)
+    assert c.compute_fp32_flop_per_s == pytest.approx(t.compute_fp32_flop_per_s, rel=0.05)
+    assert c.bandwidth_byte_per_s == pytest.approx(t.bandwidth_byte_per_s, rel=0.05)
+    assert c.launch_s == pytest.approx(t.launch_s, rel=0.05)
+    assert c.idle_power_w == pytest.approx(t.idle_power_w)
+    assert c.static_power_w == pytest.approx(t.static_power_w, rel=0.15)
+    assert c.energy_per_flop_j == pytest.approx(t.energy_per_flop_j, rel=0.1)
+    assert c.sigma_log < 2 * t.sigma_log
+    back = roofline.RooflineFit.from_dict(json.loads(json.dumps(_clean(fit.to_dict()))))
+    np.testing.assert_allclose(
+        back.predict(points, inputs, 0.9).energy_j, fit.predict(points, inputs, 0.9).energy_j
+    )
+
+
+def test_roofline_beats_the_flops_law_on_unseen_launch_bound_architectures(roofline_data: tuple) -> None:
+    points, inputs, _ = roofline_data
+    tables = analysis.run_crossval(points, inputs, settings())
+    m = tables["lomo_metrics"].set_index(["target", "candidate", "held_out"])
+    roof, base = m.loc[("image", "roofline", crossval.ALL)], m.loc[("image", "flops", crossval.ALL)]
+    assert roof["median_ape"] < 0.03 and roof["p90_ape"] < 0.08
+    assert roof["p90_ape"] < base["p90_ape"] / 3
+    assert roof["spearman"] > 0.99
+    # The launch-bound tail: small U-Net images, where energy per FLOP is highest.
+    tail = tables["lomo_predictions"]
+    tail = tail[(tail["target"] == "image") & (tail["model"] == "sd15") & (tail["resolution"] == 256)]
+    by = tail.groupby("candidate")["ape"].max()
+    assert by["roofline"] < by["flops"]
+
+
+def test_dynamic_energy_has_no_idle_term(roofline_data: tuple) -> None:
+    points, inputs, _ = roofline_data
+    fit = roofline.fit_roofline(points, inputs, TARGETS["image_dynamic"], "fitted_static")
+    pred = fit.predict(points, inputs, 0.9).energy_j
+    measured = TARGETS["image_dynamic"].energy_j(points)
+    assert np.median(np.abs(pred / measured - 1)) < 0.05
