@@ -9,7 +9,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import atomic, flops, grid, zoo
+from . import atomic
+
+# flops, grid and zoo import torch (about a second): imported by the commands that use them,
+# so that analysis commands sharing this CLI start fast.
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    from . import zoo
+
     """List the architectures with their components' parameter counts."""
     rows = []
     for name in zoo.available_models():
@@ -43,6 +48,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from . import grid
+
     config = yaml.safe_load(Path(args.config).read_text())
     grid.validate_config(config)
     points = grid.grid_points(config)
@@ -52,6 +59,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
+    from . import flops, zoo
+
     spec = zoo.load_spec(args.model)
     frame, ops = flops.count_model_ops(spec, args.resolutions, args.cfgs, args.batches)
     atomic.write_parquet(frame, args.out)

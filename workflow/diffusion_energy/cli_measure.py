@@ -11,11 +11,14 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import atomic, dataset, grid, zoo
-from .measure import Protocol
+from . import atomic, dataset
+
+if TYPE_CHECKING:  # grid, zoo and measure import torch: imported where used
+    from .measure import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def _journal_ok(path: Path, protocol: Protocol) -> bool:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from . import energy, gpu, gpulock, measure
+    from . import energy, gpu, gpulock, grid, measure, zoo
 
     startup_s = process_age_s()
     spec = zoo.load_spec(args.model)
@@ -121,7 +124,7 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     """Measure a few small points end to end and print what a setup check needs."""
     import yaml
 
-    from . import energy, gpu, gpulock, measure
+    from . import energy, gpu, gpulock, grid, measure, zoo
 
     startup_s = process_age_s()
     config = yaml.safe_load(Path(args.config).read_text())

@@ -220,6 +220,47 @@ def _stage_flops(flops: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+
+def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
+    """``points`` (grid keys and precision) with FLOPs, kernels and bytes per image added.
+
+    Per stage and in total: text encoders + steps x the denoiser calls of a step +
+    the VAE decode, from the per-call FLOPs table. Measured and predicted points
+    share this one definition of "per image". Points without FLOPs in ``flops``
+    (a model not in the current grid) are left out with a log line.
+    """
+    stage_flops = _stage_flops(flops)
+    keys = ["model", "resolution", "cfg", "batch"]
+    joined = points.copy()
+    for stage in ("text", "denoise", "vae"):
+        part = stage_flops[stage_flops["stage"] == stage].drop(columns="stage")
+        part = part.rename(columns={c: f"{stage}__{c}" for c in part.columns if c not in keys})
+        joined = joined.merge(part, on=keys, how="left")
+    missing = joined["denoise__f_step"].isna()
+    if missing.any():
+        log.warning("%d points have no FLOPs in the FLOPs table and are left out: %s",
+                    int(missing.sum()), sorted(joined.loc[missing, "model"].unique()))
+        joined = joined[~missing].copy()
+    steps = joined["steps"]
+    # Bytes were counted with 2-byte tensors; fp32 moves twice as many.
+    byte_scale = joined["precision"].map({"fp32": 2.0}).fillna(1.0)
+    for stage in ("text", "denoise", "vae"):
+        j = joined
+        joined[f"{stage}_flops"] = j[f"{stage}__f_img"] + steps * j[f"{stage}__f_step"]
+        joined[f"{stage}_kernels"] = j[f"{stage}__k_img"] + steps * j[f"{stage}__k_step"]
+        joined[f"{stage}_bytes"] = (j[f"{stage}__b_img"] + steps * j[f"{stage}__b_step"]) * byte_scale
+    joined["denoise_flops_per_step"] = joined["denoise__f_step"]
+    joined["denoiser_params"] = joined["denoise__p_den"]
+    joined["flops_analytic"] = sum(
+        joined[f"{s}__a_img"] + steps * joined[f"{s}__a_step"] for s in ("text", "denoise", "vae")
+    )
+    for what in ("flops", "kernels", "bytes"):
+        joined[what] = sum(joined[f"{s}_{what}"] for s in ("text", "denoise", "vae"))
+    fam = flops.drop_duplicates("model").set_index("model")["family"]
+    joined["family"] = joined["model"].map(fam)
+    return joined.drop(columns=[c for c in joined.columns if "__" in c])
+
+
 def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
     """One row per grid point with a GPU measurement (or oom), joined with FLOPs.
 
@@ -260,35 +301,7 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
     for col in ("resolution", "steps", "batch"):
         image[col] = image[col].astype(int)
 
-    stage_flops = _stage_flops(flops)
-    keys = ["model", "resolution", "cfg", "batch"]
-    joined = image.copy()
-    for stage in ("text", "denoise", "vae"):
-        part = stage_flops[stage_flops["stage"] == stage].drop(columns="stage")
-        part = part.rename(columns={c: f"{stage}__{c}" for c in part.columns if c not in keys})
-        joined = joined.merge(part, on=keys, how="left")
-    missing = joined["denoise__f_step"].isna()
-    if missing.any():
-        log.warning("%d points have no FLOPs in the FLOPs table and are left out: %s",
-                    int(missing.sum()), sorted(joined.loc[missing, "model"].unique()))
-        joined = joined[~missing].copy()
-    steps = joined["steps"]
-    # Bytes were counted with 2-byte tensors; fp32 moves twice as many.
-    byte_scale = joined["precision"].map({"fp32": 2.0}).fillna(1.0)
-    for stage in ("text", "denoise", "vae"):
-        j = joined
-        joined[f"{stage}_flops"] = j[f"{stage}__f_img"] + steps * j[f"{stage}__f_step"]
-        joined[f"{stage}_kernels"] = j[f"{stage}__k_img"] + steps * j[f"{stage}__k_step"]
-        joined[f"{stage}_bytes"] = (j[f"{stage}__b_img"] + steps * j[f"{stage}__b_step"]) * byte_scale
-    joined["denoise_flops_per_step"] = joined["denoise__f_step"]
-    joined["denoiser_params"] = joined["denoise__p_den"]
-    joined["flops_analytic"] = sum(
-        joined[f"{s}__a_img"] + steps * joined[f"{s}__a_step"] for s in ("text", "denoise", "vae")
-    )
-    for what in ("flops", "kernels", "bytes"):
-        joined[what] = sum(joined[f"{s}_{what}"] for s in ("text", "denoise", "vae"))
-    fam = flops.drop_duplicates("model").set_index("model")["family"]
-    joined["family"] = joined["model"].map(fam)
+    joined = per_image_costs(image, flops)
     for col in ENERGY_COLUMNS:
         if col not in joined:
             joined[col] = np.nan

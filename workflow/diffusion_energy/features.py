@@ -2,10 +2,8 @@
 
 ``predict`` needs, for a point nobody measured, exactly the columns that
 ``dataset.collect_energy`` gives a measured one (``flops``, the stage FLOPs,
-``denoise_flops_per_step``, kernels, bytes with the fp32 doubling, ...). Rather
-than repeat that arithmetic, this module hands ``collect_energy`` placeholder
-measurement rows (no joules) for the requested points, so both paths share one
-definition of "per image".
+``denoise_flops_per_step``, kernels, bytes with the fp32 doubling, ...): both
+take them from ``dataset.per_image_costs``, one definition of "per image".
 """
 
 from __future__ import annotations
@@ -40,17 +38,15 @@ def point_features(points: Iterable[Point], flops: pd.DataFrame) -> pd.DataFrame
     (model, resolution, cfg, batch). Points it lacks are left out (logged by
     ``collect_energy``).
     """
-    rows = []
-    for p in points:
-        for stage in dataset.STAGES:
-            rows.append({
-                "gpu": p.gpu, "model": p.model, "architecture": p.architecture,
-                "precision": p.precision, "resolution": p.resolution, "steps": p.steps,
-                "cfg": bool(p.cfg), "batch": p.batch, "stage": stage, "repeat": 0,
-                "status": "ok", "energy_status": "measured", "energy_j": np.nan,
-                "dynamic_energy_j": np.nan, "time_s": np.nan, "idle_power_w": np.nan,
-                "stage_sum_error": np.nan, "flag": "", "gpu_name": "",
-            })
-    if not rows:
-        return dataset.collect_energy(pd.DataFrame(), flops)
-    return dataset.collect_energy(pd.DataFrame(rows), flops)
+    keys = pd.DataFrame(
+        [{"gpu": p.gpu, "model": p.model, "architecture": p.architecture, "precision": p.precision,
+          "resolution": p.resolution, "steps": p.steps, "cfg": bool(p.cfg), "batch": p.batch}
+         for p in points],
+        columns=[*dataset.GRID_KEYS, "architecture"],
+    )
+    costs = dataset.per_image_costs(keys, flops) if len(keys) else keys
+    for col in dataset.ENERGY_COLUMNS:
+        if col not in costs:
+            costs[col] = np.nan
+    costs["status"] = "ok"
+    return costs[list(dataset.ENERGY_COLUMNS)].reset_index(drop=True)
