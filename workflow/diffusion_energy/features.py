@@ -49,4 +49,4 @@ def point_features(points: Iterable[Point], flops: pd.DataFrame) -> pd.DataFrame
         if col not in costs:
             costs[col] = np.nan
     costs["status"] = "ok"
-    return costs[list(dataset.ENERGY_COLUMNS)].reset_index(drop=True)
+    return costs[list(dataset.ENERGY_COLUMNS)].sort_values(dataset.GRID_KEYS, ignore_index=True)

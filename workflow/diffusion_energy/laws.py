@@ -271,6 +271,14 @@ def _range(frame: pd.DataFrame, col: str) -> list[float]:
     return [float(v.min()), float(v.max())] if len(v) else [float("nan"), float("nan")]
 
 
+def _fit_to_dict(fit: Any) -> dict[str, Any]:
+    """A fit dataclass as JSON-ready fields, its design and named coefficients included."""
+    d = {k: getattr(fit, k) for k in fit.__dataclass_fields__ if k != "design"}
+    d["design"] = fit.design.to_dict()
+    d["coefficients"] = fit.coefficients
+    return d
+
+
 @dataclass(frozen=True)
 class LawFit:
     """A power law fitted by OLS on logs. ``coef`` in ``design.terms`` order.
@@ -324,10 +332,7 @@ class LawFit:
         return Prediction(np.exp(mean), np.exp(mean - half), np.exp(mean + half), level)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "design"}
-        d["design"] = self.design.to_dict()
-        d["coefficients"] = self.coefficients
-        return d
+        return _fit_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LawFit:
@@ -460,10 +465,7 @@ class MixedFit:
         return Prediction(np.exp(mean), np.exp(mean - half), np.exp(mean + half), level)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "design"}
-        d["design"] = self.design.to_dict()
-        d["coefficients"] = self.coefficients
-        return d
+        return _fit_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MixedFit:
