@@ -38,8 +38,8 @@ def test_shipped_config_is_valid(shipped: dict[str, Any]) -> None:
 
 def test_shipped_grid_has_the_expected_points(shipped: dict[str, Any]) -> None:
     points = grid.grid_points(shipped)
-    # main: 6 models x 4 resolutions x 3 steps; fp32: 3 models x 2 resolutions x 2 steps.
-    assert len(points) == 6 * 4 * 3 + 3 * 2 * 2 == 84
+    # main: 6 models x 4 resolutions x 3 steps; fp32: 3 models x 1 resolution x 2 steps.
+    assert len(points) == 6 * 4 * 3 + 3 * 1 * 2 == 78
     assert len(set(points)) == len(points) and points == sorted(points)
     groups = grid.measurement_groups(points)
     assert sorted(groups) == sorted(
@@ -47,7 +47,7 @@ def test_shipped_grid_has_the_expected_points(shipped: dict[str, Any]) -> None:
          for m in ["sd15", "sd21", "sdxl", "sd35-large", "flux-dev", "qwen-image"]]
         + [("sd15", "fp32"), ("sd21", "fp32"), ("sdxl", "fp32")]
     )
-    assert sum(len(g) for g in groups.values()) == 84
+    assert sum(len(g) for g in groups.values()) == 78
     # "default" precision and CFG resolve per model.
     by_model = {(p.model, p.precision) for p in points}
     assert ("flux-dev", "bf16") in by_model and ("qwen-image", "bf16") in by_model
@@ -199,7 +199,7 @@ def test_measurement_path_and_rule_names(shipped: dict[str, Any]) -> None:
 def test_validate_config_command(repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                  shipped: dict[str, Any]) -> None:
     assert cli.main(["validate-config", "--config", str(repo_root / "config" / "config.yaml")]) == 0
-    assert "84 grid points in 9 measurement groups" in capsys.readouterr().out
+    assert "78 grid points in 9 measurement groups" in capsys.readouterr().out
     bad = copy.deepcopy(shipped)
     bad["grids"]["main"]["models"] = ["sd16"]
     path = tmp_path / "bad.yaml"
