@@ -17,14 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from snakemake.api import SnakemakeApi
-from snakemake.settings.enums import Quietness
-from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+from workflow_support import TINY_CONFIG, run_workflow
 
 from diffusion_energy import analysis, anchors, crossval
 from diffusion_energy.analysis_io import FIGURE_NAMES
 
-TINY_CONFIG = Path("tests/configs/tiny.yaml")
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODELS = ("tiny-flux", "tiny-sd")
 UPSTREAM = {
@@ -63,23 +60,8 @@ def run(
     config: dict | None = None,
     configfile: Path | None = TINY_CONFIG,
 ) -> set[str]:
-    """Outputs of the jobs Snakemake planned (dry run) or ran in ``workdir``."""
-    outputs: list[str] = []
-    settings = ConfigSettings(
-        config=dict(config or {}),
-        configfiles=[workdir / configfile] if configfile else [],
-        replace_workflow_config=configfile is not None,
-    )
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        wf = api.workflow(
-            resource_settings=ResourceSettings(cores=2),
-            config_settings=settings,
-            snakefile=workdir / "Snakefile",
-            workdir=workdir,
-        )
-        dag = wf.dag(DAGSettings(targets=frozenset(targets), forcerun=frozenset(forcerun)))
-        dag.execute_workflow(executor=executor, updated_files=outputs)
-    return set(outputs)
+    """Outputs of the jobs Snakemake planned (dry run) or ran in ``workdir``, on the tiny config."""
+    return set(run_workflow(workdir, targets, executor, config, configfile, forcerun=forcerun))
 
 
 def test_default_target_requests_every_analysis_output(workflow_copy: Path) -> None:
