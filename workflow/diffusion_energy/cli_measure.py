@@ -47,8 +47,34 @@ def _journal_ok(path: Path, protocol: Protocol) -> bool:
             and (rows["min_window_s"] == protocol.min_window_s).all())
 
 
+def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_timeout_s: float = 0.0,
+              allow_shared: bool = False) -> str:
+    """Make CUDA device 0 this job's, or refuse; return its UUID.
+
+    The order matters: the GPU is found and locked through NVML before this process
+    creates a CUDA context, so the busy check cannot see the job's own context; then
+    the kind is checked through CUDA and both must name the same device.
+    """
+    from . import gpu, gpulock
+
+    try:
+        uuid = gpu.nvml_uuid_of_cuda_device(0)
+    except gpu.GpuError as exc:
+        raise gpu.GpuError(f"this job measures a {kind} GPU: {exc}") from exc
+    stack.enter_context(gpulock.exclusive_gpu(uuid, timeout_s=lock_timeout_s))
+    busy = gpu.other_processes(uuid)
+    if busy and not allow_shared:
+        raise gpu.GpuError(f"GPU {uuid} is in use by process(es) {busy}; energy would "
+                           "include their work (or pass --allow-shared-gpu)")
+    gpu.check_kind(kind, gpu_kinds)
+    if gpu.cuda_uuid(0) != uuid:
+        raise gpu.GpuError(f"CUDA device 0 is {gpu.cuda_uuid(0)}, NVML's is {uuid}: "
+                           "set CUDA_DEVICE_ORDER=PCI_BUS_ID")
+    return uuid
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
-    from . import energy, gpu, gpulock, grid, measure, zoo
+    from . import energy, gpu, grid, measure, zoo
 
     startup_s = process_age_s()
     spec = zoo.load_spec(args.model)
@@ -77,19 +103,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             context = None
         else:
             kinds = json.loads(args.gpu_kinds) if args.gpu_kinds else {}
-            try:
-                uuid = gpu.nvml_uuid_of_cuda_device(0)  # NVML only: no CUDA context of ours yet
-            except gpu.GpuError as exc:
-                raise gpu.GpuError(f"this job measures a {args.gpu} GPU: {exc}") from exc
-            stack.enter_context(gpulock.exclusive_gpu(uuid, timeout_s=args.lock_timeout))
-            busy = gpu.other_processes(uuid)
-            if busy and not args.allow_shared_gpu:
-                raise gpu.GpuError(f"GPU {uuid} is in use by process(es) {busy}; energy would "
-                                   "include their work (or pass --allow-shared-gpu)")
-            gpu.check_kind(args.gpu, kinds)
-            if gpu.cuda_uuid(0) != uuid:
-                raise gpu.GpuError(f"CUDA device 0 is {gpu.cuda_uuid(0)}, NVML's is {uuid}: "
-                                   "set CUDA_DEVICE_ORDER=PCI_BUS_ID")
+            uuid = claim_gpu(stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
             zeus_log = outdir / args.gpu / spec.name / precision / "_zeus_windows.csv"
             zeus_log.parent.mkdir(parents=True, exist_ok=True)
             meter = energy.ZeusMeter(0, log_file=zeus_log, update_period_s=protocol.nvml_update_s)
@@ -109,8 +123,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         summary = {"model": spec.name, "precision": precision, "gpu": args.gpu,
                    "points": len(points), "measured": len(todo), "startup_s": startup_s,
                    "total_s": total, **asdict(timings)}
-        # Fixed cost: everything that is not a measurement (start-up, build, idle, warm-up).
-        fixed = total - timings.repeats_s - timings.shared_stages_s
+        fixed = timings.fixed_s(total)
         summary["fixed_s"] = fixed
         summary["fixed_share"] = fixed / total if total > 0 else float("nan")
         atomic.write_text(json.dumps(summary, indent=2) + "\n", args.summary)
@@ -124,7 +137,7 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     """Measure a few small points end to end and print what a setup check needs."""
     import yaml
 
-    from . import energy, gpu, gpulock, grid, measure, zoo
+    from . import energy, gpu, grid, measure, zoo
 
     startup_s = process_age_s()
     config = yaml.safe_load(Path(args.config).read_text())
@@ -134,18 +147,14 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         raise gpu.GpuError(f"GPU not present: no configured GPU kind found (NVML names: "
                            f"{gpu.device_names() or 'none'})")
     kind = local[0]
-    uuid = gpu.nvml_uuid_of_cuda_device(0)
-    busy = gpu.other_processes(uuid)
-    if busy:
-        raise gpu.GpuError(f"GPU {uuid} is in use by process(es) {busy}")
-    name = gpu.check_kind(kind, kinds)
     spec = zoo.load_spec(args.model)
     precision = spec.precision(args.precision)
     points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
     protocol = measure.Protocol.from_config(config.get("protocol"))
     timings = measure.JobTimings()
     frames = []
-    with gpulock.exclusive_gpu(uuid):
+    with contextlib.ExitStack() as stack:
+        uuid = claim_gpu(stack, kind, kinds)
         meter = energy.ZeusMeter(0, update_period_s=protocol.nvml_update_s)
         for _, rows in measure.measure_group(spec, points, kind, meter, protocol, "cuda",
                                              lambda: {**gpu.snapshot(uuid), "gpu_index": 0}, timings):
@@ -154,7 +163,7 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     if args.out:
         atomic.write_parquet(table, args.out)
     snap = gpu.snapshot(uuid)
-    print(f"GPU: {name} ({uuid}), driver {snap['driver_version']}, power limit "
+    print(f"GPU: {snap['gpu_name']} ({uuid}), driver {snap['driver_version']}, power limit "
           f"{snap['power_limit_w']:.0f} W, kind {kind}")
     print(f"idle power: {table['idle_power_w'].dropna().median():.1f} W")
     image = table[table["stage"] == "image"]
@@ -164,7 +173,7 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         flag=("flag", "first")).reset_index()
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     total = process_age_s()
-    fixed = total - timings.repeats_s - timings.shared_stages_s
+    fixed = timings.fixed_s(total)
     print(f"job wall time {total:.1f} s: start-up and imports {startup_s:.1f} s, "
           f"build {timings.build_s:.1f} s, idle {timings.idle_s:.1f} s, "
           f"text/VAE windows {timings.shared_stages_s:.1f} s, "

@@ -22,7 +22,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,7 +76,10 @@ class JobTimings:
     warmup_s: float = 0.0
     repeats_s: float = 0.0
     points: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
+
+    def fixed_s(self, total_s: float) -> float:
+        """Of a job's ``total_s``, what is not a measurement window (start-up, build, idle, warm-up)."""
+        return total_s - self.repeats_s - self.shared_stages_s
 
 
 def sync(device: torch.device) -> None:
