@@ -47,8 +47,9 @@ def kind_of(name: str, gpu_kinds: Mapping[str, Mapping[str, Any]]) -> str | None
 
 def local_kinds(gpu_kinds: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Configured kinds present on this machine (sorted, without duplicates)."""
-    kinds = {kind_of(n, gpu_kinds) for n in device_names()}
-    unknown = [n for n in device_names() if kind_of(n, gpu_kinds) is None]
+    names = device_names()
+    kinds = {kind_of(n, gpu_kinds) for n in names}
+    unknown = [n for n in names if kind_of(n, gpu_kinds) is None]
     if unknown:
         log.warning("GPU(s) %s match no configured gpu_kinds; add a name_pattern to measure them",
                     unknown)

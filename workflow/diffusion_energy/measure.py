@@ -283,6 +283,13 @@ def spread(values: list[float]) -> float:
     return max(finite) / min(finite) - 1 if len(finite) >= 2 else math.nan
 
 
+def point_keys(point: GridPoint, gpu_kind: str, spec: ModelSpec) -> dict[str, Any]:
+    """The grid coordinates every row of a point carries."""
+    return {"gpu": gpu_kind, "model": spec.name, "architecture": spec.architecture,
+            "precision": point.precision, "resolution": point.resolution, "steps": point.steps,
+            "cfg": point.cfg, "batch": point.batch}
+
+
 def point_rows(
     point: GridPoint,
     gpu_kind: str,
@@ -315,9 +322,7 @@ def point_rows(
         for res in results:
             dynamic = res.energy_j - idle_power_w * res.time_s if math.isfinite(idle_power_w) else math.nan
             rows.append({
-                "gpu": gpu_kind, "model": spec.name, "architecture": spec.architecture,
-                "precision": point.precision, "resolution": point.resolution, "steps": point.steps,
-                "cfg": point.cfg, "batch": point.batch, "stage": stage, "repeat": res.repeat,
+                **point_keys(point, gpu_kind, spec), "stage": stage, "repeat": res.repeat,
                 "status": "ok", "energy_status": energy_status,
                 "energy_j": res.energy_j, "dynamic_energy_j": dynamic, "time_s": res.time_s,
                 "window_s": res.window_s, "window_calls": res.window_calls,
@@ -334,9 +339,7 @@ def failed_rows(point: GridPoint, gpu_kind: str, spec: ModelSpec, status: str, e
                 context: dict[str, Any]) -> pd.DataFrame:
     """A point that could not be measured (status oom or error): one row saying why."""
     return pd.DataFrame([{
-        "gpu": gpu_kind, "model": spec.name, "architecture": spec.architecture,
-        "precision": point.precision, "resolution": point.resolution, "steps": point.steps,
-        "cfg": point.cfg, "batch": point.batch, "stage": "image", "repeat": 0,
+        **point_keys(point, gpu_kind, spec), "stage": "image", "repeat": 0,
         "status": status, "energy_status": f"absent: {status}", "error": error[:500], **context,
     }])
 
