@@ -208,3 +208,29 @@ def test_counting_on_meta_allocates_no_real_memory() -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["flops"] > 70e12
     assert result["peak_gib"] < 2.0, f"peak RSS {result['peak_gib']:.2f} GiB"
+
+
+@pytest.mark.parametrize("model", ["sd15", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-qwen"])
+def test_per_op_flops_sum_to_flop_counter_mode(model: str) -> None:
+    """The per-op formulas reproduce torch's FlopCounterMode exactly, for every stage."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from diffusion_energy import families
+
+    spec = zoo.load_spec(model)
+    res = 512 if model == "sd15" else 32
+    for comp in spec.components:
+        module = zoo.build_component(spec, comp, "meta", torch.float16)
+        if comp.stage == "text":
+            kw = families.text_inputs(spec, comp, 1, "meta")
+            call = lambda m=module, kw=kw: m(**kw)  # noqa: E731
+        elif comp.stage == "denoise":
+            kw = families.denoiser_inputs(spec, res, 2, "meta", torch.float16)
+            call = lambda m=module, kw=kw: m(**kw)  # noqa: E731
+        else:
+            z = families.vae_latents(spec, res, 1, "meta", torch.float16)
+            call = lambda m=module, z=z: m.decode(z)  # noqa: E731
+        with FlopCounterMode(display=False) as reference, torch.no_grad():
+            call()
+        assert flops.count_call(call).flops == reference.get_total_flops() > 0, comp.name
