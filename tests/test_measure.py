@@ -96,19 +96,21 @@ def test_idle_power_is_energy_over_time_of_the_idle_window() -> None:
 
 def test_short_stage_is_repeated_to_fill_the_window_and_divided() -> None:
     gpu = FakeGpu()
-    results = runner(gpu).stage("text", lambda: gpu.run(0.02, 200.0))
-    assert [r.window_calls for r in results] == [50, 50, 50]
+    call_s = 1 / 32  # exact in binary, so the fake clock's differences are too
+    results = runner(gpu).stage("text", lambda: gpu.run(call_s, 200.0))
+    assert [r.window_calls for r in results] == [32, 32, 32]
     assert all(r.window_s >= 1.0 for r in results)
-    assert all(r.energy_j == pytest.approx(0.02 * 200.0) for r in results)
-    assert all(r.time_s == pytest.approx(0.02) for r in results)
+    assert all(r.energy_j == pytest.approx(call_s * 200.0) for r in results)
+    assert all(r.time_s == pytest.approx(call_s) for r in results)
 
 
 def test_long_image_nests_the_denoise_window_and_stages_add_up() -> None:
     gpu = FakeGpu()
     work = FakeWorkload(gpu)
     run = runner(gpu)
-    images, denoise, calls = run.image(work, POINT, warmup=1)
-    assert calls == POINT.steps
+    result = run.image(work, POINT, warmup=1)
+    images, denoise = result.images, result.denoise
+    assert result.denoiser_calls == POINT.steps and result.warmup_calls == 1
     assert [r.window_calls for r in images] == [1, 1, 1]
     assert [r.window_calls for r in denoise] == [1, 1, 1]
     assert denoise[0].energy_j == pytest.approx(1.5 * 600.0)
@@ -122,11 +124,41 @@ def test_long_image_nests_the_denoise_window_and_stages_add_up() -> None:
 def test_short_image_gets_its_own_denoise_window() -> None:
     gpu = FakeGpu()
     work = FakeWorkload(gpu, denoise=(0.2, 500.0))
-    images, denoise, _ = runner(gpu).image(work, POINT, warmup=1)
+    result = runner(gpu).image(work, POINT, warmup=1)
+    images, denoise = result.images, result.denoise
     image_s = 0.02 + 0.2 + 0.1
+    assert result.denoiser_calls == POINT.steps
     assert images[0].window_calls == math.ceil(1.0 / image_s) == denoise[0].window_calls
     assert images[0].energy_j == pytest.approx(0.02 * 200 + 0.2 * 500 + 0.1 * 400)
     assert denoise[0].energy_j == pytest.approx(0.2 * 500)
+
+
+def test_warm_up_lasts_its_minimum_time_however_short_the_call() -> None:
+    gpu = FakeGpu()
+    work = FakeWorkload(gpu, denoise=(0.2, 500.0))  # 0.32 s images
+    result = runner(gpu, warmup=1, warmup_s=1.0).image(work, POINT, warmup=1)
+    assert result.warmup_calls == 4 and result.warmup_s == pytest.approx(4 * 0.32)
+    assert runner(FakeGpu(), warmup=2, warmup_s=0.0).warm_up(lambda: None, 2)[1] == 2
+
+
+def test_a_paced_point_runs_no_warm_up_and_sizes_its_window_from_the_estimate() -> None:
+    gpu = FakeGpu()
+    work = FakeWorkload(gpu, denoise=(0.2, 500.0))
+    run = runner(gpu, warmup_s=5.0)
+    result = run.image(work, POINT, warmup=1, single_s=0.6)
+    assert result.warmup_calls == 0 and result.warmup_s == 0.0
+    assert [r.window_calls for r in result.images] == [2, 2, 2]  # ceil(1.0 s / 0.6 s)
+    assert [w.name for w in run.meter.closed] == ["image-0", "denoise-0", "image-1", "denoise-1",
+                                                 "image-2", "denoise-2"]
+    assert gpu.t == pytest.approx(3 * 2 * (0.32 + 0.2))  # nothing ran outside the windows
+
+
+def test_paced_image_time_scales_only_the_denoising_with_the_steps() -> None:
+    def results(stage: str, seconds: float) -> list[measure.StageResult]:
+        return [measure.StageResult(stage, r, 1.0, seconds, seconds, 1) for r in range(3)]
+
+    text, vae, image_10 = results("text", 0.05), results("vae", 0.15), results("image", 1.2)
+    assert measure.paced_image_s(image_10, 10, 50, text, vae) == pytest.approx(0.2 + 1.0 * 5)
 
 
 def _stages(image_j: list[float], parts: tuple[float, float, float]) -> dict:
@@ -168,7 +200,7 @@ def _cpu_points(*slugs: str) -> list[grid.GridPoint]:
     return [grid.GridPoint.from_slug("tiny-sd", "fp32", s) for s in slugs]
 
 
-FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1)
+FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1, warmup_s=0.0)
 
 
 @pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-qwen"])
@@ -185,6 +217,20 @@ def test_full_path_runs_on_cpu_with_energy_absent(model: str) -> None:
         assert rows["energy_j"].isna().all() and (rows["time_s"] > 0).all()
         calls = spec.denoiser_calls_per_step(point.cfg) * point.steps
         assert rows["denoiser_calls"].iloc[0] == calls
+
+
+def test_only_the_first_point_of_a_shape_is_warmed_up() -> None:
+    from diffusion_energy.energy import TimeOnlyMeter
+
+    points = _cpu_points("32px_2steps_cfg1_b1", "32px_4steps_cfg1_b1", "64px_2steps_cfg1_b1",
+                         "32px_3steps_cfg0_b1")
+    timings = measure.JobTimings()
+    warmed = {p.slug: rows["warmup_images"].iloc[0]
+              for p, rows in measure.measure_group(SPEC, points, "cpu", TimeOnlyMeter(), FAST, "cpu",
+                                                   timings=timings)}
+    assert warmed == {"32px_2steps_cfg1_b1": 1, "32px_4steps_cfg1_b1": 0, "64px_2steps_cfg1_b1": 1,
+                      "32px_3steps_cfg0_b1": 1}
+    assert 0 < timings.warmup_s < timings.repeats_s
 
 
 def test_oom_at_build_is_recorded_for_every_point(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,10 +251,10 @@ def test_oom_at_build_is_recorded_for_every_point(monkeypatch: pytest.MonkeyPatc
 def test_oom_of_one_point_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     real_image = measure.Runner.image
 
-    def image(self, workload, point, warmup):  # noqa: ANN001
+    def image(self, workload, point, warmup, single_s=None):  # noqa: ANN001
         if point.resolution == 64:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
-        return real_image(self, workload, point, warmup)
+        return real_image(self, workload, point, warmup, single_s)
 
     monkeypatch.setattr(measure.Runner, "image", image)
     from diffusion_energy.energy import TimeOnlyMeter
@@ -237,7 +283,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-PROTOCOL = '{"idle_s": 0, "min_window_s": 0, "repeats": 2, "warmup": 1}'
+PROTOCOL = '{"idle_s": 0, "min_window_s": 0, "repeats": 2, "warmup": 1, "warmup_s": 0}'
 
 
 def test_cli_measures_on_cpu_writes_each_point_and_resumes_from_the_journal(tmp_path: Path) -> None:

@@ -45,6 +45,13 @@ def _run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+def _predict(capsys: pytest.CaptureFixture, laws: Path, model: str | Path, resolution: int, steps: int,
+             *extra: str) -> tuple[int, str, str]:
+    """``diffusion-energy predict`` for one point, from the laws file ``laws``."""
+    return _run(capsys, "--model", str(model), "--resolution", str(resolution), "--steps", str(steps),
+                *extra, "--laws", str(laws))
+
+
 def _truth_j(truth: simulate.PaperTruth, table, model: str, res: int, steps: int, gpu: str) -> float:
     spec = zoo.load_spec(model)
     feats = point_features([Point(gpu, model, spec.architecture, "fp32", res, steps, spec.cfg)], table)
@@ -53,20 +60,7 @@ def _truth_j(truth: simulate.PaperTruth, table, model: str, res: int, steps: int
 
 def test_measured_architecture_uses_its_own_law(fitted: tuple, capsys: pytest.CaptureFixture) -> None:
     laws_path, truth, extra = fitted
-    rc, out, err = _run(
-        capsys,
-        "--model",
-        "tiny-sd",
-        "--resolution",
-        "64",
-        "--steps",
-        "30",
-        "--gpu",
-        "h200",
-        "--laws",
-        str(laws_path),
-        "--json",
-    )
+    rc, out, err = _predict(capsys, laws_path, "tiny-sd", 64, 30, "--gpu", "h200", "--json")
     assert rc == 0, err
     result = json.loads(out)
     expected = _truth_j(truth, extra["flops"], "tiny-sd", 64, 30, "h200")
@@ -80,19 +74,7 @@ def test_measured_architecture_uses_its_own_law(fitted: tuple, capsys: pytest.Ca
 def test_text_output_gives_joules_watt_hours_and_the_interval(
     fitted: tuple, capsys: pytest.CaptureFixture
 ) -> None:
-    rc, out, err = _run(
-        capsys,
-        "--model",
-        "tiny-flux",
-        "--resolution",
-        "32",
-        "--steps",
-        "10",
-        "--gpu",
-        "h100",
-        "--laws",
-        str(fitted[0]),
-    )
+    rc, out, err = _predict(capsys, fitted[0], "tiny-flux", 32, 10, "--gpu", "h100")
     assert rc == 0, err
     assert "J/image" in out and "Wh/image" in out and "90% prediction interval" in out
     assert "CFG off" in out  # tiny-flux is guidance-distilled
@@ -107,20 +89,7 @@ def test_architecture_file_never_measured_gets_the_pooled_law(
     raw["components"]["unet"]["config"]["norm_num_groups"] = 8
     path = tmp_path / "tiny-new.yaml"
     path.write_text(yaml.safe_dump(raw))
-    rc, out, err = _run(
-        capsys,
-        "--model",
-        str(path),
-        "--resolution",
-        "64",
-        "--steps",
-        "20",
-        "--gpu",
-        "h100",
-        "--laws",
-        str(fitted[0]),
-        "--json",
-    )
+    rc, out, err = _predict(capsys, fitted[0], path, 64, 20, "--gpu", "h100", "--json")
     assert rc == 0, err
     result = json.loads(out)
     assert result["law"].startswith("pooled ")
@@ -129,24 +98,8 @@ def test_architecture_file_never_measured_gets_the_pooled_law(
 
 
 def test_pooled_law_on_request_and_dynamic_energy(fitted: tuple, capsys: pytest.CaptureFixture) -> None:
-    rc, out, err = _run(
-        capsys,
-        "--model",
-        "tiny-qwen",
-        "--resolution",
-        "64",
-        "--steps",
-        "20",
-        "--gpu",
-        "h100",
-        "--law",
-        "pooled",
-        "--energy",
-        "dynamic",
-        "--laws",
-        str(fitted[0]),
-        "--json",
-    )
+    rc, out, err = _predict(capsys, fitted[0], "tiny-qwen", 64, 20, "--gpu", "h100", "--law", "pooled",
+                            "--energy", "dynamic", "--json")
     assert rc == 0, err
     result = json.loads(out)
     assert result["energy"] == "dynamic" and result["law"].startswith("pooled ")
@@ -173,25 +126,13 @@ def test_clear_errors(fitted: tuple, capsys: pytest.CaptureFixture, args: list[s
 
 
 def test_no_fitted_law_yet(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    rc, _, err = _run(
-        capsys,
-        "--model",
-        "tiny-sd",
-        "--resolution",
-        "64",
-        "--steps",
-        "20",
-        "--laws",
-        str(tmp_path / "absent.json"),
-    )
+    rc, _, err = _predict(capsys, tmp_path / "absent.json", "tiny-sd", 64, 20)
     assert rc == 2 and "no fitted law" in err
     empty = tmp_path / "laws.json"
     points, inputs = analysis.prepare(analysis_io.usable_points(pd.DataFrame()), None, None)
     payload, _ = analysis.run_fit(points, inputs, pd.DataFrame(), pd.DataFrame(), settings())
     analysis_io.write_json(payload, empty)
-    rc, _, err = _run(
-        capsys, "--model", "tiny-sd", "--resolution", "64", "--steps", "20", "--laws", str(empty)
-    )
+    rc, _, err = _predict(capsys, empty, "tiny-sd", 64, 20)
     assert rc == 2 and "no measurements yet" in err
 
 

@@ -44,6 +44,7 @@ def _journal_ok(path: Path, protocol: Protocol) -> bool:
         return False
     image = rows[rows["stage"] == "image"]
     return (len(image) == protocol.repeats and (rows["warmup"] == protocol.warmup).all()
+            and (rows["warmup_s"] == protocol.warmup_s).all()
             and (rows["min_window_s"] == protocol.min_window_s).all())
 
 

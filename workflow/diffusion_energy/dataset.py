@@ -75,7 +75,10 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "hostname": "machine",
     "measured_at": "UTC ISO time the point finished",
     "denoiser_calls": "denoiser forwards per image, counted by a hook (steps x CFG calls)",
-    "warmup": "warm-up images before the repeats",
+    "warmup": "protocol: fewest warm-up calls before a point's (or stage's) first window",
+    "warmup_s": "protocol: shortest warm-up, s",
+    "warmup_images": "warm-up images run before this point's repeats (0: a point of the same shape "
+                     "had just run, so its kernels were warm)",
     "min_window_s": "shortest energy window of the protocol, s",
     "error": "error message when status is not ok",
 }

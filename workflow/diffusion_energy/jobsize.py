@@ -41,12 +41,16 @@ def job_size(spec: ModelSpec, points: list[GridPoint], repeats: int, warmup: int
     total_b = denoiser_b + _params_b(spec, "text") + _params_b(spec, "vae")
     bytes_per_param = PRECISIONS[points[0].precision].itemsize
     seconds = 0.0
+    warm: set[tuple[int, bool, int]] = set()
     for p in points:
         cfg_factor = 2 if p.cfg else 1
         image_s = (SECONDS_PER_STEP_BPARAM_1024 * p.steps * max(denoiser_b, 0.5) * cfg_factor
                    * p.batch * (p.resolution / 1024) ** 2)
-        # warm-up + repeats, each window at least ~1 s, plus text/VAE windows
-        seconds += (warmup + repeats) * max(image_s, 1.0) + 2 * repeats
+        # repeats, each window at least ~1 s, plus text/VAE windows; warm-up only for a new shape
+        shape = (p.resolution, p.cfg, p.batch)
+        windows = repeats if shape in warm else warmup + repeats
+        warm.add(shape)
+        seconds += windows * max(image_s, 1.0) + 2 * repeats
     fp32_penalty = 4 if points[0].precision == "fp32" else 1
     runtime = 10 + math.ceil(SAFETY * fp32_penalty * seconds / 60)
     # Host memory: CUDA context and libraries; random weights are made on the GPU,

@@ -7,9 +7,19 @@ steps); then, per grid point, warm-up and ``repeats`` windows of the whole
 image (text + denoising + VAE decode), with the denoising nested inside when
 one image fills a window, or in its own window otherwise. Work shorter than
 ``min_window_s`` is repeated back to back inside one window and divided, so
-that every window spans many updates of the NVML energy counter. Each point's
-rows are written atomically as soon as it is measured; an out-of-memory point
-is recorded with status ``oom`` and the job goes on.
+that every window spans many updates of the NVML energy counter.
+
+Warm-up runs at least ``warmup`` calls and at least ``warmup_s`` seconds (a
+single short call does not bring clocks and power up: the first repeat after
+one 0.4 s warm-up image was often the highest on an H200). A point whose shape
+(resolution, CFG, batch) an earlier point of the job already ran needs no new
+kernels and follows a measured point directly, so it is not warmed up again:
+its window is sized from that point's time per step. Warm-up of the 25- and
+50-step points was a sixth of the default grid's estimated GPU time
+(``benchmarks/grid_time.py``).
+
+Each point's rows are written atomically as soon as it is measured; an
+out-of-memory point is recorded with status ``oom`` and the job goes on.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ class Protocol:
 
     idle_s: float = 3.0
     warmup: int = 1
+    warmup_s: float = 1.0
     repeats: int = 3
     min_window_s: float = 1.0
     stage_sum_tolerance: float = 0.05
@@ -64,6 +75,17 @@ class StageResult:
     time_s: float
     window_s: float
     window_calls: int
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The whole-image and denoise repeats of one point, and how it was warmed up."""
+
+    images: list[StageResult]
+    denoise: list[StageResult]
+    denoiser_calls: float  # denoiser forwards per image (steps x CFG calls)
+    warmup_calls: int  # warm-up images run before the repeats (0: the shape was warm)
+    warmup_s: float
 
 
 @dataclass
@@ -215,6 +237,18 @@ class Runner:
         sync(self.device)
         return self.clock() - start
 
+    def warm_up(self, fn: Callable[[], Any], min_calls: int) -> tuple[float, int, float]:
+        """Run ``fn`` at least ``min_calls`` (>= 1) times and ``warmup_s`` seconds.
+
+        Returns the last call's time (it sizes the windows), the calls run and their total time.
+        """
+        calls, total, last = 0, 0.0, math.inf
+        while calls < max(1, min_calls) or total < self.protocol.warmup_s:
+            last = self.timed(fn)
+            calls += 1
+            total += last
+        return last, calls, total
+
     def window(self, name: str, fn: Callable[[], Any], calls: int) -> Window:
         self.meter.begin(name)
         for _ in range(calls):
@@ -233,9 +267,7 @@ class Runner:
 
     def stage(self, stage: str, fn: Callable[[], Any], warmup: int = 1) -> list[StageResult]:
         """Warm up, size the window from the last warm-up call, then measure the repeats."""
-        single = math.inf
-        for _ in range(max(1, warmup)):
-            single = self.timed(fn)
+        single, _, _ = self.warm_up(fn, warmup)
         calls = calls_to_fill(single, self.protocol.min_window_s)
         results = []
         for r in range(self.protocol.repeats):
@@ -243,20 +275,24 @@ class Runner:
             results.append(StageResult(stage, r, w.energy_j / calls, w.time_s / calls, w.time_s, calls))
         return results
 
-    def image(
-        self, workload: Workload, point: GridPoint, warmup: int
-    ) -> tuple[list[StageResult], list[StageResult], float]:
-        """Whole-image and denoise results for one point, and denoiser calls per image."""
+    def image(self, workload: Workload, point: GridPoint, warmup: int,
+              single_s: float | None = None) -> ImageResult:
+        """Whole-image and denoise repeats of one point.
+
+        Warms up first, unless ``single_s`` (the expected time of one image, from a
+        point of the same shape measured just before) is given: then it sizes the
+        windows and no warm-up runs.
+        """
         plain = workload.image_fn(point)
-        single = math.inf
-        for _ in range(max(1, warmup)):
-            before = workload.denoiser_calls
-            single = self.timed(plain)
-            calls_per_image = workload.denoiser_calls - before
-        calls = calls_to_fill(single, self.protocol.min_window_s)
+        warm_calls, warm_s = 0, 0.0
+        if single_s is None:
+            single_s, warm_calls, warm_s = self.warm_up(plain, warmup)
+        calls = calls_to_fill(single_s, self.protocol.min_window_s)
         images: list[StageResult] = []
         denoise: list[StageResult] = []
+        calls_per_image = math.nan
         for r in range(self.protocol.repeats):
+            before = workload.denoiser_calls
             if calls == 1:
                 inner_windows: dict[str, Window] = {}
 
@@ -267,15 +303,29 @@ class Runner:
                         found["denoise"] = self.meter.end(f"denoise-{r}")
 
                 w = self.window(f"image-{r}", workload.image_fn(point, inner), 1)
+                calls_per_image = workload.denoiser_calls - before
                 d = inner_windows["denoise"]
                 denoise.append(StageResult("denoise", r, d.energy_j, d.time_s, d.time_s, 1))
             else:
                 w = self.window(f"image-{r}", plain, calls)
+                calls_per_image = (workload.denoiser_calls - before) / calls
                 d = self.window(f"denoise-{r}", workload.denoise_fn(point), calls)
                 denoise.append(StageResult("denoise", r, d.energy_j / calls, d.time_s / calls,
                                            d.time_s, calls))
             images.append(StageResult("image", r, w.energy_j / calls, w.time_s / calls, w.time_s, calls))
-        return images, denoise, float(calls_per_image)
+        return ImageResult(images, denoise, float(calls_per_image), warm_calls, warm_s)
+
+
+def paced_image_s(previous: list[StageResult], previous_steps: int, steps: int,
+                  text: list[StageResult], vae: list[StageResult]) -> float:
+    """Expected time of one image at ``steps``, from a point of the same shape at ``previous_steps``.
+
+    Text encoding and VAE decoding do not depend on the steps; the rest of the
+    image (the denoising) scales with them.
+    """
+    image_s = statistics.median(r.time_s for r in previous)
+    fixed_s = statistics.median(r.time_s for r in text) + statistics.median(r.time_s for r in vae)
+    return fixed_s + max(image_s - fixed_s, 0.0) * steps / previous_steps
 
 
 def spread(values: list[float]) -> float:
@@ -329,7 +379,8 @@ def point_rows(
                 "idle_power_w": idle_power_w,
                 "stage_sum_error": stage_sum[res.repeat] if stage == "image" else math.nan,
                 "repeat_spread": image_spread, "flag": "; ".join(flags),
-                "warmup": protocol.warmup, "min_window_s": protocol.min_window_s,
+                "warmup": protocol.warmup, "warmup_s": protocol.warmup_s,
+                "min_window_s": protocol.min_window_s,
                 **context,
             })
     return pd.DataFrame(rows)
@@ -405,6 +456,8 @@ def measure_group(
     log.info("idle power %.1f W", idle_w)
 
     shared: dict[tuple, list[StageResult]] = {}
+    # shape (resolution, cfg, batch) -> (steps, image repeats) of the last point measured at it
+    warm: dict[tuple[int, bool, int], tuple[int, list[StageResult]]] = {}
     for point in points:
         before = snapshot()
         context = {**base, "gpu_name": before.get("gpu_name", ""), "gpu_uuid": before.get("gpu_uuid", ""),
@@ -424,13 +477,15 @@ def measure_group(
                     shared[vae_key] = runner.stage("vae", workload.vae_fn(point.resolution, point.batch),
                                                    protocol.warmup)
                 timings.shared_stages_s += time.perf_counter() - t0
+                shape = (point.resolution, point.cfg, point.batch)
+                single_s = None
+                if shape in warm:
+                    steps, previous = warm[shape]
+                    single_s = paced_image_s(previous, steps, point.steps, shared[text_key], shared[vae_key])
                 t0 = time.perf_counter()
-                for _ in range(max(0, protocol.warmup - 1)):
-                    runner.timed(workload.image_fn(point))
-                timings.warmup_s += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                images, denoise, denoiser_calls = runner.image(workload, point, warmup=1)
-                timings.repeats_s += time.perf_counter() - t0
+                result = runner.image(workload, point, protocol.warmup, single_s)
+                timings.warmup_s += result.warmup_s
+                timings.repeats_s += time.perf_counter() - t0 - result.warmup_s
         except Exception as exc:  # noqa: BLE001 - OOM is a result; anything else is re-raised
             if not is_oom(exc):
                 raise
@@ -447,14 +502,16 @@ def measure_group(
             "temperature_after_c": after.get("temperature_c", math.nan),
             "throttle_reasons": ",".join(throttle),
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "denoiser_calls": denoiser_calls,
+            "denoiser_calls": result.denoiser_calls,
+            "warmup_images": result.warmup_calls,
         })
-        stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": denoise,
-                  "vae": shared[("vae", point.resolution, point.batch)], "image": images}
+        warm[shape] = (point.steps, result.images)
+        stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": result.denoise,
+                  "vae": shared[("vae", point.resolution, point.batch)], "image": result.images}
         rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status)
         timings.points += 1
-        med = statistics.median(r.energy_j for r in images)
+        med = statistics.median(r.energy_j for r in result.images)
         log.info("%s: %.1f J/image, %.3f s/image, spread %.1f%%, stage sum %+.1f%%", point.slug, med,
-                 statistics.median(r.time_s for r in images), 100 * rows["repeat_spread"].iloc[0],
+                 statistics.median(r.time_s for r in result.images), 100 * rows["repeat_spread"].iloc[0],
                  100 * rows["stage_sum_error"].median())
         yield point, rows
