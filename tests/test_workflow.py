@@ -93,8 +93,9 @@ def test_flops_rule_runs_on_tiny_config(workflow_copy: Path, repo_root: Path) ->
         ({"grids": {"main": {"models": ["sd16"]}}}, ["grids.main.models", "'sd16'", "sd15"]),
         ({"protocol": {"repeat": 3}}, ["protocol", "'repeat'", "repeats"]),
         ({"measure_gpus": ["h1000"]}, ["measure_gpus", "'h1000'", "h100"]),
+        ({"measure_order": ["sd15", "sd1.5"]}, ["measure_order", "'sd1.5'", "not in the grid", "sdxl"]),
     ],
-    ids=["unknown-model", "protocol-typo", "unknown-gpu"],
+    ids=["unknown-model", "protocol-typo", "unknown-gpu", "unknown-model-in-order"],
 )
 def test_bad_config_stops_the_workflow_with_a_clear_error(
     workflow_copy: Path, config: dict[str, Any], needles: list[str]
@@ -115,6 +116,34 @@ def test_bad_config_on_the_command_line(workflow_copy: Path) -> None:
     assert proc.returncode != 0
     assert "ConfigError" in output
     assert "cfg" in output and "sometimes" in output
+
+
+@pytest.mark.parametrize("order", [["tiny-flux", "tiny-sd"], ["tiny-sd", "tiny-flux"]])
+def test_measurement_jobs_run_in_the_configured_order(workflow_copy: Path, order: list[str]) -> None:
+    # On this machine without a GPU every measurement job fails at once ("GPU not
+    # present"); --keep-going runs them all, one at a time (gpu=1), in priority order.
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "measurements", "--configfile", str(TINY_CONFIG),
+         "--replace-workflow-config", "--config", "measure_gpus=[h100]",
+         f"measure_order=[{','.join(order)}]", "--cores", "2", "--resources", "gpu=1", "--keep-going"],
+        cwd=workflow_copy, capture_output=True, text=True, timeout=600,
+    )
+    output = proc.stdout + proc.stderr
+    started = [line.split()[-1].rstrip(":") for line in output.splitlines()
+               if line.startswith(("rule measure_", "localrule measure_"))]
+    assert started == [grid.rule_name(m, "fp32") for m in order], output
+    assert "GPU not present" in (workflow_copy / "logs/measure/h100/tiny-sd/fp32.log").read_text()
+
+
+def test_measure_priorities_put_the_usual_precision_first_then_the_order() -> None:
+    points = [grid.GridPoint(m, p, 512, 10, True, 1) for m, p in
+              [("sd15", "fp16"), ("sd15", "fp32"), ("sdxl", "fp16"), ("sdxl", "fp32"), ("sd21", "fp16")]]
+    prio = grid.measure_priorities({"measure_order": ["sdxl", "sd15"]}, grid.measurement_groups(points))
+    ranked = sorted(prio, key=prio.get, reverse=True)
+    assert ranked == [("sdxl", "fp16"), ("sd15", "fp16"), ("sd21", "fp16"),  # usual precision first
+                      ("sdxl", "fp32"), ("sd15", "fp32")]
+    with pytest.raises(grid.ConfigError, match="listed twice"):
+        grid.measure_priorities({"measure_order": ["sd15", "sd15"]}, grid.measurement_groups(points))
 
 
 def test_lint_is_clean(workflow_copy: Path) -> None:

@@ -97,9 +97,10 @@ def validate_schema(config: Mapping[str, Any]) -> None:
 
 
 def validate_config(config: Mapping[str, Any], models_dir: Path | None = None) -> None:
-    """Schema check, then zoo checks of every subgrid; raises ConfigError."""
+    """Schema check, then zoo checks of every subgrid and of the measurement order; raises ConfigError."""
     validate_schema(config)
-    grid_points(config, models_dir)
+    points = grid_points(config, models_dir)
+    measure_priorities(config, measurement_groups(points))
 
 
 def _load(model: str, where: str, models_dir: Path | None) -> ModelSpec:
@@ -150,6 +151,29 @@ def measurement_groups(points: Iterable[GridPoint]) -> dict[tuple[str, str], lis
     for p in sorted(points):
         groups.setdefault((p.model, p.precision), []).append(p)
     return groups
+
+
+def measure_priorities(config: Mapping[str, Any],
+                       groups: Mapping[tuple[str, str], list[GridPoint]]) -> dict[tuple[str, str], int]:
+    """Snakemake priority of each measurement group: higher runs first on a GPU measured in turn.
+
+    Why: a run stopped early (a lent GPU's time is short) keeps whole groups
+    done first. Models run in ``measure_order``; every model's usual precision
+    before any other (the fp32 subset); models not listed run last.
+    """
+    order = list(config.get("measure_order", []))
+    models = sorted({m for m, _ in groups})
+    unknown = [m for m in order if m not in models]
+    if unknown:
+        raise ConfigError(f"measure_order: {unknown} not in the grid; allowed values: {models}")
+    if len(set(order)) != len(order):
+        raise ConfigError(f"measure_order: a model is listed twice: {order}")
+    rank = {m: len(order) - i for i, m in enumerate(order)}
+    priorities = {}
+    for model, precision in groups:
+        usual = precision == load_spec(model).default_precision
+        priorities[(model, precision)] = rank.get(model, 0) + (len(order) + 1 if usual else 0)
+    return priorities
 
 
 def flops_requests(points: Iterable[GridPoint]) -> dict[str, dict[str, list]]:

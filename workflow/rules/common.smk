@@ -14,6 +14,7 @@ from diffusion_energy import grid, gpu  # noqa: E402
 grid.validate_config(config)
 POINTS = grid.grid_points(config)
 GROUPS = grid.measurement_groups(POINTS)
+MEASURE_PRIORITY = grid.measure_priorities(config, GROUPS)
 FLOPS_REQUESTS = grid.flops_requests(POINTS)
 GPU_KINDS = config.get("gpu_kinds", {})
 MEASURE_GPUS = (

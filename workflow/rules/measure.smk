@@ -38,6 +38,8 @@ for (_model, _precision), _points in GROUPS.items():
             f"logs/measure/{{gpu}}/{_model}/{_precision}.log",
         benchmark:
             f"results/benchmarks/measure/{{gpu}}/{_model}/{_precision}.tsv"
+        priority:
+            MEASURE_PRIORITY[(_model, _precision)]
         params:
             model=_model,
             precision=_precision,
