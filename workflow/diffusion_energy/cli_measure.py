@@ -43,9 +43,10 @@ def _journal_ok(path: Path, protocol: Protocol) -> bool:
     if rows.empty or (rows["status"] != "ok").any():
         return False
     image = rows[rows["stage"] == "image"]
-    return (len(image) == protocol.repeats and (rows["warmup"] == protocol.warmup).all()
-            and (rows["warmup_s"] == protocol.warmup_s).all()
-            and (rows["min_window_s"] == protocol.min_window_s).all())
+    settings = {"warmup": protocol.warmup, "warmup_s": protocol.warmup_s,
+                "min_window_s": protocol.min_window_s}
+    return len(image) == protocol.repeats and all(
+        col in rows and (rows[col] == value).all() for col, value in settings.items())
 
 
 def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_timeout_s: float = 0.0,
