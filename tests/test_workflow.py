@@ -93,7 +93,7 @@ def test_flops_rule_runs_on_tiny_config(workflow_copy: Path, repo_root: Path) ->
         ({"grids": {"main": {"models": ["sd16"]}}}, ["grids.main.models", "'sd16'", "sd15"]),
         ({"protocol": {"repeat": 3}}, ["protocol", "'repeat'", "repeats"]),
         ({"measure_gpus": ["h1000"]}, ["measure_gpus", "'h1000'", "h100"]),
-        ({"measure_order": ["sd15", "sd1.5"]}, ["measure_order", "'sd1.5'", "not in the grid", "sdxl"]),
+        ({"measure_order": ["sd15", "sd1.5"]}, ["measure_order", "'sd1.5'", "unknown model", "sdxl"]),
     ],
     ids=["unknown-model", "protocol-typo", "unknown-gpu", "unknown-model-in-order"],
 )
@@ -135,15 +135,19 @@ def test_measurement_jobs_run_in_the_configured_order(workflow_copy: Path, order
     assert "GPU not present" in (workflow_copy / "logs/measure/h100/tiny-sd/fp32.log").read_text()
 
 
-def test_measure_priorities_put_the_usual_precision_first_then_the_order() -> None:
+def test_measure_priorities_put_the_usual_precision_first_then_the_order(repo_root: Path) -> None:
     points = [grid.GridPoint(m, p, 512, 10, True, 1) for m, p in
               [("sd15", "fp16"), ("sd15", "fp32"), ("sdxl", "fp16"), ("sdxl", "fp32"), ("sd21", "fp16")]]
     prio = grid.measure_priorities({"measure_order": ["sdxl", "sd15"]}, grid.measurement_groups(points))
     ranked = sorted(prio, key=prio.get, reverse=True)
     assert ranked == [("sdxl", "fp16"), ("sd15", "fp16"), ("sd21", "fp16"),  # usual precision first
                       ("sdxl", "fp32"), ("sd15", "fp32")]
+    config = default_config(repo_root)
+    config["grids"] = {"main": {"models": ["sd15"], "resolutions": [512], "steps": [10],
+                                "precisions": ["default"]}}
+    grid.validate_config({**config, "measure_order": ["qwen-image", "sd15"]})  # outside the grid: fine
     with pytest.raises(grid.ConfigError, match="listed twice"):
-        grid.measure_priorities({"measure_order": ["sd15", "sd15"]}, grid.measurement_groups(points))
+        grid.validate_config({**config, "measure_order": ["sd15", "sd15"]})
 
 
 def test_lint_is_clean(workflow_copy: Path) -> None:

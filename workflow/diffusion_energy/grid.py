@@ -99,8 +99,14 @@ def validate_schema(config: Mapping[str, Any]) -> None:
 def validate_config(config: Mapping[str, Any], models_dir: Path | None = None) -> None:
     """Schema check, then zoo checks of every subgrid and of the measurement order; raises ConfigError."""
     validate_schema(config)
-    points = grid_points(config, models_dir)
-    measure_priorities(config, measurement_groups(points))
+    grid_points(config, models_dir)
+    order = list(config.get("measure_order", []))
+    known = available_models(models_dir) if models_dir else available_models()
+    unknown = [m for m in order if m not in known]
+    if unknown:
+        raise ConfigError(f"measure_order: unknown model(s) {unknown}; known models: {known}")
+    if len(set(order)) != len(order):
+        raise ConfigError(f"measure_order: a model is listed twice: {order}")
 
 
 def _load(model: str, where: str, models_dir: Path | None) -> ModelSpec:
@@ -158,16 +164,12 @@ def measure_priorities(config: Mapping[str, Any],
     """Snakemake priority of each measurement group: higher runs first on a GPU measured in turn.
 
     Why: a run stopped early (a lent GPU's time is short) keeps whole groups
-    done first. Models run in ``measure_order``; every model's usual precision
-    before any other (the fp32 subset); models not listed run last.
+    done first. Models run in ``measure_order`` (checked by ``validate_config``;
+    listed models outside the grid are ignored, so a smaller grid keeps the
+    order); every model's usual precision before any other (the fp32 subset);
+    models not listed run last.
     """
     order = list(config.get("measure_order", []))
-    models = sorted({m for m, _ in groups})
-    unknown = [m for m in order if m not in models]
-    if unknown:
-        raise ConfigError(f"measure_order: {unknown} not in the grid; allowed values: {models}")
-    if len(set(order)) != len(order):
-        raise ConfigError(f"measure_order: a model is listed twice: {order}")
     rank = {m: len(order) - i for i, m in enumerate(order)}
     priorities = {}
     for model, precision in groups:
