@@ -162,7 +162,7 @@ def main() -> int:
     print(f"grid: {len(points)} points in {len(frame)} jobs, estimated {total:.0f} s ({total / 60:.1f} min) "
           f"on one H200; warming up every point: {old:.0f} s ({old / 60:.1f} min)")
     fixed = frame[["fixed_s", "warmup_s"]].sum().sum()
-    print(f"  fixed cost (start-up, build, idle, warm-up) {fixed:.0f} s, "
+    print(f"  fixed cost (start-up, build, idle, warm-up) {fixed:.0f} s = {fixed / total:.1%} (goal < 15%), "
           f"text/VAE windows {frame['shared_stages_s'].sum():.0f} s, image repeats "
           f"{frame['repeats_s'].sum():.0f} s")
     return 0
