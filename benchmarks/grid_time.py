@@ -120,10 +120,9 @@ def job_seconds(points: Sequence[grid.GridPoint], times: pd.DataFrame, protocol:
                 out["shared_stages_s"] += warm_up_s(s, protocol) + protocol.repeats * window_s(
                     s, protocol.min_window_s)
         image_s = row["image"]
-        shape = (p.resolution, p.cfg, p.batch)
-        if shape not in warm or not reuse_warm_shapes:
+        if p.shape not in warm or not reuse_warm_shapes:
             out["warmup_s"] += warm_up_s(image_s, protocol)
-            warm.add(shape)
+            warm.add(p.shape)
         calls = calls_to_fill(image_s, protocol.min_window_s)
         per_repeat = calls * image_s + (calls * row["denoise"] if calls > 1 else 0.0)
         out["repeats_s"] += protocol.repeats * per_repeat

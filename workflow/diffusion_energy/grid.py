@@ -38,6 +38,11 @@ class GridPoint:
     batch: int
 
     @property
+    def shape(self) -> tuple[int, bool, int]:
+        """(resolution, CFG, batch): points of one shape run the same kernels, whatever their steps."""
+        return (self.resolution, self.cfg, self.batch)
+
+    @property
     def slug(self) -> str:
         """File stem of this point inside ``{gpu}/{model}/{precision}/``."""
         return f"{self.resolution}px_{self.steps}steps_cfg{int(self.cfg)}_b{self.batch}"

@@ -47,9 +47,8 @@ def job_size(spec: ModelSpec, points: list[GridPoint], repeats: int, warmup: int
         image_s = (SECONDS_PER_STEP_BPARAM_1024 * p.steps * max(denoiser_b, 0.5) * cfg_factor
                    * p.batch * (p.resolution / 1024) ** 2)
         # repeats, each window at least ~1 s, plus text/VAE windows; warm-up only for a new shape
-        shape = (p.resolution, p.cfg, p.batch)
-        windows = repeats if shape in warm else warmup + repeats
-        warm.add(shape)
+        windows = repeats if p.shape in warm else warmup + repeats
+        warm.add(p.shape)
         seconds += windows * max(image_s, 1.0) + 2 * repeats
     fp32_penalty = 4 if points[0].precision == "fp32" else 1
     runtime = 10 + math.ceil(SAFETY * fp32_penalty * seconds / 60)

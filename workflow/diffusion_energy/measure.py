@@ -477,10 +477,9 @@ def measure_group(
                     shared[vae_key] = runner.stage("vae", workload.vae_fn(point.resolution, point.batch),
                                                    protocol.warmup)
                 timings.shared_stages_s += time.perf_counter() - t0
-                shape = (point.resolution, point.cfg, point.batch)
                 single_s = None
-                if shape in warm:
-                    steps, previous = warm[shape]
+                if point.shape in warm:
+                    steps, previous = warm[point.shape]
                     single_s = paced_image_s(previous, steps, point.steps, shared[text_key], shared[vae_key])
                 t0 = time.perf_counter()
                 result = runner.image(workload, point, protocol.warmup, single_s)
@@ -505,7 +504,7 @@ def measure_group(
             "denoiser_calls": result.denoiser_calls,
             "warmup_images": result.warmup_calls,
         })
-        warm[shape] = (point.steps, result.images)
+        warm[point.shape] = (point.steps, result.images)
         stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": result.denoise,
                   "vae": shared[("vae", point.resolution, point.batch)], "image": result.images}
         rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status)
