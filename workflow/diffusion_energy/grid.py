@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .zoo import PRECISIONS, ModelSpec, ZooError, available_models, load_spec
+from .zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -106,7 +106,7 @@ def validate_config(config: Mapping[str, Any], models_dir: Path | None = None) -
     validate_schema(config)
     grid_points(config, models_dir)
     order = list(config.get("measure_order", []))
-    known = available_models(models_dir) if models_dir else available_models()
+    known = available_models(models_dir or MODELS_DIR)
     unknown = [m for m in order if m not in known]
     if unknown:
         raise ConfigError(f"measure_order: unknown model(s) {unknown}; known models: {known}")
@@ -118,7 +118,7 @@ def _load(model: str, where: str, models_dir: Path | None) -> ModelSpec:
     try:
         return load_spec(model, models_dir) if models_dir else load_spec(model)
     except ZooError as exc:
-        known = available_models(models_dir) if models_dir else available_models()
+        known = available_models(models_dir or MODELS_DIR)
         raise ConfigError(f"{where}: {exc}" if "unknown model" not in str(exc)
                           else f"{where}: unknown model {model!r}; known models: {known}") from exc
 
