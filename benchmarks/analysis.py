@@ -28,17 +28,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from diffusion_energy import (  # noqa: E402
-    analysis,
-    analysis_io,
-    anchors,
-    dataset,
-    figures,
-    grid,
-    simulate,
-)
-from diffusion_energy.features import Point  # noqa: E402
-from diffusion_energy.zoo import load_spec  # noqa: E402
+from diffusion_energy import grid  # noqa: E402
+from diffusion_energy.counting.features import Point  # noqa: E402
+from diffusion_energy.figures import draw as figures  # noqa: E402
+from diffusion_energy.laws import analysis, analysis_io, simulate  # noqa: E402
+from diffusion_energy.models.zoo import load_spec  # noqa: E402
+from diffusion_energy.sources import anchors, dataset  # noqa: E402
 
 
 def _timed(label: str, fn: Callable[[], object], times: dict[str, float]) -> object:

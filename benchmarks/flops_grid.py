@@ -23,7 +23,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from diffusion_energy import flops, grid, zoo
+from diffusion_energy import grid
+from diffusion_energy.counting import flops
+from diffusion_energy.models import zoo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 60.0

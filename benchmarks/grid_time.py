@@ -42,10 +42,12 @@ from scipy.optimize import least_squares
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from diffusion_energy import grid, measure, simulate  # noqa: E402
-from diffusion_energy.energy import calls_to_fill  # noqa: E402
-from diffusion_energy.features import Point, point_features  # noqa: E402
-from diffusion_energy.zoo import load_spec  # noqa: E402
+from diffusion_energy import grid  # noqa: E402
+from diffusion_energy.counting.features import Point, point_features  # noqa: E402
+from diffusion_energy.laws import simulate  # noqa: E402
+from diffusion_energy.measurement import measure  # noqa: E402
+from diffusion_energy.measurement.energy import calls_to_fill  # noqa: E402
+from diffusion_energy.models.zoo import load_spec  # noqa: E402
 
 #: (model, precision, resolution, steps, cfg, seconds per image) measured on one H200 (DESIGN.md).
 H200_REFERENCE = [("flux-dev", "bf16", 1024, 28, False, 5.1), ("sd15", "fp16", 512, 50, True, 410 / 280)]

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusion_energy import analysis, analysis_io, dataset, simulate, zoo
+from diffusion_energy.laws import analysis, analysis_io, simulate
+from diffusion_energy.models import zoo
+from diffusion_energy.sources import dataset
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MODELS = ("sd15", "sd21", "sdxl", "sd35-large", "flux-dev", "qwen-image")
@@ -30,7 +32,7 @@ def _key(models: Sequence[str], resolutions: Sequence[int]) -> str:
     h = hashlib.sha256()
     for name in models:
         h.update(zoo.resolve_model_path(name).read_bytes())
-    for module in ("flops.py", "families.py", "zoo.py"):
+    for module in ("counting/flops.py", "models/families.py", "models/zoo.py"):
         h.update((REPO / "workflow" / "diffusion_energy" / module).read_bytes())
     for dist in ("torch", "diffusers", "transformers"):
         h.update(importlib.metadata.version(dist).encode())

@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 from workflow_support import TINY_CONFIG, run_workflow
 
-from diffusion_energy import analysis, anchors, crossval
-from diffusion_energy.analysis_io import FIGURE_NAMES
+from diffusion_energy.laws import analysis, crossval
+from diffusion_energy.laws.analysis_io import FIGURE_NAMES
+from diffusion_energy.sources import anchors
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODELS = ("tiny-flux", "tiny-sd")

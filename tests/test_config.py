@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from diffusion_energy import cli, grid, zoo
+from diffusion_energy import grid
+from diffusion_energy.cli import main as cli
+from diffusion_energy.models import zoo
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from analysis_support import (
     shared_truth,
 )
 
-from diffusion_energy import analysis, crossval, simulate
-from diffusion_energy.targets import TARGETS, Prediction
+from diffusion_energy.laws import analysis, crossval, simulate
+from diffusion_energy.laws.targets import TARGETS, Prediction
 
 IMAGE = TARGETS["image"]
 

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusion_energy import dataset, flops, zoo
+from diffusion_energy.counting import flops
+from diffusion_energy.models import zoo
+from diffusion_energy.sources import dataset
 
 
 def rows(gpu: str = "h100", energy: float = 100.0, resolution: int = 32, status: str = "ok") -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from zeus.utils.testing import ReplayZeusMonitor
 
-from diffusion_energy import energy
+from diffusion_energy.measurement import energy
 
 
 def zeus_log(path: Path, windows: list[tuple[str, float, float]]) -> Path:
@@ -58,7 +58,7 @@ def test_monitor_without_the_gpu_is_refused(tmp_path: Path) -> None:
 
 def test_real_zeus_monitor_without_gpu_raises_clearly() -> None:
     """On a machine without an NVIDIA GPU (like CI) the real monitor cannot start."""
-    from diffusion_energy import gpu
+    from diffusion_energy.measurement import gpu
 
     if gpu.device_names():
         pytest.skip("this machine has an NVIDIA GPU")

@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
 
-from diffusion_energy import analysis, analysis_io, anchors, cli, crossval, dataset, figures, simulate
+from diffusion_energy.cli import main as cli
+from diffusion_energy.figures import draw as figures
+from diffusion_energy.laws import analysis, analysis_io, crossval, simulate
+from diffusion_energy.sources import anchors, dataset
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "resources" / "anchors" / "published.csv"

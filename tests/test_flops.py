@@ -10,7 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from diffusion_energy import flops, zoo
+from diffusion_energy.counting import flops
+from diffusion_energy.models import zoo
 
 #: What each model is counted at here (one count per model, shared by the tests).
 COUNTED: dict[str, tuple[tuple[int, ...], tuple[bool, ...]]] = {
@@ -192,7 +193,9 @@ def test_bad_resolution_is_refused_before_counting() -> None:
 
 _PEAK_SCRIPT = """
 import json, resource, torch
-from diffusion_energy import families, flops, zoo
+from diffusion_energy.models import families
+from diffusion_energy.counting import flops
+from diffusion_energy.models import zoo
 spec = zoo.load_spec("flux-dev")  # a 12B transformer: 24 GB in bf16 if it were real
 module = zoo.build_component(spec, spec.denoiser, "meta", torch.bfloat16)
 kwargs = families.denoiser_inputs(spec, 1024, 1, "meta", torch.bfloat16)
@@ -216,7 +219,7 @@ def test_per_op_flops_sum_to_flop_counter_mode(model: str) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from diffusion_energy import families
+    from diffusion_energy.models import families
 
     spec = zoo.load_spec(model)
     res = 512 if model == "sd15" else 32

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_energy import gpu, gpulock
+from diffusion_energy.measurement import gpu, gpulock
 
 KINDS = {"h100": {"name_pattern": "H100"}, "h200": {"name_pattern": "H200"},
          "a6000": {"name_pattern": "RTX A6000"}}
@@ -47,7 +47,7 @@ def test_decode_throttle_reasons() -> None:
 
 HOLD = """
 import sys, time
-from diffusion_energy import gpulock
+from diffusion_energy.measurement import gpulock
 with gpulock.exclusive_gpu("GPU-test", lock_dir=sys.argv[1]):
     print("locked", flush=True)
     time.sleep(30)

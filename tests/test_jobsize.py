@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from diffusion_energy import grid, jobsize, zoo
+from diffusion_energy import grid
+from diffusion_energy.measurement import jobsize
+from diffusion_energy.models import zoo
 
 
 def size(model: str, precision: str, resolution: int = 1024, steps: int = 50):

@@ -19,8 +19,8 @@ from analysis_support import (
     shared_truth,
 )
 
-from diffusion_energy import laws, simulate
-from diffusion_energy.targets import TARGETS
+from diffusion_energy.laws import powerlaw, simulate
+from diffusion_energy.laws.targets import TARGETS
 
 IMAGE = TARGETS["image"]
 
@@ -57,8 +57,8 @@ def _synthetic(n_res: int = 4, steps: tuple[int, ...] = (10, 25, 50), gpus: tupl
 def test_paper_law_recovered_per_architecture(paper_data: tuple[pd.DataFrame, simulate.PaperTruth]) -> None:
     energy, truth = paper_data
     for model, part in energy.groupby("model"):
-        fit = laws.fit_law(part, IMAGE, scope="architecture", name="paper", optional=laws.PAPER_TERMS,
-                           n_boot=1000, rng=laws.child_rng(20261126, "test", model), min_points=4)
+        fit = powerlaw.fit_law(part, IMAGE, scope="architecture", name="paper", optional=powerlaw.PAPER_TERMS,
+                           n_boot=1000, rng=powerlaw.child_rng(20261126, "test", model), min_points=4)
         expected = {"log_A": truth.log_a[model], "alpha": truth.alpha[model], "beta_dtype": truth.beta_dtype,
                     "beta_gpu_h200": truth.beta_gpu["h200"], "beta_res": truth.beta_res}
         assert fit.r2_log >= 0.99, model
@@ -82,19 +82,19 @@ def test_pooled_shared_exponent_recovered(real_flops: tuple[pd.DataFrame, pd.Dat
     truth = shared_truth(REAL_MODELS, alpha=0.9, spread=0.15)
     points = simulate.grid(table, [10, 25, 50], gpus=["h100"], fp32_models=["sd15"])
     energy = energy_table(simulate.simulate_paper_law(points, table, truth, np.random.default_rng(5)), table)
-    mixed = laws.fit_mixed(energy, IMAGE)
+    mixed = powerlaw.fit_mixed(energy, IMAGE)
     alpha = mixed.coefficients["alpha"]
     se = mixed.se[mixed.design.terms.index("alpha")]
     assert abs(alpha - 0.9) <= 3 * se and abs(alpha - 0.9) < 0.03
     assert mixed.group_var > 0.005  # the per-architecture offsets are seen as a random effect
-    ols = laws.fit_law(energy, IMAGE, scope="pooled", name="flops", optional=("beta_dtype", "beta_gpu"),
-                       n_boot=300, rng=laws.child_rng(1, "pooled"), cluster_col="model")
+    ols = powerlaw.fit_law(energy, IMAGE, scope="pooled", name="flops", optional=("beta_dtype", "beta_gpu"),
+                       n_boot=300, rng=powerlaw.child_rng(1, "pooled"), cluster_col="model")
     assert ols.bootstrap_unit == "model"
     assert ols.ci_low[1] <= ols.coefficients["alpha"] <= ols.ci_high[1]
 
 
 def test_one_gpu_and_one_precision_drop_their_terms() -> None:
-    design = laws.choose_design(_synthetic(), IMAGE, laws.PAPER_TERMS)
+    design = powerlaw.choose_design(_synthetic(), IMAGE, powerlaw.PAPER_TERMS)
     dropped = dict(design.dropped)
     assert design.terms == ("log_A", "alpha", "beta_res")
     assert dropped["beta_gpu"] == "one GPU kind only (h100)"
@@ -102,7 +102,7 @@ def test_one_gpu_and_one_precision_drop_their_terms() -> None:
 
 
 def test_resolution_collinear_with_flops_when_steps_are_fixed() -> None:
-    design = laws.choose_design(_synthetic(steps=(25,)), IMAGE, laws.PAPER_TERMS)
+    design = powerlaw.choose_design(_synthetic(steps=(25,)), IMAGE, powerlaw.PAPER_TERMS)
     assert "beta_res" not in design.terms
     reason = dict(design.dropped)["beta_res"]
     assert "collinear with alpha" in reason
@@ -111,7 +111,7 @@ def test_resolution_collinear_with_flops_when_steps_are_fixed() -> None:
 def test_gpu_term_uses_the_most_measured_kind_as_reference() -> None:
     frame = _synthetic(gpus=("h100", "h200"))
     frame = pd.concat([frame, frame[frame["gpu"] == "h200"].assign(steps=lambda f: f["steps"] + 1)])
-    design = laws.choose_design(frame, IMAGE, laws.PAPER_TERMS)
+    design = powerlaw.choose_design(frame, IMAGE, powerlaw.PAPER_TERMS)
     assert design.gpu_reference == "h200"
     assert "beta_gpu_h100" in design.terms
 
@@ -119,13 +119,13 @@ def test_gpu_term_uses_the_most_measured_kind_as_reference() -> None:
 def test_too_few_points_drop_terms_then_refuse() -> None:
     frame = _synthetic(n_res=2, steps=(10, 50))  # 4 points, one of them in fp32: 4 identifiable terms
     frame.loc[3, "precision"] = "fp32"
-    design = laws.choose_design(frame, IMAGE, laws.PAPER_TERMS)
+    design = powerlaw.choose_design(frame, IMAGE, powerlaw.PAPER_TERMS)
     assert len(frame) - len(design.terms) >= 1
     assert any("too few points" in r for _, r in design.dropped)
-    with pytest.raises(laws.NotIdentifiable, match="FLOPs do not vary"):
-        laws.choose_design(frame.assign(flops=1e12), IMAGE)
-    with pytest.raises(laws.NotIdentifiable, match="min_points"):
-        laws.fit_law(frame.head(3), IMAGE, scope="architecture", name="paper", optional=(), n_boot=0,
+    with pytest.raises(powerlaw.NotIdentifiable, match="FLOPs do not vary"):
+        powerlaw.choose_design(frame.assign(flops=1e12), IMAGE)
+    with pytest.raises(powerlaw.NotIdentifiable, match="min_points"):
+        powerlaw.fit_law(frame.head(3), IMAGE, scope="architecture", name="paper", optional=(), n_boot=0,
                      rng=np.random.default_rng(0), min_points=4)
 
 
@@ -133,9 +133,10 @@ def test_bootstrap_is_reproducible_from_the_seed() -> None:
     frame = _synthetic()
     frame["energy_j"] *= np.exp(np.random.default_rng(0).normal(0, 0.05, len(frame)))
 
-    def fit(seed: int) -> laws.LawFit:
-        return laws.fit_law(frame, IMAGE, scope="architecture", name="paper", optional=laws.PAPER_TERMS,
-                            n_boot=400, rng=laws.child_rng(seed, "image", "m"))
+    def fit(seed: int) -> powerlaw.LawFit:
+        return powerlaw.fit_law(frame, IMAGE, scope="architecture", name="paper",
+                                optional=powerlaw.PAPER_TERMS, n_boot=400,
+                                rng=powerlaw.child_rng(seed, "image", "m"))
 
     assert fit(1).ci_low == fit(1).ci_low
     assert fit(1).ci_low != fit(2).ci_low
@@ -144,13 +145,13 @@ def test_bootstrap_is_reproducible_from_the_seed() -> None:
 def test_law_round_trips_through_json_and_predicts_the_same() -> None:
     frame = _synthetic(gpus=("h100", "h200"), precisions=("fp16", "fp32"))
     frame["energy_j"] *= np.exp(np.random.default_rng(1).normal(0, 0.03, len(frame)))
-    fit = laws.fit_law(frame, IMAGE, scope="architecture", name="paper", optional=laws.PAPER_TERMS,
+    fit = powerlaw.fit_law(frame, IMAGE, scope="architecture", name="paper", optional=powerlaw.PAPER_TERMS,
                        n_boot=100, rng=np.random.default_rng(3))
     import json
 
-    from diffusion_energy.analysis_io import _clean
+    from diffusion_energy.laws.analysis_io import _clean
 
-    back = laws.law_from_dict(json.loads(json.dumps(_clean(fit.to_dict()))))
+    back = powerlaw.law_from_dict(json.loads(json.dumps(_clean(fit.to_dict()))))
     a, b = fit.predict(frame, 0.9), back.predict(frame, 0.9)
     np.testing.assert_allclose(a.energy_j, b.energy_j)
     np.testing.assert_allclose(a.high_j, b.high_j)
@@ -162,7 +163,7 @@ def test_prediction_interval_covers_new_draws_at_its_level() -> None:
     frame = _synthetic(n_res=6, steps=(5, 10, 20, 50))
     clean = frame["energy_j"].copy()
     frame["energy_j"] = clean * np.exp(rng.normal(0, 0.1, len(frame)))
-    fit = laws.fit_law(frame, IMAGE, scope="architecture", name="paper", optional=laws.PAPER_TERMS,
+    fit = powerlaw.fit_law(frame, IMAGE, scope="architecture", name="paper", optional=powerlaw.PAPER_TERMS,
                        n_boot=0, rng=rng)
     pred = fit.predict(frame, 0.9)
     hits = []

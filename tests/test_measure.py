@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusion_energy import dataset, grid, measure, zoo
-from diffusion_energy.energy import Window
+from diffusion_energy import grid
+from diffusion_energy.measurement import measure
+from diffusion_energy.measurement.energy import Window
+from diffusion_energy.models import zoo
+from diffusion_energy.sources import dataset
 
 
 class FakeGpu:
@@ -207,7 +210,7 @@ FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1, warmu
 def test_full_path_runs_on_cpu_with_energy_absent(model: str) -> None:
     spec = zoo.load_spec(model)
     points = [grid.GridPoint(model, "fp32", 32, 2, cfg, 1) for cfg in (False, True)]
-    from diffusion_energy.energy import TimeOnlyMeter
+    from diffusion_energy.measurement.energy import TimeOnlyMeter
 
     out = dict(measure.measure_group(spec, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
     for point, rows in out.items():
@@ -220,7 +223,7 @@ def test_full_path_runs_on_cpu_with_energy_absent(model: str) -> None:
 
 
 def test_only_the_first_point_of_a_shape_is_warmed_up() -> None:
-    from diffusion_energy.energy import TimeOnlyMeter
+    from diffusion_energy.measurement.energy import TimeOnlyMeter
 
     points = _cpu_points("32px_2steps_cfg1_b1", "32px_4steps_cfg1_b1", "64px_2steps_cfg1_b1",
                          "32px_3steps_cfg0_b1")
@@ -238,7 +241,7 @@ def test_oom_at_build_is_recorded_for_every_point(monkeypatch: pytest.MonkeyPatc
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
 
     monkeypatch.setattr(measure, "Workload", no_memory)
-    from diffusion_energy.energy import TimeOnlyMeter
+    from diffusion_energy.measurement.energy import TimeOnlyMeter
 
     points = _cpu_points("32px_2steps_cfg1_b1", "64px_2steps_cfg1_b1")
     out = list(measure.measure_group(SPEC, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
@@ -257,7 +260,7 @@ def test_oom_of_one_point_does_not_stop_the_others(monkeypatch: pytest.MonkeyPat
         return real_image(self, workload, point, warmup, single_s)
 
     monkeypatch.setattr(measure.Runner, "image", image)
-    from diffusion_energy.energy import TimeOnlyMeter
+    from diffusion_energy.measurement.energy import TimeOnlyMeter
 
     points = _cpu_points("32px_2steps_cfg1_b1", "64px_2steps_cfg1_b1", "32px_3steps_cfg1_b1")
     status = {p.slug: rows["status"].iloc[0] for p, rows in
@@ -271,7 +274,7 @@ def test_other_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     monkeypatch.setattr(measure, "Workload", broken)
-    from diffusion_energy.energy import TimeOnlyMeter
+    from diffusion_energy.measurement.energy import TimeOnlyMeter
 
     with pytest.raises(RuntimeError, match="illegal memory access"):
         list(measure.measure_group(SPEC, _cpu_points("32px_2steps_cfg1_b1"), "cpu",
@@ -307,7 +310,7 @@ def test_cli_measures_on_cpu_writes_each_point_and_resumes_from_the_journal(tmp_
 
 
 def test_cli_refuses_to_measure_without_a_gpu(tmp_path: Path) -> None:
-    from diffusion_energy import gpu
+    from diffusion_energy.measurement import gpu
 
     if gpu.device_names():
         pytest.skip("this machine has an NVIDIA GPU")

@@ -16,8 +16,10 @@ import pytest
 import yaml
 from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
 
-from diffusion_energy import analysis, analysis_io, cli, predict, simulate, zoo
-from diffusion_energy.features import Point, point_features
+from diffusion_energy.cli import main as cli
+from diffusion_energy.counting.features import Point, point_features
+from diffusion_energy.laws import analysis, analysis_io, predict, simulate
+from diffusion_energy.models import zoo
 
 STEPS = [5, 10, 20, 50]
 

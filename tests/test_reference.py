@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_dataset import rows
 
-from diffusion_energy import dataset, reference
+from diffusion_energy.sources import dataset, reference
 
 KINDS = {"h100": {"name_pattern": "H100"}, "h200": {"name_pattern": "H200"}}
 PROTOCOL = {"repeats": 3, "warmup": 1, "min_window_s": 1.0}

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 from analysis_support import REAL_MODELS, REAL_RESOLUTIONS, counted_flops, energy_table, settings
 
-from diffusion_energy import analysis, crossval, flops, roofline, simulate, zoo
-from diffusion_energy.analysis_io import _clean
-from diffusion_energy.features import Point, point_features
-from diffusion_energy.targets import TARGETS
+from diffusion_energy.counting import flops
+from diffusion_energy.counting.features import Point, point_features
+from diffusion_energy.laws import analysis, crossval, roofline, simulate
+from diffusion_energy.laws.analysis_io import _clean
+from diffusion_energy.laws.targets import TARGETS
+from diffusion_energy.models import zoo
 
 KEYS = {"model": "toy", "resolution": 64, "cfg": True, "batch": 1}
 

@@ -16,7 +16,9 @@ import pytest
 import yaml
 from workflow_support import TINY_CONFIG, run_workflow
 
-from diffusion_energy import flops, grid, zoo
+from diffusion_energy import grid
+from diffusion_energy.counting import flops
+from diffusion_energy.models import zoo
 
 
 def default_config(repo_root: Path) -> dict[str, Any]:

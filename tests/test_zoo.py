@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from diffusion_energy import families, zoo
+from diffusion_energy.models import families, zoo
 
 #: Published parameter counts: ``num_parameters()`` of the released checkpoints
 #: (diffusers / transformers), as quoted by their model cards, docs and ports.

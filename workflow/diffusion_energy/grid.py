@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec
+from .models.zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 

@@ -9,7 +9,8 @@ sys.path.insert(0, str(PACKAGE_DIR))
 # (shell.prefix formats its argument: braces for bash are doubled twice.)
 shell.prefix(f'set -euo pipefail; export PYTHONPATH="{PACKAGE_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
-from diffusion_energy import grid, gpu  # noqa: E402
+from diffusion_energy import grid  # noqa: E402
+from diffusion_energy.measurement import gpu  # noqa: E402
 
 grid.validate_config(config)
 POINTS = grid.grid_points(config)

@@ -1,7 +1,7 @@
 # One rule per figure: results/figures/{name}.pdf and .png, each its own target,
 # so `snakemake results/figures/stage_shares.pdf` builds only what that figure
 # needs. Each rule passes the CLI only the inputs its figure draws.
-# The figure names are diffusion_energy.analysis_io.FIGURE_NAMES (fit.smk).
+# The figure names are diffusion_energy.laws.analysis_io.FIGURE_NAMES (fit.smk).
 
 
 rule figure_energy_vs_flops:

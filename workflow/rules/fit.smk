@@ -4,7 +4,7 @@
 # the logic is in workflow/diffusion_energy/{analysis,laws,roofline,crossval}.py.
 # With no measurements yet every output is still written: empty tables with
 # their header and a laws JSON whose status is "no data".
-from diffusion_energy.analysis_io import FIGURE_NAMES
+from diffusion_energy.laws.analysis_io import FIGURE_NAMES
 
 ANALYSIS = config.get("analysis", {})
 LAWS_JSON = "results/laws/laws.json"

@@ -6,7 +6,8 @@
 import functools
 import json
 
-from diffusion_energy import jobsize, zoo
+from diffusion_energy.measurement import jobsize
+from diffusion_energy.models import zoo
 
 PROTOCOL_JSON = json.dumps(config.get("protocol", {}), sort_keys=True)
 GPU_KINDS_JSON = json.dumps(GPU_KINDS, sort_keys=True)

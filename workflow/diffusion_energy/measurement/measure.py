@@ -39,10 +39,17 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import families
+from ..grid import GridPoint
+from ..models import families
+from ..models.zoo import (
+    PRECISIONS,
+    ModelSpec,
+    build_component,
+    build_scheduler,
+    import_object,
+    weights_source,
+)
 from .energy import Meter, Window, calls_to_fill
-from .grid import GridPoint
-from .zoo import PRECISIONS, ModelSpec, build_component, build_scheduler, import_object, weights_source
 
 log = logging.getLogger(__name__)
 

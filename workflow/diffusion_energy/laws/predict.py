@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import flops as flops_mod
-from . import laws, roofline, zoo
+from ..counting import flops as flops_mod
+from ..counting.features import Point, point_features
+from ..models import zoo
+from . import powerlaw, roofline
 from .analysis_io import NoLawError
-from .features import Point, point_features
 from .targets import Prediction
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def _half(p: str) -> str:
 
 
 def _law_object(d: dict[str, Any]) -> Any:
-    return roofline.RooflineFit.from_dict(d) if d.get("kind") == "roofline" else laws.law_from_dict(d)
+    return roofline.RooflineFit.from_dict(d) if d.get("kind") == "roofline" else powerlaw.law_from_dict(d)
 
 
 def _gpus(law: Any) -> tuple[str, ...]:

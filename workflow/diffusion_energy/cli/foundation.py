@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import atomic
+from .. import atomic
 
 # flops, grid and zoo import torch (about a second): imported by the commands that use them,
 # so that analysis commands sharing this CLI start fast.
@@ -30,7 +30,7 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from . import zoo
+    from ..models import zoo
 
     """List the architectures with their components' parameter counts."""
     rows = []
@@ -48,7 +48,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from . import grid
+    from .. import grid
 
     config = yaml.safe_load(Path(args.config).read_text())
     grid.validate_config(config)
@@ -59,7 +59,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
-    from . import flops, zoo
+    from ..counting import flops
+    from ..models import zoo
 
     spec = zoo.load_spec(args.model)
     frame, ops = flops.count_model_ops(spec, args.resolutions, args.cfgs, args.batches)

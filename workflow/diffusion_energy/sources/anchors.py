@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import zoo
+from ..models import zoo
 
 log = logging.getLogger(__name__)
 

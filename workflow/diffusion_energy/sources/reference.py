@@ -18,7 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import atomic, dataset, gpu
+from .. import atomic
+from ..measurement import gpu
+from . import dataset
 
 ANCHOR_MODEL_NAMES = {"sd2": "sd21", "sd2.1": "sd21", "sd3.5-large": "sd35-large", "flux-dev": "flux-dev",
                       "qwen-image": "qwen-image", "sdxl": "sdxl", "sd1.5": "sd15"}

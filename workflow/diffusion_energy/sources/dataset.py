@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic
+from .. import atomic
 
 log = logging.getLogger(__name__)
 
@@ -245,18 +245,22 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
                     int(missing.sum()), sorted(joined.loc[missing, "model"].unique()))
         joined = joined[~missing].copy()
     steps = joined["steps"]
+    # The counts are per pipeline call, which makes ``batch`` images: FLOPs per image do not
+    # change with the batch, kernel launches and weight traffic per image fall with it.
+    per_image = 1.0 / joined["batch"].astype(float)
     # Bytes were counted with 2-byte tensors; fp32 moves twice as many.
     byte_scale = joined["precision"].map({"fp32": 2.0}).fillna(1.0)
     for stage in ("text", "denoise", "vae"):
         j = joined
-        joined[f"{stage}_flops"] = j[f"{stage}__f_img"] + steps * j[f"{stage}__f_step"]
-        joined[f"{stage}_kernels"] = j[f"{stage}__k_img"] + steps * j[f"{stage}__k_step"]
-        joined[f"{stage}_bytes"] = (j[f"{stage}__b_img"] + steps * j[f"{stage}__b_step"]) * byte_scale
-    joined["denoise_flops_per_step"] = joined["denoise__f_step"]
+        joined[f"{stage}_flops"] = (j[f"{stage}__f_img"] + steps * j[f"{stage}__f_step"]) * per_image
+        joined[f"{stage}_kernels"] = (j[f"{stage}__k_img"] + steps * j[f"{stage}__k_step"]) * per_image
+        joined[f"{stage}_bytes"] = ((j[f"{stage}__b_img"] + steps * j[f"{stage}__b_step"]) * byte_scale
+                                    * per_image)
+    joined["denoise_flops_per_step"] = joined["denoise__f_step"] * per_image
     joined["denoiser_params"] = joined["denoise__p_den"]
     joined["flops_analytic"] = sum(
         joined[f"{s}__a_img"] + steps * joined[f"{s}__a_step"] for s in ("text", "denoise", "vae")
-    )
+    ) * per_image
     for what in ("flops", "kernels", "bytes"):
         joined[what] = sum(joined[f"{s}_{what}"] for s in ("text", "denoise", "vae"))
     fam = flops.drop_duplicates("model").set_index("model")["family"]
@@ -309,6 +313,8 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
         if col not in joined:
             joined[col] = np.nan
     out = joined[list(ENERGY_COLUMNS)].sort_values(GRID_KEYS, ignore_index=True)
-    for col in ("flops", "kernels", "bytes", "denoiser_params"):
-        out[col] = out[col].astype("int64")
+    for col in ("flops", "denoiser_params"):
+        out[col] = out[col].round().astype("int64")
+    for col in ("kernels", "bytes"):  # per image: a batch shares its launches and weight reads
+        out[col] = out[col].astype(float)
     return out

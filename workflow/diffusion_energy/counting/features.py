@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import dataset
+from ..sources import dataset
 
 
 @dataclass(frozen=True)

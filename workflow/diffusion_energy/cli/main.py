@@ -1,7 +1,7 @@
 """The ``diffusion-energy`` command line: every workflow step also runs by hand.
 
 Snakemake rules are thin shell calls of these subcommands. Subcommands live
-with their area (``cli_*.py`` modules register theirs) so that this file only
+with their area (``cli/*.py`` modules register theirs) so that this file only
 dispatches.
 """
 
@@ -17,9 +17,9 @@ log = logging.getLogger("diffusion_energy")
 
 #: Modules that each define ``register(subparsers)``.
 COMMAND_MODULES = (
-    "diffusion_energy.cli_foundation",
-    "diffusion_energy.cli_measure",
-    "diffusion_energy.cli_analysis",
+    "diffusion_energy.cli.foundation",
+    "diffusion_energy.cli.measurement",
+    "diffusion_energy.cli.analysis",
 )
 
 

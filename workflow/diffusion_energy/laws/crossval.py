@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .laws import NotIdentifiable
+from .powerlaw import NotIdentifiable
 from .targets import Prediction, Target
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .grid import GridPoint
-from .zoo import PRECISIONS, ModelSpec, build_component, count_parameters
+from ..grid import GridPoint
+from ..models.zoo import PRECISIONS, ModelSpec, build_component, count_parameters
 
 #: Seconds per (step x billion denoiser parameters) for a 1024 px image (H200, 16-bit).
 SECONDS_PER_STEP_BPARAM_1024 = 5.1 / (28 * 11.9)

@@ -28,8 +28,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-from . import families
-from .zoo import ComponentSpec, ModelSpec, build_component, count_parameters
+from ..models import families
+from ..models.families import Call
+from ..models.zoo import ComponentSpec, ModelSpec, build_component, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,11 @@ def _tensor_bytes(tree: Any) -> int:
 
 
 class _KernelCounter(TorchDispatchMode):
-    """Records each non-view ATen op: its name, FLOPs and the bytes it reads and writes."""
+    """Records each non-view ATen op, in order: its name, FLOPs and the bytes it reads and writes."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops: Counter[tuple[str, int, int]] = Counter()
+        self.ops: list[tuple[str, int, int]] = []
         self.fused: list[int] | None = None  # FLOPs accumulated inside a fused region
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
@@ -78,7 +79,7 @@ class _KernelCounter(TorchDispatchMode):
         if self.fused is not None:
             self.fused[0] += op_flops
         else:
-            self.ops[(str(func).removeprefix("aten."), op_flops, _tensor_bytes((args, kwargs, out)))] += 1
+            self.ops.append((str(func).removeprefix("aten."), op_flops, _tensor_bytes((args, kwargs, out))))
         return out
 
 
@@ -99,8 +100,31 @@ class _FusedAttention(TorchFunctionMode):
             inner_flops = self.counter.fused[0]
         finally:
             self.counter.fused = None
-        self.counter.ops[("sdpa", inner_flops, _tensor_bytes((args, kwargs, out)))] += 1
+        self.counter.ops.append(("sdpa", inner_flops, _tensor_bytes((args, kwargs, out))))
         return out
+
+
+#: One call's kernels in launch order: (op, FLOPs, bytes) each.
+OpSequence = list[tuple[str, int, int]]
+
+
+def trace_ops(fn: Callable[[], Any]) -> OpSequence:
+    """The kernels of one call of ``fn`` (run it on meta tensors), in launch order."""
+    counter = _KernelCounter()
+    with counter, _FusedAttention(counter):
+        with torch.no_grad():
+            fn()
+    return counter.ops
+
+
+def summarize_ops(sequence: OpSequence) -> tuple[OpCount, pd.DataFrame]:
+    """Totals and the per-op table (op, flops, bytes, count) of one call's kernels."""
+    counts = Counter(sequence)
+    ops = pd.DataFrame([(op, f, b, n) for (op, f, b), n in counts.items()],
+                       columns=["op", "flops", "bytes", "count"])
+    total = OpCount(flops=sum(f for _, f, _ in sequence), kernels=len(sequence),
+                    bytes=sum(b for _, _, b in sequence))
+    return total, ops
 
 
 def count_ops(fn: Callable[[], Any]) -> tuple[OpCount, pd.DataFrame]:
@@ -110,25 +134,50 @@ def count_ops(fn: Callable[[], Any]) -> tuple[OpCount, pd.DataFrame]:
     what ``FlopCounterMode`` reports (a test checks it); running that mode as well
     would compute every formula twice.
     """
-    counter = _KernelCounter()
-    with counter, _FusedAttention(counter):
-        with torch.no_grad():
-            fn()
-    ops = pd.DataFrame(
-        [(op, f, b, n) for (op, f, b), n in counter.ops.items()],
-        columns=["op", "flops", "bytes", "count"],
-    )
-    total = OpCount(
-        flops=int((ops["flops"] * ops["count"]).sum()),
-        kernels=int(ops["count"].sum()),
-        bytes=int((ops["bytes"] * ops["count"]).sum()),
-    )
-    return total, ops
+    return summarize_ops(trace_ops(fn))
 
 
 def count_call(fn: Callable[[], Any]) -> OpCount:
     """FLOPs, kernels and bytes of ``fn()``; run it on meta tensors."""
     return count_ops(fn)[0]
+
+
+def extrapolate_batch(one: OpSequence, two: OpSequence, batch: int) -> OpSequence | None:
+    """The kernels of a call at ``batch`` from the same call counted at batch 1 and 2.
+
+    A call's kernels do not depend on its batch, and each kernel's FLOPs and
+    bytes are an affine function of it (weights are read once per call,
+    activations once per sample), so two counts give every batch exactly. None
+    if the two counts launch different kernels (then count that batch directly).
+    Tests check the result against direct counts of every family.
+    """
+    if len(one) != len(two) or any(a[0] != b[0] for a, b in zip(one, two, strict=True)):
+        return None
+    k = batch - 1
+    return [(op, f1 + k * (f2 - f1), b1 + k * (b2 - b1))
+            for (op, f1, b1), (_, f2, b2) in zip(one, two, strict=True)]
+
+
+def count_batches(prepare: Callable[[int], Callable[[], Any]], batches: Iterable[int]
+                  ) -> dict[int, OpSequence]:
+    """The kernels of one kind of call at each of ``batches``, counting at most two of them.
+
+    ``prepare(b)`` makes the call's inputs at batch ``b`` and returns the call.
+    With more than two batches, batches 1 and 2 are counted and the others
+    derived (``extrapolate_batch``); any batch that cannot be derived is counted.
+    """
+    wanted = sorted(set(batches))
+    if len(wanted) <= 2:
+        return {b: trace_ops(prepare(b)) for b in wanted}
+    base = {b: trace_ops(prepare(b)) for b in (1, 2)}
+    out: dict[int, OpSequence] = {}
+    for b in wanted:
+        derived = base[b] if b in base else extrapolate_batch(base[1], base[2], b)
+        if derived is None:
+            log.warning("batch %d: kernels differ between batch 1 and 2; counted directly", b)
+            derived = trace_ops(prepare(b))
+        out[b] = derived
+    return out
 
 
 def non_embedding_parameters(module: torch.nn.Module) -> int:
@@ -205,96 +254,60 @@ def count_model_ops(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``count_model``'s table and the per-op table behind it (``OPS_COLUMNS``).
 
-    The per-op table has one row per distinct (op, FLOPs, bytes) of one call of
-    a component, with ``count`` its occurrences in that call: what a roofline
+    Each component is built once on meta; each distinct call (component, shape)
+    is counted at most at two batches, the rest derived (``count_batches``):
+    CFG settings and batch sizes repeat the same calls at other batches. The
+    per-op table has one row per distinct (op, FLOPs, bytes) of one call of a
+    component, with ``count`` its occurrences in that call: what a roofline
     model of time sums over.
     """
     resolutions, cfgs, batches = sorted(set(resolutions)), sorted(set(cfgs)), sorted(set(batches))
     for res in resolutions:
         spec.check_resolution(res)
+    plan = [(res, cfg, batch, call) for res in resolutions for cfg in cfgs for batch in batches
+            for call in families.calls(spec, res, cfg, batch)]
+    base = {"model": spec.name, "architecture": spec.architecture, "family": spec.family}
     rows: list[dict[str, Any]] = []
     op_tables: list[pd.DataFrame] = []
-
-    def count(
-        fn: Callable[[], Any], where: list[tuple[int, bool]], batch: int, comp: str, stage: str
-    ) -> OpCount:
-        """Count one call; file its ops under every (resolution, cfg) it stands for."""
-        total, ops = count_ops(fn)
-        for res, cfg in where:
-            op_tables.append(ops.assign(model=spec.name, resolution=res, cfg=cfg, batch=batch,
-                                        stage=stage, component=comp))
-        return total
-
-    base = {"model": spec.name, "architecture": spec.architecture, "family": spec.family}
-    for comp in spec.text_encoders:
+    for comp in spec.components:
+        mine = [entry for entry in plan if entry[3].component == comp.name]
+        if not mine:
+            continue
         module = build_component(spec, comp, "meta", dtype)
-        n, n_ne = count_parameters(module), non_embedding_parameters(module)
-        for cfg in cfgs:
-            for batch in batches:
-                # Pipelines encode the prompt and, with CFG, the negative prompt in
-                # separate calls of ``batch`` prompts each.
-                prompts, calls = batch, (2 if cfg else 1)
-                kw = families.text_inputs(spec, comp, prompts, "meta")
-                where = [(res, cfg) for res in resolutions]
-                c = count(lambda kw=kw, m=module: m(**kw), where, batch, comp.name, "text")
-                for res in resolutions:
-                    rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
-                                 "stage": "text", "component": comp.name, "params": n,
-                                 "params_nonembedding": n_ne, "call_batch": prompts, "calls": calls,
-                                 "per": "image", "tokens": comp.seq_len,
-                                 "flops_analytic": analytic_flops(comp, n_ne, comp.seq_len, prompts),
-                                 **asdict(c)})
+        n = count_parameters(module)
+        n_ne = (_decoder_parameters(module) if comp.stage == "vae" else non_embedding_parameters(module))
+        shapes: dict[tuple[Any, ...], Call] = {}
+        needed: dict[tuple[Any, ...], set[int]] = {}
+        for _, _, _, call in mine:
+            shapes.setdefault(call.shape, call)
+            needed.setdefault(call.shape, set()).add(call.call_batch)
+        counted = {
+            shape: {b: summarize_ops(seq) for b, seq in count_batches(
+                lambda b, c=shapes[shape], m=module: c.prepare(m, b, "meta", dtype), needed[shape]).items()}
+            for shape in shapes
+        }
+        for res, cfg, batch, call in mine:
+            total, ops = counted[call.shape][call.call_batch]
+            rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch, "stage": call.stage,
+                         "component": comp.name, "params": n, "params_nonembedding": n_ne,
+                         "call_batch": call.call_batch, "calls": call.calls, "per": call.per,
+                         "tokens": call.tokens,
+                         "flops_analytic": analytic_flops(comp, n_ne, call.tokens, call.call_batch),
+                         **asdict(total)})
+            op_tables.append(ops.assign(model=spec.name, resolution=res, cfg=cfg, batch=batch,
+                                        stage=call.stage, component=comp.name))
         del module
-    den = spec.denoiser
-    module = build_component(spec, den, "meta", dtype)
-    n, n_ne = count_parameters(module), non_embedding_parameters(module)
-    for res in resolutions:
-        img_tokens, txt_tokens = families.denoiser_tokens(spec, res)
-        # One count per distinct call shape: CFG settings that give the same call batch
-        # share it (a model may cache per-shape state, e.g. Qwen-Image's RoPE table,
-        # so counting the same call twice could differ by a few kernels).
-        for batch in batches:
-            counted: dict[int, OpCount] = {}
-            for cfg in cfgs:
-                call_batch = spec.denoiser_call_batch(batch, cfg)
-                if call_batch not in counted:
-                    same = [c for c in cfgs if spec.denoiser_call_batch(batch, c) == call_batch]
-                    kw = families.denoiser_inputs(spec, res, call_batch, "meta", dtype)
-                    counted[call_batch] = count(lambda kw=kw, m=module: m(**kw), [(res, c) for c in same],
-                                                batch, den.name, "denoise")
-                c = counted[call_batch]
-                joint = img_tokens + (txt_tokens if spec.architecture != "unet" else 0)
-                rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
-                             "stage": "denoise", "component": den.name, "params": n,
-                             "params_nonembedding": n_ne, "call_batch": call_batch,
-                             "calls": spec.denoiser_calls_per_step(cfg), "per": "step",
-                             "tokens": joint,
-                             "flops_analytic": analytic_flops(den, n_ne, joint, call_batch),
-                             **asdict(c)})
-    del module
-    vae_spec = spec.vae
-    module = build_component(spec, vae_spec, "meta", dtype)
-    n = count_parameters(module)
-    decoder_n = sum(
-        p.numel() for name, p in module.named_parameters() if not name.startswith(("encoder", "quant"))
-    )
-    for res in resolutions:
-        side = families.latent_side(spec, res)
-        for batch in batches:
-            latents = families.vae_latents(spec, res, batch, "meta", dtype)
-            where = [(res, cfg) for cfg in cfgs]
-            c = count(lambda z=latents, m=module: m.decode(z), where, batch, vae_spec.name, "vae")
-            for cfg in cfgs:
-                rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch,
-                             "stage": "vae", "component": vae_spec.name, "params": n,
-                             "params_nonembedding": decoder_n, "call_batch": batch, "calls": 1,
-                             "per": "image", "tokens": side * side,
-                             "flops_analytic": analytic_flops(vae_spec, decoder_n, side * side, batch),
-                             **asdict(c)})
     frame = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
     frame = frame.sort_values(["resolution", "cfg", "batch", "stage", "component"], ignore_index=True)
-    ops = pd.concat(op_tables, ignore_index=True)[OPS_COLUMNS]
+    ops = pd.concat(op_tables, ignore_index=True)[OPS_COLUMNS] if op_tables else pd.DataFrame(
+        columns=OPS_COLUMNS)
     return frame, ops
+
+
+def _decoder_parameters(module: torch.nn.Module) -> int:
+    """Parameters a VAE decode uses (not the encoder's)."""
+    return sum(p.numel() for name, p in module.named_parameters()
+               if not name.startswith(("encoder", "quant")))
 
 
 def per_image_totals(flops: pd.DataFrame, steps: int) -> pd.DataFrame:

@@ -33,7 +33,7 @@ def _models_dir() -> Path:
     """
     if os.environ.get("DIFFUSION_ENERGY_MODELS"):
         return Path(os.environ["DIFFUSION_ENERGY_MODELS"])
-    beside = Path(__file__).resolve().parents[2] / "config" / "models"
+    beside = Path(__file__).resolve().parents[3] / "config" / "models"
     return beside if beside.is_dir() else Path.cwd() / "config" / "models"
 
 
@@ -45,14 +45,15 @@ PRECISIONS: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
 }
+#: Stages of an image: conditioning (text encoders, and a prior where a pipeline has one),
+#: denoising, decoding.
 STAGES = ("text", "denoise", "vae")
-FAMILIES = ("sd", "sdxl", "sd3", "flux", "qwen")
 CFG_MODES = ("batch", "sequential")
 
 _TOP_KEYS = {
     "name", "display_name", "family", "architecture", "pipeline", "default_precision",
     "cfg", "cfg_mode", "guidance_scale", "latent_stride", "patch_size", "max_resolution",
-    "scheduler", "components", "weights", "reference", "test_only",
+    "scheduler", "components", "weights", "reference", "test_only", "family_options",
 }
 _COMPONENT_KEYS = {"stage", "class", "config_class", "config", "seq_len", "text_tokens"}
 
@@ -99,7 +100,8 @@ class ModelSpec:
     source: Path | None = None
     reference: str = ""
     test_only: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Settings only the model's family reads (e.g. a prior's steps), from ``family_options:``.
+    family_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def resolution_multiple(self) -> int:
@@ -203,8 +205,10 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
     for key in ("name", "family", "pipeline", "scheduler", "components", "latent_stride"):
         if key not in raw:
             raise ZooError(f"{where}: missing required key {key!r}")
-    if raw["family"] not in FAMILIES:
-        raise ZooError(f"{where}: family {raw['family']!r} unknown; allowed: {FAMILIES}")
+    from . import families  # families build on this module's specs
+
+    if raw["family"] not in families.names():
+        raise ZooError(f"{where}: family {raw['family']!r} unknown; allowed: {families.names()}")
     cfg_mode = raw.get("cfg_mode", "batch")
     if cfg_mode not in CFG_MODES:
         raise ZooError(f"{where}: cfg_mode {cfg_mode!r} unknown; allowed: {CFG_MODES}")
@@ -246,7 +250,7 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
             raise ZooError(f"{where}: text component {comp.name!r} needs seq_len")
     sched = raw["scheduler"]
     weights = raw.get("weights")
-    return ModelSpec(
+    spec = ModelSpec(
         name=str(raw["name"]),
         display_name=str(raw.get("display_name", raw["name"])),
         family=raw["family"],
@@ -266,7 +270,14 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
         source=source,
         reference=str(raw.get("reference", "")),
         test_only=bool(raw.get("test_only", False)),
+        family_options=dict(raw.get("family_options") or {}),
     )
+    try:
+        families.check(spec)
+    except KeyError as exc:
+        raise ZooError(f"{where}: the {spec.family} family needs config key {exc} "
+                       "of a component to check that the components fit together") from None
+    return spec
 
 
 def import_object(dotted: str) -> Any:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .laws import NotIdentifiable
+from .powerlaw import NotIdentifiable
 from .targets import TARGETS, Prediction, Target
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
     if missing:
         lacking = pts[pts["point_id"].isin(missing)][KEYS].drop_duplicates().head(3).to_dict("records")
         raise ValueError(f"{len(missing)} point(s) have no per-op counts, e.g. {lacking}")
-    per_image = np.where(m["per"].to_numpy() == "step", m["steps"].to_numpy(dtype=float), 1.0)
+    # Per pipeline call (of ``batch`` images) -> per image.
+    per_image = (np.where(m["per"].to_numpy() == "step", m["steps"].to_numpy(dtype=float), 1.0)
+                 / m["batch"].to_numpy(dtype=float))
     return RooflineInputs(
         point_id=m["point_id"].to_numpy(dtype=int),
         flops=m["flops"].to_numpy(dtype=float),

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import dataset, flops, zoo
-from .features import Point, point_features
+from ..counting import flops
+from ..counting.features import Point, point_features
+from ..models import zoo
+from ..sources import dataset
 from .roofline import inputs_from_ops
 
 SIMULATED = "SIMULATED (not a measurement)"

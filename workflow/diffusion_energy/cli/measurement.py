@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import atomic, dataset
+from .. import atomic
+from ..sources import dataset
 
 if TYPE_CHECKING:  # grid, zoo and measure import torch: imported where used
-    from .measure import Protocol
+    from ..measurement.measure import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_time
     creates a CUDA context, so the busy check cannot see the job's own context; then
     the kind is checked through CUDA and both must name the same device.
     """
-    from . import gpu, gpulock
+    from ..measurement import gpu, gpulock
 
     try:
         uuid = gpu.nvml_uuid_of_cuda_device(0)
@@ -76,7 +77,9 @@ def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_time
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from . import energy, gpu, grid, measure, zoo
+    from .. import grid
+    from ..measurement import energy, gpu, measure
+    from ..models import zoo
 
     startup_s = process_age_s()
     spec = zoo.load_spec(args.model)
@@ -139,7 +142,9 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     """Measure a few small points end to end and print what a setup check needs."""
     import yaml
 
-    from . import energy, gpu, grid, measure, zoo
+    from .. import grid
+    from ..measurement import energy, gpu, measure
+    from ..models import zoo
 
     startup_s = process_age_s()
     config = yaml.safe_load(Path(args.config).read_text())
@@ -187,7 +192,7 @@ def cmd_package(args: argparse.Namespace) -> int:
     """Check a GPU run's points and write the shipped dataset and its datasheet."""
     import yaml
 
-    from . import reference
+    from ..sources import reference
 
     config = yaml.safe_load(Path(args.config).read_text())
     # {measurements}/{gpu}/{model}/{precision}/{point}.parquet (the journal is a separate folder)

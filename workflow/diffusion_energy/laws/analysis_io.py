@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import atomic, dataset
+from .. import atomic
+from ..sources import dataset
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from . import atomic, crossval, laws
-from .analysis_io import FIGURE_NAMES  # noqa: F401 - re-exported: the figure of each name is here
+from .. import atomic
+from ..laws import crossval, powerlaw
+from ..laws.analysis_io import FIGURE_NAMES  # noqa: F401 - re-exported: the figure of each name is here
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequ
                        alpha=0.85, edgecolor="none")
         label = m
         if m in per_arch:
-            law = laws.LawFit.from_dict(per_arch[m])
+            law = powerlaw.LawFit.from_dict(per_arch[m])
             fitted = law.predict(part, 0.9).energy_j
             # At one resolution the law is a straight line in log-log (slope alpha) over the steps.
             for _, grp in part.assign(fit=fitted).groupby(["precision", "gpu", "resolution"]):
@@ -200,7 +201,7 @@ def stage_shares(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
 def lomo_predicted_vs_measured(predictions: pd.DataFrame, metrics: pd.DataFrame,
                                outputs: Sequence[str | Path], target: str = "image") -> None:
     """Leave-one-model-out: predicted vs measured energy, the FLOPs-only law beside the best model."""
-    from .analysis import BASELINE
+    from ..laws.analysis import BASELINE
 
     xlabel, ylabel = "measured energy per image (J)", "predicted energy per image (J)"
     pred = predictions[predictions["target"] == target] if len(predictions) else predictions

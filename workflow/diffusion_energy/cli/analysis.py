@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import analysis_io
-from .analysis_io import FIGURE_NAMES
+from ..laws import analysis_io
+from ..laws.analysis_io import FIGURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ DEFAULT_LAWS = "results/laws/laws.json"
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202 - analysis imported lazily
-    from .analysis import Settings
+    from ..laws.analysis import Settings
 
     return Settings(bootstrap=getattr(args, "bootstrap", 0), seed=getattr(args, "seed", 0),
                     min_points=args.min_points, prediction_level=args.level)
@@ -41,7 +41,7 @@ def _optional_parquet(path: str | None) -> pd.DataFrame | None:
 
 
 def _prepare(args: argparse.Namespace):  # noqa: ANN202
-    from .analysis import prepare
+    from ..laws.analysis import prepare
 
     energy = analysis_io.read_energy(args.energy)
     log.info("%d usable points from %s", len(energy), args.energy)
@@ -49,8 +49,8 @@ def _prepare(args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    from . import crossval
-    from .analysis import run_crossval
+    from ..laws import crossval
+    from ..laws.analysis import run_crossval
 
     points, inputs = _prepare(args)
     tables = run_crossval(points, inputs, _settings(args))
@@ -67,7 +67,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .analysis import LAW_COLUMNS, ROOFLINE_COLUMNS, TERM_COLUMNS, run_fit
+    from ..laws.analysis import LAW_COLUMNS, ROOFLINE_COLUMNS, TERM_COLUMNS, run_fit
 
     points, inputs = _prepare(args)
     predictions = analysis_io.read_table(args.lomo_predictions)
@@ -86,7 +86,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_anchors(args: argparse.Namespace) -> int:
-    from . import anchors
+    from ..sources import anchors
 
     published = anchors.read_published(args.published)
     energy = analysis_io.read_energy(args.energy)
@@ -104,7 +104,7 @@ def _need(args: argparse.Namespace, *names: str) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
-    from . import figures
+    from ..figures import draw as figures
 
     name, out = args.name, args.out
     if name in ("stage_shares", "energy_vs_resolution", "energy_vs_steps", "gpu_comparison",
@@ -128,7 +128,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from . import predict
+    from ..laws import predict
 
     payload = analysis_io.read_laws(args.laws)
     spec, from_path = predict.resolve_model(args.model)

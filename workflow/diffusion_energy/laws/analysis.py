@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import crossval, laws, roofline
+from . import crossval, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .crossval import Candidate
-from .laws import NotIdentifiable
+from .powerlaw import NotIdentifiable
 from .targets import IMAGE_TARGETS, STAGE_TARGETS, TARGETS, Prediction, Target
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Settings:
 #: Pooled OLS candidates: name -> optional terms besides log_A and alpha.
 POOLED_OLS: dict[str, tuple[str, ...]] = {
     "flops": ("beta_dtype", "beta_gpu"),
-    "paper": laws.PAPER_TERMS,
+    "paper": powerlaw.PAPER_TERMS,
     "flops_kernels": ("beta_dtype", "beta_gpu", "gamma_kernels"),
 }
 DESCRIPTIONS = {
@@ -53,7 +53,8 @@ DESCRIPTIONS = {
 #: The FLOPs-only baseline every other candidate is compared with.
 BASELINE = "flops"
 #: Optional terms of per-stage laws: the text encoders do not see the resolution.
-STAGE_OPTIONAL = {"text": ("beta_dtype", "beta_gpu"), "denoise": laws.PAPER_TERMS, "vae": laws.PAPER_TERMS}
+STAGE_OPTIONAL = {"text": ("beta_dtype", "beta_gpu"), "denoise": powerlaw.PAPER_TERMS,
+                  "vae": powerlaw.PAPER_TERMS}
 
 LAW_COLUMNS = [
     "target", "law", "scope", "model", "kind", "status", "n_points", "r2_log", "sigma_log", "alpha",
@@ -96,10 +97,11 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
     """The pooled candidates for ``target``, ready for cross-validation (no bootstrap)."""
     out = []
     for name, optional in POOLED_OLS.items():
-        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional: laws.fit_law(
-            tr, target, scope="pooled", name=name, optional=optional, n_boot=0,
-            rng=np.random.default_rng(0), min_points=settings.min_points)))
-    out.append(Candidate("mixed", DESCRIPTIONS["mixed"], lambda tr: laws.fit_mixed(tr, target)))
+        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional:
+                             powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional,
+                                              n_boot=0, rng=np.random.default_rng(0),
+                                              min_points=settings.min_points)))
+    out.append(Candidate("mixed", DESCRIPTIONS["mixed"], lambda tr: powerlaw.fit_mixed(tr, target)))
     for name, variant in (("roofline", "fitted_static"), ("roofline_idle", "idle_static")):
         out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name: _BoundRoofline(
             roofline.fit_roofline(tr, inputs, target, v, by_gpu=by_gpu, name=n), inputs)))
@@ -197,10 +199,9 @@ def run_fit(
     def per_model(target: Target, law: str, optional: Sequence[str], store: dict[str, Any]) -> None:
         for model, part in points.groupby("model", sort=True):
             try:
-                fit = laws.fit_law(part, target, scope="architecture", name=law, optional=optional,
-                                   n_boot=settings.bootstrap, rng=laws.child_rng(settings.seed, target.name,
-                                                                                 law, str(model)),
-                                   min_points=settings.min_points)
+                rng = powerlaw.child_rng(settings.seed, target.name, law, str(model))
+                fit = powerlaw.fit_law(part, target, scope="architecture", name=law, optional=optional,
+                                       n_boot=settings.bootstrap, rng=rng, min_points=settings.min_points)
             except NotIdentifiable as exc:
                 law_rows.append(_skip_row(target.name, law, "architecture", str(model), str(exc)))
                 continue
@@ -211,16 +212,17 @@ def run_fit(
     for name in IMAGE_TARGETS:
         target = TARGETS[name]
         payload["per_architecture"][name] = {}
-        per_model(target, "paper", laws.PAPER_TERMS, payload["per_architecture"][name])
+        per_model(target, "paper", powerlaw.PAPER_TERMS, payload["per_architecture"][name])
     for name in STAGE_TARGETS:
         target = TARGETS[name]
         optional = STAGE_OPTIONAL[target.stage]
         store: dict[str, Any] = {"architecture": {}}
         per_model(target, "stage", optional, store["architecture"])
         try:
-            fit = laws.fit_law(points, target, scope="pooled", name="stage", optional=optional,
-                               n_boot=settings.bootstrap, rng=laws.child_rng(settings.seed, name, "pooled"),
-                               cluster_col="model", min_points=settings.min_points)
+            fit = powerlaw.fit_law(points, target, scope="pooled", name="stage", optional=optional,
+                                   n_boot=settings.bootstrap,
+                                   rng=powerlaw.child_rng(settings.seed, name, "pooled"),
+                                   cluster_col="model", min_points=settings.min_points)
             store["pooled"] = fit.to_dict()
             law_rows.append(_law_row(fit, name, "stage", "pooled", "all"))
             term_rows.extend(_term_rows(fit, name, "stage", "pooled", "all"))
@@ -275,10 +277,10 @@ def run_fit(
 
 
 def _fit_pooled(points: pd.DataFrame, target: Target, cand: str, settings: Settings
-                ) -> laws.LawFit | laws.MixedFit:
+                ) -> powerlaw.LawFit | powerlaw.MixedFit:
     """A pooled law on all points; OLS ones with a bootstrap that resamples whole architectures."""
     if cand == "mixed":
-        return laws.fit_mixed(points, target)
-    return laws.fit_law(points, target, scope="pooled", name=cand, optional=POOLED_OLS[cand],
-                        n_boot=settings.bootstrap, rng=laws.child_rng(settings.seed, target.name, cand),
+        return powerlaw.fit_mixed(points, target)
+    return powerlaw.fit_law(points, target, scope="pooled", name=cand, optional=POOLED_OLS[cand],
+                        n_boot=settings.bootstrap, rng=powerlaw.child_rng(settings.seed, target.name, cand),
                         cluster_col="model", min_points=settings.min_points)
