@@ -1,19 +1,24 @@
 """Pipeline families: how each feeds its stages (one module per family, registered by name).
 
 Callers use the functions below, which dispatch on ``spec.family``; a new family
-is a module with a registered ``base.Family`` subclass, imported here.
+is a module in this folder with a ``base.Family`` subclass decorated ``@register``
+(every module here is imported, which registers its families).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec, ZooError
-from . import flux, qwen, sd, sd3  # noqa: F401 - importing registers the families
 from .base import REGISTRY, Call, Device, Family, Modules, Tensor, latent_side
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["REGISTRY", "Call", "Family", "family_of", "latent_side", "names"]
 
