@@ -190,7 +190,7 @@ class Workload:
         return families.vae_latents(self.spec, resolution, batch, self.device, self.vae_dtype)
 
     def decode(self, latents: torch.Tensor) -> Any:
-        return self.modules[self.spec.vae.name].decode(latents)
+        return families.vae_decode(self.spec, self.modules[self.spec.vae.name], latents)
 
     def text_fn(self, cfg: bool, batch: int) -> Callable[[], Any]:
         return lambda: self.encode(cfg, batch)
