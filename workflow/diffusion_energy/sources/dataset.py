@@ -1,17 +1,16 @@
-"""The measurement tables: schema, validation, merging and collection.
+"""The measurement tables: reading, merging and collection (the schema is ``schema``).
 
-Only this module reads and writes measurement tables, so the schema lives in
-one place. Three tables:
+Only this module and ``schema`` read and write measurement tables. Three tables:
 
 ``results/measurements/{gpu}/{model}/{precision}/{slug}.parquet``
     One file per grid point, one row per (stage, repeat); ``MEASUREMENT_COLUMNS``.
 ``results/measurements.parquet``
-    The shipped reference dataset merged with everything measured locally
-    (same columns; a local point replaces a shipped one for the same GPU kind).
+    The shipped reference dataset, the imported published rows and everything
+    measured locally (same columns; a local point replaces a shipped one of this
+    workflow for the same GPU kind; every row says its ``source``).
 ``results/energy.parquet``
-    One row per measured grid point: medians over repeats, spread, stage
-    energies, joined with the FLOPs, kernels and bytes of every stage;
-    ``ENERGY_COLUMNS``.
+    One row per measured point: medians over repeats, spread, stage energies,
+    joined with the FLOPs, kernels and bytes of every stage; ``ENERGY_COLUMNS``.
 
 Units are in the names: ``_j`` joules, ``_s`` seconds, ``_w`` watts.
 """
@@ -26,66 +25,26 @@ import numpy as np
 import pandas as pd
 
 from .. import atomic
+from .schema import (  # noqa: F401 - the schema's names are the dataset's
+    GRID_KEYS,
+    MEASUREMENT_COLUMNS,
+    POINT_KEYS,
+    SCHEMA_VERSION,
+    STAGES,
+    THIS_WORKFLOW,
+    DatasetError,
+    conform,
+    empty_measurements,
+    validate_measurements,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-GRID_KEYS = ["gpu", "model", "precision", "resolution", "steps", "cfg", "batch"]
-STAGES = ("text", "denoise", "vae", "image")
-
-#: Column -> meaning, for the per-point measurement files (one row per stage and repeat).
-MEASUREMENT_COLUMNS: dict[str, str] = {
-    "schema_version": "version of this schema",
-    "gpu": "GPU kind (wildcard), e.g. h100",
-    "model": "architecture name from the zoo",
-    "architecture": "denoiser kind: unet or mmdit",
-    "precision": "fp16, bf16 or fp32",
-    "resolution": "square image side, px",
-    "steps": "denoising steps",
-    "cfg": "classifier-free guidance on",
-    "batch": "images per pipeline call",
-    "stage": "text, denoise, vae or image (the whole image)",
-    "repeat": "repeat index, 0-based",
-    "status": "ok, oom or error (then energy columns are NaN and error says why)",
-    "energy_status": "measured, or absent: <reason> (e.g. no NVIDIA GPU on a CPU test run)",
-    "energy_j": "GPU energy per image for this stage, J (raw counter difference / calls)",
-    "dynamic_energy_j": "energy_j minus idle_power_w x time_s, J",
-    "time_s": "wall time per image for this stage, s (synchronised)",
-    "window_s": "length of the energy window, s",
-    "window_calls": "stage executions inside the window (short stages are repeated)",
-    "idle_power_w": "mean GPU power with the CUDA context alive and the GPU idle, W",
-    "stage_sum_error": "(text + denoise + vae) / image - 1 for this repeat (image rows only)",
-    "repeat_spread": "max/min - 1 of the image energy over repeats (point level)",
-    "flag": "empty, or why the point is suspect (spread, stage sum, throttling)",
-    "gpu_name": "NVML device name",
-    "gpu_uuid": "NVML device UUID",
-    "gpu_index": "CUDA device index used (after CUDA_VISIBLE_DEVICES)",
-    "driver_version": "NVIDIA driver",
-    "cuda_version": "CUDA version torch was built with",
-    "power_limit_w": "enforced power limit, W",
-    "sm_clock_mhz": "SM clock at the end of the point, MHz",
-    "temperature_before_c": "GPU temperature before the point, C",
-    "temperature_after_c": "GPU temperature after the point, C",
-    "throttle_reasons": "NVML clock throttle reasons seen during the point",
-    "torch_version": "torch",
-    "diffusers_version": "diffusers",
-    "transformers_version": "transformers",
-    "zeus_version": "zeus",
-    "weights_source": "random-init or local:<path>",
-    "hostname": "machine",
-    "measured_at": "UTC ISO time the point finished",
-    "denoiser_calls": "denoiser forwards per image, counted by a hook (steps x CFG calls)",
-    "warmup": "protocol: fewest warm-up calls before a point's (or stage's) first window",
-    "warmup_s": "protocol: shortest warm-up, s",
-    "warmup_images": "warm-up images run before this point's repeats (0: a point of the same shape "
-                     "had just run, so its kernels were warm)",
-    "min_window_s": "shortest energy window of the protocol, s",
-    "error": "error message when status is not ok",
-}
-
 #: Column -> meaning, for results/energy.parquet (one row per measured grid point).
 ENERGY_COLUMNS: dict[str, str] = {
-    **{k: MEASUREMENT_COLUMNS[k] for k in GRID_KEYS},
+    **{k: MEASUREMENT_COLUMNS[k] for k in POINT_KEYS},
+    "quoted": MEASUREMENT_COLUMNS["quoted"],
+    "guidance_scale": MEASUREMENT_COLUMNS["guidance_scale"],
     "architecture": "denoiser kind: unet or mmdit",
     "family": "pipeline family (sd, sdxl, sd3, flux, qwen)",
     "status": "ok or oom",
@@ -108,7 +67,12 @@ ENERGY_COLUMNS: dict[str, str] = {
     "repeat_spread": "max/min - 1 of whole-image energy",
     "stage_sum_error": "median over repeats of (text + denoise + vae) / image - 1",
     "flag": "empty, or why the point is suspect",
-    "gpu_name": "NVML device name",
+    "gpu_name": "NVML device name (or the source's GPU name)",
+    "power_limit_w": MEASUREMENT_COLUMNS["power_limit_w"],
+    "batch_time_s": "median wall time of one pipeline call of batch images, s",
+    "avg_power_w": MEASUREMENT_COLUMNS["avg_power_w"],
+    "energy_scope": MEASUREMENT_COLUMNS["energy_scope"],
+    "weights_source": MEASUREMENT_COLUMNS["weights_source"],
     "flops": "FLOPs per image: text + steps x denoiser calls + VAE decode",
     "text_flops": "FLOPs of all text encoders per image",
     "denoise_flops": "FLOPs of all denoiser calls per image",
@@ -127,77 +91,74 @@ ENERGY_COLUMNS: dict[str, str] = {
 }
 
 
-class DatasetError(ValueError):
-    """A measurement table breaks the schema or a sanity rule."""
+def check_measurements(frame: pd.DataFrame, where: str = "measurements") -> None:
+    """Refuse a table that breaks the schema (``schema.validate_measurements``)."""
+    validate_measurements(frame, where)
 
 
-def empty_measurements() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in MEASUREMENT_COLUMNS})
-
-
-def conform(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns in schema order; missing ones added as NaN; unknown ones refused."""
-    unknown = set(frame.columns) - set(MEASUREMENT_COLUMNS)
-    if unknown:
-        raise DatasetError(f"unknown measurement column(s) {sorted(unknown)}")
-    out = frame.copy()
-    for col in MEASUREMENT_COLUMNS:
-        if col not in out:
-            out[col] = np.nan
-    out["schema_version"] = SCHEMA_VERSION
-    return out[list(MEASUREMENT_COLUMNS)]
-
-
-def check_measurements(frame: pd.DataFrame, source: str = "measurements") -> None:
-    """Refuse rows that claim a measurement they do not hold.
-
-    A row with status ok and energy_status measured must have a positive,
-    finite energy: 0 J is never a result (Zeus reports 0 J when it measured no
-    GPU). Every stage of every ok point must be present.
-    """
-    if frame.empty:
-        return
-    missing = [c for c in ("gpu", "model", "stage", "status", "energy_status") if c not in frame]
-    if missing:
-        raise DatasetError(f"{source}: missing column(s) {missing}")
-    measured = frame[(frame["status"] == "ok") & (frame["energy_status"] == "measured")]
-    bad = measured[~(measured["energy_j"].astype(float) > 0)]
-    if len(bad):
-        first = bad.iloc[0]
-        raise DatasetError(
-            f"{source}: {len(bad)} measured row(s) with non-positive energy, e.g. "
-            f"{first['gpu']}/{first['model']} {first.get('resolution')}px stage {first['stage']}"
-        )
+def read_table(path: str | Path) -> pd.DataFrame:
+    """One measurement file, validated; every error names the file."""
+    try:
+        frame = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such measurement file") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable parquet file ({exc})") from None
+    return validate_measurements(frame, str(path))
 
 
 def read_measurements(paths: Iterable[str | Path]) -> pd.DataFrame:
-    frames = [pd.read_parquet(p) for p in paths]
-    frames = [f for f in frames if not f.empty]
+    """Every file's rows, each file validated, a point in two files refused (both named).
+
+    A stale copy of a file beside the real one would otherwise enter the medians
+    and the fits twice, with nothing to show for it.
+    """
+    frames = []
+    for path in paths:
+        frame = read_table(path)
+        if not frame.empty:
+            frames.append(frame.assign(_file=str(path)))
     if not frames:
         return empty_measurements()
     out = pd.concat(frames, ignore_index=True)
-    check_measurements(out)
-    return out
+    keys = [*POINT_KEYS, "stage", "repeat"]
+    dup = out.duplicated(keys, keep=False)
+    if dup.any():
+        first = out[dup].iloc[0]
+        same = out[dup & out[keys].astype(str).eq(first[keys].astype(str)).all(axis=1)]
+        files = sorted(set(same["_file"]))
+        key = ", ".join(f"{k}={first[k]}" for k in POINT_KEYS)
+        raise DatasetError(f"the same point is in {len(files)} files: {', '.join(files)} ({key}); "
+                           "keep one (a stale copy beside the real file?)")
+    return out.drop(columns="_file")
 
 
-def merge_reference(reference: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
-    """Shipped rows plus local rows; a locally measured point replaces the shipped one."""
-    if local.empty:
-        return reference.reset_index(drop=True)
-    if reference.empty:
-        return local.reset_index(drop=True)
-    local_keys = set(map(tuple, local[GRID_KEYS].astype(str).itertuples(index=False)))
-    shipped_keys = reference[GRID_KEYS].astype(str).apply(tuple, axis=1)
-    kept = reference[~shipped_keys.isin(local_keys)]
-    replaced = len(reference) - len(kept)
-    if replaced:
-        log.info("%d shipped rows replaced by local measurements of the same points", replaced)
-    return pd.concat([kept, local], ignore_index=True)
+def merge_reference(reference: pd.DataFrame, local: pd.DataFrame,
+                    published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Shipped, local and published rows; a locally measured point replaces the shipped one.
+
+    Published rows keep their own ``source``: they never replace, nor are replaced by,
+    this workflow's measurements of the same settings.
+    """
+    parts = [f for f in (reference, local, published) if f is not None and not f.empty]
+    if not parts:
+        return empty_measurements()
+    if not local.empty and not reference.empty:
+        local_keys = set(map(tuple, local[POINT_KEYS].astype(str).itertuples(index=False)))
+        shipped_keys = reference[POINT_KEYS].astype(str).apply(tuple, axis=1)
+        kept = reference[~shipped_keys.isin(local_keys)]
+        replaced = len(reference) - len(kept)
+        if replaced:
+            log.info("%d shipped rows replaced by local measurements of the same points", replaced)
+        parts = [f for f in (kept, local, published) if f is not None and not f.empty]
+    return pd.concat(parts, ignore_index=True)
 
 
-def write_merged(reference_paths: list[str], local_paths: list[str], out: str | Path) -> pd.DataFrame:
-    merged = merge_reference(read_measurements(reference_paths), read_measurements(local_paths))
-    atomic.write_parquet(merged, out)
+def write_merged(reference_paths: list[str], local_paths: list[str], out: str | Path,
+                 published_paths: list[str] | None = None) -> pd.DataFrame:
+    merged = merge_reference(read_measurements(reference_paths), read_measurements(local_paths),
+                             read_measurements(published_paths or []))
+    atomic.write_parquet(conform(merged), out)
     return merged
 
 
@@ -269,50 +230,54 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
 
 
 def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
-    """One row per grid point with a GPU measurement (or oom), joined with FLOPs.
+    """One row per measured point (or oom), of every source, joined with FLOPs.
 
     Points whose energy is absent (measured on a machine without an NVIDIA
     GPU) are left out: they hold times but no joules. Points without FLOPs in
-    ``flops`` (a model not in the current grid) are left out with a log line.
+    ``flops`` (a model not counted) are left out with a warning. A published
+    point has one measurement (its ``n_repeats`` is 1 and its spread unknown)
+    and no stage rows: its stage columns stay empty, nothing is filled in.
     """
     if measurements.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in ENERGY_COLUMNS})
-    m = measurements.copy()
+    m = conform(measurements)
+    for col in ("resolution", "steps", "batch", "num_gpus", "ulysses_degree", "ring_degree"):
+        m[col] = m[col].astype(int)
+    m["cfg"] = m["cfg"].astype(bool)
     measured = m[(m["status"] == "ok") & (m["energy_status"] == "measured")]
-    oom = m[m["status"] == "oom"].drop_duplicates(GRID_KEYS)
+    oom = m[m["status"] == "oom"].drop_duplicates(POINT_KEYS)
     absent = m[(m["status"] == "ok") & (m["energy_status"] != "measured")]
     if len(absent):
         log.info("%d points without GPU energy left out",
-                 len(absent.drop_duplicates(GRID_KEYS)))
-    first = {"architecture": "first", "gpu_name": "first", "idle_power_w": "median",
-             "flag": lambda s: "; ".join(sorted({f for f in s.dropna() if f}))}
-    image = measured[measured["stage"] == "image"].groupby(GRID_KEYS, as_index=False).agg(
+                 len(absent.drop_duplicates(POINT_KEYS)))
+    first = {k: "first" for k in ("architecture", "gpu_name", "quoted", "guidance_scale", "power_limit_w",
+                                  "energy_scope", "weights_source")}
+    first.update(idle_power_w="median", batch_time_s="median", avg_power_w="median",
+                 flag=lambda s: "; ".join(sorted({f for f in s.dropna() if f})))
+    image = measured[measured["stage"] == "image"].groupby(POINT_KEYS, as_index=False, dropna=False).agg(
         n_repeats=("repeat", "nunique"), energy_j=("energy_j", "median"),
         energy_min_j=("energy_j", "min"), energy_max_j=("energy_j", "max"),
         dynamic_energy_j=("dynamic_energy_j", "median"), time_s=("time_s", "median"),
         stage_sum_error=("stage_sum_error", "median"),
         **{k: (k, f) for k, f in first.items()},
     )
-    image["repeat_spread"] = image["energy_max_j"] / image["energy_min_j"] - 1
+    image["repeat_spread"] = (image["energy_max_j"] / image["energy_min_j"] - 1).where(image["n_repeats"] > 1)
     image["status"] = "ok"
     for stage in ("text", "denoise", "vae"):
-        part = measured[measured["stage"] == stage].groupby(GRID_KEYS, as_index=False).agg(
+        part = measured[measured["stage"] == stage].groupby(POINT_KEYS, as_index=False).agg(
             **{f"{stage}_energy_j": ("energy_j", "median"),
                f"{stage}_dynamic_energy_j": ("dynamic_energy_j", "median"),
                f"{stage}_time_s": ("time_s", "median")})
-        image = image.merge(part, on=GRID_KEYS, how="left")
+        image = image.merge(part, on=POINT_KEYS, how="left")
     if len(oom):
-        oom_rows = oom[GRID_KEYS + ["architecture", "gpu_name"]].assign(status="oom", n_repeats=0)
+        oom_rows = oom[POINT_KEYS + ["architecture", "gpu_name"]].assign(status="oom", n_repeats=0)
         image = pd.concat([image, oom_rows], ignore_index=True)
-    image["cfg"] = image["cfg"].astype(bool)
-    for col in ("resolution", "steps", "batch"):
-        image[col] = image[col].astype(int)
 
     joined = per_image_costs(image, flops)
     for col in ENERGY_COLUMNS:
         if col not in joined:
             joined[col] = np.nan
-    out = joined[list(ENERGY_COLUMNS)].sort_values(GRID_KEYS, ignore_index=True)
+    out = joined[list(ENERGY_COLUMNS)].sort_values(POINT_KEYS, ignore_index=True)
     for col in ("flops", "denoiser_params"):
         out[col] = out[col].round().astype("int64")
     for col in ("kernels", "bytes"):  # per image: a batch shares its launches and weight reads
