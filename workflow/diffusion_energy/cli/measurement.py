@@ -207,9 +207,9 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    merged = dataset.write_merged(args.reference, args.local, args.out)
-    log.info("%d rows (%d shipped files, %d local files) -> %s", len(merged),
-             len(args.reference), len(args.local), args.out)
+    merged = dataset.write_merged(args.reference, args.local, args.out, args.published)
+    log.info("%d rows (%d shipped files, %d local files, %d published sources) -> %s", len(merged),
+             len(args.reference), len(args.local), len(args.published), args.out)
     return 0
 
 
@@ -260,6 +260,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="merge the shipped reference dataset with local measurements")
     p.add_argument("--reference", nargs="*", default=[], help="shipped parquet files")
     p.add_argument("--local", nargs="*", default=[], help="locally measured point files")
+    p.add_argument("--published", nargs="*", default=[], help="imported published sources (import-public)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_merge)
 

@@ -206,7 +206,7 @@ def validate_measurements(frame: pd.DataFrame, where: str = "measurements") -> p
                 i = int(np.flatnonzero(frac.to_numpy())[0])
                 raise DatasetError(f"{where}: column {col!r} must hold whole numbers, not "
                                    f"{_plain(values.iloc[i])} ({_row_label(out, i)})")
-        out[col] = values
+        out[col] = values.astype("Int64") if kind == "int" else values
     for col, allowed in (("stage", STAGES), ("status", STATUSES), ("precision", PRECISIONS)):
         bad = ~out[col].isin(allowed)
         if bad.any():

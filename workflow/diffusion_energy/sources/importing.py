@@ -1,0 +1,166 @@
+"""Published measurements -> rows of the measurement table, with checks on import.
+
+Each upstream format has a reader (``mlenergy_v2``, ``mlenergy_v3``,
+``quoted``) that turns its files into ``UpstreamPoint``s, one per published
+point, each knowing the file (and entry) it came from. This module maps them
+onto the project's table: the upstream model id to a zoo architecture
+(``upstream_models`` in the config), the GPU name to a GPU kind (``gpu_kinds``),
+CFG and guidance as the zoo file records the pipeline's default, and the
+source's provenance into every row. Nothing a source did not measure is filled
+in: no stage split, no idle power, no dynamic energy.
+
+Every check names the file and the entry: an upstream model with no zoo name
+(and which name to add), two entries for one point, a missing or non-positive
+energy, a GPU name that maps to no kind, a file of the wrong format.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..measurement.gpu import kind_of
+from ..models import zoo
+from .provenance import SourceError, SourceInfo, read_source_info
+from .schema import conform, validate_measurements
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UpstreamPoint:
+    """One published point in the source's own terms, and where it was read."""
+
+    where: str
+    upstream_model: str
+    gpu_name: str
+    resolution: int
+    steps: int
+    precision: str
+    batch: int
+    energy_per_image_j: float
+    batch_time_s: float = math.nan
+    avg_power_w: float = math.nan
+    num_gpus: int = 1
+    ulysses_degree: int = 1
+    ring_degree: int = 1
+    revision: str = ""
+    quoted: bool = False
+    #: For quoted figures: the GPU kind and the source as the quoting table names them.
+    source_label: str = ""
+
+
+#: Format name -> reader of a source folder (or file) into upstream points.
+Reader = Callable[[Path], list[UpstreamPoint]]
+
+
+def readers() -> dict[str, Reader]:
+    from . import mlenergy_v2, mlenergy_v3, quoted
+
+    return {"mlenergy-v2": mlenergy_v2.read, "mlenergy-v3": mlenergy_v3.read, "quoted-figures": quoted.read}
+
+
+def expect(entry: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``entry[key]`` of the given type, or a SourceError naming the file, entry and key."""
+    if key not in entry:
+        raise SourceError(f"{where}: missing key {key!r} (is this file in the source's format?)")
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise SourceError(f"{where}: key {key!r} should be {names}, not {value!r}")
+    return value
+
+
+def precision_name(value: str, where: str) -> str:
+    """``torch.float16`` / ``bfloat16`` / ``fp16`` -> the project's precision name."""
+    names = {"float16": "fp16", "fp16": "fp16", "half": "fp16", "bfloat16": "bf16", "bf16": "bf16",
+             "float32": "fp32", "fp32": "fp32"}
+    key = str(value).lower().removeprefix("torch.")
+    if key not in names:
+        raise SourceError(f"{where}: unknown precision {value!r}; known: {sorted(names)}")
+    return names[key]
+
+
+def _zoo_name(point: UpstreamPoint, upstream_models: Mapping[str, str], known: list[str]) -> str:
+    name = upstream_models.get(point.upstream_model)
+    if name is None:
+        raise SourceError(
+            f"{point.where}: upstream model {point.upstream_model!r} maps to no zoo architecture; add "
+            f"'{point.upstream_model}: <zoo name>' to upstream_models in config/config.yaml (and an "
+            f"architecture file config/models/<zoo name>.yaml if it is new; zoo: {', '.join(known)})")
+    if name not in known:
+        raise SourceError(f"upstream_models maps {point.upstream_model!r} to {name!r}, which is not in the "
+                          f"zoo ({', '.join(known)})")
+    return name
+
+
+def to_rows(points: list[UpstreamPoint], info: SourceInfo, upstream_models: Mapping[str, str],
+            gpu_kinds: Mapping[str, Mapping[str, Any]], models_dir: Path | None = None) -> pd.DataFrame:
+    """Measurement rows (one ``image`` row per point), checked; the source's provenance in each."""
+    known = zoo.available_models(models_dir) if models_dir else zoo.available_models()
+    specs: dict[str, zoo.ModelSpec] = {}
+    seen: dict[tuple[Any, ...], str] = {}
+    rows = []
+    for p in points:
+        name = _zoo_name(p, upstream_models, known)
+        spec = specs.get(name) or specs.setdefault(
+            name, zoo.load_spec(name, models_dir) if models_dir else zoo.load_spec(name))
+        kind = kind_of(p.gpu_name, gpu_kinds)
+        if kind is None:
+            raise SourceError(f"{p.where}: GPU {p.gpu_name!r} maps to no GPU kind; add a kind whose "
+                              f"name_pattern it contains to gpu_kinds in config/config.yaml "
+                              f"(kinds: {', '.join(sorted(gpu_kinds))})")
+        if not (math.isfinite(p.energy_per_image_j) and p.energy_per_image_j > 0):
+            raise SourceError(f"{p.where}: energy per image {p.energy_per_image_j!r} J is not positive")
+        key = (kind, name, p.precision, p.resolution, p.steps, p.batch, p.num_gpus, p.ulysses_degree,
+               p.ring_degree)
+        if key in seen:
+            raise SourceError(f"{p.where}: the same point as {seen[key]} ({p.upstream_model} on "
+                              f"{p.gpu_name}, {p.resolution} px, {p.steps} steps, batch {p.batch}, "
+                              f"{p.num_gpus} GPU(s))")
+        seen[key] = p.where
+        time_s = p.batch_time_s / p.batch if math.isfinite(p.batch_time_s) else math.nan
+        window = info.window_batches
+        if info.window_batches_above_30_steps and p.steps > 30:
+            window = info.window_batches_above_30_steps
+        rows.append({
+            "source": info.name, "quoted": p.quoted, "gpu": kind, "model": name,
+            "architecture": spec.architecture, "precision": p.precision, "resolution": p.resolution,
+            "steps": p.steps, "cfg": spec.cfg, "guidance_scale": spec.guidance_scale, "batch": p.batch,
+            "num_gpus": p.num_gpus, "ulysses_degree": p.ulysses_degree, "ring_degree": p.ring_degree,
+            "stage": "image", "repeat": 0, "status": "ok", "energy_status": "measured",
+            "energy_j": p.energy_per_image_j, "time_s": time_s, "batch_time_s": p.batch_time_s,
+            "avg_power_w": p.avg_power_w, "window_calls": window, "energy_scope": info.energy_scope,
+            "gpu_name": p.gpu_name, "power_limit_w": info.power_limit(p.gpu_name), "software": info.software,
+            "weights_source": f"{info.weights}:{p.upstream_model}" + (f"@{p.revision}" if p.revision else ""),
+            "upstream_model": p.upstream_model, "upstream_commit": info.upstream_commit,
+            "upstream_file": p.where, "flag": "",
+        })
+    frame = conform(pd.DataFrame(rows)) if rows else conform(pd.DataFrame(columns=["source"]))
+    return validate_measurements(frame, f"import of {info.name}")
+
+
+def import_source(folder: str | Path, upstream_models: Mapping[str, str],
+                  gpu_kinds: Mapping[str, Mapping[str, Any]], fmt: str | None = None,
+                  models_dir: Path | None = None) -> pd.DataFrame:
+    """Read a published source folder (its ``source.yaml`` and files) into measurement rows."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise SourceError(f"{folder}: no such source folder")
+    info = read_source_info(folder if folder.is_dir() else folder.parent)
+    fmt = fmt or info.format
+    available = readers()
+    if fmt not in available:
+        raise SourceError(f"{folder}: unknown source format {fmt!r}; known: {sorted(available)}")
+    points = available[fmt](folder)
+    if not points:
+        raise SourceError(f"{folder}: no points found in the {fmt} format")
+    frame = to_rows(points, info, upstream_models, gpu_kinds, models_dir)
+    log.info("%s: %d points from %s", info.name, len(frame), folder)
+    return frame
