@@ -52,7 +52,8 @@ def test_v2_imports_every_point_with_its_provenance() -> None:
     sd21 = frame[(frame["model"] == "sd21") & (frame["gpu"] == "h100") & (frame["batch"] == 1)].iloc[0]
     assert sd21["resolution"] == 768 and sd21["energy_j"] == pytest.approx(386.461, abs=1e-3)
     assert sd21["time_s"] == pytest.approx(0.94108, abs=1e-5) and sd21["power_limit_w"] == 700
-    revision = (PUBLIC / "mlenergy-v2/pipeline-kwargs/stabilityai/stable-diffusion-2-1/revision.txt").read_text()
+    kwargs = PUBLIC / "mlenergy-v2/pipeline-kwargs/stabilityai/stable-diffusion-2-1"
+    revision = (kwargs / "revision.txt").read_text()
     assert sd21["weights_source"] == f"real:stabilityai/stable-diffusion-2-1@{revision.strip()}"
     assert sd21["cfg"] and sd21["upstream_file"].endswith("stable-diffusion-2-1/bs1+steps25.json")
 
