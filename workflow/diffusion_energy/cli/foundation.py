@@ -71,6 +71,26 @@ def cmd_flops(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_count_flops(args: argparse.Namespace) -> int:
+    """Every model of the grid and of the measured or imported points, in one job."""
+    import json
+
+    from ..counting import runner
+    from ..sources import dataset
+
+    shapes = runner.union(runner.shapes_from_requests(json.loads(args.requests)),
+                          runner.shapes_from_points(dataset.read_measurements(args.points)))
+    counted = runner.count_all(shapes, args.jobs)
+    table, ops = runner.merge(counted)
+    atomic.write_parquet(table, args.out)
+    atomic.write_parquet(ops, args.ops_out)
+    for c in sorted(counted, key=lambda c: -c.seconds):
+        log.info("%-18s %3d shapes  %5.1f s", c.model, len(shapes[c.model]), c.seconds)
+    log.info("counted %d models (%d shapes) with %d process(es) -> %s", len(counted),
+             sum(len(s) for s in shapes.values()), args.jobs, args.out)
+    return 0
+
+
 def cmd_merge_flops(args: argparse.Namespace) -> int:
     frame = pd.concat([pd.read_parquet(p) for p in args.inputs], ignore_index=True)
     atomic.write_parquet(frame, args.out)
@@ -100,6 +120,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--ops-out", help="also write the per-op table (for the roofline model)")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("count-flops", help="count every model of the grid and of the points, in one job")
+    p.add_argument("--requests", default="{}",
+                   help="JSON: model -> {resolutions, cfgs, batches} (the grid's; see grid.flops_requests)")
+    p.add_argument("--points", nargs="*", default=[],
+                   help="measurement tables (shipped, imported) whose points need FLOPs too")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (models are counted in parallel)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--ops-out", required=True, help="the per-op table (for the roofline model)")
+    p.set_defaults(func=cmd_count_flops)
 
     p = sub.add_parser("merge-flops", help="concatenate per-model FLOP tables")
     p.add_argument("inputs", nargs="+")

@@ -261,10 +261,17 @@ def count_model_ops(
     component, with ``count`` its occurrences in that call: what a roofline
     model of time sums over.
     """
-    resolutions, cfgs, batches = sorted(set(resolutions)), sorted(set(cfgs)), sorted(set(batches))
-    for res in resolutions:
+    shapes = [(r, c, b) for r in resolutions for c in cfgs for b in batches]
+    return count_shapes(spec, shapes, dtype)
+
+
+def count_shapes(spec: ModelSpec, shapes: Iterable[tuple[int, bool, int]],
+                 dtype: torch.dtype = torch.float16) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``count_model_ops`` for an explicit set of (resolution, cfg, batch) shapes."""
+    shapes = sorted({(int(r), bool(c), int(b)) for r, c, b in shapes})
+    for res in sorted({r for r, _, _ in shapes}):
         spec.check_resolution(res)
-    plan = [(res, cfg, batch, call) for res in resolutions for cfg in cfgs for batch in batches
+    plan = [(res, cfg, batch, call) for res, cfg, batch in shapes
             for call in families.calls(spec, res, cfg, batch)]
     base = {"model": spec.name, "architecture": spec.architecture, "family": spec.family}
     rows: list[dict[str, Any]] = []
@@ -276,15 +283,15 @@ def count_model_ops(
         module = build_component(spec, comp, "meta", dtype)
         n = count_parameters(module)
         n_ne = (_decoder_parameters(module) if comp.stage == "vae" else non_embedding_parameters(module))
-        shapes: dict[tuple[Any, ...], Call] = {}
+        calls: dict[tuple[Any, ...], Call] = {}
         needed: dict[tuple[Any, ...], set[int]] = {}
         for _, _, _, call in mine:
-            shapes.setdefault(call.shape, call)
+            calls.setdefault(call.shape, call)
             needed.setdefault(call.shape, set()).add(call.call_batch)
         counted = {
             shape: {b: summarize_ops(seq) for b, seq in count_batches(
-                lambda b, c=shapes[shape], m=module: c.prepare(m, b, "meta", dtype), needed[shape]).items()}
-            for shape in shapes
+                lambda b, c=calls[shape], m=module: c.prepare(m, b, "meta", dtype), needed[shape]).items()}
+            for shape in calls
         }
         for res, cfg, batch, call in mine:
             total, ops = counted[call.shape][call.call_batch]

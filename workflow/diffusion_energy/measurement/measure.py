@@ -49,6 +49,7 @@ from ..models.zoo import (
     import_object,
     weights_source,
 )
+from ..sources.schema import THIS_WORKFLOW
 from .energy import Meter, Window, calls_to_fill
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,8 @@ class Workload:
     def encode(self, cfg: bool, batch: int) -> dict[str, Any]:
         """Run the text encoders for one image (prompt, and negative prompt with CFG)."""
         positive = families.encode_prompts(self.spec, self.modules, batch, self.device)
-        negative = families.encode_prompts(self.spec, self.modules, batch, self.device) if cfg else None
+        negative = (families.encode_negative_prompts(self.spec, self.modules, batch, self.device)
+                    if cfg else None)
         return families.pipeline_call_kwargs(self.spec, positive, negative, cfg)
 
     def embeddings(self, cfg: bool, batch: int) -> dict[str, Any]:
@@ -340,11 +342,19 @@ def spread(values: list[float]) -> float:
     return max(finite) / min(finite) - 1 if len(finite) >= 2 else math.nan
 
 
+#: What this workflow's energies cover (``energy_scope`` of its rows).
+ENERGY_SCOPE = ("one stage per row (image: text encoding + denoising + VAE decode, latents kept on the GPU); "
+                "whole GPU (NVML energy counter, one GPU); raw, and idle-subtracted in dynamic_energy_j")
+
+
 def point_keys(point: GridPoint, gpu_kind: str, spec: ModelSpec) -> dict[str, Any]:
-    """The grid coordinates every row of a point carries."""
-    return {"gpu": gpu_kind, "model": spec.name, "architecture": spec.architecture,
-            "precision": point.precision, "resolution": point.resolution, "steps": point.steps,
-            "cfg": point.cfg, "batch": point.batch}
+    """The coordinates and source every row of a point carries."""
+    # A guidance-distilled model (no CFG by default) runs its embedded guidance scale.
+    guidance = spec.guidance_scale if point.cfg or not spec.cfg else 1.0
+    return {"source": THIS_WORKFLOW, "quoted": False, "gpu": gpu_kind, "model": spec.name,
+            "architecture": spec.architecture, "precision": point.precision, "resolution": point.resolution,
+            "steps": point.steps, "cfg": point.cfg, "guidance_scale": guidance, "batch": point.batch,
+            "num_gpus": 1, "ulysses_degree": 1, "ring_degree": 1, "energy_scope": ENERGY_SCOPE}
 
 
 def point_rows(
@@ -382,6 +392,7 @@ def point_rows(
                 **point_keys(point, gpu_kind, spec), "stage": stage, "repeat": res.repeat,
                 "status": "ok", "energy_status": energy_status,
                 "energy_j": res.energy_j, "dynamic_energy_j": dynamic, "time_s": res.time_s,
+                "batch_time_s": res.time_s * point.batch,
                 "window_s": res.window_s, "window_calls": res.window_calls,
                 "idle_power_w": idle_power_w,
                 "stage_sum_error": stage_sum[res.repeat] if stage == "image" else math.nan,

@@ -48,6 +48,11 @@ def encode_prompts(spec: ModelSpec, modules: Modules, n_prompts: int, device: De
     return family_of(spec).encode_prompts(spec, modules, n_prompts, device)
 
 
+def encode_negative_prompts(spec: ModelSpec, modules: Modules, n_prompts: int, device: Device
+                            ) -> dict[str, Tensor]:
+    return family_of(spec).encode_negative_prompts(spec, modules, n_prompts, device)
+
+
 def pipeline_call_kwargs(spec: ModelSpec, positive: Mapping[str, Tensor],
                          negative: Mapping[str, Tensor] | None, cfg: bool) -> dict[str, Any]:
     return family_of(spec).pipeline_call_kwargs(spec, positive, negative, cfg)

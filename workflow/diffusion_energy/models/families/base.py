@@ -95,6 +95,11 @@ class Family:
         """
         raise NotImplementedError(f"family {self.name!r} does not encode prompts")
 
+    def encode_negative_prompts(self, spec: ModelSpec, modules: Modules, n_prompts: int, device: Device
+                                ) -> dict[str, Tensor]:
+        """The negative prompt's embeddings (CFG): the prompt's call unless the pipeline's differs."""
+        return self.encode_prompts(spec, modules, n_prompts, device)
+
     def pipeline_call_kwargs(self, spec: ModelSpec, positive: Mapping[str, Tensor],
                              negative: Mapping[str, Tensor] | None, cfg: bool) -> dict[str, Any]:
         """Arguments of the pipeline call that switch CFG on or off as the model runs it."""
