@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/sources.smk"
 include: "workflow/rules/flops.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/collect.smk"

@@ -1,20 +1,24 @@
-# Merge the shipped reference measurements with local ones; join with FLOPs.
+# Merge the shipped reference measurements, the imported published ones and local ones;
+# join with FLOPs.
 
 
 rule merge_measurements:
     input:
         reference=reference_files(),
         local=measured_files(),
+        published=published_files(),
     output:
         "results/measurements.parquet",
     log:
         "logs/collect/merge_measurements.log",
+    benchmark:
+        "results/benchmarks/collect/merge_measurements.tsv"
     localrule: True
     conda:
         "../../envs/analysis.yaml"
     shell:
         "python3 -m diffusion_energy.cli merge-measurements --reference {input.reference:q}"
-        " --local {input.local:q} --out {output} 2> {log}"
+        " --local {input.local:q} --published {input.published:q} --out {output} 2> {log}"
 
 
 rule collect:
@@ -25,6 +29,8 @@ rule collect:
         "results/energy.parquet",
     log:
         "logs/collect/collect.log",
+    benchmark:
+        "results/benchmarks/collect/collect.tsv"
     localrule: True
     conda:
         "../../envs/analysis.yaml"

@@ -1,4 +1,6 @@
 # Shared helpers: config validation, the grid, and the GPU kinds to measure.
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,11 +31,19 @@ for _kind in MEASURE_GPUS:
             f"measure_gpus: unknown GPU kind {_kind!r}; allowed values: {sorted(GPU_KINDS)}"
         )
 REFERENCE_DIR = config.get("reference_dir", "resources/measurements")
+# Only what identifies a GPU (its NVML name pattern, its SLURM model): the jobs that
+# measure or import get these, so adding a datasheet figure does not rerun them.
+GPU_KINDS_JSON = json.dumps(
+    {k: {f: v[f] for f in ("name_pattern", "slurm_gpu_model") if f in v} for k, v in GPU_KINDS.items()},
+    sort_keys=True,
+)
+PUBLIC_SOURCES = config.get("public_sources", {})
 
 
 wildcard_constraints:
     gpu="|".join(sorted(GPU_KINDS)) or "none",
     model="[A-Za-z0-9.-]+",
+    source="|".join(sorted(map(re.escape, PUBLIC_SOURCES))) or "none",
 
 
 def measured_files():
@@ -48,3 +58,15 @@ def measured_files():
 def reference_files():
     """The shipped reference dataset: one parquet per GPU kind."""
     return sorted(str(p) for p in Path(REFERENCE_DIR).glob("*.parquet"))
+
+
+def published_files():
+    """The imported published sources: one parquet per source."""
+    return [f"results/public/{name}.parquet" for name in sorted(PUBLIC_SOURCES)]
+
+
+def source_files(name):
+    """Every file a published source is imported from (a change re-imports it)."""
+    from diffusion_energy.sources.provenance import source_inputs
+
+    return source_inputs(PUBLIC_SOURCES[name])

@@ -4,13 +4,11 @@
 # fixed cost per job stays a small share of GPU time. Every point is still its
 # own output file, addressable as a target.
 import functools
-import json
 
 from diffusion_energy.measurement import jobsize
 from diffusion_energy.models import zoo
 
 PROTOCOL_JSON = json.dumps(config.get("protocol", {}), sort_keys=True)
-GPU_KINDS_JSON = json.dumps(GPU_KINDS, sort_keys=True)
 
 
 @functools.cache

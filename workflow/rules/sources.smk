@@ -9,6 +9,8 @@ rule import_public:
         "results/public/{source}.parquet",
     log:
         "logs/sources/{source}.log",
+    benchmark:
+        "results/benchmarks/sources/{source}.tsv"
     params:
         path=lambda wc: PUBLIC_SOURCES[wc.source],
         upstream_models=json.dumps(config.get("upstream_models", {}), sort_keys=True),

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec
-from .base import Device, Family, Modules, Tensor, latent_side, random_ids, register
+from .base import Call, Device, Family, Modules, Tensor, latent_side, random_ids, register
 
 
 def width(comp: ComponentSpec) -> int:
@@ -70,6 +70,22 @@ class StableDiffusionXL(StableDiffusion):
             "prompt_embeds": torch.cat([one.hidden_states[-2], two.hidden_states[-2]], dim=-1),
             "pooled_prompt_embeds": two.text_embeds,
         }
+
+    def encode_negative_prompts(self, spec: ModelSpec, modules: Modules, n_prompts: int, device: Device
+                                ) -> dict[str, Tensor]:
+        """Zeros: without a negative prompt the SDXL pipeline (``force_zeros_for_empty_prompt``,
+        its default) uses zero embeddings and does not run the text encoders a second time."""
+        one, two = spec.component("text_encoder"), spec.component("text_encoder_2")
+        dtype = next(modules[two.name].parameters()).dtype
+        return {
+            "prompt_embeds": torch.zeros(n_prompts, int(two.seq_len or 0), width(one) + width(two),
+                                         device=device, dtype=dtype),
+            "pooled_prompt_embeds": torch.zeros(n_prompts, projection(two), device=device, dtype=dtype),
+        }
+
+    def _text_call(self, spec: ModelSpec, comp: ComponentSpec, cfg: bool, batch: int) -> Call:
+        # One call per encoder with or without CFG: the negative embeddings are zeros.
+        return super()._text_call(spec, comp, False, batch)
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
