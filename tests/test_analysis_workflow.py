@@ -26,8 +26,6 @@ from diffusion_energy.sources import anchors
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODELS = ("tiny-flux", "tiny-sd")
 UPSTREAM = {
-    *(f"results/flops/{m}.parquet" for m in TINY_MODELS),
-    *(f"results/flops_ops/{m}.parquet" for m in TINY_MODELS),
     "results/flops.parquet",
     "results/flops_ops.parquet",
     "results/measurements.parquet",

@@ -237,3 +237,37 @@ def test_per_op_flops_sum_to_flop_counter_mode(model: str) -> None:
         with FlopCounterMode(display=False) as reference, torch.no_grad():
             call()
         assert flops.count_call(call).flops == reference.get_total_flops() > 0, comp.name
+
+
+# --- repeated blocks are traced once and replayed -------------------------------------------------
+
+REPLAY_CASES = [(m, [(64, False, 1), (64, True, 3)]) for m in (
+    "tiny-sd", "tiny-sdxl", "tiny-sd3", "tiny-sd35", "tiny-flux", "tiny-qwen", "tiny-pixart", "tiny-sana",
+    "tiny-hunyuan", "tiny-kandinsky22", "tiny-kandinsky3")] + [
+    ("sdxl", [(512, True, 1)]), ("flux-dev", [(256, False, 2)]), ("kandinsky-2.2", [(512, True, 1)])]
+
+
+@pytest.mark.parametrize(("model", "shapes"), REPLAY_CASES, ids=[c[0] for c in REPLAY_CASES])
+def test_replayed_blocks_count_what_a_full_trace_counts(model: str, shapes: list) -> None:
+    """Same FLOPs, kernels and bytes per component, and the same per-op table, op for op."""
+    spec = zoo.load_spec(model)
+    fast, fast_ops = flops.count_shapes(spec, shapes, replay_blocks=True)
+    full, full_ops = flops.count_shapes(spec, shapes, replay_blocks=False)
+    cols = ["resolution", "cfg", "batch", "component", "flops", "kernels", "bytes"]
+    pd.testing.assert_frame_equal(fast[cols], full[cols])
+    key = list(flops.OPS_COLUMNS)
+    pd.testing.assert_frame_equal(fast_ops.sort_values(key).reset_index(drop=True),
+                                  full_ops.sort_values(key).reset_index(drop=True))
+
+
+def test_blocks_that_differ_only_in_a_plain_attribute_are_not_confused() -> None:
+    """Two convolutions with equal weights' shapes but another stride launch other kernels."""
+    import torch
+
+    conv = torch.nn.Conv2d
+    net = torch.nn.Sequential(conv(4, 4, 3, padding=1), conv(4, 4, 3, stride=2, padding=1),
+                              conv(4, 4, 3, padding=1))
+    blocks = flops.RepeatedBlocks(net.to("meta"))
+    x = torch.empty(1, 4, 16, 16, device="meta")
+    replayed = flops.trace_ops(lambda: net(x), blocks)
+    assert replayed == flops.trace_ops(lambda: net(x))

@@ -169,8 +169,8 @@ def test_slurm_dry_run_asks_each_measurement_for_a_gpu_of_its_kind(
         assert f"-t {res['runtime']} --mem {res['mem_mb']}" in request, request
         assert "-p gpu-test" in request
         assert int(res["mem_mb"]) > int(profile("slurm")["default-resources"]["mem_mb"])
-    flops = [j for j in jobs if j["rule"] == "flops_model"]
-    assert len(flops) == 2
+    flops = [j for j in jobs if j["rule"] == "flops"]
+    assert len(flops) == 1, "one CPU job counts every model"
     for job in flops:
         res = job["resources"]
         assert "gpu" not in res and "--gpus" not in sbatch_request(job["rule"], res)

@@ -34,8 +34,9 @@ def test_dry_run_of_default_grid_lists_every_measurement(workflow_copy: Path, re
     assert not expected - planned, f"{len(expected - planned)} grid points have no job"
     assert "results/measurements/h100/sd15/fp16/512px_50steps_cfg1_b1.parquet" in planned
     assert "results/measurements/h100/flux-dev/bf16/1024px_25steps_cfg0_b1.parquet" in planned
-    assert {f"results/flops/{m}.parquet" for m in grid.flops_requests(points)} <= planned
-    assert {"results/flops.parquet", "results/energy.parquet"} <= planned
+    assert {"results/flops.parquet", "results/flops_ops.parquet", "results/energy.parquet"} <= planned
+    published = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())["public_sources"]
+    assert {f"results/public/{name}.parquet" for name in published} <= planned
 
 
 @pytest.mark.slow
@@ -53,15 +54,14 @@ def test_one_measurement_rule_per_model_and_precision(workflow_copy: Path, repo_
 def test_dry_run_without_gpus_measures_nothing(workflow_copy: Path) -> None:
     planned = run_workflow(workflow_copy, configfile=TINY_CONFIG)
     assert not [f for f in planned if f.startswith("results/measurements/")]
-    assert {"results/flops/tiny-flux.parquet", "results/flops/tiny-sd.parquet"} <= set(planned)
+    assert {"results/flops.parquet", "results/flops_ops.parquet"} <= set(planned)
 
 
 @pytest.mark.slow
 def test_flops_rule_runs_on_tiny_config(workflow_copy: Path, repo_root: Path) -> None:
     start = time.time()
     ran = run_workflow(workflow_copy, ["results/flops.parquet"], executor="local", configfile=TINY_CONFIG)
-    wanted = {"results/flops/tiny-flux.parquet", "results/flops/tiny-sd.parquet", "results/flops.parquet"}
-    assert wanted <= set(ran)
+    assert set(ran) == {"results/flops.parquet", "results/flops_ops.parquet"}, "one job counts every model"
     assert all(f.startswith("results/flops") for f in ran), "the FLOPs target runs only FLOP rules"
     frame = pd.read_parquet(workflow_copy / "results" / "flops.parquet")
     assert list(frame.columns) == flops.FLOPS_COLUMNS
@@ -82,8 +82,8 @@ def test_flops_rule_runs_on_tiny_config(workflow_copy: Path, repo_root: Path) ->
     direct = direct.sort_values(["resolution", "stage", "component"])
     assert mine["flops"].tolist() == direct["flops"].tolist()
     # Logs land in the working copy; nothing is written into the repository's results/.
-    assert (workflow_copy / "logs" / "flops" / "tiny-sd.log").exists()
-    in_repo = repo_root / "results" / "flops" / "tiny-sd.parquet"
+    assert "tiny-sd" in (workflow_copy / "logs" / "flops" / "count.log").read_text()
+    in_repo = repo_root / "results" / "flops.parquet"
     assert not in_repo.exists() or in_repo.stat().st_mtime < start
     # Nothing is out of date afterwards: params and outputs are stable.
     assert run_workflow(workflow_copy, ["results/flops.parquet"], configfile=TINY_CONFIG) == []

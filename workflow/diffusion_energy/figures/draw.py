@@ -414,8 +414,10 @@ def published_anchors(energy_anchors: pd.DataFrame, law_anchors: pd.DataFrame, o
         alpha = alpha.reset_index(drop=True)
         x = np.arange(len(alpha))
         bx.scatter(x - 0.1, alpha["published"], marker="D", color="0.3", label="published (arXiv 2511.17031)")
-        err = np.vstack([alpha["ours"] - alpha["ours_ci_low"], alpha["ours_ci_high"] - alpha["ours"]])
-        bx.errorbar(x + 0.1, alpha["ours"], yerr=np.nan_to_num(err), fmt="o", color="#c44e52", capsize=3,
+        # A percentile interval need not contain the point estimate: no negative bar lengths.
+        err = np.clip(np.nan_to_num(np.vstack([alpha["ours"] - alpha["ours_ci_low"],
+                                               alpha["ours_ci_high"] - alpha["ours"]])), 0, None)
+        bx.errorbar(x + 0.1, alpha["ours"], yerr=err, fmt="o", color="#c44e52", capsize=3,
                     label="fitted here (95% bootstrap CI)")
         bx.set_xticks(x, [f"{m}\n({g})" for m, g in zip(alpha["model"], alpha["published_gpu"], strict=True)],
                       fontsize=8)
