@@ -32,8 +32,10 @@ def _key(models: Sequence[str], resolutions: Sequence[int]) -> str:
     h = hashlib.sha256()
     for name in models:
         h.update(zoo.resolve_model_path(name).read_bytes())
-    for module in ("counting/flops.py", "models/families.py", "models/zoo.py"):
-        h.update((REPO / "workflow" / "diffusion_energy" / module).read_bytes())
+    package = REPO / "workflow" / "diffusion_energy"
+    for module in ("counting/flops.py", "models/zoo.py", *sorted(
+            str(p.relative_to(package)) for p in (package / "models" / "families").glob("*.py"))):
+        h.update((package / module).read_bytes())
     for dist in ("torch", "diffusers", "transformers"):
         h.update(importlib.metadata.version(dist).encode())
     h.update(repr((tuple(models), tuple(resolutions))).encode())

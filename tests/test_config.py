@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from diffusion_energy import grid
-from diffusion_energy.cli import main as cli
+from diffusion_energy import cli, grid
 from diffusion_energy.models import zoo
 
 

@@ -126,6 +126,7 @@ def test_select_candidate_prefers_small_tail_error_over_all_points() -> None:
             {
                 "target": "image",
                 "candidate": "a",
+                "gpu": "all",
                 "held_out": "all",
                 "n_points": 10,
                 "median_ape": 0.05,
@@ -134,6 +135,7 @@ def test_select_candidate_prefers_small_tail_error_over_all_points() -> None:
             {
                 "target": "image",
                 "candidate": "b",
+                "gpu": "all",
                 "held_out": "all",
                 "n_points": 10,
                 "median_ape": 0.08,
@@ -142,6 +144,7 @@ def test_select_candidate_prefers_small_tail_error_over_all_points() -> None:
             {
                 "target": "image",
                 "candidate": "c",
+                "gpu": "all",
                 "held_out": "all",
                 "n_points": 6,
                 "median_ape": 0.01,
@@ -156,18 +159,23 @@ def test_lomo_of_a_shared_law_predicts_unseen_architectures(shared_law_points: t
     points, inputs = shared_law_points
     tables = analysis.run_crossval(points, inputs, settings())
     m = tables["lomo_metrics"]
-    flops = m[(m["target"] == "image") & (m["candidate"] == "flops") & (m["held_out"] == crossval.ALL)].iloc[
-        0
-    ]
+    overall = (m["held_out"] == crossval.ALL) & (m["gpu"] == crossval.ALL)
+    flops = m[(m["target"] == "image") & (m["candidate"] == "flops") & overall].iloc[0]
     assert flops["n_points"] == len(points)
     assert flops["spearman"] > 0.99
     assert flops["median_ape"] < 0.05 and flops["p90_ape"] < 0.08
     assert 0.75 <= flops["coverage"] <= 1.0
     assert set(m["held_out"]) == set(REAL_MODELS) | {crossval.ALL}
     assert {"flops", "paper", "flops_kernels", "mixed", "roofline", "roofline_idle"} <= set(m["candidate"])
+    # Reported per GPU kind too: each kind's points of every held-out architecture.
+    per_gpu = m[(m["target"] == "image") & (m["candidate"] == "flops") & (m["held_out"] == crossval.ALL)]
+    assert set(per_gpu["gpu"]) == {"h100", "h200", crossval.ALL}
+    assert per_gpu[per_gpu["gpu"] != crossval.ALL]["n_points"].sum() == len(points)
     # Two GPU kinds: leave-one-GPU-out runs too, each kind predicted by fits on the other.
     g = tables["logo_metrics"]
     assert set(g["held_out"]) == {"h100", "h200", crossval.ALL}
+    # Without datasheets the GPU enters no shared model: LOGO predicts the held-out kind as the other.
+    assert "roofline" not in set(g["candidate"]), "a per-kind model cannot predict a kind it never saw"
     p = tables["logo_predictions"]
     assert (p["held_out"] == p["gpu"]).all()
 

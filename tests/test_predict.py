@@ -16,7 +16,7 @@ import pytest
 import yaml
 from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
 
-from diffusion_energy.cli import main as cli
+from diffusion_energy import cli
 from diffusion_energy.counting.features import Point, point_features
 from diffusion_energy.laws import analysis, analysis_io, predict, simulate
 from diffusion_energy.models import zoo
@@ -150,7 +150,7 @@ def test_predict_with_counted_point_matches_the_cli(fitted: tuple) -> None:
 
 def test_pooled_roofline_answers_an_architecture_file(fitted: tuple, tmp_path: Path) -> None:
     payload = analysis_io.read_laws(fitted[0])
-    payload["pooled"]["image"]["selected"] = "roofline"
+    payload["pooled"]["image"]["selected_by_gpu"]["h200"] = "roofline"
     spec = zoo.load_spec(zoo.resolve_model_path("tiny-sdxl"))
     result = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h200", from_path=True)
     assert result.law.startswith("pooled roofline")

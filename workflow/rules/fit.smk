@@ -10,8 +10,19 @@ ANALYSIS = config.get("analysis", {})
 LAWS_JSON = "results/laws/laws.json"
 CROSSVAL_TABLES = {
     name: f"results/tables/{name}.csv"
-    for name in ("lomo_predictions", "lomo_metrics", "logo_predictions", "logo_metrics")
+    for name in (
+        "lomo_predictions",
+        "lomo_metrics",
+        "lomo_batch_metrics",
+        "logo_predictions",
+        "logo_metrics",
+    )
 }
+# The GPU datasheets: how a GPU kind enters the shared models (only the analysis reads them).
+GPU_DATASHEETS_JSON = json.dumps(
+    {k: v["datasheet"] for k, v in config.get("gpu_kinds", {}).items() if v.get("datasheet")},
+    sort_keys=True,
+)
 LAW_TABLES = {name: f"results/tables/{name}.csv" for name in ("laws", "law_terms", "roofline")}
 ANCHOR_TABLES = {
     name: f"results/tables/{name}.csv" for name in ("anchors_energy", "anchors_laws")
@@ -43,6 +54,11 @@ rule crossval:
             caption="../report/lomo_metrics.rst",
             category="Tables",
         ),
+        lomo_batch_metrics=report(
+            CROSSVAL_TABLES["lomo_batch_metrics"],
+            caption="../report/lomo_batch_metrics.rst",
+            category="Tables",
+        ),
         logo_predictions=CROSSVAL_TABLES["logo_predictions"],
         logo_metrics=report(
             CROSSVAL_TABLES["logo_metrics"],
@@ -54,8 +70,9 @@ rule crossval:
     benchmark:
         "results/benchmarks/analysis/crossval.tsv"
     params:
-        min_points=ANALYSIS.get("min_points", 4),
+        min_points=ANALYSIS.get("min_points", 3),
         level=ANALYSIS.get("prediction_level", 0.90),
+        datasheets=GPU_DATASHEETS_JSON,
     resources:
         mem_mb=2000,
         runtime=10,
@@ -63,9 +80,10 @@ rule crossval:
         "../../envs/analysis.yaml"
     shell:
         "python3 -m diffusion_energy.cli crossval --energy {input.energy}"
-        " --flops {input.flops} --ops {input.ops}"
+        " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
         " --min-points {params.min_points} --level {params.level}"
         " --lomo-predictions {output.lomo_predictions} --lomo-metrics {output.lomo_metrics}"
+        " --lomo-batch-metrics {output.lomo_batch_metrics}"
         " --logo-predictions {output.logo_predictions} --logo-metrics {output.logo_metrics}"
         " 2> {log}"
 
@@ -77,6 +95,8 @@ rule fit:
         ops="results/flops_ops.parquet",
         lomo_predictions=CROSSVAL_TABLES["lomo_predictions"],
         lomo_metrics=CROSSVAL_TABLES["lomo_metrics"],
+        logo_predictions=CROSSVAL_TABLES["logo_predictions"],
+        logo_metrics=CROSSVAL_TABLES["logo_metrics"],
     output:
         laws=LAWS_JSON,
         laws_table=report(
@@ -95,8 +115,9 @@ rule fit:
     params:
         bootstrap=ANALYSIS.get("bootstrap", 1000),
         seed=ANALYSIS.get("seed", 20261126),
-        min_points=ANALYSIS.get("min_points", 4),
+        min_points=ANALYSIS.get("min_points", 3),
         level=ANALYSIS.get("prediction_level", 0.90),
+        datasheets=GPU_DATASHEETS_JSON,
     resources:
         mem_mb=2000,
         runtime=10,
@@ -104,8 +125,9 @@ rule fit:
         "../../envs/analysis.yaml"
     shell:
         "python3 -m diffusion_energy.cli fit --energy {input.energy}"
-        " --flops {input.flops} --ops {input.ops}"
+        " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
         " --lomo-predictions {input.lomo_predictions} --lomo-metrics {input.lomo_metrics}"
+        " --logo-predictions {input.logo_predictions} --logo-metrics {input.logo_metrics}"
         " --bootstrap {params.bootstrap} --seed {params.seed} --min-points {params.min_points}"
         " --level {params.level} --laws {output.laws} --laws-table {output.laws_table}"
         " --terms-table {output.terms_table} --roofline-table {output.roofline_table} 2> {log}"

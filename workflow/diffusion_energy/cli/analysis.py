@@ -40,12 +40,20 @@ def _optional_parquet(path: str | None) -> pd.DataFrame | None:
     return pd.read_parquet(path)
 
 
+def _sheets(args: argparse.Namespace):  # noqa: ANN202 - sources imported lazily
+    from ..sources import gpu_datasheets
+
+    raw = json.loads(args.datasheets) if getattr(args, "datasheets", None) else {}
+    return {kind: gpu_datasheets.Datasheet.from_config(sheet, f"--datasheets {kind}")
+            for kind, sheet in raw.items()}
+
+
 def _prepare(args: argparse.Namespace):  # noqa: ANN202
     from ..laws.analysis import prepare
 
     energy = analysis_io.read_energy(args.energy)
     log.info("%d usable points from %s", len(energy), args.energy)
-    return prepare(energy, _optional_parquet(args.flops), _optional_parquet(args.ops))
+    return prepare(energy, _optional_parquet(args.flops), _optional_parquet(args.ops), _sheets(args))
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
@@ -56,13 +64,16 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     tables = run_crossval(points, inputs, _settings(args))
     for name, columns in (("lomo_predictions", crossval.PREDICTION_COLUMNS),
                           ("lomo_metrics", crossval.METRIC_COLUMNS),
+                          ("lomo_batch_metrics", crossval.BATCH_METRIC_COLUMNS),
                           ("logo_predictions", crossval.PREDICTION_COLUMNS),
                           ("logo_metrics", crossval.METRIC_COLUMNS)):
         analysis_io.write_table(tables[name], getattr(args, name), columns)
-    m = tables["lomo_metrics"]
-    overall = m[m["held_out"] == crossval.ALL]
-    if len(overall):
-        log.info("leave-one-model-out, all points:\n%s", overall.to_string(index=False))
+    for name, label in (("lomo_metrics", "leave-one-model-out"), ("logo_metrics", "leave-one-GPU-out")):
+        m = tables[name]
+        overall = m[(m["held_out"] == crossval.ALL) & (m["target"] == "image")]
+        if len(overall):
+            log.info("%s, image energy, all points of each GPU kind:\n%s", label,
+                     overall.to_string(index=False))
     return 0
 
 
@@ -72,7 +83,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     points, inputs = _prepare(args)
     predictions = analysis_io.read_table(args.lomo_predictions)
     metrics = analysis_io.read_table(args.lomo_metrics)
-    payload, tables = run_fit(points, inputs, predictions, metrics, _settings(args))
+    logo_p = analysis_io.read_table(args.logo_predictions) if args.logo_predictions else None
+    logo_m = analysis_io.read_table(args.logo_metrics) if args.logo_metrics else None
+    payload, tables = run_fit(points, inputs, predictions, metrics, _settings(args), logo_p, logo_m,
+                              _sheets(args))
     analysis_io.write_json(payload, args.laws)
     analysis_io.write_table(tables["laws"], args.laws_table, LAW_COLUMNS)
     analysis_io.write_table(tables["law_terms"], args.terms_table, TERM_COLUMNS)
@@ -81,7 +95,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         log.info("no law fitted: %s", payload.get("reason"))
     else:
         for target, entry in payload["pooled"].items():
-            log.info("%s: pooled model chosen: %s (%s)", target, entry["selected"], entry["selection"])
+            log.info("%s: pooled model chosen per GPU kind: %s (%s); for a kind nobody measured: %s (%s)",
+                     target, entry["selected_by_gpu"], entry["selection"], entry["selected_unmeasured_gpu"],
+                     entry["selection_unmeasured_gpu"])
     return 0
 
 
@@ -97,44 +113,33 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _need(args: argparse.Namespace, *names: str) -> None:
-    missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n)]
-    if missing:
-        raise ValueError(f"figure {args.name} needs {' '.join(missing)}")
-
-
 def cmd_figure(args: argparse.Namespace) -> int:
-    from ..figures import draw as figures
+    from ..figures import FigureInputs, draw
 
-    name, out = args.name, args.out
-    if name in ("stage_shares", "energy_vs_resolution", "energy_vs_steps", "gpu_comparison",
-                "precision_ratio"):
-        _need(args, "energy")
-        getattr(figures, name)(analysis_io.read_energy(args.energy), out)
-    elif name == "energy_vs_flops":
-        _need(args, "energy", "laws")
-        figures.energy_vs_flops(analysis_io.read_energy(args.energy), analysis_io.read_laws(args.laws), out)
-    elif name == "lomo_predicted_vs_measured":
-        _need(args, "predictions", "metrics")
-        figures.lomo_predicted_vs_measured(analysis_io.read_table(args.predictions),
-                                           analysis_io.read_table(args.metrics), out)
-    elif name == "published_anchors":
-        _need(args, "anchor_energy", "anchor_laws")
-        figures.published_anchors(analysis_io.read_table(args.anchor_energy),
-                                  analysis_io.read_table(args.anchor_laws), out)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise ValueError(f"unknown figure {name!r}")
+    def table(path: str | None) -> pd.DataFrame | None:
+        return analysis_io.read_table(path) if path else None
+
+    inputs = FigureInputs(
+        energy=analysis_io.read_energy(args.energy) if args.energy else None,
+        laws=analysis_io.read_laws(args.laws) if args.laws else None,
+        predictions=table(args.predictions), metrics=table(args.metrics),
+        anchor_energy=table(args.anchor_energy), anchor_laws=table(args.anchor_laws),
+    )
+    draw(args.name, inputs, args.out)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..laws import predict
+    from ..sources import gpu_datasheets
 
     payload = analysis_io.read_laws(args.laws)
     spec, from_path = predict.resolve_model(args.model)
+    sheet = gpu_datasheets.parse_datasheet(args.gpu_datasheet) if args.gpu_datasheet else None
     result = predict.predict_energy(
         payload, spec, resolution=args.resolution, steps=args.steps, precision=args.precision, gpu=args.gpu,
-        cfg=args.cfg, energy=args.energy, law=args.law, from_path=from_path,
+        cfg=args.cfg, batch=args.batch, energy=args.energy, law=args.law, from_path=from_path,
+        datasheet=sheet, source=args.source, grid_intensity=args.grid_intensity, images=args.images,
     )
     print(json.dumps(analysis_io._clean(result.to_dict()), indent=1) if args.json else result.describe())
     return 0
@@ -144,7 +149,8 @@ def _analysis_options(p: argparse.ArgumentParser, bootstrap: bool) -> None:
     p.add_argument("--energy", required=True, help="results/energy.parquet")
     p.add_argument("--flops", help="results/flops.parquet (calls per image of each component)")
     p.add_argument("--ops", help="results/flops_ops.parquet (per-op counts for the roofline model)")
-    p.add_argument("--min-points", type=int, default=4, help="fewest points a law is fitted on")
+    p.add_argument("--datasheets", help="JSON: GPU kind -> datasheet (the config's gpu_kinds.*.datasheet)")
+    p.add_argument("--min-points", type=int, default=3, help="fewest points a law is fitted on")
     p.add_argument("--level", type=float, default=0.90, help="prediction interval coverage")
     if bootstrap:
         p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -154,7 +160,8 @@ def _analysis_options(p: argparse.ArgumentParser, bootstrap: bool) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("crossval", help="leave-one-model-out / leave-one-GPU-out of the pooled models")
     _analysis_options(p, bootstrap=False)
-    for name in ("lomo_predictions", "lomo_metrics", "logo_predictions", "logo_metrics"):
+    for name in ("lomo_predictions", "lomo_metrics", "lomo_batch_metrics", "logo_predictions",
+                 "logo_metrics"):
         p.add_argument(f"--{name.replace('_', '-')}", required=True, help="CSV to write")
     p.set_defaults(func=cmd_crossval)
 
@@ -162,6 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _analysis_options(p, bootstrap=True)
     p.add_argument("--lomo-predictions", required=True, help="from `crossval` (empirical intervals)")
     p.add_argument("--lomo-metrics", required=True, help="from `crossval` (chooses the pooled model)")
+    p.add_argument("--logo-predictions", help="from `crossval` (intervals for GPU kinds nobody measured)")
+    p.add_argument("--logo-metrics", help="from `crossval` (the model for GPU kinds nobody measured)")
     p.add_argument("--laws", required=True, help="laws JSON to write (what `predict` reads)")
     p.add_argument("--laws-table", required=True, help="CSV: one row per law")
     p.add_argument("--terms-table", required=True, help="CSV: one row per law term")
@@ -192,7 +201,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, required=True, help="square image side, px")
     p.add_argument("--steps", type=int, required=True, help="denoising steps")
     p.add_argument("--precision", default="default", help="fp16, bf16, fp32 or default (the model's)")
-    p.add_argument("--gpu", help="GPU kind (needed when the law covers several)")
+    p.add_argument("--batch", type=int, default=1, help="images per pipeline call (default 1)")
+    p.add_argument("--gpu", help="GPU kind: a measured one, or one with a datasheet in the config")
+    p.add_argument("--gpu-datasheet", metavar="KEY=VALUE,...",
+                   help="a GPU nobody measured, by its datasheet: half_tflop_s=...,fp32_tflop_s=...,"
+                        "bandwidth_gb_s=...,power_limit_w=... (dense peaks, TFLOP/s; GB/s; W)")
+    p.add_argument("--source", help="the data source (software stack) to speak for; default: the one that "
+                                    "measured this model on this GPU kind, else the fit's reference")
+    p.add_argument("--grid-intensity", type=float, metavar="G",
+                   help="carbon intensity of the electricity, gCO2e/kWh: adds the emissions")
+    p.add_argument("--images", type=int, default=1, help="images in the job: adds its total energy")
     p.add_argument("--cfg", action=argparse.BooleanOptionalAction, default=None,
                    help="classifier-free guidance (default: the model's usual setting)")
     p.add_argument("--energy", choices=("raw", "dynamic"), default="raw",

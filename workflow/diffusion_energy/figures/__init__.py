@@ -1,0 +1,58 @@
+"""The figures: one function per figure (in ``energy``, ``crossval``, ``hardware``, ``anchors``).
+
+``FIGURES`` names each figure with the inputs it draws from, so the CLI and the
+workflow's rules pass each exactly what it needs (``draw``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import anchors, crossval, energy, hardware
+
+
+@dataclass(frozen=True)
+class FigureInputs:
+    """What the figures draw from; each figure uses some of these (``FIGURES``)."""
+
+    energy: pd.DataFrame | None = None
+    laws: dict[str, Any] | None = None
+    predictions: pd.DataFrame | None = None
+    metrics: pd.DataFrame | None = None
+    anchor_energy: pd.DataFrame | None = None
+    anchor_laws: pd.DataFrame | None = None
+
+
+Draw = Callable[[FigureInputs, Sequence[str | Path]], None]
+
+#: Figure name -> (how to draw it, the inputs it needs).
+FIGURES: dict[str, tuple[Draw, tuple[str, ...]]] = {
+    "energy_vs_flops": (lambda d, o: energy.energy_vs_flops(d.energy, d.laws, o), ("energy", "laws")),
+    "energy_vs_batch": (lambda d, o: energy.energy_vs_batch(d.energy, d.predictions, d.metrics, o),
+                        ("energy", "predictions", "metrics")),
+    "lomo_predicted_vs_measured": (
+        lambda d, o: crossval.lomo_predicted_vs_measured(d.predictions, d.metrics, o),
+        ("predictions", "metrics")),
+    "j_per_pflop": (lambda d, o: hardware.j_per_pflop(d.energy, d.laws, o), ("energy", "laws")),
+    "multi_gpu": (lambda d, o: hardware.multi_gpu(d.energy, o), ("energy",)),
+    "stage_shares": (lambda d, o: energy.stage_shares(d.energy, o), ("energy",)),
+    "energy_vs_resolution": (lambda d, o: energy.energy_vs_resolution(d.energy, o), ("energy",)),
+    "energy_vs_steps": (lambda d, o: energy.energy_vs_steps(d.energy, o), ("energy",)),
+    "precision_ratio": (lambda d, o: energy.precision_ratio(d.energy, o), ("energy",)),
+    "published_anchors": (lambda d, o: anchors.published_anchors(d.anchor_energy, d.anchor_laws, o),
+                          ("anchor_energy", "anchor_laws")),
+}
+
+
+def draw(name: str, inputs: FigureInputs, outputs: Sequence[str | Path]) -> None:
+    """Draw figure ``name`` from ``inputs`` into every output path (PDF, PNG)."""
+    fn, needs = FIGURES[name]
+    missing = [n for n in needs if getattr(inputs, n) is None]
+    if missing:
+        raise ValueError(f"figure {name} needs {' '.join('--' + n.replace('_', '-') for n in missing)}")
+    fn(inputs, outputs)

@@ -1,25 +1,39 @@
 """The analysis steps the workflow runs: cross-validate the pooled models, then fit every law.
 
-``crossval`` fits each candidate pooled model without one architecture (or
-GPU kind) at a time. ``fit`` fits the paper's law per architecture, the
-per-stage laws and every pooled candidate on all points, picks the pooled
-model with the smallest held-out error, and writes what ``predict`` needs
-into one JSON. Both return plain tables and dicts; the CLI writes them.
+Which points enter what (``law_points``): the pooled models and their
+cross-validation use single-GPU points of raw data, this workflow's and the
+published sources' (ML.ENERGY v2, v3). Sources are pooled with the source as a
+factor (``beta_source`` in the OLS laws, a launch cost, time factor and power
+per source in the roofline model): every source measured raw whole-GPU energy,
+but each software stack spends a little differently on the same work, and one
+factor per source keeps that apart without throwing away the shared physics.
+Figures quoted from a paper are not raw data: they get their own
+per-architecture law (the paper's law on the paper's numbers) and never train
+a pooled model. Multi-GPU rows are kept for their own figure.
+
+``crossval`` fits each candidate without one architecture (leave-one-model-out,
+reported per GPU kind) or without one GPU kind (leave-one-GPU-out, the kind
+entering only through its datasheet). ``fit`` fits the paper's law per
+architecture and source, the per-stage laws and every pooled candidate on all
+points, picks per GPU kind the candidate with the smallest held-out 90th
+percentile error (and, for kinds nobody measured, the best one left out by GPU
+kind), and writes what ``predict`` needs into one JSON.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..sources import gpu_datasheets
 from . import crossval, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
-from .crossval import Candidate
+from .crossval import ALL, Candidate
 from .powerlaw import NotIdentifiable
 from .targets import IMAGE_TARGETS, STAGE_TARGETS, TARGETS, Prediction, Target
 
@@ -36,20 +50,28 @@ class Settings:
     prediction_level: float = 0.90
 
 
-#: Pooled OLS candidates: name -> optional terms besides log_A and alpha.
+#: Pooled OLS candidates: name -> optional terms besides log_A and alpha. A GPU kind enters through
+#: its indicator (``beta_gpu``) where every kind predicted was in the fit; for a kind left out (or
+#: never measured) the same candidate sees the GPU through its datasheet instead (``unseen_gpu_terms``).
 POOLED_OLS: dict[str, tuple[str, ...]] = {
-    "flops": ("beta_dtype", "beta_gpu"),
-    "paper": powerlaw.PAPER_TERMS,
-    "flops_kernels": ("beta_dtype", "beta_gpu", "gamma_kernels"),
+    "flops": ("beta_dtype", "beta_gpu", "beta_source"),
+    "paper": (*powerlaw.PAPER_TERMS, "beta_source"),
+    "flops_kernels": ("beta_dtype", "beta_gpu", "beta_source", "gamma_kernels"),
 }
+#: The terms of the mixed model's fixed part.
+MIXED_TERMS = ("beta_dtype", "beta_gpu", "beta_source", "beta_res")
 DESCRIPTIONS = {
-    "flops": "pooled FLOPs-only power law (OLS; precision and GPU shifts)",
-    "paper": "pooled paper-form law (OLS; + log(HW/256))",
-    "flops_kernels": "pooled power law in FLOPs and kernel launches (OLS)",
-    "mixed": "paper-form law, random intercept per architecture (MixedLM, REML)",
-    "roofline": "roofline energy model, static power fitted",
-    "roofline_idle": "roofline energy model, static power = idle power (the issue's form)",
+    "flops": "pooled FLOPs-only power law (OLS; precision, GPU and source shifts)",
+    "paper": "pooled paper-form law (OLS; precision, GPU kind, log(HW/256), source)",
+    "flops_kernels": "pooled power law in FLOPs and kernel launches (OLS; precision, GPU and source shifts)",
+    "mixed": "pooled law with a random intercept per architecture (MixedLM, REML)",
+    "roofline": "roofline energy model, constants per GPU kind (time-fitted rates, static power fitted)",
+    "roofline_idle": "roofline energy model per GPU kind, static power = measured idle power",
+    "roofline_datasheet": "roofline energy model across GPU kinds, rates and powers in datasheet units",
 }
+#: The roofline candidates: (name, variant, constants per GPU kind).
+ROOFLINES = (("roofline", "fitted_static", True), ("roofline_idle", "idle_static", True),
+             ("roofline_datasheet", "fitted_static", False))
 #: The FLOPs-only baseline every other candidate is compared with.
 BASELINE = "flops"
 #: Optional terms of per-stage laws: the text encoders do not see the resolution.
@@ -57,16 +79,12 @@ STAGE_OPTIONAL = {"text": ("beta_dtype", "beta_gpu"), "denoise": powerlaw.PAPER_
                   "vae": powerlaw.PAPER_TERMS}
 
 LAW_COLUMNS = [
-    "target", "law", "scope", "model", "kind", "status", "n_points", "r2_log", "sigma_log", "alpha",
+    "target", "law", "scope", "source", "model", "kind", "status", "n_points", "r2_log", "sigma_log", "alpha",
     "alpha_se_hc3", "alpha_ci_low", "alpha_ci_high", "terms", "dropped", "condition_number", "n_bootstrap",
 ]
-TERM_COLUMNS = ["target", "law", "scope", "model", "term", "estimate", "se_hc3", "ci_low", "ci_high",
-                "multiplier"]
-ROOFLINE_COLUMNS = [
-    "target", "law", "variant", "granularity", "gpu", "n_points", "compute_tflop_per_s",
-    "compute_fp32_tflop_per_s", "bandwidth_gb_per_s", "launch_us", "idle_power_w", "static_power_w",
-    "energy_per_tflop_j", "energy_per_gb_j", "sigma_log",
-]
+TERM_COLUMNS = ["target", "law", "scope", "source", "model", "term", "estimate", "se_hc3", "ci_low",
+                "ci_high", "multiplier"]
+ROOFLINE_COLUMNS = roofline.ROOFLINE_COLUMNS
 
 
 class _BoundRoofline:
@@ -79,10 +97,15 @@ class _BoundRoofline:
         return self.fit.predict(frame, self.inputs, level)
 
 
-def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.DataFrame | None
+def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.DataFrame | None,
+            sheets: Mapping[str, gpu_datasheets.Datasheet] | None = None
             ) -> tuple[pd.DataFrame, roofline.RooflineInputs]:
-    """Points numbered 0..n-1 (``point_id``) and their roofline inputs (op level when possible)."""
+    """Points numbered 0..n-1 (``point_id``), with their GPU's datasheet, and their roofline inputs."""
     points = energy.reset_index(drop=True).assign(point_id=lambda f: np.arange(len(f)))
+    for col, default in (("source", "this-workflow"), ("quoted", False), ("num_gpus", 1)):
+        if col not in points:
+            points[col] = default
+    points = gpu_datasheets.with_datasheets(points, sheets or {})
     inputs = roofline.build_inputs(points, ops, flops_table)
     if len(points) and inputs.granularity == "op":
         ids = points["point_id"].to_numpy()
@@ -92,49 +115,75 @@ def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.Data
     return points, inputs
 
 
-def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settings, by_gpu: bool = True,
+def law_points(points: pd.DataFrame) -> pd.DataFrame:
+    """Single-GPU points of raw data: what the pooled models are fitted and cross-validated on."""
+    if points.empty:
+        return points
+    keep = (points["num_gpus"].astype(float) == 1) & ~points["quoted"].astype(bool)
+    return points[keep.to_numpy()]
+
+
+def unseen_gpu_terms(terms: tuple[str, ...]) -> tuple[str, ...]:
+    """A law's terms for GPU kinds it never saw: the datasheet term in place of the GPU indicator."""
+    return tuple("delta_phys" if t == "beta_gpu" else t for t in terms)
+
+
+def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settings, unseen_gpu: bool = False
                ) -> list[Candidate]:
-    """The pooled candidates for ``target``, ready for cross-validation (no bootstrap)."""
+    """The pooled candidates for ``target``, ready for cross-validation (no bootstrap).
+
+    ``unseen_gpu``: the forms that can predict a GPU kind left out of the fit (the
+    datasheet term in place of the GPU indicator; the roofline model across kinds).
+    """
     out = []
     for name, optional in POOLED_OLS.items():
+        if unseen_gpu:
+            optional = unseen_gpu_terms(optional)
         out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional:
                              powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional,
                                               n_boot=0, rng=np.random.default_rng(0),
                                               min_points=settings.min_points)))
-    out.append(Candidate("mixed", DESCRIPTIONS["mixed"], lambda tr: powerlaw.fit_mixed(tr, target)))
-    for name, variant in (("roofline", "fitted_static"), ("roofline_idle", "idle_static")):
-        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name: _BoundRoofline(
-            roofline.fit_roofline(tr, inputs, target, v, by_gpu=by_gpu, name=n), inputs)))
+    mixed_terms = unseen_gpu_terms(MIXED_TERMS) if unseen_gpu else MIXED_TERMS
+    out.append(Candidate("mixed", DESCRIPTIONS["mixed"],
+                         lambda tr: powerlaw.fit_mixed(tr, target, mixed_terms)))
+    for name, variant, by_gpu in ROOFLINES:
+        if unseen_gpu and by_gpu:
+            continue
+        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name, g=by_gpu: _BoundRoofline(
+            roofline.fit_roofline(tr, inputs, target, v, by_gpu=g, name=n), inputs)))
     return out
 
 
 def run_crossval(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings: Settings
                  ) -> dict[str, pd.DataFrame]:
-    """Leave-one-model-out and (with several GPU kinds) leave-one-GPU-out predictions and metrics."""
+    """Leave-one-model-out (reported per GPU kind and batch size) and leave-one-GPU-out predictions
+    and metrics, on ``law_points``."""
+    rows = law_points(points)
     lomo, logo = [], []
     for name in IMAGE_TARGETS:
         target = TARGETS[name]
-        lomo.append(crossval.leave_one_out(points, "model", candidates(target, inputs, settings),
-                                           target, settings.prediction_level))
-        logo.append(crossval.leave_one_out(points, "gpu", candidates(target, inputs, settings, by_gpu=False),
+        lomo.append(crossval.leave_one_out(rows, "model", candidates(target, inputs, settings), target,
+                                           settings.prediction_level))
+        logo.append(crossval.leave_one_out(rows, "gpu", candidates(target, inputs, settings, unseen_gpu=True),
                                            target, settings.prediction_level))
     lomo_p = pd.concat(lomo, ignore_index=True) if lomo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
     logo_p = pd.concat(logo, ignore_index=True) if logo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
     return {"lomo_predictions": lomo_p, "lomo_metrics": crossval.metrics(lomo_p),
+            "lomo_batch_metrics": crossval.batch_metrics(lomo_p),
             "logo_predictions": logo_p, "logo_metrics": crossval.metrics(logo_p)}
 
 
 # --------------------------------------------------------------------------- fit
 
 
-def _law_row(fit: Any, target: str, law: str, scope: str, model: str) -> dict[str, Any]:
+def _law_row(fit: Any, target: str, law: str, scope: str, source: str, model: str) -> dict[str, Any]:
     coef = fit.coefficients
     terms = list(fit.design.terms)
     i = terms.index("alpha")
     se = fit.se_hc3 if hasattr(fit, "se_hc3") else fit.se
     ci_lo = fit.ci_low[i] if hasattr(fit, "ci_low") else np.nan
     ci_hi = fit.ci_high[i] if hasattr(fit, "ci_high") else np.nan
-    return {"target": target, "law": law, "scope": scope, "model": model, "kind": fit.kind,
+    return {"target": target, "law": law, "scope": scope, "source": source, "model": model, "kind": fit.kind,
             "status": "fitted", "n_points": fit.n_points, "r2_log": fit.r2_log,
             "sigma_log": getattr(fit, "sigma_log", np.sqrt(getattr(fit, "resid_var", np.nan))),
             "alpha": coef["alpha"], "alpha_se_hc3": se[i], "alpha_ci_low": ci_lo, "alpha_ci_high": ci_hi,
@@ -142,35 +191,42 @@ def _law_row(fit: Any, target: str, law: str, scope: str, model: str) -> dict[st
             "condition_number": fit.design.condition_number, "n_bootstrap": getattr(fit, "n_bootstrap", 0)}
 
 
-def _term_rows(fit: Any, target: str, law: str, scope: str, model: str) -> list[dict[str, Any]]:
+def _term_rows(fit: Any, target: str, law: str, scope: str, source: str, model: str) -> list[dict[str, Any]]:
     se = fit.se_hc3 if hasattr(fit, "se_hc3") else fit.se
     lo = getattr(fit, "ci_low", [np.nan] * len(fit.coef))
     hi = getattr(fit, "ci_high", [np.nan] * len(fit.coef))
-    return [{"target": target, "law": law, "scope": scope, "model": model, "term": t, "estimate": c,
-             "se_hc3": s, "ci_low": a, "ci_high": b,
+    return [{"target": target, "law": law, "scope": scope, "source": source, "model": model, "term": t,
+             "estimate": c, "se_hc3": s, "ci_low": a, "ci_high": b,
              "multiplier": float(np.exp(c)) if t.startswith(("beta_", "log_A")) else np.nan}
             for t, c, s, a, b in zip(fit.design.terms, fit.coef, se, lo, hi, strict=True)]
 
 
-def _skip_row(target: str, law: str, scope: str, model: str, reason: str) -> dict[str, Any]:
-    return {"target": target, "law": law, "scope": scope, "model": model, "kind": "", "status":
-            f"not fitted: {reason}", "n_points": 0}
+def _skip_row(target: str, law: str, scope: str, source: str, model: str, reason: str) -> dict[str, Any]:
+    return {"target": target, "law": law, "scope": scope, "source": source, "model": model, "kind": "",
+            "status": f"not fitted: {reason}", "n_points": 0}
 
 
-def _roofline_rows(fit: roofline.RooflineFit, law: str) -> list[dict[str, Any]]:
-    return [{"target": fit.target, "law": law, "variant": fit.variant, "granularity": fit.granularity,
-             "gpu": c.gpu, "n_points": c.n_points, "compute_tflop_per_s": c.compute_flop_per_s / 1e12,
-             "compute_fp32_tflop_per_s": c.compute_fp32_flop_per_s / 1e12,
-             "bandwidth_gb_per_s": c.bandwidth_byte_per_s / 1e9, "launch_us": c.launch_s * 1e6,
-             "idle_power_w": c.idle_power_w, "static_power_w": c.static_power_w,
-             "energy_per_tflop_j": c.energy_per_flop_j * 1e12, "energy_per_gb_j": c.energy_per_byte_j * 1e9,
-             "sigma_log": c.sigma_log} for c in fit.constants]
+def _coverage(rows: pd.DataFrame) -> dict[str, Any]:
+    """What the pooled laws rest on: points per source, who measured each model on each kind, and the
+    range of every setting (per GPU kind and overall), so ``predict`` can say when it extrapolates."""
+    def ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
+        return {c: [float(frame[c].astype(float).min()), float(frame[c].astype(float).max())]
+                for c in ("flops", "resolution", "steps", "batch") if c in frame and len(frame)}
+
+    measured_by = {f"{g}/{m}": str(part["source"].value_counts().index[0])
+                   for (g, m), part in rows.groupby(["gpu", "model"])} if len(rows) else {}
+    return {"points_by_source": {str(s): int(n) for s, n in rows["source"].value_counts().items()}
+            if len(rows) else {},
+            "measured_by": measured_by,
+            "ranges": {ALL: ranges(rows), **{str(g): ranges(part) for g, part in rows.groupby("gpu")}}}
 
 
 def _summary(points: pd.DataFrame) -> dict[str, Any]:
-    return {"n_points": len(points), "models": sorted(set(points["model"].astype(str))),
-            "gpus": sorted(set(points["gpu"].astype(str))),
-            "precisions": sorted(set(points["precision"].astype(str)))}
+    def levels(col: str) -> list[str]:
+        return sorted(set(points[col].astype(str))) if col in points else []
+
+    return {"n_points": len(points), "models": levels("model"), "gpus": levels("gpu"),
+            "precisions": levels("precision"), "sources": levels("source")}
 
 
 def run_fit(
@@ -179,94 +235,97 @@ def run_fit(
     lomo_predictions: pd.DataFrame,
     lomo_metrics: pd.DataFrame,
     settings: Settings,
+    logo_predictions: pd.DataFrame | None = None,
+    logo_metrics: pd.DataFrame | None = None,
+    sheets: Mapping[str, gpu_datasheets.Datasheet] | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Every law on all points: the laws JSON payload and the tables (laws, law_terms, roofline)."""
+    rows = law_points(points)
     payload: dict[str, Any] = {
-        "schema_version": LAWS_SCHEMA_VERSION, "settings": asdict(settings), **_summary(points),
+        "schema_version": LAWS_SCHEMA_VERSION, "settings": asdict(settings), **_summary(rows),
         "roofline_granularity": inputs.granularity, "per_architecture": {}, "stage_laws": {}, "pooled": {},
+        "datasheets": {k: s.to_config() for k, s in (sheets or {}).items()},
         "targets": {n: {"energy_column": t.energy_col, "flops_column": t.flops_col, "unit": t.unit}
                     for n, t in TARGETS.items()},
     }
     law_rows: list[dict[str, Any]] = []
     term_rows: list[dict[str, Any]] = []
     roof_rows: list[dict[str, Any]] = []
+    empty = {"laws": pd.DataFrame(columns=LAW_COLUMNS), "law_terms": pd.DataFrame(columns=TERM_COLUMNS),
+             "roofline": pd.DataFrame(columns=ROOFLINE_COLUMNS)}
     if points.empty:
-        payload.update(status="no data", reason="no measured grid points in the energy table")
-        return payload, {"laws": pd.DataFrame(columns=LAW_COLUMNS), "law_terms": pd.DataFrame(
-            columns=TERM_COLUMNS), "roofline": pd.DataFrame(columns=ROOFLINE_COLUMNS)}
+        payload.update(status="no data", reason="no measured points in the energy table")
+        return payload, empty
     payload["status"] = "ok"
+    payload.update(_coverage(rows))
 
-    def per_model(target: Target, law: str, optional: Sequence[str], store: dict[str, Any]) -> None:
-        for model, part in points.groupby("model", sort=True):
+    def per_model(frame: pd.DataFrame, target: Target, law: str, optional: Sequence[str],
+                  store: dict[str, Any]) -> None:
+        """The law per (source, model): within one source, where its FLOPs vary."""
+        for (source, model), part in frame.groupby(["source", "model"], sort=True):
             try:
-                rng = powerlaw.child_rng(settings.seed, target.name, law, str(model))
                 fit = powerlaw.fit_law(part, target, scope="architecture", name=law, optional=optional,
-                                       n_boot=settings.bootstrap, rng=rng, min_points=settings.min_points)
+                                       n_boot=settings.bootstrap,
+                                       rng=powerlaw.child_rng(settings.seed, target.name, law, str(source),
+                                                              str(model)),
+                                       min_points=settings.min_points)
             except NotIdentifiable as exc:
-                law_rows.append(_skip_row(target.name, law, "architecture", str(model), str(exc)))
+                law_rows.append(_skip_row(target.name, law, "architecture", str(source), str(model),
+                                          str(exc)))
                 continue
-            store[str(model)] = fit.to_dict()
-            law_rows.append(_law_row(fit, target.name, law, "architecture", str(model)))
-            term_rows.extend(_term_rows(fit, target.name, law, "architecture", str(model)))
+            store.setdefault(str(source), {})[str(model)] = fit.to_dict()
+            law_rows.append(_law_row(fit, target.name, law, "architecture", str(source), str(model)))
+            term_rows.extend(_term_rows(fit, target.name, law, "architecture", str(source), str(model)))
 
+    single = points[(points["num_gpus"].astype(float) == 1).to_numpy()]
     for name in IMAGE_TARGETS:
-        target = TARGETS[name]
         payload["per_architecture"][name] = {}
-        per_model(target, "paper", powerlaw.PAPER_TERMS, payload["per_architecture"][name])
+        per_model(single, TARGETS[name], "paper", powerlaw.PAPER_TERMS, payload["per_architecture"][name])
     for name in STAGE_TARGETS:
         target = TARGETS[name]
         optional = STAGE_OPTIONAL[target.stage]
         store: dict[str, Any] = {"architecture": {}}
-        per_model(target, "stage", optional, store["architecture"])
+        per_model(rows, target, "stage", optional, store["architecture"])
         try:
-            fit = powerlaw.fit_law(points, target, scope="pooled", name="stage", optional=optional,
+            fit = powerlaw.fit_law(rows, target, scope="pooled", name="stage", optional=optional,
                                    n_boot=settings.bootstrap,
                                    rng=powerlaw.child_rng(settings.seed, name, "pooled"),
                                    cluster_col="model", min_points=settings.min_points)
             store["pooled"] = fit.to_dict()
-            law_rows.append(_law_row(fit, name, "stage", "pooled", "all"))
-            term_rows.extend(_term_rows(fit, name, "stage", "pooled", "all"))
+            law_rows.append(_law_row(fit, name, "stage", "pooled", "all", "all"))
+            term_rows.extend(_term_rows(fit, name, "stage", "pooled", "all", "all"))
         except NotIdentifiable as exc:
-            law_rows.append(_skip_row(name, "stage", "pooled", "all", str(exc)))
+            law_rows.append(_skip_row(name, "stage", "pooled", "all", "all", str(exc)))
         payload["stage_laws"][name] = store
 
     for name in IMAGE_TARGETS:
         target = TARGETS[name]
         entry: dict[str, Any] = {"candidates": {}}
-        for cand in [*POOLED_OLS, "mixed"]:
+        entry["unseen_gpu_candidates"] = {}
+        for unseen, store, scope in ((False, entry["candidates"], "pooled"),
+                                     (True, entry["unseen_gpu_candidates"], "pooled, GPU by datasheet")):
+            for cand in [*POOLED_OLS, "mixed"]:
+                try:
+                    fit = _fit_pooled(rows, target, cand, settings, unseen)
+                except NotIdentifiable as exc:
+                    law_rows.append(_skip_row(name, cand, scope, "all", "all", str(exc)))
+                    entry.setdefault("not_fitted", {})[f"{cand} ({scope})"] = str(exc)
+                    continue
+                store[cand] = {"law": fit.to_dict(), "description": DESCRIPTIONS[cand]}
+                law_rows.append(_law_row(fit, name, cand, scope, "all", "all"))
+                term_rows.extend(_term_rows(fit, name, cand, scope, "all", "all"))
+        for cand, variant, by_gpu in ROOFLINES:
             try:
-                fit = _fit_pooled(points, target, cand, settings)
+                rf = roofline.fit_roofline(rows, inputs, target, variant, by_gpu=by_gpu, name=cand)
             except NotIdentifiable as exc:
-                law_rows.append(_skip_row(name, cand, "pooled", "all", str(exc)))
-                continue
-            entry["candidates"][cand] = {"law": fit.to_dict()}
-            law_rows.append(_law_row(fit, name, cand, "pooled", "all"))
-            term_rows.extend(_term_rows(fit, name, cand, "pooled", "all"))
-        for cand, variant in (("roofline", "fitted_static"), ("roofline_idle", "idle_static")):
-            try:
-                rf = roofline.fit_roofline(points, inputs, target, variant, by_gpu=True, name=cand)
-            except NotIdentifiable as exc:
-                law_rows.append(_skip_row(name, cand, "pooled", "all", str(exc)))
+                law_rows.append(_skip_row(name, cand, "pooled", "all", "all", str(exc)))
+                entry.setdefault("not_fitted", {})[cand] = str(exc)
                 continue
             entry["candidates"][cand] = {"law": rf.to_dict()}
-            roof_rows.extend(_roofline_rows(rf, cand))
-        for cand, d in entry["candidates"].items():
-            d["description"] = DESCRIPTIONS[cand]
-            lo, hi, n = crossval.log_ratio_quantiles(lomo_predictions, name, cand, settings.prediction_level)
-            m = lomo_metrics[(lomo_metrics["target"] == name) & (lomo_metrics["candidate"] == cand)
-                             & (lomo_metrics["held_out"] == crossval.ALL)]
-            d["lomo"] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi,
-                         **({k: float(m.iloc[0][k]) for k in ("spearman", "kendall", "r2_log", "median_ape",
-                                                               "p90_ape", "max_ape", "coverage")}
-                            if len(m) else {})}
-        selected = crossval.select_candidate(lomo_metrics, name, list(entry["candidates"]))
-        if selected is None and entry["candidates"]:
-            selected = BASELINE if BASELINE in entry["candidates"] else sorted(entry["candidates"])[0]
-            entry["selection"] = "no cross-validation (fewer than 2 architectures): the FLOPs-only law"
-        else:
-            entry["selection"] = "smallest leave-one-model-out P90 absolute percentage error"
-        entry["selected"] = selected
-        entry["baseline"] = BASELINE
+            if not by_gpu:
+                entry["unseen_gpu_candidates"][cand] = {"law": rf.to_dict(), "description": DESCRIPTIONS[cand]}
+            roof_rows.extend(roofline.constants_rows(rf, cand))
+        _select(entry, name, rows, lomo_predictions, lomo_metrics, logo_predictions, logo_metrics, settings)
         payload["pooled"][name] = entry
     tables = {
         "laws": pd.DataFrame(law_rows).reindex(columns=LAW_COLUMNS),
@@ -276,11 +335,61 @@ def run_fit(
     return payload, tables
 
 
-def _fit_pooled(points: pd.DataFrame, target: Target, cand: str, settings: Settings
+_LOMO_KEYS = ("spearman", "kendall", "r2_log", "median_ape", "p90_ape", "max_ape", "coverage")
+
+
+def _metric(metrics: pd.DataFrame | None, target: str, cand: str, gpu: str) -> dict[str, float]:
+    if metrics is None or metrics.empty:
+        return {}
+    m = metrics[(metrics["target"] == target) & (metrics["candidate"] == cand)
+                & (metrics["held_out"] == ALL) & (metrics["gpu"].astype(str) == gpu)]
+    return {k: float(m.iloc[0][k]) for k in (*_LOMO_KEYS, "n_points")} if len(m) else {}
+
+
+def _select(entry: dict[str, Any], target: str, rows: pd.DataFrame, lomo_predictions: pd.DataFrame,
+            lomo_metrics: pd.DataFrame, logo_predictions: pd.DataFrame | None,
+            logo_metrics: pd.DataFrame | None, settings: Settings) -> None:
+    """Per GPU kind, the candidate with the smallest held-out P90 error, and its empirical interval."""
+    names = list(entry["candidates"])
+    gpus = sorted(set(rows["gpu"].astype(str))) if len(rows) else []
+    for cand, d in entry["candidates"].items():
+        d["description"] = DESCRIPTIONS[cand]
+        d["lomo"] = {}
+        for gpu in [ALL, *gpus]:
+            lo, hi, n = crossval.log_ratio_quantiles(lomo_predictions, target, cand,
+                                                     settings.prediction_level, gpu)
+            d["lomo"][gpu] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi,
+                              **_metric(lomo_metrics, target, cand, gpu)}
+    for cand, d in entry["unseen_gpu_candidates"].items():
+        d["logo"] = _metric(logo_metrics, target, cand, ALL)
+        if logo_predictions is not None and not logo_predictions.empty:
+            lo, hi, n = crossval.log_ratio_quantiles(logo_predictions, target, cand,
+                                                     settings.prediction_level)
+            d["logo_interval"] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi}
+    fallback = BASELINE if BASELINE in names else (sorted(names)[0] if names else None)
+    selected = crossval.select_candidate(lomo_metrics, target, names)
+    entry["selected"] = selected or fallback
+    entry["selection"] = ("smallest leave-one-model-out P90 absolute percentage error" if selected else
+                          "no cross-validation (fewer than 2 architectures): the FLOPs-only law")
+    entry["selected_by_gpu"] = {g: crossval.select_candidate(lomo_metrics, target, names, gpu=g) or
+                                entry["selected"] for g in gpus}
+    unseen = list(entry["unseen_gpu_candidates"])
+    chosen = (crossval.select_candidate(logo_metrics, target, unseen) if logo_metrics is not None
+              and not logo_metrics.empty else None)
+    entry["selected_unmeasured_gpu"] = chosen or (BASELINE if BASELINE in unseen else None)
+    entry["selection_unmeasured_gpu"] = ("smallest leave-one-GPU-out P90 absolute percentage error" if chosen
+                                         else "no leave-one-GPU-out (one GPU kind): the FLOPs-only law")
+    entry["baseline"] = BASELINE
+
+
+def _fit_pooled(points: pd.DataFrame, target: Target, cand: str, settings: Settings, unseen_gpu: bool = False
                 ) -> powerlaw.LawFit | powerlaw.MixedFit:
     """A pooled law on all points; OLS ones with a bootstrap that resamples whole architectures."""
+    terms = MIXED_TERMS if cand == "mixed" else POOLED_OLS[cand]
+    if unseen_gpu:
+        terms = unseen_gpu_terms(terms)
     if cand == "mixed":
-        return powerlaw.fit_mixed(points, target)
-    return powerlaw.fit_law(points, target, scope="pooled", name=cand, optional=POOLED_OLS[cand],
-                        n_boot=settings.bootstrap, rng=powerlaw.child_rng(settings.seed, target.name, cand),
-                        cluster_col="model", min_points=settings.min_points)
+        return powerlaw.fit_mixed(points, target, terms)
+    return powerlaw.fit_law(points, target, scope="pooled", name=cand, optional=terms,
+                            n_boot=settings.bootstrap, cluster_col="model", min_points=settings.min_points,
+                            rng=powerlaw.child_rng(settings.seed, target.name, cand))

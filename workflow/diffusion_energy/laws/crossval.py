@@ -25,13 +25,15 @@ from .targets import Prediction, Target
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = [
-    "target", "candidate", "held_out", "point_id", "gpu", "model", "architecture", "precision", "resolution",
-    "steps", "cfg", "batch", "measured_j", "predicted_j", "low_j", "high_j", "ape", "log_ratio",
+    "target", "candidate", "held_out", "point_id", "source", "gpu", "model", "architecture", "precision",
+    "resolution", "steps", "cfg", "batch", "measured_j", "predicted_j", "low_j", "high_j", "ape", "log_ratio",
 ]
 METRIC_COLUMNS = [
-    "target", "candidate", "held_out", "n_points", "spearman", "kendall", "r2_log", "median_ape",
+    "target", "candidate", "gpu", "held_out", "n_points", "spearman", "kendall", "r2_log", "median_ape",
     "p90_ape", "max_ape", "coverage",
 ]
+BATCH_METRIC_COLUMNS = ["target", "candidate", "gpu", "batch", "n_points", "median_ape", "p90_ape", "max_ape",
+                        "median_log_ratio"]
 #: The held_out value of the metrics over all folds' points together.
 ALL = "all"
 
@@ -86,7 +88,7 @@ def leave_one_out(
             out.append(part)
     if not out:
         return pd.DataFrame(columns=PREDICTION_COLUMNS)
-    return pd.concat(out, ignore_index=True)[PREDICTION_COLUMNS]
+    return pd.concat(out, ignore_index=True).reindex(columns=PREDICTION_COLUMNS)
 
 
 def _rank(fn: Callable, a: np.ndarray, b: np.ndarray) -> float:
@@ -114,25 +116,43 @@ def score(measured: np.ndarray, predicted: np.ndarray, low: np.ndarray, high: np
 
 
 def metrics(predictions: pd.DataFrame) -> pd.DataFrame:
-    """``METRIC_COLUMNS``: per (target, candidate, held-out group) and over all groups (``held_out`` all)."""
+    """``METRIC_COLUMNS`` per (target, candidate): per GPU kind and held-out group, per GPU kind over all
+    its groups (``held_out`` all), and over every point (``gpu`` and ``held_out`` all)."""
     if predictions.empty:
         return pd.DataFrame(columns=METRIC_COLUMNS)
     rows = []
     for (target, cand), part in predictions.groupby(["target", "candidate"], sort=True):
-        def one(p: pd.DataFrame, held: str, target: str = target, cand: str = cand) -> dict:
-            return {"target": target, "candidate": cand, "held_out": held,
+        def one(p: pd.DataFrame, gpu: str, held: str, target: str = target, cand: str = cand) -> dict:
+            return {"target": target, "candidate": cand, "gpu": gpu, "held_out": held,
                     **score(p["measured_j"], p["predicted_j"], p["low_j"], p["high_j"])}
-        for held, p in part.groupby("held_out", sort=True):
-            rows.append(one(p, str(held)))
-        rows.append(one(part, ALL))
+        for gpu, by_gpu in part.groupby("gpu", sort=True):
+            for held, p in by_gpu.groupby("held_out", sort=True):
+                rows.append(one(p, str(gpu), str(held)))
+            rows.append(one(by_gpu, str(gpu), ALL))
+        rows.append(one(part, ALL, ALL))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
-def select_candidate(metric_table: pd.DataFrame, target: str, candidates: Sequence[str] | None = None
-                     ) -> str | None:
-    """The candidate with the smallest held-out P90 error (then median) among those that
-    predicted every point; None if there is no cross-validation."""
-    m = metric_table[(metric_table["target"] == target) & (metric_table["held_out"] == ALL)]
+def batch_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``BATCH_METRIC_COLUMNS``: held-out errors per GPU kind and batch size (does a law see batches?)."""
+    if predictions.empty:
+        return pd.DataFrame(columns=BATCH_METRIC_COLUMNS)
+    rows = []
+    keys = ["target", "candidate", "gpu", "batch"]
+    for (target, cand, gpu, batch), p in predictions.groupby(keys, sort=True):
+        ape = p["ape"].astype(float).to_numpy()
+        rows.append({"target": target, "candidate": cand, "gpu": gpu, "batch": int(batch), "n_points": len(p),
+                     "median_ape": float(np.median(ape)), "p90_ape": float(np.percentile(ape, 90)),
+                     "max_ape": float(ape.max()), "median_log_ratio": float(np.median(p["log_ratio"]))})
+    return pd.DataFrame(rows, columns=BATCH_METRIC_COLUMNS)
+
+
+def select_candidate(metric_table: pd.DataFrame, target: str, candidates: Sequence[str] | None = None,
+                     gpu: str = ALL) -> str | None:
+    """The candidate with the smallest held-out P90 error (then median) over ``gpu``'s points (all:
+    every point) among those that predicted every one of them; None if there is no cross-validation."""
+    m = metric_table[(metric_table["target"] == target) & (metric_table["held_out"] == ALL)
+                     & (metric_table["gpu"].astype(str) == gpu)]
     if candidates is not None:
         m = m[m["candidate"].isin(candidates)]
     if m.empty:
@@ -142,10 +162,13 @@ def select_candidate(metric_table: pd.DataFrame, target: str, candidates: Sequen
     return str(best["candidate"])
 
 
-def log_ratio_quantiles(predictions: pd.DataFrame, target: str, candidate: str, level: float
-                        ) -> tuple[float, float, int]:
-    """Quantiles of log(measured / predicted) over held-out points: an empirical prediction interval."""
+def log_ratio_quantiles(predictions: pd.DataFrame, target: str, candidate: str, level: float,
+                        gpu: str = ALL) -> tuple[float, float, int]:
+    """Quantiles of log(measured / predicted) over held-out points (of ``gpu``, or all): an empirical
+    prediction interval."""
     p = predictions[(predictions["target"] == target) & (predictions["candidate"] == candidate)]
+    if gpu != ALL:
+        p = p[p["gpu"].astype(str) == gpu]
     r = p["log_ratio"].astype(float).to_numpy()
     if len(r) == 0:
         return float("nan"), float("nan"), 0

@@ -4,6 +4,13 @@ The paper's law (arXiv 2511.17031), per architecture::
 
     log E = log A + alpha log(FLOPs) + beta_dtype 1[fp32] + beta_gpu 1[gpu] + beta_res log(HW/256)
 
+Pooled laws add, where the data identify them: ``beta_source`` (a log-energy shift
+per data source: each software stack, ML.ENERGY v2's diffusers or v3's xDiT or
+this workflow's, spends a little differently on the same work), ``delta_phys``
+(the GPU through its datasheet, log of power limit / peak FLOP/s, so that a kind
+nobody measured is predicted) and ``gamma_kernels`` (log kernel launches per
+image, which a batch shares).
+
 FLOPs are per image and already count the CFG batch (``dataset.collect_energy``),
 so the paper's ``FLOPs x 2^cfg`` is the ``flops`` column itself.
 
@@ -41,14 +48,23 @@ MAX_CONDITION = 30.0
 SINGULAR_CONDITION = 1e8
 #: Coverage of the bootstrap confidence intervals.
 CI_LEVEL = 0.95
-#: Optional terms in the order they are tried (most identifiable first).
-OPTIONAL_ORDER = ("beta_dtype", "beta_gpu", "beta_res", "gamma_kernels")
+#: Optional terms in the order they are tried (most identifiable first). The GPU's datasheet term
+#: comes before the source: where the two are confounded (each GPU kind measured by one source),
+#: the physical term is kept.
+OPTIONAL_ORDER = ("beta_dtype", "beta_gpu", "delta_phys", "beta_source", "beta_res", "gamma_kernels")
+#: Categorical terms: one indicator column per level but the most frequent (the reference).
+CATEGORICAL = {"beta_gpu": "gpu", "beta_source": "source"}
+_LEVEL_WORDS = {"gpu": "GPU kind", "source": "data source"}
 #: Optional terms of the paper's law.
 PAPER_TERMS = ("beta_dtype", "beta_gpu", "beta_res")
 #: Random-effect variance below this share of the residual variance is the boundary (no random effect).
 BOUNDARY_VAR = 1e-6
 #: MixedLM optimisers, tried in turn until one converges with a valid covariance.
 MIXED_METHODS = ("bfgs", "lbfgs", "powell", "nm")
+#: Fewest max/min ratio of FLOPs per image a law's exponent is estimated over: within one model of
+#: a published source only the batch varies, and per-image FLOPs move by a few per cent with it
+#: (a stage run once per batch), which would give a meaningless exponent.
+MIN_FLOPS_RATIO = 1.25
 #: The reference resolution area of beta_res, px^2 (the paper's log(HW/256)).
 RES_AREA_REF = 256.0
 
@@ -74,16 +90,19 @@ class DesignSpec:
     gpu_reference: str = ""
     dropped: tuple[tuple[str, str], ...] = ()
     condition_number: float = 1.0
+    #: The source a prediction speaks for (its indicator is 0): the most frequent one in the fit.
+    source_reference: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "terms": list(self.terms), "gpu_reference": self.gpu_reference,
+                "source_reference": self.source_reference,
                 "dropped": {t: r for t, r in self.dropped}, "condition_number": self.condition_number}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DesignSpec:
         return cls(d["target"], tuple(d["terms"]), d.get("gpu_reference", ""),
                    tuple((t, r) for t, r in d.get("dropped", {}).items()),
-                   float(d.get("condition_number") or np.nan))
+                   float(d.get("condition_number") or np.nan), d.get("source_reference", ""))
 
 
 def term_column(frame: pd.DataFrame, target: Target, term: str) -> np.ndarray:
@@ -97,6 +116,10 @@ def term_column(frame: pd.DataFrame, target: Target, term: str) -> np.ndarray:
         return (frame["precision"].astype(str).to_numpy() == "fp32").astype(float)
     if term.startswith("beta_gpu_"):
         return (frame["gpu"].astype(str).to_numpy() == term.removeprefix("beta_gpu_")).astype(float)
+    if term.startswith("beta_source_"):
+        return (frame["source"].astype(str).to_numpy() == term.removeprefix("beta_source_")).astype(float)
+    if term == "delta_phys":
+        return np.log(frame["physical_j_per_flop"].astype(float).to_numpy())
     if term == "beta_res":
         res = frame["resolution"].astype(float).to_numpy()
         return np.log(res * res / RES_AREA_REF)
@@ -158,11 +181,14 @@ def choose_design(
     logf = term_column(frame, target, "alpha")
     if np.ptp(logf) < 1e-9:
         raise NotIdentifiable("FLOPs do not vary, so alpha cannot be estimated")
+    if np.ptp(logf) < np.log(MIN_FLOPS_RATIO):
+        raise NotIdentifiable(f"FLOPs vary by a factor {np.exp(np.ptp(logf)):.3f} only (< {MIN_FLOPS_RATIO}: "
+                              "e.g. only the batch varies), too little to estimate alpha")
     if n < len(base) + min_dof:
         raise NotIdentifiable(f"{n} points: too few for log_A and alpha with {min_dof} residual dof")
     terms: list[str] = list(base)
     dropped: list[tuple[str, str]] = []
-    gpu_reference = ""
+    references = {"beta_gpu": "", "beta_source": ""}
     X = design_matrix(frame, target, terms)
     for term in [t for t in OPTIONAL_ORDER if t in optional]:
         if term == "beta_dtype":
@@ -172,14 +198,27 @@ def choose_design(
                 dropped.append((term, f"one precision class only ({', '.join(kinds)})"))
                 continue
             new_terms = [term]
-        elif term == "beta_gpu":
-            counts = frame["gpu"].astype(str).value_counts()
+        elif term in CATEGORICAL:
+            column = CATEGORICAL[term]
+            if column not in frame:
+                dropped.append((term, f"no {column} column"))
+                continue
+            counts = frame[column].astype(str).value_counts()
             if len(counts) < 2:
-                dropped.append((term, f"one GPU kind only ({', '.join(counts.index)})"))
+                dropped.append((term, f"one {_LEVEL_WORDS[column]} only ({', '.join(counts.index)})"))
                 continue
             ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             reference = ordered[0][0]
-            new_terms = [f"beta_gpu_{k}" for k, _ in sorted(ordered[1:])]
+            new_terms = [f"{term}_{k}" for k, _ in sorted(ordered[1:])]
+        elif term == "delta_phys":
+            if "physical_j_per_flop" not in frame or not np.isfinite(
+                    frame["physical_j_per_flop"].astype(float)).all():
+                dropped.append((term, "a GPU kind without a datasheet"))
+                continue
+            if frame["physical_j_per_flop"].nunique() < 2:
+                dropped.append((term, "one GPU datasheet only"))
+                continue
+            new_terms = [term]
         elif term == "beta_res":
             if frame["resolution"].nunique() < 2:
                 dropped.append((term, "one resolution only"))
@@ -202,21 +241,21 @@ def choose_design(
             why = _most_collinear(X, terms, cols[:, 0])
             dropped.append((term, f"condition number {cond:.0f} > {max_condition:.0f}: collinear with {why}"))
             continue
-        if term == "beta_gpu":
-            gpu_reference = reference
+        if term in CATEGORICAL:
+            references[term] = reference
         terms.extend(new_terms)
         X = trial
     while n - len(terms) < min_dof and len(terms) > len(base):
         last = terms.pop()
-        group = "beta_gpu" if last.startswith("beta_gpu_") else last
-        if group == "beta_gpu":
-            while terms and terms[-1].startswith("beta_gpu_"):
+        group = next((c for c in CATEGORICAL if last.startswith(c + "_")), last)
+        if group in CATEGORICAL:
+            while terms and terms[-1].startswith(group + "_"):
                 terms.pop()
-            gpu_reference = ""
+            references[group] = ""
         dropped.append((group, f"too few points ({n}) for {len(terms) + 1} terms"))
         X = design_matrix(frame, target, terms)
-    return DesignSpec(target.name, tuple(terms), gpu_reference, tuple(dropped),
-                      scaled_condition(design_matrix(frame, target, terms)))
+    return DesignSpec(target.name, tuple(terms), references["beta_gpu"], tuple(dropped),
+                      scaled_condition(design_matrix(frame, target, terms)), references["beta_source"])
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -271,6 +310,10 @@ def _range(frame: pd.DataFrame, col: str) -> list[float]:
     return [float(v.min()), float(v.max())] if len(v) else [float("nan"), float("nan")]
 
 
+def _levels(frame: pd.DataFrame, column: str) -> tuple[str, ...]:
+    return tuple(sorted(set(frame[column].astype(str)))) if column in frame else ()
+
+
 def _fit_to_dict(fit: Any) -> dict[str, Any]:
     """A fit dataclass as JSON-ready fields, its design and named coefficients included."""
     d = {k: getattr(fit, k) for k in fit.__dataclass_fields__ if k != "design"}
@@ -311,6 +354,8 @@ class LawFit:
     steps: tuple[float, float]
     flops: tuple[float, float]
     kind: str = "ols"
+    sources: tuple[str, ...] = ()
+    batch: tuple[float, float] = (1.0, 1.0)
 
     @property
     def coefficients(self) -> dict[str, float]:
@@ -347,7 +392,8 @@ class LawFit:
             sigma_log=float(d["sigma_log"]), dof=int(d["dof"]), r2_log=float(d["r2_log"] or np.nan),
             n_points=int(d["n_points"]), models=tuple(d["models"]), gpus=tuple(d["gpus"]),
             precisions=tuple(d["precisions"]), resolution_px=floats(d["resolution_px"]),
-            steps=floats(d["steps"]), flops=floats(d["flops"]),
+            steps=floats(d["steps"]), flops=floats(d["flops"]), sources=tuple(d.get("sources", ())),
+            batch=floats(d.get("batch", (1.0, 1.0))),
         )
 
 
@@ -392,6 +438,8 @@ def fit_ols(
         precisions=tuple(sorted(set(frame["precision"].astype(str)))),
         resolution_px=tuple(_range(frame, "resolution")), steps=tuple(_range(frame, "steps")),
         flops=(float(target.flops(frame).min()), float(target.flops(frame).max())),
+        sources=_levels(frame, "source"),
+        batch=tuple(_range(frame, "batch")) if "batch" in frame else (1.0, 1.0),
     )
 
 
@@ -448,6 +496,7 @@ class MixedFit:
     gpus: tuple[str, ...]
     precisions: tuple[str, ...]
     kind: str = "mixed"
+    sources: tuple[str, ...] = ()
 
     @property
     def coefficients(self) -> dict[str, float]:
@@ -476,7 +525,7 @@ class MixedFit:
             resid_var=float(d["resid_var"]), random_effects=dict(d["random_effects"]),
             converged=bool(d["converged"]), r2_log=float(d["r2_log"] or np.nan),
             n_points=int(d["n_points"]), models=tuple(d["models"]), gpus=tuple(d["gpus"]),
-            precisions=tuple(d["precisions"]),
+            precisions=tuple(d["precisions"]), sources=tuple(d.get("sources", ())),
         )
 
 
@@ -539,7 +588,7 @@ def fit_mixed(frame: pd.DataFrame, target: Target, optional: Sequence[str] = PAP
         group_var=group_var, resid_var=resid_var, random_effects=re,
         converged=bool(res.converged), r2_log=r2, n_points=len(rows),
         models=tuple(sorted(set(groups))), gpus=tuple(sorted(set(rows["gpu"].astype(str)))),
-        precisions=tuple(sorted(set(rows["precision"].astype(str)))),
+        precisions=tuple(sorted(set(rows["precision"].astype(str)))), sources=_levels(rows, "source"),
     )
 
 

@@ -1,16 +1,26 @@
-"""Energy of one image for any architecture, from the fitted laws and FLOPs counted on meta.
+"""Energy of one image for any architecture, batch size and GPU kind, from the fitted laws.
 
-A measured architecture (a zoo name with a per-architecture law) is answered
-by its own paper-form law and that law's prediction interval. Anything else
-(a zoo model not measured, or a path to an architecture file) gets the pooled
-model chosen by leave-one-model-out error, with an empirical prediction
-interval: the quantiles of log(measured / predicted) over the held-out
-architectures, which is what the error on an unseen architecture looks like.
+The FLOPs, kernels and bytes of the asked point (any batch size) are counted
+on the meta device, as the workflow counts them. The answer comes from:
+
+* an architecture this workflow measured itself (its own paper-form law), where
+  that law covers the GPU kind and precision;
+* otherwise the pooled model chosen for the GPU kind by leave-one-model-out
+  error, with an empirical prediction interval (the quantiles of
+  log(measured / predicted) over held-out architectures on that kind);
+* for a GPU kind nobody measured, given by its datasheet (in the config or on
+  the command line), the pooled model chosen by leave-one-GPU-out error.
+
+Published sources are pooled with the source as a factor, so an answer speaks
+for one software stack: the source that measured this architecture on this
+GPU kind if one did, else the fit's reference source (``--source`` overrides).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +31,22 @@ import pandas as pd
 from ..counting import flops as flops_mod
 from ..counting.features import Point, point_features
 from ..models import zoo
+from ..sources import gpu_datasheets
 from . import powerlaw, roofline
 from .analysis_io import NoLawError
+from .crossval import ALL
 from .targets import Prediction
 
 log = logging.getLogger(__name__)
 
 J_PER_WH = 3600.0
+J_PER_KWH = 3.6e6
 #: Fewest held-out points for an empirical prediction interval; below it the model's own interval.
 MIN_EMPIRICAL = 10
 ENERGY_TARGETS = {"raw": "image", "dynamic": "image_dynamic"}
 LAW_CHOICES = ("auto", "architecture", "pooled")
+#: The source whose own per-architecture laws ``predict`` uses (raw measurements over a grid).
+OWN_SOURCE = "this-workflow"
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class EnergyPrediction:
     resolution: int
     steps: int
     cfg: bool
+    batch: int
     energy: str
     energy_j: float
     low_j: float
@@ -60,7 +76,11 @@ class EnergyPrediction:
     flops: float
     law: str
     interval: str
+    data: str
+    source: str
     notes: tuple[str, ...]
+    grid_intensity_g_per_kwh: float | None = None
+    images: int = 1
 
     @property
     def energy_wh(self) -> float:
@@ -74,32 +94,52 @@ class EnergyPrediction:
     def high_wh(self) -> float:
         return self.high_j / J_PER_WH
 
+    def grams(self, joules: float) -> float | None:
+        """gCO2e of ``joules`` at the grid intensity (None when none was given)."""
+        g = self.grid_intensity_g_per_kwh
+        return None if g is None else joules / J_PER_KWH * g
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d.update(energy_wh=self.energy_wh, low_wh=self.low_wh, high_wh=self.high_wh, notes=list(self.notes))
+        d.update(energy_wh=self.energy_wh, low_wh=self.low_wh, high_wh=self.high_wh, notes=list(self.notes),
+                 total_j=self.energy_j * self.images, total_kwh=self.energy_j * self.images / J_PER_KWH,
+                 co2e_g_per_image=self.grams(self.energy_j),
+                 co2e_g_total=None if self.grid_intensity_g_per_kwh is None
+                 else self.grams(self.energy_j * self.images))
         return d
 
     def describe(self) -> str:
         pct = round(self.level * 100)
+        kind = "dynamic (idle-subtracted)" if self.energy == "dynamic" else "GPU"
         lines = [
             f"{self.model}: {self.resolution} px, {self.steps} steps, {self.precision}, "
-            f"CFG {'on' if self.cfg else 'off'}, batch 1, on {self.gpu}",
+            f"CFG {'on' if self.cfg else 'off'}, batch {self.batch}, on {self.gpu}",
             f"  FLOPs per image: {self.flops / 1e12:,.1f} TFLOP",
-            f"  {'dynamic (idle-subtracted)' if self.energy == 'dynamic' else 'GPU'} energy: "
-            f"{self.energy_j:,.0f} J/image = {self.energy_wh:.4g} Wh/image",
+            f"  {kind} energy: {self.energy_j:,.0f} J/image = {self.energy_wh:.4g} Wh/image",
             f"  {pct}% prediction interval: [{self.low_j:,.0f}, {self.high_j:,.0f}] J/image"
             f" = [{self.low_wh:.4g}, {self.high_wh:.4g}] Wh/image ({self.interval})",
-            f"  law: {self.law}",
         ]
+        if self.grid_intensity_g_per_kwh is not None:
+            lines.append(f"  emissions at {self.grid_intensity_g_per_kwh:g} gCO2e/kWh: "
+                         f"{self.grams(self.energy_j):.3g} gCO2e/image "
+                         f"[{self.grams(self.low_j):.3g}, {self.grams(self.high_j):.3g}]")
+        if self.images > 1:
+            total = self.energy_j * self.images
+            low, high = (x * self.images / J_PER_KWH for x in (self.low_j, self.high_j))
+            line = f"  {self.images:,} images: {total / J_PER_KWH:.4g} kWh [{low:.4g}, {high:.4g}]"
+            if self.grid_intensity_g_per_kwh is not None:
+                line += f", {self.grams(total) / 1000:.4g} kgCO2e"
+            lines.append(line)
+        lines += [f"  model: {self.law}", f"  data: {self.data}", f"  as measured by: {self.source}"]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
-def count_point(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, steps: int, cfg: bool
-                ) -> CountedPoint:
-    """FLOPs, kernels and bytes of one image, counted on the meta device, as the workflow counts them."""
-    table, ops = flops_mod.count_model_ops(spec, [resolution], [cfg], [1])
-    point = Point(gpu, spec.name, spec.architecture, precision, resolution, steps, cfg, 1)
+def count_point(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, steps: int, cfg: bool,
+                batch: int = 1) -> CountedPoint:
+    """FLOPs, kernels and bytes of one pipeline call of ``batch`` images, counted on the meta device."""
+    table, ops = flops_mod.count_shapes(spec, [(resolution, cfg, batch)])
+    point = Point(gpu, spec.name, spec.architecture, precision, resolution, steps, cfg, batch)
     feats = point_features([point], table).assign(point_id=0)
     if feats.empty:
         raise ValueError(f"no FLOPs counted for {spec.name} at {resolution} px")
@@ -110,49 +150,86 @@ def _half(p: str) -> str:
     return "fp32" if p == "fp32" else "half precision (fp16/bf16)"
 
 
-def _law_object(d: dict[str, Any]) -> Any:
+def law_object(d: dict[str, Any]) -> Any:
     return roofline.RooflineFit.from_dict(d) if d.get("kind") == "roofline" else powerlaw.law_from_dict(d)
 
 
-def _gpus(law: Any) -> tuple[str, ...]:
-    return tuple(law.gpus)
-
-
-def _check_gpu(gpu: str | None, law: Any, what: str, by_gpu: bool = True) -> str:
-    gpus = _gpus(law)
-    if gpu is None:
-        if len(gpus) == 1:
-            return gpus[0]
-        raise NoLawError(f"{what} was fitted on several GPU kinds ({', '.join(gpus)}): choose one with --gpu")
-    if by_gpu and gpu not in gpus:
-        raise NoLawError(f"GPU kind {gpu!r} is not in the fitted data of {what} (fitted: {', '.join(gpus)}); "
-                         "measure it first")
-    return gpu
-
-
 def _covers_precision(law: Any, precision: str) -> bool:
-    if getattr(law, "kind", "") == "roofline":
+    if getattr(law, "kind", "") == "roofline" and precision != "fp32":
         return True
-    classes = {_half(p) for p in law.precisions}
-    return _half(precision) in classes
+    return _half(precision) in {_half(p) for p in law.precisions}
 
 
-def _select(payload: dict[str, Any], target: str, spec_name: str, from_path: bool, choice: str
-            ) -> tuple[str, dict[str, Any], str]:
-    """(scope, law dict, description) of the law that answers."""
-    per_arch = payload.get("per_architecture", {}).get(target, {})
-    pooled = payload.get("pooled", {}).get(target, {})
-    if choice in ("auto", "architecture") and not from_path and spec_name in per_arch:
-        return "architecture", per_arch[spec_name], f"per-architecture paper law of {spec_name}"
+def _why_no_pooled(entry: Mapping[str, Any], target: str) -> str:
+    reasons = entry.get("not_fitted", {})
+    why = "; ".join(f"{c}: {r}" for c, r in reasons.items()) or "too few architectures measured"
+    if target == "image_dynamic":
+        return ("no dynamic (idle-subtracted) energy in the data: the published sources report raw whole-GPU "
+                f"energy only, and idle power is measured only by this workflow on a GPU ({why})")
+    return why
+
+
+@dataclass(frozen=True)
+class _Choice:
+    scope: str
+    candidate: str
+    law: dict[str, Any]
+    description: str
+    entry: dict[str, Any]
+
+
+def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: bool, choice: str, gpu: str,
+            measured: bool, precision: str) -> _Choice:
+    """The law that answers: the model's own, or the pooled candidate chosen for this GPU kind."""
+    own = payload.get("per_architecture", {}).get(target, {}).get(OWN_SOURCE, {}).get(spec_name)
+    if choice in ("auto", "architecture") and not from_path and own:
+        law = law_object(own)
+        if gpu in law.gpus and _covers_precision(law, precision):
+            return _Choice("architecture", "paper", own, f"per-architecture paper law of {spec_name} "
+                           f"(measured by this workflow)", own)
+        if choice == "architecture":
+            raise NoLawError(f"{spec_name}'s own law covers {', '.join(law.gpus)} / "
+                             f"{', '.join(law.precisions)}, not {gpu} / {precision}")
     if choice == "architecture":
-        why = "an architecture file is never a measured model" if from_path else \
-            f"no per-architecture law for {spec_name!r} (measured: {', '.join(sorted(per_arch)) or 'none'})"
-        raise NoLawError(why)
-    selected = pooled.get("selected")
-    if not selected:
-        raise NoLawError(f"no pooled law was fitted for {target} (too few architectures measured)")
-    entry = pooled["candidates"][selected]
-    return "pooled", entry, f"pooled {selected}: {entry.get('description', '')}"
+        raise NoLawError("an architecture file is never a measured model" if from_path else
+                         f"no per-architecture law for {spec_name!r} measured by this workflow")
+    pooled = payload.get("pooled", {}).get(target, {})
+    if not pooled.get("candidates"):
+        raise NoLawError(f"no pooled law for {target}: {_why_no_pooled(pooled, target)}")
+    if measured:
+        cand = pooled.get("selected_by_gpu", {}).get(gpu) or pooled.get("selected")
+        why = f"smallest leave-one-model-out P90 error on {gpu}"
+    else:
+        cand = pooled.get("selected_unmeasured_gpu")
+        why = "smallest leave-one-GPU-out P90 error (a GPU kind nobody measured)"
+        if not cand:
+            raise NoLawError(f"GPU kind {gpu!r} is not in the fitted data "
+                             f"({', '.join(payload.get('gpus', []))}) and no model was cross-validated "
+                             "across GPU kinds (measure a second kind first)")
+    entry = pooled["candidates" if measured else "unseen_gpu_candidates"][cand]
+    return _Choice("pooled", cand, entry["law"], f"pooled {cand}: {entry.get('description', '')} ({why})",
+                   entry)
+
+
+def _source_for(payload: dict[str, Any], law: Any, model: str, gpu: str, asked: str | None) -> str:
+    """The source an answer speaks for: asked, else the one that measured this model on this kind."""
+    sources = set(getattr(law, "sources", ()) or [])
+    if isinstance(law, roofline.RooflineFit):
+        sources = {s for c in law.constants for s in c.sources}
+    if asked:
+        if sources and asked not in sources:
+            raise NoLawError(f"source {asked!r} is not in the fitted data ({', '.join(sorted(sources))})")
+        return asked
+    measured = payload.get("measured_by", {}).get(f"{gpu}/{model}")
+    if measured and (not sources or measured in sources):
+        return str(measured)
+    if isinstance(law, roofline.RooflineFit):
+        try:
+            return law.for_gpu(gpu).source_reference
+        except KeyError:
+            return law.constants[0].source_reference
+    return getattr(getattr(law, "design", None), "source_reference", "") or (sorted(sources)[0] if sources
+                                                                             else OWN_SOURCE)
 
 
 def predict_energy(
@@ -164,9 +241,14 @@ def predict_energy(
     precision: str = "default",
     gpu: str | None = None,
     cfg: bool | None = None,
+    batch: int = 1,
     energy: str = "raw",
     law: str = "auto",
     from_path: bool = False,
+    datasheet: gpu_datasheets.Datasheet | None = None,
+    source: str | None = None,
+    grid_intensity: float | None = None,
+    images: int = 1,
     counted: CountedPoint | None = None,
 ) -> EnergyPrediction:
     """Predict the energy of one image; ``counted`` skips FLOP counting (tests)."""
@@ -177,67 +259,102 @@ def predict_energy(
         raise ValueError(f"energy must be one of {sorted(ENERGY_TARGETS)}, not {energy!r}")
     if law not in LAW_CHOICES:
         raise ValueError(f"law must be one of {LAW_CHOICES}, not {law!r}")
-    if steps <= 0:
-        raise ValueError(f"steps must be positive, not {steps}")
+    for name, value in (("steps", steps), ("batch", batch), ("images", images)):
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, not {value}")
+    if grid_intensity is not None and not (math.isfinite(grid_intensity) and grid_intensity >= 0):
+        raise ValueError(f"grid intensity must be a non-negative number of gCO2e/kWh, not {grid_intensity}")
     target = ENERGY_TARGETS[energy]
     prec = spec.precision(precision)
     use_cfg = spec.effective_cfg(cfg)
     spec.check_resolution(resolution)
-    notes: list[str] = []
 
-    scope, law_dict, description = _select(payload, target, spec.name, from_path, law)
-    law_d = law_dict if scope == "architecture" else law_dict["law"]
-    fit = _law_object(law_d)
+    measured_gpus = list(payload.get("gpus", []))
+    sheets = {k: gpu_datasheets.Datasheet.from_config(v) for k, v in payload.get("datasheets", {}).items()}
+    if datasheet is not None:
+        gpu = gpu or "custom"
+        sheets[gpu] = datasheet
+        measured = False
+    elif gpu is None:
+        if len(measured_gpus) == 1:
+            gpu = measured_gpus[0]
+        else:
+            raise NoLawError(f"the laws were fitted on several GPU kinds ({', '.join(measured_gpus)}): "
+                             "choose one with --gpu (or give a datasheet with --gpu-datasheet)")
+        measured = True
+    else:
+        measured = gpu in measured_gpus
+        if not measured and gpu not in sheets:
+            raise NoLawError(f"GPU kind {gpu!r} is not in the fitted data ({', '.join(measured_gpus)}) and "
+                             f"has no datasheet: add gpu_kinds.{gpu}.datasheet to the config, or pass "
+                             "--gpu-datasheet")
+    chosen = _choose(payload, target, spec.name, from_path, law, gpu, measured, prec)
+    fit = law_object(chosen.law)
     if not _covers_precision(fit, prec):
-        if scope == "architecture" and law == "auto":
-            notes.append(f"{spec.name}'s own law was fitted on {', '.join(fit.precisions)} only: "
-                         f"{prec} comes from the pooled law")
-            scope, law_dict, description = _select(payload, target, spec.name, True, "pooled")
-            law_d = law_dict["law"]
-            fit = _law_object(law_d)
-        if not _covers_precision(fit, prec):
-            raise NoLawError(f"precision {prec} is not in the fitted data ({', '.join(fit.precisions)})")
+        raise NoLawError(f"precision {prec} is not in the fitted data ({', '.join(fit.precisions)})")
     is_roof = getattr(fit, "kind", "") == "roofline"
-    gpu_kind = _check_gpu(gpu, fit, description, by_gpu=not is_roof or fit.by_gpu)
-    if is_roof and prec == "fp32" and not np.isfinite(fit.for_gpu(gpu_kind).compute_fp32_flop_per_s):
-        raise NoLawError(f"precision fp32 is not in the fitted data on {gpu_kind} (no fp32 compute rate)")
+    if is_roof and fit.by_gpu and gpu not in fit.gpus:
+        raise NoLawError(f"GPU kind {gpu!r} is not in the fitted data of {chosen.description} "
+                         f"(fitted: {', '.join(fit.gpus)})")
 
-    point = counted or count_point(spec, gpu_kind, prec, resolution, steps, use_cfg)
-    feats = point.features.assign(gpu=gpu_kind, precision=prec, steps=steps)
+    point = counted or count_point(spec, gpu, prec, resolution, steps, use_cfg, batch)
+    answer_source = _source_for(payload, fit, spec.name, gpu, source)
+    feats = point.features.assign(gpu=gpu, precision=prec, steps=steps, source=answer_source,
+                                  quoted=False, num_gpus=1)
+    feats = gpu_datasheets.with_datasheets(feats, sheets)
     if from_path:
         # Never the random effect of a measured model that happens to share the file's name.
         feats = feats.assign(model=f"file:{spec.source}")
     level = float(payload["settings"]["prediction_level"])
     pred: Prediction = fit.predict(feats, point.inputs, level) if is_roof else fit.predict(feats, level)
     interval = "from the law's residuals"
-    if scope == "pooled":
-        lomo = law_dict.get("lomo", {})
-        lo, hi, n = lomo.get("log_ratio_low"), lomo.get("log_ratio_high"), lomo.get("n_points", 0)
+    if chosen.scope == "pooled":
+        key = gpu if measured else None
+        held = chosen.entry.get("lomo", {}).get(key, {}) if key else chosen.entry.get("logo_interval", {})
+        lo, hi, n = held.get("log_ratio_low"), held.get("log_ratio_high"), held.get("n_points", 0)
         if lo is not None and hi is not None and n >= MIN_EMPIRICAL:
             # Held-out errors can lean one way; the interval still contains the law's own estimate.
             e = pred.energy_j
             pred = Prediction(e, e * np.exp(min(lo, 0.0)), e * np.exp(max(hi, 0.0)), level)
-            interval = f"empirical: held-out errors on {n} points of unseen architectures"
-    _extrapolation_notes(fit, feats, notes)
+            what = f"unseen architectures on {gpu}" if measured else "GPU kinds left out"
+            interval = f"empirical: held-out errors on {n} points of {what}"
+    notes = _range_notes(payload, gpu if measured else ALL, feats)
+    if not measured:
+        notes.append(f"{gpu} was never measured: it enters only through its datasheet "
+                     f"({sheets[gpu].source or 'given on the command line'})")
     return EnergyPrediction(
-        model=spec.name, gpu=gpu_kind, precision=prec, resolution=resolution, steps=steps, cfg=use_cfg,
+        model=spec.name, gpu=gpu, precision=prec, resolution=resolution, steps=steps, cfg=use_cfg,
+        batch=batch,
         energy=energy, energy_j=float(pred.energy_j[0]), low_j=float(pred.low_j[0]),
-        high_j=float(pred.high_j[0]), level=level, flops=float(feats["flops"].iloc[0]), law=description,
-        interval=interval, notes=tuple(notes),
+        high_j=float(pred.high_j[0]), level=level, flops=float(feats["flops"].iloc[0]),
+        law=chosen.description, interval=interval, data=_data_line(payload, chosen, gpu, measured),
+        source=answer_source, notes=tuple(notes), grid_intensity_g_per_kwh=grid_intensity, images=images,
     )
 
 
-def _extrapolation_notes(fit: Any, feats: pd.DataFrame, notes: list[str]) -> None:
-    f = float(feats["flops"].iloc[0])
-    rng = getattr(fit, "flops", None)
-    if rng and np.all(np.isfinite(rng)) and not (rng[0] <= f <= rng[1]):
-        notes.append(f"{f / 1e12:,.1f} TFLOP is outside the fitted range "
-                     f"[{rng[0] / 1e12:,.1f}, {rng[1] / 1e12:,.1f}] TFLOP: extrapolation")
-    for col, attr, unit in (("resolution", "resolution_px", "px"), ("steps", "steps", "steps")):
-        r = getattr(fit, attr, None)
+def _data_line(payload: dict[str, Any], chosen: _Choice, gpu: str, measured: bool) -> str:
+    counts = payload.get("points_by_source", {})
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    base = f"{payload.get('n_points', 0)} single-GPU points ({parts}), {len(payload.get('models', []))} " \
+           f"architectures, GPU kinds {', '.join(payload.get('gpus', []))}"
+    if chosen.scope == "architecture":
+        law = chosen.law
+        return f"{law.get('n_points')} points of {', '.join(law.get('models', []))} measured by this workflow"
+    return base if measured else base + f" (not {gpu})"
+
+
+def _range_notes(payload: dict[str, Any], gpu: str, feats: pd.DataFrame) -> list[str]:
+    """A note for every setting outside the range the laws were fitted on (for this GPU kind)."""
+    ranges = payload.get("ranges", {}).get(gpu) or payload.get("ranges", {}).get(ALL, {})
+    notes = []
+    for col, unit, scale in (("flops", "TFLOP", 1e12), ("resolution", "px", 1), ("steps", "steps", 1),
+                             ("batch", "images per batch", 1)):
+        r = ranges.get(col)
         v = float(feats[col].iloc[0])
-        if r and np.all(np.isfinite(r)) and not (r[0] <= v <= r[1]):
-            notes.append(f"{v:g} {unit} is outside the fitted range [{r[0]:g}, {r[1]:g}] {unit}")
+        if r and not (r[0] <= v <= r[1]):
+            notes.append(f"{v / scale:,.4g} {unit} is outside the fitted range [{r[0] / scale:,.4g}, "
+                         f"{r[1] / scale:,.4g}] {unit}: extrapolation")
+    return notes
 
 
 def resolve_model(model: str) -> tuple[zoo.ModelSpec, bool]:

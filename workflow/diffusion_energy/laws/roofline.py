@@ -1,34 +1,40 @@
-"""A roofline model of energy, shared by every architecture on one GPU kind.
+"""A roofline model of energy: time from every kernel's work, energy from time, FLOPs and bytes.
 
-    E = (P_idle + P_static) T_hat + e_flop FLOPs + e_byte bytes
-    T_hat = sum over the ops of an image of max(FLOPs / R, bytes / W, t_launch)
+    T_hat = k_source * sum over the kernels of an image of max(FLOPs / R_class, bytes / W, t_launch,source)
+    E     = P_idle * T_hat + P_ref * (pi_static * T_hat + pi_flop * FLOPs / R_ref + pi_byte * bytes / W_ref
+                                     + pi_source * T_hat)
 
-``R`` is the compute rate (a separate ``R_fp32`` when fp32 points are in the
-data), ``W`` the memory bandwidth, ``t_launch`` the cost of one kernel launch.
-``P_idle`` is the measured idle power of the GPU kind (median over its points),
-``P_static`` the extra power drawn while generating beyond idle (fitted, >= 0;
-the ``idle_static`` variant fixes it to 0, the issue's exact form). For the
-dynamic (idle-subtracted) energy the ``P_idle`` term is absent.
+``P_idle`` is the measured idle power where the data have it (this workflow's);
+where they do not (published sources), ``pi_static`` carries all static power.
+The ``idle_static`` variant fixes ``pi_static`` to 0 (the issue's exact form).
 
-Why: energy per FLOP varies threefold between a launch-bound SD 1.5 at 512 px
-and a compute-bound FLUX.1-dev at 1024 px; a FLOPs-only law cannot see kernel
-launches, this model can. Its inputs come from the per-op table counted on the
-meta device (``flops.count_model_ops``); without it, each stage is one "op"
-with the stage's FLOPs, bytes and kernel count (``granularity`` "stage").
+Each kernel runs at the slowest of its roofs: compute at the rate of its class
+(matrix multiplies, fused attention and convolutions reach different fractions
+of the peak; kernels without FLOPs are memory-bound), memory at the bandwidth,
+or the cost of launching it from Python, which depends on the software stack
+(a data source). Rates are fractions (efficiencies) of the GPU's datasheet
+peaks and powers are in units of its power limit, so one fit spans GPU kinds
+and a kind nobody measured is predicted from its datasheet (``by_gpu=False``);
+fitted per GPU kind (``by_gpu=True``) the datasheet only sets the units.
 
-Fitting: for given (R, W, t_launch) energy is linear in (P_static, e_flop,
-e_byte), solved by non-negative least squares on relative errors; the three
-or four rates are fitted by ``scipy.optimize.least_squares`` (from a few
-starting points) on the log errors of energy and of the measured time per
-image together. Time is what pins the rates down: from energy alone, scaling
-every rate by k and the power by 1/k predicts the same joules.
+Why: energy per FLOP varies threefold between a launch-bound SD 1.5 at batch 1
+and a compute-bound FLUX.1-dev; a FLOPs-only law cannot see kernel launches, nor
+that a batch shares them, this model can. Its inputs come from the per-op table
+counted on the meta device (``counting.flops``); without it, each stage is one
+"op" with the stage's FLOPs, bytes and kernel count (``granularity`` "stage").
+
+Fitting: the rates are fitted (``scipy.optimize.least_squares``, from a few
+starting points) on the log errors of the measured time per image; for those
+rates the energy is linear in the ``pi`` coefficients, solved by non-negative
+least squares on relative errors. Time is what pins the rates down: from energy
+alone, scaling every rate by k and every power by 1/k predicts the same joules.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,14 +48,24 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("fitted_static", "idle_static")
 KEYS = ["model", "resolution", "cfg", "batch"]
+#: Kernel classes with their own compute efficiency; "other" kernels (no FLOPs) are memory-bound.
+OP_CLASSES = ("matmul", "attention", "conv", "other")
+#: Units of a GPU kind without a datasheet (a per-kind fit only: they cancel there).
+NOMINAL = {"peak_flop_s": 1e15, "peak_fp32_flop_s": 1e14, "peak_bandwidth_byte_s": 2e12,
+           "power_limit_sheet_w": 700.0}
+#: Bounds of the fitted quantities: efficiencies (fractions of a peak), launch cost (s), time factor.
+EFFICIENCY_BOUNDS = (1e-3, 4.0)
+LAUNCH_BOUNDS = (1e-7, 1e-3)
+FACTOR_BOUNDS = (0.2, 5.0)
+#: Starting points: (efficiency of compute, of memory, launch cost in s).
+STARTS = ((0.5, 0.6, 2e-5), (0.2, 0.3, 5e-6), (0.8, 1.0, 4e-5))
 
-#: Bounds of the fitted rates: FLOP/s, B/s, s per kernel.
-RATE_BOUNDS = {"compute": (1e11, 1e16), "bandwidth": (1e10, 1e14), "launch": (1e-7, 1e-3),
-               "compute_fp32": (1e10, 1e16)}
-#: Starting points (compute FLOP/s, bandwidth B/s, launch s): a few plausible GPUs.
-STARTS = ((3e14, 2e12, 5e-6), (8e14, 3e12, 1.5e-5), (1e14, 8e11, 2e-6))
-#: Starting fp32 rate relative to the half-precision one.
-FP32_START_RATIO = 0.1
+
+def op_classes(op: pd.Series, flops: np.ndarray) -> np.ndarray:
+    """Index into ``OP_CLASSES`` of every op: ``sdpa`` attention, convolutions, other FLOPs, none."""
+    name = op.astype(str).to_numpy()
+    conv = np.char.find(name.astype(str), "convolution") >= 0
+    return np.where(name == "sdpa", 1, np.where(conv, 2, np.where(flops > 0, 0, 3)))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -57,7 +73,7 @@ FP32_START_RATIO = 0.1
 
 @dataclass(frozen=True)
 class RooflineInputs:
-    """Per-point work, as entries ``(point_id, flops, bytes, kernels, executions, fp32)``.
+    """Per-point work, as entries ``(point_id, flops, bytes, kernels, executions, fp32, op_class)``.
 
     One entry is an op (or, at stage granularity, a whole stage) executed
     ``executions`` times per image; ``flops``/``bytes``/``kernels`` are per
@@ -71,11 +87,11 @@ class RooflineInputs:
     executions: np.ndarray
     fp32: np.ndarray
     granularity: str
+    op_class: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
-    def subset(self, ids: Sequence[int] | np.ndarray) -> RooflineInputs:
-        keep = np.isin(self.point_id, np.asarray(ids))
-        return RooflineInputs(self.point_id[keep], self.flops[keep], self.bytes[keep], self.kernels[keep],
-                              self.executions[keep], self.fp32[keep], self.granularity)
+    def __post_init__(self) -> None:
+        if len(self.op_class) != len(self.point_id):
+            object.__setattr__(self, "op_class", np.where(self.flops > 0, 0, 3))
 
     def per_point(self, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Sum ``values`` (one per entry) per point, in the order of ``ids``."""
@@ -91,16 +107,36 @@ class RooflineInputs:
     def total_bytes(self, ids: np.ndarray) -> np.ndarray:
         return self.per_point(self.bytes * self.executions, ids)
 
-    def time_s(self, ids: np.ndarray, compute: float, compute_fp32: float, bandwidth: float,
-               launch: float) -> np.ndarray:
-        """Predicted GPU time per image of each point in ``ids``."""
-        rate = np.where(self.fp32, compute_fp32, compute)
-        per = np.maximum(np.maximum(self.flops / rate, self.bytes / bandwidth), self.kernels * launch)
+    def total_kernels(self, ids: np.ndarray) -> np.ndarray:
+        return self.per_point(self.kernels * self.executions, ids)
+
+    def class_flops(self, ids: np.ndarray) -> np.ndarray:
+        """FLOPs per image of each op class: an array (points, classes)."""
+        return np.column_stack([self.per_point(np.where(self.op_class == k, self.flops, 0) * self.executions,
+                                               ids) for k in range(len(OP_CLASSES))])
+
+    def time_s(self, ids: np.ndarray, compute: float | np.ndarray, compute_fp32: float | np.ndarray,
+               bandwidth: float | np.ndarray, launch: float | np.ndarray,
+               attention: float | np.ndarray | None = None, conv: float | np.ndarray | None = None
+               ) -> np.ndarray:
+        """Predicted GPU time per image of each point in ``ids``.
+
+        Every rate and the launch cost is a number, or an array indexed by point id
+        (each point at its own GPU's rates and its source's launch cost).
+        """
+        def at(value: float | np.ndarray) -> Any:
+            return value[self.point_id] if isinstance(value, np.ndarray) else value
+
+        rates = [at(compute), at(compute if attention is None else attention),
+                 at(compute if conv is None else conv), at(compute)]
+        half = np.choose(self.op_class, [np.broadcast_to(r, self.flops.shape) for r in rates])
+        rate = np.where(self.fp32, at(compute_fp32), half)
+        per = np.maximum(np.maximum(self.flops / rate, self.bytes / at(bandwidth)), self.kernels * at(launch))
         return self.per_point(per * self.executions, ids)
 
 
 def _byte_scale(precision: pd.Series) -> np.ndarray:
-    # Bytes were counted with 2-byte tensors; fp32 moves twice as many (as dataset.collect_energy).
+    # Bytes were counted with 2-byte tensors; fp32 moves twice as many (as dataset.per_image_costs).
     return np.where(precision.astype(str).to_numpy() == "fp32", 2.0, 1.0)
 
 
@@ -108,7 +144,7 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
     """Op-level inputs for ``points`` (rows with ``point_id`` and the grid keys).
 
     ``ops`` is ``flops.OPS_COLUMNS`` (one call of a component); ``flops_table``
-    gives each component's calls per image or per step. Raises ``ValueError``
+    gives each component's calls per pipeline call or per step. Raises ``ValueError``
     if a point has no ops.
     """
     calls = flops_table[KEYS + ["stage", "component", "calls", "per"]].drop_duplicates()
@@ -126,14 +162,16 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
     # Per pipeline call (of ``batch`` images) -> per image.
     per_image = (np.where(m["per"].to_numpy() == "step", m["steps"].to_numpy(dtype=float), 1.0)
                  / m["batch"].to_numpy(dtype=float))
+    flops = m["flops"].to_numpy(dtype=float)
     return RooflineInputs(
         point_id=m["point_id"].to_numpy(dtype=int),
-        flops=m["flops"].to_numpy(dtype=float),
+        flops=flops,
         bytes=m["bytes"].to_numpy(dtype=float) * _byte_scale(m["precision"]),
         kernels=np.ones(len(m)),
         executions=m["count"].to_numpy(dtype=float) * m["calls"].to_numpy(dtype=float) * per_image,
         fp32=m["precision"].astype(str).to_numpy() == "fp32",
         granularity="op",
+        op_class=op_classes(m["op"], flops),
     )
 
 
@@ -169,21 +207,119 @@ def build_inputs(points: pd.DataFrame, ops: pd.DataFrame | None, flops_table: pd
 
 @dataclass(frozen=True)
 class RooflineConstants:
-    """The fitted constants of one GPU kind (``gpu`` "all" when fitted across kinds)."""
+    """The fitted constants of one GPU kind (``gpu`` "all": one fit across kinds, in datasheet units).
+
+    Efficiencies are fractions of the reference peaks; ``pi_*`` are in units of
+    the reference power limit (``reference``: the kind's datasheet, or nominal
+    units where it has none; for "all", each point's own datasheet).
+    """
 
     gpu: str
-    compute_flop_per_s: float
-    compute_fp32_flop_per_s: float
-    bandwidth_byte_per_s: float
-    launch_s: float
+    efficiency: Mapping[str, float]
+    launch_s: Mapping[str, float]
+    time_factor: Mapping[str, float]
+    pi_static: float
+    pi_flop: float
+    pi_byte: float
+    pi_source: Mapping[str, float]
     idle_power_w: float
-    static_power_w: float
-    energy_per_flop_j: float
-    energy_per_byte_j: float
+    reference: Mapping[str, float]
+    source_reference: str
     sigma_log: float
     dof: int
     n_points: int
     precisions: tuple[str, ...]
+    sources: tuple[str, ...]
+    time_fitted: bool = True
+
+    # Absolute figures at the reference (what the roofline table reports).
+    @property
+    def compute_flop_per_s(self) -> float:
+        return self.efficiency["matmul"] * self.reference["peak_flop_s"]
+
+    @property
+    def compute_fp32_flop_per_s(self) -> float:
+        eff = self.efficiency.get("fp32")
+        return eff * self.reference["peak_fp32_flop_s"] if eff is not None else float("nan")
+
+    @property
+    def bandwidth_byte_per_s(self) -> float:
+        return self.efficiency["memory"] * self.reference["peak_bandwidth_byte_s"]
+
+    @property
+    def static_power_w(self) -> float:
+        return self.pi_static * self.reference["power_limit_sheet_w"]
+
+    @property
+    def energy_per_flop_j(self) -> float:
+        return self.pi_flop * self.reference["power_limit_sheet_w"] / self.reference["peak_flop_s"]
+
+    @property
+    def energy_per_byte_j(self) -> float:
+        return self.pi_byte * self.reference["power_limit_sheet_w"] / self.reference["peak_bandwidth_byte_s"]
+
+    @property
+    def launch_default_s(self) -> float:
+        return self.launch_s[self.source_reference]
+
+
+def _scales(frame: pd.DataFrame, datasheet_units: bool, reference: Mapping[str, float] | None
+            ) -> dict[str, np.ndarray]:
+    """Per point (indexed like ``frame``): the reference peaks and power limit it is measured in."""
+    out = {}
+    for col in NOMINAL:
+        if datasheet_units:
+            out[col] = frame[col].astype(float).to_numpy()
+        else:
+            out[col] = np.full(len(frame), (reference or NOMINAL)[col])
+    return out
+
+
+def _point_array(ids: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Values per point, as an array indexed by point id (for ``RooflineInputs.time_s``)."""
+    arr = np.full(size, np.nan)
+    arr[ids] = values
+    return arr
+
+
+#: Index of each efficiency in ``_TimeModel``'s vector: the half-precision classes, then fp32.
+_EFF_ORDER = ("matmul", "attention", "conv", "other", "fp32")
+
+
+class _TimeModel:
+    """The predicted time per image of some points, for given efficiencies and launch costs.
+
+    The fitting loop's hot path: each kernel's FLOPs and bytes are divided by its
+    point's reference peaks once, so an evaluation is a few vector operations and
+    one ``bincount`` over the kernels of just these points.
+    """
+
+    def __init__(self, inputs: RooflineInputs, ids: np.ndarray, scales: Mapping[str, np.ndarray],
+                 source_codes: np.ndarray) -> None:
+        order = np.argsort(ids)
+        keep = np.isin(inputs.point_id, ids)
+        pos = order[np.searchsorted(ids[order], inputs.point_id[keep])]
+        fp32 = inputs.fp32[keep]
+        compute_ref = np.where(fp32, scales["peak_fp32_flop_s"][pos], scales["peak_flop_s"][pos])
+        self.pos, self.n = pos, len(ids)
+        self.flops_s = inputs.flops[keep] / compute_ref  # seconds at the peak
+        self.bytes_s = inputs.bytes[keep] / scales["peak_bandwidth_byte_s"][pos]
+        self.kernels = inputs.kernels[keep]
+        self.executions = inputs.executions[keep]
+        self.klass = np.where(fp32, 4, inputs.op_class[keep])
+        self.source = np.asarray(source_codes)[pos]
+
+    def __call__(self, efficiency: np.ndarray, memory: float, launch: np.ndarray) -> np.ndarray:
+        """Time per image of each point; ``efficiency`` in ``_EFF_ORDER``, ``launch`` per source code."""
+        per = np.maximum(np.maximum(self.flops_s / efficiency[self.klass], self.bytes_s / memory),
+                         self.kernels * launch[self.source])
+        return np.bincount(self.pos, weights=per * self.executions, minlength=self.n)
+
+
+def _efficiency_vector(eff: Mapping[str, float]) -> np.ndarray:
+    """Efficiencies in ``_EFF_ORDER``: a class absent from the fit runs at the matrix-multiply rate."""
+    return np.array([eff.get(k, eff["matmul"]) for k in _EFF_ORDER[:3]] + [eff["matmul"],
+                    eff.get("fp32", eff["matmul"])])
 
 
 @dataclass(frozen=True)
@@ -205,44 +341,73 @@ class RooflineFit:
     def models(self) -> tuple[str, ...]:
         return ()
 
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(sorted({p for c in self.constants for p in c.precisions}))
+
     def for_gpu(self, gpu: str) -> RooflineConstants:
         for c in self.constants:
             if not self.by_gpu or c.gpu == gpu:
                 return c
         raise KeyError(gpu)
 
-    def _energy(self, c: RooflineConstants, t: np.ndarray, f: np.ndarray, b: np.ndarray) -> np.ndarray:
-        idle = 0.0 if TARGETS[self.target].dynamic else c.idle_power_w
-        return (idle + c.static_power_w) * t + c.energy_per_flop_j * f + c.energy_per_byte_j * b
+    def _parts(self, c: RooflineConstants, frame: pd.DataFrame, inputs: RooflineInputs
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(time, ideal compute time, ideal memory time, power limit, source) per point of ``frame``."""
+        ids = frame["point_id"].to_numpy(dtype=int)
+        scales = _scales(frame, not self.by_gpu, c.reference)
+        src = frame["source"].astype(str).to_numpy() if "source" in frame else np.full(len(frame), "")
+        known = np.array([s if s in c.launch_s else c.source_reference for s in src])
+        levels = sorted(c.launch_s)
+        codes = np.array([levels.index(s) for s in known], dtype=int)
+        model = _TimeModel(inputs, ids, scales, codes)
+        t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
+                  np.array([c.launch_s[s] for s in levels]))
+        t = t * np.array([c.time_factor.get(s, 1.0) for s in known])
+        ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
+        ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
+        return t, ideal_c, ideal_b, scales["power_limit_sheet_w"], known
+
+    def time_s(self, frame: pd.DataFrame, inputs: RooflineInputs) -> np.ndarray:
+        out = np.full(len(frame), np.nan)
+        for rows, c in self._groups(frame):
+            out[rows] = self._parts(c, frame.iloc[rows], inputs)[0]
+        return out
+
+    def _groups(self, frame: pd.DataFrame) -> list[tuple[np.ndarray, RooflineConstants]]:
+        if not self.by_gpu:
+            return [(np.arange(len(frame)), self.constants[0])]
+        gpus = frame["gpu"].astype(str).to_numpy()
+        out = []
+        for gpu in sorted(set(gpus)):
+            try:
+                out.append((np.flatnonzero(gpus == gpu), self.for_gpu(gpu)))
+            except KeyError:
+                raise NotIdentifiable(f"the roofline model was fitted per GPU kind and has no constants for "
+                                      f"{gpu} (fitted: {', '.join(self.gpus)})") from None
+        return out
 
     def predict(self, frame: pd.DataFrame, inputs: RooflineInputs, level: float) -> Prediction:
         """Energies of ``frame``'s points (``point_id`` into ``inputs``)."""
-        ids = frame["point_id"].to_numpy(dtype=int)
-        n = len(ids)
+        n = len(frame)
         mean, sigma, dof = np.full(n, np.nan), np.full(n, np.nan), np.ones(n)
-        gpus = frame["gpu"].astype(str).to_numpy()
-        for gpu in sorted(set(gpus)):
-            rows = np.flatnonzero(gpus == gpu) if self.by_gpu else np.arange(n)
-            c = self.for_gpu(gpu)
-            sub = ids[rows]
-            t = inputs.time_s(sub, c.compute_flop_per_s, c.compute_fp32_flop_per_s,
-                              c.bandwidth_byte_per_s, c.launch_s)
-            e = self._energy(c, t, inputs.total_flops(sub), inputs.total_bytes(sub))
+        dynamic = TARGETS[self.target].dynamic
+        for rows, c in self._groups(frame):
+            part = frame.iloc[rows]
+            if not self.by_gpu and not np.isfinite(part["peak_flop_s"].astype(float)).all():
+                raise NotIdentifiable("a GPU kind without a datasheet: the shared roofline model sees a GPU "
+                                      "only through its datasheet")
+            t, ic, ib, plimit, known = self._parts(c, part, inputs)
+            src_power = np.array([c.pi_source.get(s, 0.0) for s in known])
+            e = plimit * ((c.pi_static + src_power) * t + c.pi_flop * ic + c.pi_byte * ib)
+            if np.isfinite(c.idle_power_w) and not dynamic:
+                idle = part["idle_power_w"].astype(float).to_numpy() if "idle_power_w" in part else \
+                    np.full(len(part), np.nan)
+                e = e + np.where(np.isfinite(idle), idle, c.idle_power_w) * t
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
-            if not self.by_gpu:
-                break
         half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
         return Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
-
-    def time_s(self, frame: pd.DataFrame, inputs: RooflineInputs) -> np.ndarray:
-        ids = frame["point_id"].to_numpy(dtype=int)
-        out = np.full(len(ids), np.nan)
-        for i, (pid, gpu) in enumerate(zip(ids, frame["gpu"].astype(str), strict=True)):
-            c = self.for_gpu(gpu)
-            out[i] = inputs.time_s(np.array([pid]), c.compute_flop_per_s, c.compute_fp32_flop_per_s,
-                                   c.bandwidth_byte_per_s, c.launch_s)[0]
-        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "variant": self.variant, "granularity": self.granularity,
@@ -253,86 +418,127 @@ class RooflineFit:
     def from_dict(cls, d: dict[str, Any]) -> RooflineFit:
         consts = tuple(
             RooflineConstants(**{**{k: (np.nan if v is None else v) for k, v in c.items()},
-                                 "precisions": tuple(c["precisions"])})
+                                 "precisions": tuple(c["precisions"]), "sources": tuple(c["sources"])})
             for c in d["constants"])
         return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"])
 
 
-def _fit_one(
-    gpu: str,
-    frame: pd.DataFrame,
-    inputs: RooflineInputs,
-    target: Target,
-    variant: str,
-) -> RooflineConstants:
-    ids = frame["point_id"].to_numpy(dtype=int)
-    energy = target.energy_j(frame)
-    has_fp32 = int((frame["precision"].astype(str) == "fp32").sum()) >= 2
-    n_linear = 3 if variant == "fitted_static" else 2
-    n_rates = 4 if has_fp32 else 3
-    if len(ids) < n_linear + n_rates + 1:
-        raise NotIdentifiable(f"{gpu}: {len(ids)} points for {n_linear + n_rates} roofline constants")
-    idle = float(np.nanmedian(frame["idle_power_w"].astype(float))) if frame["idle_power_w"].notna().any() \
-        else float("nan")
-    if not target.dynamic and not np.isfinite(idle):
-        raise NotIdentifiable(f"{gpu}: no idle power measured")
-    idle_term = 0.0 if target.dynamic else idle
-    flops_total = inputs.total_flops(ids)
-    bytes_total = inputs.total_bytes(ids)
+def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
+    """Compute classes with a real share of the FLOPs (a class absent from the data shares matmul's rate)."""
+    share = inputs.class_flops(ids).sum(axis=0)
+    total = share[:3].sum()
+    return ["matmul"] + [OP_CLASSES[k] for k in (1, 2) if total > 0 and share[k] / total > 0.01]
 
-    def rates(z: np.ndarray) -> tuple[float, float, float, float]:
+
+def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Target, variant: str,
+             datasheet_units: bool) -> RooflineConstants:
+    ids = frame["point_id"].to_numpy(dtype=int)
+    n = len(ids)
+    energy = target.energy_j(frame)
+    sources = frame["source"].astype(str).to_numpy() if "source" in frame else np.full(n, "")
+    levels = sorted(set(sources), key=lambda s: (-int((sources == s).sum()), s))
+    reference_source, others = levels[0], levels[1:]
+    has_fp32 = int((frame["precision"].astype(str) == "fp32").sum()) >= 2
+    classes = _present_classes(inputs, ids)
+    eff_names = classes + (["fp32"] if has_fp32 else []) + ["memory"]
+    n_rates = len(eff_names) + len(levels) + len(others)
+    dynamic = target.dynamic
+    idle = frame["idle_power_w"].astype(float).to_numpy()
+    idle_known = bool(np.isfinite(idle).all())
+    if variant == "idle_static" and not idle_known:
+        raise NotIdentifiable(f"{gpu}: idle power not measured (the idle_static variant needs it)")
+    if not idle_known:
+        # No idle power (published sources): the fitted static power is all of it, idle included.
+        idle = np.zeros(n)
+    n_linear = (3 if variant == "fitted_static" else 2) + len(others)
+    if n < n_linear + 2:
+        raise NotIdentifiable(f"{gpu}: {n} points for {n_linear} energy coefficients")
+    if datasheet_units:
+        missing = sorted(set(frame.loc[~np.isfinite(frame["peak_flop_s"].astype(float)), "gpu"].astype(str)))
+        if missing:
+            raise NotIdentifiable(f"GPU kind(s) {missing} without a datasheet: a fit across kinds needs them")
+        reference: dict[str, float] = {}
+    else:
+        first = frame.iloc[0]
+        reference = {col: (float(first[col]) if col in frame and np.isfinite(float(first[col])) else nominal)
+                     for col, nominal in NOMINAL.items()}
+    scales = _scales(frame, datasheet_units, reference)
+    time_meas = frame["time_s"].astype(float).to_numpy()
+    use_time = bool(np.all(np.isfinite(time_meas) & (time_meas > 0))) and n > n_rates
+    if not use_time:
+        log.warning("%s: measured times missing or too few; the rates are fitted on energy alone, where "
+                    "power and rates trade off", gpu)
+    codes = np.array([levels.index(s) for s in sources], dtype=int)
+    model = _TimeModel(inputs, ids, scales, codes)
+    factor_of = np.array([0] * n) if not others else np.array([others.index(s) + 1 if s in others else 0
+                                                                for s in sources])
+
+    def unpack(z: np.ndarray) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
         r = np.exp(z)
-        return r[0], (r[3] if has_fp32 else r[0]), r[1], r[2]
+        eff = dict(zip(eff_names, r[:len(eff_names)], strict=True))
+        launch = dict(zip(levels, r[len(eff_names):len(eff_names) + len(levels)], strict=True))
+        factor = {reference_source: 1.0, **dict(zip(others, r[len(eff_names) + len(levels):], strict=True))}
+        return eff, launch, factor
+
+    def times(z: np.ndarray) -> np.ndarray:
+        r = np.exp(z)
+        eff = dict(zip(eff_names, r[:len(eff_names)], strict=True))
+        launch = r[len(eff_names):len(eff_names) + len(levels)]
+        factors = np.concatenate([[1.0], r[len(eff_names) + len(levels):]])
+        return model(_efficiency_vector(eff), eff["memory"], launch) * factors[factor_of]
+
+    ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
+    ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
+    plimit = scales["power_limit_sheet_w"]
 
     def solve(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        compute, compute32, bandwidth, launch = rates(z)
-        t = inputs.time_s(ids, compute, compute32, bandwidth, launch)
-        cols = [t] if variant == "fitted_static" else []
-        A = np.column_stack(cols + [flops_total, bytes_total]) / energy[:, None]
-        b = 1.0 - idle_term * t / energy
+        t = times(z)
+        cols = ([plimit * t] if variant == "fitted_static" else []) + [plimit * ideal_c, plimit * ideal_b]
+        cols += [plimit * t * (sources == s) for s in others]
+        fixed = idle * t if not dynamic else np.zeros(n)
+        A = np.column_stack(cols) / energy[:, None]
+        b = 1.0 - fixed / energy
         scale = np.linalg.norm(A, axis=0)
         scale[scale == 0] = 1.0
         u, _ = optimize.nnls(A / scale, b)
         u = u / scale
-        linear = np.concatenate([[0.0] if variant != "fitted_static" else [], u])
-        pred = idle_term * t + np.column_stack([t, flops_total, bytes_total]) @ linear
-        return linear, pred
-
-    time_meas = frame["time_s"].astype(float).to_numpy()
-    use_time = bool(np.all(np.isfinite(time_meas) & (time_meas > 0)))
-    if not use_time:
-        log.warning("%s: measured times missing; the rates are fitted on energy alone, where static "
-                    "power and the rates trade off", gpu)
+        return u, fixed + np.column_stack(cols) @ u
 
     def resid(z: np.ndarray) -> np.ndarray:
-        r = np.log(np.maximum(solve(z)[1], 1e-12) / energy)
-        if not use_time:
-            return r
-        t = inputs.time_s(ids, *rates(z))
-        return np.concatenate([r, np.log(t / time_meas)])
+        if use_time:
+            return np.log(times(z) / time_meas)
+        return np.log(np.maximum(solve(z)[1], 1e-12) / energy)
 
-    names = ["compute", "bandwidth", "launch"] + (["compute_fp32"] if has_fp32 else [])
-    lo = np.log([RATE_BOUNDS[k][0] for k in names])
-    hi = np.log([RATE_BOUNDS[k][1] for k in names])
+    lo = np.log([EFFICIENCY_BOUNDS[0]] * len(eff_names) + [LAUNCH_BOUNDS[0]] * len(levels)
+                + [FACTOR_BOUNDS[0]] * len(others))
+    hi = np.log([EFFICIENCY_BOUNDS[1]] * len(eff_names) + [LAUNCH_BOUNDS[1]] * len(levels)
+                + [FACTOR_BOUNDS[1]] * len(others))
     best = None
-    for start in STARTS:
-        z0 = np.log(list(start) + ([start[0] * FP32_START_RATIO] if has_fp32 else []))
-        sol = optimize.least_squares(resid, np.clip(z0, lo, hi), bounds=(lo, hi), diff_step=1e-4,
-                                     x_scale=1.0, max_nfev=400)
+    for compute, memory, launch in STARTS:
+        z0 = np.log([compute] * (len(eff_names) - 1) + [memory] + [launch] * len(levels)
+                    + [1.0] * len(others))
+        sol = optimize.least_squares(resid, np.clip(z0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi),
+                                     diff_step=1e-4, x_scale=1.0, max_nfev=300)
         if best is None or sol.cost < best.cost:
             best = sol
     assert best is not None
-    linear, _ = solve(best.x)
-    compute, compute32, bandwidth, launch = rates(best.x)
-    r = resid(best.x)[: len(ids)]
-    dof = max(len(ids) - n_linear - (0 if use_time else n_rates), 1)
+    linear, predicted = solve(best.x)
+    eff, launch, factor = unpack(best.x)
+    pi_static = float(linear[0]) if variant == "fitted_static" else 0.0
+    k = 1 if variant == "fitted_static" else 0
+    pi_flop, pi_byte = float(linear[k]), float(linear[k + 1])
+    pi_source = {s: float(v) for s, v in zip(others, linear[k + 2:], strict=True)}
+    r = np.log(np.maximum(predicted, 1e-12) / energy)
+    dof = max(n - n_linear - (n_rates if not use_time else 0), 1)
+    idle_w = float(np.median(idle)) if idle_known else float("nan")
     return RooflineConstants(
-        gpu=gpu, compute_flop_per_s=float(compute),
-        compute_fp32_flop_per_s=float(compute32) if has_fp32 else float("nan"),
-        bandwidth_byte_per_s=float(bandwidth), launch_s=float(launch), idle_power_w=idle,
-        static_power_w=float(linear[0]), energy_per_flop_j=float(linear[1]),
-        energy_per_byte_j=float(linear[2]), sigma_log=float(np.sqrt((r ** 2).sum() / dof)), dof=dof,
-        n_points=len(ids), precisions=tuple(sorted(set(frame["precision"].astype(str)))),
+        gpu=gpu, efficiency={k2: float(v) for k2, v in eff.items()}, launch_s={k2: float(v) for k2, v in
+                                                                               launch.items()},
+        time_factor={k2: float(v) for k2, v in factor.items()}, pi_static=pi_static, pi_flop=pi_flop,
+        pi_byte=pi_byte, pi_source=pi_source, idle_power_w=idle_w, reference=reference,
+        source_reference=reference_source, sigma_log=float(np.sqrt((r ** 2).sum() / dof)), dof=dof,
+        n_points=n, precisions=tuple(sorted(set(frame["precision"].astype(str)))), sources=tuple(levels),
+        time_fitted=use_time,
     )
 
 
@@ -344,15 +550,49 @@ def fit_roofline(
     by_gpu: bool = True,
     name: str = "roofline",
 ) -> RooflineFit:
-    """Fit the constants of each GPU kind (or one set across kinds, ``by_gpu=False``)."""
+    """Fit the constants of each GPU kind (``by_gpu``), or one set across kinds in datasheet units."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown roofline variant {variant!r}; allowed: {VARIANTS}")
     rows = frame[target.valid(frame)]
     if rows.empty:
         raise NotIdentifiable("no points")
     if by_gpu:
-        consts = tuple(_fit_one(str(g), part, inputs, target, variant)
+        consts = tuple(_fit_one(str(g), part, inputs, target, variant, datasheet_units=False)
                        for g, part in rows.groupby("gpu", sort=True))
     else:
-        consts = (_fit_one("all", rows, inputs, target, variant),)
+        consts = (_fit_one("all", rows, inputs, target, variant, datasheet_units=True),)
     return RooflineFit(target.name, variant, inputs.granularity, by_gpu, consts, name)
+
+
+def constants_rows(fit: RooflineFit, law: str) -> list[dict[str, Any]]:
+    """The roofline table's rows: one per GPU kind (or "all"), absolute figures at its reference."""
+    rows = []
+    for c in fit.constants:
+        rows.append({
+            "target": fit.target, "law": law, "variant": fit.variant, "granularity": fit.granularity,
+            "gpu": c.gpu, "n_points": c.n_points, "time_fitted": c.time_fitted,
+            **{f"efficiency_{k}": v for k, v in c.efficiency.items()},
+            "compute_tflop_per_s": c.compute_flop_per_s / 1e12 if c.reference else np.nan,
+            "compute_fp32_tflop_per_s": c.compute_fp32_flop_per_s / 1e12 if c.reference else np.nan,
+            "bandwidth_gb_per_s": c.bandwidth_byte_per_s / 1e9 if c.reference else np.nan,
+            "launch_us": "; ".join(f"{s}: {v * 1e6:.1f}" for s, v in c.launch_s.items()),
+            "time_factor": "; ".join(f"{s}: {v:.3f}" for s, v in c.time_factor.items()),
+            "idle_power_w": c.idle_power_w,
+            "static_power_w": c.static_power_w if c.reference else np.nan,
+            "pi_static": c.pi_static, "pi_flop": c.pi_flop, "pi_byte": c.pi_byte,
+            "pi_source": "; ".join(f"{s}: {v:.3f}" for s, v in c.pi_source.items()),
+            "energy_per_tflop_j": c.energy_per_flop_j * 1e12 if c.reference else np.nan,
+            "energy_per_gb_j": c.energy_per_byte_j * 1e9 if c.reference else np.nan,
+            "sigma_log": c.sigma_log,
+        })
+    return rows
+
+
+ROOFLINE_COLUMNS = [
+    "target", "law", "variant", "granularity", "gpu", "n_points", "time_fitted", "efficiency_matmul",
+    "efficiency_attention", "efficiency_conv", "efficiency_fp32", "efficiency_memory", "compute_tflop_per_s",
+    "compute_fp32_tflop_per_s", "bandwidth_gb_per_s", "launch_us", "time_factor", "idle_power_w",
+    "static_power_w", "pi_static", "pi_flop", "pi_byte", "pi_source", "energy_per_tflop_j", "energy_per_gb_j",
+    "sigma_log",
+]
+

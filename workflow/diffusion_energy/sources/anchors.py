@@ -31,15 +31,18 @@ MODEL_ALIASES = {"sd2": "sd21", "sd2.1": "sd21", "sd-2.1": "sd21", "sd1.5": "sd1
                  "flux-dev": "flux-dev", "qwen-image": "qwen-image", "sdxl": "sdxl"}
 #: Published GPU names -> GPU kinds of the config.
 GPU_ALIASES = {"a100-40gb": "a100", "a100-80gb": "a100", "h100-80gb": "h100", "rtx-a6000": "a6000"}
+#: Anchor sources that are also imported data sources (an anchor is never compared with its own rows).
+SOURCE_OF_ANCHOR = {"arXiv:2511.17031": "paper-2511.17031", "ML.ENERGY leaderboard v2": "mlenergy-v2"}
 #: Published law metrics -> (our coefficient in the per-architecture law, how to read it).
 LAW_METRICS = {"law_alpha": "alpha", "law_r2": "r2_log", "law_beta_dtype_fp32": "beta_dtype"}
 
 ENERGY_COLUMNS = [
-    "source", "published_model", "model", "published_gpu", "gpu", "same_gpu", "resolution", "steps",
+    "source", "data_source", "published_model", "model", "published_gpu", "gpu", "same_gpu", "resolution",
+    "steps",
     "published_precision", "precision", "cfg", "batch", "published_j", "measured_j", "ratio", "note",
 ]
 LAW_COLUMNS = ["source", "published_model", "model", "published_gpu", "metric", "published", "ours",
-               "ours_ci_low", "ours_ci_high", "our_gpus", "note"]
+               "ours_ci_low", "ours_ci_high", "our_gpus", "our_source", "our_points", "note"]
 
 
 def read_published(path: str | Path) -> pd.DataFrame:
@@ -77,8 +80,11 @@ def compare_energy(published: pd.DataFrame, energy: pd.DataFrame) -> pd.DataFram
         published_cfg = str(a["cfg"]).lower() == "true"
         distilled = _distilled(model)
         want_cfg = False if (distilled and published_cfg) else published_cfg
+        own = _data_source(a["source"])
+        single = energy["num_gpus"].astype(float) == 1 if "num_gpus" in energy else True
         match = energy[
-            (energy["model"] == model) & (energy["resolution"] == float(a["resolution"]))
+            single & (energy.get("source", pd.Series("", index=energy.index)).astype(str) != own)
+            & (energy["model"] == model) & (energy["resolution"] == float(a["resolution"]))
             & (energy["steps"] == float(a["steps"])) & (energy["cfg"].astype(bool) == want_cfg)
             & (energy["batch"] == float(a["batch"]))
             & (half == ("fp32" if a["precision"] == "fp32" else "half"))
@@ -91,7 +97,8 @@ def compare_energy(published: pd.DataFrame, energy: pd.DataFrame) -> pd.DataFram
         pub_j = _to_j(a["value"], a["unit"])
         for _, m in match.iterrows():
             rows.append({
-                "source": a["source"], "published_model": a["model"], "model": model,
+                "source": a["source"], "data_source": m.get("source", ""), "published_model": a["model"],
+                "model": model,
                 "published_gpu": a["gpu"], "gpu": m["gpu"], "same_gpu": m["gpu"] == a["gpu_kind"],
                 "resolution": int(m["resolution"]), "steps": int(m["steps"]),
                 "published_precision": a["precision"], "precision": m["precision"], "cfg": bool(m["cfg"]),
@@ -104,12 +111,23 @@ def compare_energy(published: pd.DataFrame, energy: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
 
 
+def _data_source(anchor_source: str) -> str:
+    """The imported data source an anchor's figures are (empty if none)."""
+    return next((s for prefix, s in SOURCE_OF_ANCHOR.items() if str(anchor_source).startswith(prefix)), "")
+
+
 def compare_laws(published: pd.DataFrame, payload: dict[str, Any]) -> pd.DataFrame:
-    """``LAW_COLUMNS``: published exponents, R^2 and fp32 shifts beside our per-architecture laws."""
+    """``LAW_COLUMNS``: published exponents, R^2 and fp32 shifts beside our per-architecture laws.
+
+    A published figure is compared with our law fitted on the same source's numbers where we have
+    one (the paper's law refitted on the paper's own energies), else on this workflow's measurements.
+    """
     per_arch = payload.get("per_architecture", {}).get("image", {}) if payload.get("status") == "ok" else {}
     rows = []
     for _, a in published[published["metric"].isin(list(LAW_METRICS))].iterrows():
-        law = per_arch.get(a["zoo_model"])
+        own = _data_source(a["source"])
+        source = own if a["zoo_model"] in per_arch.get(own, {}) else "this-workflow"
+        law = per_arch.get(source, {}).get(a["zoo_model"])
         if law is None:
             continue
         key = LAW_METRICS[a["metric"]]
@@ -129,5 +147,6 @@ def compare_laws(published: pd.DataFrame, payload: dict[str, Any]) -> pd.DataFra
         rows.append({"source": a["source"], "published_model": a["model"], "model": a["zoo_model"],
                      "published_gpu": a["gpu"], "metric": key, "published": pub, "ours": ours,
                      "ours_ci_low": lo, "ours_ci_high": hi, "our_gpus": " ".join(law["gpus"]),
+                     "our_source": source, "our_points": int(law["n_points"]),
                      "note": str(a["note"]) if pd.notna(a["note"]) else ""})
     return pd.DataFrame(rows, columns=LAW_COLUMNS)

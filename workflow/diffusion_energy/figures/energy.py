@@ -1,0 +1,270 @@
+"""Figures of measured energy: against FLOPs, batch size, resolution and steps, per stage, per precision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from ..laws import powerlaw
+from ..sources import gpu_datasheets
+from . import style
+
+
+def _per_gpu_panels(gpus: Sequence[str], width: float = 4.6, height: float = 4.4) -> tuple[Any, Any]:
+    fig, axes = style.figure(1, len(gpus), width=width * len(gpus) + 2.2, height=height)
+    return fig, axes
+
+
+def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence[str | Path]) -> None:
+    """Energy per image vs FLOPs per image, one panel per GPU kind: every single-GPU point of every
+    source, the pooled FLOPs-only law of each source, each architecture's own law where its FLOPs
+    vary, and the GPU's physical limit (datasheet power limit / peak FLOP/s)."""
+    xlabel, ylabel = "compute per image (TFLOP)", "GPU energy per image (J)"
+    frame = style.single_gpu(energy)
+    if frame.empty:
+        style.empty_figure("Energy vs FLOPs per architecture", xlabel, ylabel, outputs)
+        return
+    gpus = style.gpu_order(frame["gpu"].unique())
+    models = style.model_order(frame["model"].unique())
+    colours = style.model_colours(models)
+    fig, axes = _per_gpu_panels(gpus)
+    ok = payload.get("status") == "ok"
+    pooled = payload.get("pooled", {}).get("image", {}).get("candidates", {}).get("flops") if ok else None
+    law = powerlaw.LawFit.from_dict(pooled["law"]) if pooled else None
+    per_arch = payload.get("per_architecture", {}).get("image", {}) if ok else {}
+    sheets = {k: gpu_datasheets.Datasheet.from_config(v) for k, v in payload.get("datasheets", {}).items()}
+    lo, hi = frame["flops"].min() / 1.6, frame["flops"].max() * 1.6
+    grid = np.geomspace(lo, hi, 50)
+    for ax, gpu in zip(axes.flat, gpus, strict=True):
+        part = frame[frame["gpu"] == gpu]
+        for (m, source), g in part.groupby(["model", "source"]):
+            ax.scatter(g["flops"] / 1e12, g["energy_j"], color=colours[m], marker=style.source_marker(source),
+                       s=np.clip(46 / np.sqrt(g["batch"].astype(float)), 8, 46), alpha=0.85, edgecolor="none")
+        if law is not None:
+            for source in sorted(set(part["source"])):
+                if source not in law.sources or not part["quoted"].eq(False).any():
+                    continue
+                line = pd.DataFrame({"flops": grid, "gpu": gpu, "source": source, "precision": "fp16",
+                                     "resolution": 1024, "model": "", "batch": 1, "kernels": 1.0})
+                line = gpu_datasheets.with_datasheets(line, sheets)
+                if not np.isfinite(line["physical_j_per_flop"]).all() and "delta_phys" in law.design.terms:
+                    continue
+                ax.plot(grid / 1e12, law.predict(line, 0.9).energy_j, color="0.35", lw=1,
+                        linestyle="--" if source != law.design.source_reference else "-")
+        for source, laws in per_arch.items():
+            for m, d in laws.items():
+                fit = powerlaw.LawFit.from_dict(d)
+                pts = part[(part["model"] == m) & (part["source"] == source)].sort_values("flops")
+                if gpu in fit.gpus and len(pts):
+                    ax.plot(pts["flops"] / 1e12, fit.predict(pts, 0.9).energy_j, color=colours[m], lw=1.4)
+        if gpu in sheets:
+            limit = grid * sheets[gpu].physical_j_per_flop("fp16")
+            ax.plot(grid / 1e12, limit, color="k", lw=1, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo / 1e12, hi / 1e12)
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{gpu} ({len(part)} points)", fontsize=10)
+        ax.grid(True, which="both", alpha=0.2)
+    axes[0, 0].set_ylabel(ylabel)
+    extra = style.source_handles(frame["source"].unique())
+    extra += [Line2D([], [], color="0.35", lw=1, label="pooled FLOPs-only law\n(dashed: other source)"),
+              Line2D([], [], color="0.5", lw=1.4, label="an architecture's own law"),
+              Line2D([], [], color="k", lw=1, linestyle=":", label="physical limit\n(power limit / peak)")]
+    fig.legend(handles=style.model_handles(models, colours) + extra, fontsize=7, loc="outside right upper",
+               title="smaller marker: larger batch", title_fontsize=7)
+    fig.suptitle("Energy per image vs FLOPs per image (single GPU; every batch size)")
+    style.save(fig, outputs)
+
+
+def energy_vs_batch(energy: pd.DataFrame, predictions: pd.DataFrame, metrics: pd.DataFrame,
+                    outputs: Sequence[str | Path], target: str = "image") -> None:
+    """Energy per image vs batch size per model and GPU kind, with the leave-one-model-out predictions
+    of the candidate chosen for that kind (and of the FLOPs-only law, which cannot see the batch)."""
+    from ..laws import crossval
+    from ..laws.analysis import BASELINE
+
+    xlabel, ylabel = "batch size (images per pipeline call)", "GPU energy per image (J)"
+    frame = style.single_gpu(energy)
+    frame = frame[~frame["quoted"].astype(bool)] if len(frame) else frame
+    if len(frame):
+        frame = frame[frame.groupby(["gpu", "model", "source"])["batch"].transform("nunique") > 1]
+    if frame.empty:
+        style.empty_figure("Energy vs batch size", xlabel, ylabel, outputs,
+                           message="no batch sweeps measured",
+                           hint="the published ML.ENERGY data (results/public/) hold batch sweeps")
+        return
+    gpus = style.gpu_order(frame["gpu"].unique())
+    models = style.model_order(frame["model"].unique())
+    colours = style.model_colours(models)
+    fig, axes = _per_gpu_panels(gpus, width=4.4, height=4.6)
+    pred = predictions[predictions["target"] == target] if len(predictions) else predictions
+    for ax, gpu in zip(axes.flat, gpus, strict=True):
+        part = frame[frame["gpu"] == gpu]
+        best = crossval.select_candidate(metrics, target, gpu=gpu) if len(metrics) else None
+        for (m, source), g in part.groupby(["model", "source"]):
+            g = g.sort_values("batch")
+            ax.plot(g["batch"], g["energy_j"], color=colours[m], marker=style.source_marker(source), ms=4,
+                    lw=1.2)
+            for cand, ls in ((best, "--"), (BASELINE, ":")):
+                if cand is None or pred.empty:
+                    continue
+                p = pred[(pred["candidate"] == cand) & (pred["gpu"] == gpu) & (pred["model"] == m)
+                         & (pred["source"] == source)].sort_values("batch")
+                if len(p):
+                    ax.plot(p["batch"], p["predicted_j"], color=colours[m], lw=1, linestyle=ls, alpha=0.9)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{gpu}: predictions by {best or 'none'}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.2)
+    axes[0, 0].set_ylabel(ylabel)
+    extra = style.source_handles(frame["source"].unique()) + [
+        Line2D([], [], color="0.3", lw=1.2, label="measured"),
+        Line2D([], [], color="0.3", lw=1, linestyle="--",
+               label="predicted, model left out\n(chosen candidate)"),
+        Line2D([], [], color="0.3", lw=1, linestyle=":", label="predicted, model left out\n(FLOPs-only law)")]
+    fig.legend(handles=style.model_handles(models, colours) + extra, fontsize=7, loc="outside right upper")
+    fig.suptitle("Energy per image falls with the batch (FLOPs per image do not): measured and predicted")
+    style.save(fig, outputs)
+
+
+def stage_shares(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
+    """Share of the image's energy in text encoding, denoising and VAE decoding, per (resolution, steps)."""
+    frame = _default_precision(energy[energy["text_energy_j"].notna()]) if len(energy) else energy
+    if frame.empty:
+        style.empty_figure("Stage shares of energy", "resolution (px) / steps", "share of image energy (%)",
+                           outputs, message="no per-stage measurements yet", hint=style.NO_OWN_DATA_HINT)
+        return
+    counts = frame["gpu"].value_counts()
+    gpu = sorted(counts.index, key=lambda g: (-counts[g], g))[0]  # the most measured GPU kind
+    frame = frame[frame["gpu"] == gpu]
+    models = style.model_order(frame["model"].unique())
+    ncols = min(3, len(models))
+    nrows = int(np.ceil(len(models) / ncols))
+    fig, axes = style.figure(nrows, ncols, width=4.2 * ncols, height=3.2 * nrows + 0.6)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, models, strict=False):
+        part = frame[frame["model"] == m].sort_values(["resolution", "steps"])
+        stages = part[[f"{s}_energy_j" for s in style.STAGE_COLOURS]].to_numpy(dtype=float)
+        total = np.nansum(stages, axis=1)
+        x = np.arange(len(part))
+        bottom = np.zeros(len(part))
+        for j, (stage, colour) in enumerate(style.STAGE_COLOURS.items()):
+            share = 100 * np.nan_to_num(stages[:, j]) / np.where(total > 0, total, np.nan)
+            ax.bar(x, share, bottom=bottom, color=colour, label=stage, width=0.8)
+            bottom += np.nan_to_num(share)
+        ticks = [f"{int(r)}\n{int(s)}" for r, s in zip(part["resolution"], part["steps"], strict=True)]
+        ax.set_xticks(x, ticks, fontsize=7)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{m} ({part['precision'].iloc[0]})", fontsize=10)
+        ax.set_ylabel("share of image energy (%)", fontsize=8)
+        ax.set_xlabel("resolution (px) / steps", fontsize=8)
+    handles = [Line2D([], [], color=c, linewidth=8, label=s) for s, c in style.STAGE_COLOURS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
+    fig.suptitle(f"Stage shares of energy on {gpu}")
+    style.save(fig, outputs)
+
+
+def _default_precision(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each model's most measured precision (its default in the grid)."""
+    if frame.empty:
+        return frame
+    counts = frame.groupby(["model", "precision"]).size().reset_index(name="n")
+    best = counts.sort_values(["model", "n", "precision"], ascending=[True, False, True]).drop_duplicates(
+        "model")
+    keep = set(map(tuple, best[["model", "precision"]].to_numpy()))
+    return frame[[(m, p) in keep for m, p in zip(frame["model"], frame["precision"], strict=True)]]
+
+
+def _energy_lines(energy: pd.DataFrame, outputs: Sequence[str | Path], x: str, panel: str, xlabel: str,
+                  panel_label: Callable[[float], str], title: str) -> None:
+    """Energy vs ``x`` per (model, GPU kind, source) at batch 1, where a series has several ``x``."""
+    ylabel = "GPU energy per image (J)"
+    frame = style.single_gpu(energy)
+    frame = _default_precision(frame[frame["batch"] == 1]) if len(frame) else frame
+    if len(frame):
+        frame = frame[frame.groupby(["model", "gpu", "source", panel])[x].transform("nunique") > 1]
+    if frame.empty:
+        style.empty_figure(title, xlabel, ylabel, outputs, message=f"no points where the {x} varies",
+                           hint="this workflow's grid varies it (a GPU run);\nthe published sources fix it")
+        return
+    panels = sorted(frame[panel].unique())
+    fig, axes = style.figure(1, len(panels), width=3.9 * len(panels) + 2.0, height=4.2)
+    models = style.model_order(frame["model"].unique())
+    colours = style.model_colours(models)
+    for ax, value in zip(axes.flat, panels, strict=True):
+        part = frame[frame[panel] == value]
+        for (m, gpu, source), g in part.groupby(["model", "gpu", "source"]):
+            g = g.sort_values(x)
+            ax.plot(g[x], g["energy_j"], color=colours[m], marker=style.source_marker(source), ms=4,
+                    label=f"{m} ({gpu})")
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(part[x].unique()))
+        ax.set_xlabel(xlabel)
+        ax.set_title(panel_label(value), fontsize=10)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0, 0].set_ylabel(ylabel)
+    fig.legend(handles=style.model_handles(models, colours) + style.source_handles(frame["source"].unique()),
+               loc="outside right upper", fontsize=8)
+    fig.suptitle(title + " (batch 1)")
+    style.save(fig, outputs)
+
+
+def energy_vs_resolution(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
+    """Energy per image vs resolution, one panel per step count (each model's default precision)."""
+    _energy_lines(energy, outputs, "resolution", "steps", "resolution (px per side)",
+                  lambda v: f"{int(v)} steps", "Energy vs resolution")
+
+
+def energy_vs_steps(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
+    """Energy per image vs denoising steps, one panel per resolution (each model's default precision)."""
+    _energy_lines(energy, outputs, "steps", "resolution", "denoising steps",
+                  lambda v: f"{int(v)} px", "Energy vs steps")
+
+
+def precision_ratio(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
+    """Energy in fp32 over energy in half precision at otherwise identical settings."""
+    xlabel, ylabel = "resolution (px per side)", "energy ratio fp32 / half precision"
+    keys = ["source", "gpu", "model", "resolution", "steps", "cfg", "batch"]
+    pairs = pd.DataFrame()
+    if not energy.empty:
+        fp32 = energy[energy["precision"] == "fp32"]
+        half = energy[energy["precision"] != "fp32"]
+        pairs = fp32.merge(half, on=[k for k in keys if k in energy], suffixes=("_fp32", "_half"))
+    if pairs.empty:
+        style.empty_figure("Precision ratio", xlabel, ylabel, outputs,
+                           message=style.NO_DATA if energy.empty else "no fp32 measurements yet",
+                           hint=style.NO_DATA_HINT if energy.empty else
+                           "the fp32 subgrid of config/config.yaml (a GPU run);\nthe published sources ran "
+                           "fp16/bf16 only")
+        return
+    fig, axes = style.figure(width=7.0, height=4.4)
+    ax = axes[0, 0]
+    pairs["ratio"] = pairs["energy_j_fp32"] / pairs["energy_j_half"]
+    models = style.model_order(pairs["model"].unique())
+    colours = style.model_colours(models)
+    steps = sorted(pairs["steps"].unique())
+    markers = dict(zip(steps, "os^Dv<>", strict=False))
+    for m in models:
+        g = pairs[pairs["model"] == m]
+        jitter = (models.index(m) - (len(models) - 1) / 2) * 8
+        for s, gs in g.groupby("steps"):
+            ax.scatter(gs["resolution"] + jitter, gs["ratio"], color=colours[m], marker=markers[s], s=30)
+        ax.axhline(float(g["ratio"].median()), color=colours[m], lw=0.8, linestyle="--")
+    ax.set_xticks(sorted(pairs["resolution"].unique()))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.25)
+    extra = [Line2D([], [], color="0.3", marker=markers[s], linestyle="none", label=f"{int(s)} steps")
+             for s in steps]
+    extra.append(Line2D([], [], color="0.3", linestyle="--", label="median per model"))
+    ax.legend(handles=style.model_handles(models, colours) + extra, fontsize=8, loc="best")
+    ax.set_title("Precision ratio: fp32 vs fp16/bf16, same points")
+    style.save(fig, outputs)

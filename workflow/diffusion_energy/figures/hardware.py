@@ -1,0 +1,97 @@
+"""Figures of the hardware: energy per FLOP against each GPU's physical limit, and multi-GPU runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from ..sources import gpu_datasheets
+from . import style
+
+
+def j_per_pflop(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence[str | Path]) -> None:
+    """Energy per PFLOP of every single-GPU point, per GPU kind, against the kind's physical limit
+    (datasheet power limit / dense half-precision peak): how far image generation is from the silicon."""
+    xlabel, ylabel = "GPU kind", "energy per PFLOP of the image (J)"
+    frame = style.single_gpu(energy)
+    if frame.empty:
+        style.empty_figure("Energy per PFLOP vs the physical limit", xlabel, ylabel, outputs)
+        return
+    sheets = {k: gpu_datasheets.Datasheet.from_config(v) for k, v in payload.get("datasheets", {}).items()}
+    gpus = style.gpu_order(frame["gpu"].unique())
+    models = style.model_order(frame["model"].unique())
+    colours = style.model_colours(models)
+    fig, axes = style.figure(width=9.5, height=5.0)
+    ax = axes[0, 0]
+    rng = np.random.default_rng(0)  # a fixed jitter: the figure is the same at every run
+    ticks = []
+    for i, gpu in enumerate(gpus):
+        part = frame[frame["gpu"] == gpu]
+        values = part["energy_j"] / (part["flops"] / 1e15)
+        x = i + rng.uniform(-0.28, 0.28, len(part))
+        for src in sorted(set(part["source"])):
+            sel = (part["source"] == src).to_numpy()
+            ax.scatter(x[sel], values[sel], c=[colours[m] for m in part["model"][sel]],
+                       marker=style.source_marker(src), s=18, alpha=0.85, edgecolor="none")
+        med = float(np.median(values))
+        tick = f"{gpu}\nmedian {med:,.0f} J/PFLOP"
+        if gpu in sheets:
+            limit = sheets[gpu].physical_j_per_flop("fp16") * 1e15
+            ax.hlines(limit, i - 0.4, i + 0.4, color="k", lw=2)
+            ax.text(i + 0.42, limit, f"{limit:.0f}", va="center", fontsize=8)
+            tick += (f" = {med / limit:.1f}x the limit\n{sheets[gpu].power_limit_w:.0f} W, "
+                     f"{sheets[gpu].half_flop_s / 1e12:.0f} TFLOP/s")
+        ticks.append(tick)
+    ax.set_xticks(range(len(gpus)), ticks, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlim(-0.6, len(gpus) - 0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", which="both", alpha=0.25)
+    extra = style.source_handles(frame["source"].unique()) + [
+        Line2D([], [], color="k", lw=2, label="physical limit:\npower limit / dense peak")]
+    fig.legend(handles=style.model_handles(models, colours) + extra, fontsize=7, loc="outside right upper")
+    ax.set_title("Energy per PFLOP of image generation against each GPU's physical limit")
+    style.save(fig, outputs)
+
+
+def multi_gpu(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
+    """Energy per image (summed over the GPUs) against the number of GPUs, per model and GPU kind, at
+    batch 1 and each GPU count's cheapest sequence-parallel split: what sequence parallelism costs."""
+    xlabel, ylabel = "GPUs per image (xDiT sequence parallelism)", "energy per image on n GPUs / on one GPU"
+    frame = energy[energy["num_gpus"].astype(float) > 0] if len(energy) and "num_gpus" in energy else energy
+    if len(frame):
+        several = frame.groupby(["gpu", "model", "source"])["num_gpus"].transform("nunique") > 1
+        frame = frame[several & (frame["batch"] == 1)]
+    if frame.empty:
+        style.empty_figure("Multi-GPU energy", xlabel, ylabel, outputs, message="no multi-GPU points",
+                           hint="ML.ENERGY v3 (results/public/mlenergy-v3.parquet) has them")
+        return
+    best = frame.loc[frame.groupby(["gpu", "model", "source", "num_gpus"])["energy_j"].idxmin()]
+    gpus = style.gpu_order(best["gpu"].unique())
+    models = style.model_order(best["model"].unique())
+    colours = style.model_colours(models)
+    fig, axes = style.figure(1, len(gpus), width=4.6 * len(gpus) + 2.0, height=4.4)
+    for ax, gpu in zip(axes.flat, gpus, strict=True):
+        part = best[best["gpu"] == gpu]
+        for m, g in part.groupby("model"):
+            g = g.sort_values("num_gpus")
+            base = float(g[g["num_gpus"] == g["num_gpus"].min()]["energy_j"].iloc[0])
+            ax.plot(g["num_gpus"], g["energy_j"] / base, color=colours[m], marker="s", ms=4)
+        ax.axhline(1.0, color="0.4", lw=0.8)
+        ax.set_xscale("log", base=2)
+        counts = sorted(part["num_gpus"].unique())
+        ax.set_xticks(counts, [str(int(v)) for v in counts])
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{gpu}, batch 1", fontsize=10)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0, 0].set_ylabel(ylabel)
+    fig.legend(handles=style.model_handles(models, colours), fontsize=8, loc="outside right center")
+    fig.suptitle("What sequence parallelism costs: energy per image on n GPUs relative to one\n"
+                 "(ML.ENERGY v3, the cheapest Ulysses x ring split for each n)")
+    style.save(fig, outputs)

@@ -1,0 +1,105 @@
+"""GPU datasheets: how a GPU kind enters the shared energy models.
+
+A kind's datasheet (``gpu_kinds.<kind>.datasheet`` in the config) gives its
+dense half-precision and fp32 peaks, its memory bandwidth and its board power
+limit. The pooled laws see a GPU through its physical energy per FLOP (power
+limit / peak FLOP/s) and the roofline model through its peak rates, so a kind
+nobody measured is predicted from its datasheet alone. Every figure is the
+vendor's, with its source, typed in the config (never fitted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Columns ``with_datasheets`` adds to a table of points (NaN where a kind has no datasheet).
+COLUMNS = ("peak_flop_s", "peak_fp32_flop_s", "peak_bandwidth_byte_s", "power_limit_sheet_w",
+           "physical_j_per_flop")
+
+
+class DatasheetError(ValueError):
+    """A datasheet is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Datasheet:
+    """Vendor figures of one GPU kind; units in the names."""
+
+    half_flop_s: float
+    fp32_flop_s: float
+    bandwidth_byte_s: float
+    power_limit_w: float
+    source: str = ""
+
+    def peak_flop_s(self, precision: str) -> float:
+        return self.fp32_flop_s if precision == "fp32" else self.half_flop_s
+
+    def physical_j_per_flop(self, precision: str = "fp16") -> float:
+        """The least energy a FLOP can cost: board power at full peak rate."""
+        return self.power_limit_w / self.peak_flop_s(precision)
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any], where: str = "datasheet") -> Datasheet:
+        try:
+            sheet = cls(half_flop_s=float(raw["half_tflop_s"]) * 1e12,
+                        fp32_flop_s=float(raw["fp32_tflop_s"]) * 1e12,
+                        bandwidth_byte_s=float(raw["bandwidth_gb_s"]) * 1e9,
+                        power_limit_w=float(raw["power_limit_w"]), source=str(raw.get("source", "")))
+        except KeyError as exc:
+            raise DatasheetError(f"{where}: missing {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise DatasheetError(f"{where}: {exc}") from None
+        values = (sheet.half_flop_s, sheet.fp32_flop_s, sheet.bandwidth_byte_s, sheet.power_limit_w)
+        if not all(math.isfinite(v) and v > 0 for v in values):
+            raise DatasheetError(f"{where}: every figure must be a positive number")
+        return sheet
+
+    def to_config(self) -> dict[str, Any]:
+        return {"half_tflop_s": self.half_flop_s / 1e12, "fp32_tflop_s": self.fp32_flop_s / 1e12,
+                "bandwidth_gb_s": self.bandwidth_byte_s / 1e9, "power_limit_w": self.power_limit_w,
+                "source": self.source}
+
+
+def datasheets(gpu_kinds: Mapping[str, Mapping[str, Any]]) -> dict[str, Datasheet]:
+    """The datasheet of every configured kind that has one."""
+    return {kind: Datasheet.from_config(spec["datasheet"], f"gpu_kinds.{kind}.datasheet")
+            for kind, spec in gpu_kinds.items() if spec.get("datasheet")}
+
+
+def parse_datasheet(text: str) -> Datasheet:
+    """``half_tflop_s=989,fp32_tflop_s=67,bandwidth_gb_s=4800,power_limit_w=700`` -> a datasheet."""
+    raw: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise DatasheetError(f"datasheet entry {part!r} is not key=value")
+        raw[key.strip()] = value.strip()
+    unknown = set(raw) - {"half_tflop_s", "fp32_tflop_s", "bandwidth_gb_s", "power_limit_w", "source"}
+    if unknown:
+        raise DatasheetError(f"datasheet: unknown key(s) {sorted(unknown)}; known: half_tflop_s, "
+                             "fp32_tflop_s, bandwidth_gb_s, power_limit_w")
+    return Datasheet.from_config(raw, "datasheet")
+
+
+def with_datasheets(points: pd.DataFrame, sheets: Mapping[str, Datasheet]) -> pd.DataFrame:
+    """``points`` with ``COLUMNS`` from each row's GPU kind (NaN where its kind has none)."""
+    out = points.copy()
+    gpu = out["gpu"].astype(str)
+    prec = out["precision"].astype(str) if "precision" in out else pd.Series("fp16", index=out.index)
+
+    def column(fn: Any) -> np.ndarray:
+        return np.array([fn(sheets[g], p) if g in sheets else np.nan for g, p in zip(gpu, prec, strict=True)],
+                        dtype=float)
+
+    out["peak_flop_s"] = column(lambda s, p: s.peak_flop_s(p))
+    out["peak_fp32_flop_s"] = column(lambda s, p: s.fp32_flop_s)
+    out["peak_bandwidth_byte_s"] = column(lambda s, p: s.bandwidth_byte_s)
+    out["power_limit_sheet_w"] = column(lambda s, p: s.power_limit_w)
+    out["physical_j_per_flop"] = column(lambda s, p: s.physical_j_per_flop(p))
+    return out
