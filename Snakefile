@@ -18,15 +18,65 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/figures.smk"
 
 
+# The end of every run says what happened (diffusion_energy/run_summary.py): what was
+# measured here or reused from the journal, which shipped and published data the results
+# rest on (per source and GPU kind), what was left out and why, the run's warnings, and where
+# the figures and tables are. The two target rules print it: they have no output, so they
+# run every time they are asked for, also when nothing else is to be done; a failed run
+# prints it from onerror.
+
+
 rule all:
     default_target: True
     input:
         "results/flops.parquet",
         "results/energy.parquet",
         ANALYSIS_TARGETS,
+    params:
+        **summary_params("all"),
+    log:
+        "logs/summary.log",
+    localrule: True
+    conda:
+        "envs/analysis.yaml"
+    shell:
+        "python3 -m diffusion_energy.cli run-summary --part {params.part} --since {params.since}"
+        " --measure-gpus {params.measure_gpus:q} --reason {params.reason:q}"
+        " --reference-dir {params.reference_dir:q} 2> {log}"
 
 
 rule measurements:
-    """Only the GPU measurements of the grid (on the GPU kinds in measure_gpus)."""
+    """Only the GPU measurements of the grid (on the GPU kinds in measure_gpus); says what was
+    measured, or that there is nothing to measure on this machine, and why."""
     input:
         measured_files(),
+    params:
+        **summary_params("measurements"),
+    log:
+        "logs/summary_measurements.log",
+    localrule: True
+    conda:
+        "envs/analysis.yaml"
+    shell:
+        "python3 -m diffusion_energy.cli run-summary --part {params.part} --since {params.since}"
+        " --measure-gpus {params.measure_gpus:q} --reason {params.reason:q}"
+        " --reference-dir {params.reference_dir:q} 2> {log}"
+
+
+onerror:
+    from diffusion_energy import run_summary
+
+    try:
+        print(
+            run_summary.summarize(
+                ".",
+                measure_kinds=MEASURE_GPUS,
+                measure_reason=MEASURE_REASON,
+                reference_dir=REFERENCE_DIR,
+                since=RUN_STARTED,
+                failed=True,
+            ),
+            file=sys.stderr,
+        )
+    except Exception as exc:  # a summary never hides the run's own error
+        print(f"(no run summary: {exc})", file=sys.stderr)

@@ -28,12 +28,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from diffusion_energy import grid  # noqa: E402
+from diffusion_energy import figures, grid  # noqa: E402
 from diffusion_energy.counting.features import Point  # noqa: E402
-from diffusion_energy.figures import draw as figures  # noqa: E402
 from diffusion_energy.laws import analysis, analysis_io, simulate  # noqa: E402
 from diffusion_energy.models.zoo import load_spec  # noqa: E402
-from diffusion_energy.sources import anchors, dataset  # noqa: E402
+from diffusion_energy.sources import anchors, dataset, gpu_datasheets  # noqa: E402
 
 
 def _timed(label: str, fn: Callable[[], object], times: dict[str, float]) -> object:
@@ -82,12 +81,14 @@ def run(
     ops: pd.DataFrame,
     settings: analysis.Settings,
     outdir: Path,
+    config: dict,
 ) -> dict[str, float]:
     times: dict[str, float] = {}
     energy = _timed(
         "collect", lambda: analysis_io.usable_points(dataset.collect_energy(measurements, table)), times
     )
-    points, inputs = analysis.prepare(energy, table, ops)
+    sheets = gpu_datasheets.datasheets(config.get("gpu_kinds", {}))
+    points, inputs = analysis.prepare(energy, table, ops, sheets)
     print(
         f"  ({len(points)} points, {points['model'].nunique()} architectures, "
         f"{points['gpu'].nunique()} GPU kind(s), roofline at {inputs.granularity} granularity)"
@@ -97,7 +98,8 @@ def run(
     )
     payload, _ = _timed(
         f"fit (bootstrap {settings.bootstrap})",
-        lambda: analysis.run_fit(points, inputs, cv["lomo_predictions"], cv["lomo_metrics"], settings),
+        lambda: analysis.run_fit(points, inputs, cv["lomo_predictions"], cv["lomo_metrics"], settings,
+                                 cv["logo_predictions"], cv["logo_metrics"], sheets),
         times,
     )
     published = anchors.read_published(REPO / "resources" / "anchors" / "published.csv")
@@ -106,21 +108,13 @@ def run(
         lambda: (anchors.compare_energy(published, energy), anchors.compare_laws(published, payload)),
         times,
     )
-    data = {
-        "energy_vs_flops": (energy, payload),
-        "lomo_predicted_vs_measured": (cv["lomo_predictions"], cv["lomo_metrics"]),
-        "published_anchors": (a_energy, a_laws),
-    }
+    data = figures.FigureInputs(energy=energy, laws=payload, predictions=cv["lomo_predictions"],
+                                metrics=cv["lomo_metrics"], anchor_energy=a_energy, anchor_laws=a_laws)
     for name in analysis_io.FIGURE_NAMES:
-        args = data.get(name, (energy,))
         outs = [outdir / f"{name}.pdf", outdir / f"{name}.png"]
-        _timed(
-            f"figure {name}",
-            lambda name=name, args=args, outs=outs: getattr(figures, name)(*args, outs),
-            times,
-        )
+        _timed(f"figure {name}", lambda name=name, outs=outs: figures.draw(name, data, outs), times)
     m = cv["lomo_metrics"]
-    overall = m[(m["held_out"] == "all") & (m["target"] == "image")]
+    overall = m[(m["held_out"] == "all") & (m["target"] == "image") & (m["gpu"] == "all")]
     if len(overall):
         print("leave-one-model-out, raw energy, all held-out points:")
         print(overall[["candidate", "spearman", "kendall", "median_ape", "p90_ape"]].to_string(index=False))
@@ -141,7 +135,7 @@ def main() -> int:
     settings = analysis.Settings(
         bootstrap=a.get("bootstrap", 1000),
         seed=a.get("seed", 20261126),
-        min_points=a.get("min_points", 4),
+        min_points=a.get("min_points", 3),
         prediction_level=a.get("prediction_level", 0.90),
     )
     if args.measurements:
@@ -154,7 +148,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         outdir = Path(args.outdir or tmp)
         t0 = time.perf_counter()
-        times = run(measurements, table, ops, settings, outdir)
+        times = run(measurements, table, ops, settings, outdir, config)
         total = time.perf_counter() - t0
     n_fig = len(analysis_io.FIGURE_NAMES)
     print(

@@ -33,7 +33,7 @@ UPSTREAM = {
 }
 CROSSVAL = {
     f"results/tables/{n}.csv"
-    for n in ("lomo_predictions", "lomo_metrics", "logo_predictions", "logo_metrics")
+    for n in ("lomo_predictions", "lomo_metrics", "lomo_batch_metrics", "logo_predictions", "logo_metrics")
 }
 FIT = {"results/laws/laws.json", *(f"results/tables/{n}.csv" for n in ("laws", "law_terms", "roofline"))}
 ANCHORS = {"results/tables/anchors_energy.csv", "results/tables/anchors_laws.csv"}
@@ -42,6 +42,7 @@ TABLE_COLUMNS = {
     "lomo_predictions": crossval.PREDICTION_COLUMNS,
     "logo_predictions": crossval.PREDICTION_COLUMNS,
     "lomo_metrics": crossval.METRIC_COLUMNS,
+    "lomo_batch_metrics": crossval.BATCH_METRIC_COLUMNS,
     "logo_metrics": crossval.METRIC_COLUMNS,
     "laws": analysis.LAW_COLUMNS,
     "law_terms": analysis.TERM_COLUMNS,
@@ -72,7 +73,10 @@ def test_default_target_requests_every_analysis_output(workflow_copy: Path) -> N
     ("figure", "needs"),
     [
         ("stage_shares", set()),
+        ("multi_gpu", set()),
         ("energy_vs_flops", CROSSVAL | FIT),
+        ("j_per_pflop", CROSSVAL | FIT),
+        ("energy_vs_batch", CROSSVAL),
         ("lomo_predicted_vs_measured", CROSSVAL),
         ("published_anchors", CROSSVAL | FIT | ANCHORS),
     ],
@@ -97,16 +101,16 @@ def test_empty_dataset_builds_every_analysis_target(workflow_copy: Path, repo_ro
         assert table.empty, name
     for f in FIGURES:
         assert (workflow_copy / f).stat().st_size > 5000, f
-    assert "no measured grid points" in laws["reason"]
+    assert "no measured points" in laws["reason"]
     # Up to date afterwards; forcing one figure reruns that figure's rule only.
     assert run(workflow_copy) == set()
     forced = run(
         workflow_copy,
-        ["results/figures/gpu_comparison.png"],
+        ["results/figures/j_per_pflop.png"],
         executor="local",
-        forcerun=["figure_gpu_comparison"],
+        forcerun=["figure_j_per_pflop"],
     )
-    assert forced == {"results/figures/gpu_comparison.pdf", "results/figures/gpu_comparison.png"}
+    assert forced == {"results/figures/j_per_pflop.pdf", "results/figures/j_per_pflop.png"}
     # The report bundles the figures and tables with their captions.
     proc = subprocess.run(
         [

@@ -236,9 +236,10 @@ def test_missing_required_key(tmp_path: Path) -> None:
 def test_unknown_class_is_reported(tmp_path: Path) -> None:
     raw = tiny_sd_raw()
     raw["components"]["unet"]["class"] = "diffusers.UNet3DConditionModelX"
-    spec = zoo.load_spec(write_spec(tmp_path, raw))
-    with pytest.raises(zoo.ZooError, match=r"cannot import 'diffusers\.UNet3DConditionModelX'"):
-        zoo.build_component(spec, spec.denoiser, "meta")
+    # Caught when the file is loaded (config validation), not in the first FLOPs job.
+    with pytest.raises(zoo.ZooError, match=r"broken\.yaml: components\.unet\.class: diffusers has no class "
+                       r"'UNet3DConditionModelX'; similar: UNet3DConditionModel"):
+        zoo.load_spec(write_spec(tmp_path, raw))
 
 
 def test_resolution_checks() -> None:

@@ -17,12 +17,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .errors import UsageError, UserError, json_argument, load_yaml
 from .models.zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The workflow config is invalid; the message names the key and allowed values."""
 
 
@@ -36,6 +37,13 @@ class GridPoint:
     steps: int
     cfg: bool
     batch: int
+
+    def __post_init__(self) -> None:
+        for name in ("resolution", "steps", "batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{self.model} {self.precision}: {name} must be a positive integer, "
+                                  f"not {value!r}")
 
     @property
     def shape(self) -> tuple[int, bool, int]:
@@ -53,7 +61,10 @@ class GridPoint:
         if not m:
             raise ConfigError(f"not a grid point name: {slug!r} (want e.g. 512px_50steps_cfg1_b1)")
         res, steps, cfg, batch = m.groups()
-        return cls(model, precision, int(res), int(steps), cfg == "1", int(batch))
+        try:
+            return cls(model, precision, int(res), int(steps), cfg == "1", int(batch))
+        except ConfigError as exc:
+            raise ConfigError(f"point {slug!r}: {str(exc).split(': ', 1)[1]}") from None
 
 
 def _schema() -> dict[str, Any]:
@@ -101,8 +112,23 @@ def validate_schema(config: Mapping[str, Any]) -> None:
         raise ConfigError("invalid config: " + "; ".join(_describe(e) for e in errors))
 
 
-def validate_config(config: Mapping[str, Any], models_dir: Path | None = None) -> None:
-    """Schema check, then zoo checks of every subgrid and of the measurement order; raises ConfigError."""
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a workflow config file: YAML errors name the file, line and column; empty is refused."""
+    config = load_yaml(path, ConfigError, "config file")
+    if config is None:
+        raise ConfigError(f"{path}: the config file is empty (start from config/config.yaml)")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, "
+                          f"not a {type(config).__name__}")
+    return config
+
+
+def validate_config(config: Mapping[str, Any], models_dir: Path | None = None,
+                    workdir: Path | None = None) -> None:
+    """Schema check, then zoo checks of every subgrid, the measurement order and the upstream model
+    names; with ``workdir``, the folders the config names must exist there. Raises ConfigError."""
+    if not isinstance(config, Mapping) or not config:
+        raise ConfigError("the config is empty: give at least grids (start from config/config.yaml)")
     validate_schema(config)
     grid_points(config, models_dir)
     order = list(config.get("measure_order", []))
@@ -112,6 +138,45 @@ def validate_config(config: Mapping[str, Any], models_dir: Path | None = None) -
         raise ConfigError(f"measure_order: unknown model(s) {unknown}; known models: {known}")
     if len(set(order)) != len(order):
         raise ConfigError(f"measure_order: a model is listed twice: {order}")
+    for upstream, name in config.get("upstream_models", {}).items():
+        if name not in known:
+            raise ConfigError(f"upstream_models.{upstream}: {name!r} is not a zoo model; known models: "
+                              f"{known} (add config/models/{name}.yaml for a new architecture)")
+    if workdir is not None:
+        check_paths(config, workdir)
+
+
+def check_paths(config: Mapping[str, Any], workdir: Path) -> None:
+    """The folders the config names exist (relative to the working directory): a typo in
+    ``reference_dir`` would otherwise read no shipped rows without a word."""
+    folders = [("reference_dir", config.get("reference_dir", "resources/measurements"))]
+    folders += [(f"public_sources.{name}", path) for name, path in config.get("public_sources", {}).items()]
+    for key, path in folders:
+        full = Path(workdir) / path
+        if not full.exists():
+            raise ConfigError(f"{key}: folder {path!r} does not exist (in {Path(workdir).resolve()})")
+        if key == "reference_dir" and not full.is_dir():
+            raise ConfigError(f"{key}: {path!r} is a file, not a folder of <gpu kind>.parquet files")
+
+
+def protocol_settings(text: str | None, name: str = "--protocol") -> dict[str, Any]:
+    """A JSON protocol block (the measure job's ``--protocol``), checked by the config's schema."""
+    return _checked_block(text, name, "protocol")
+
+
+def gpu_kinds_settings(text: str | None, name: str = "--gpu-kinds") -> dict[str, Any]:
+    """A JSON gpu_kinds block (``--gpu-kinds``), checked by the config's schema."""
+    return _checked_block(text, name, "gpu_kinds")
+
+
+def _checked_block(text: str | None, name: str, key: str) -> dict[str, Any]:
+    value = json_argument(text, name)
+    validator = jsonschema.Draft202012Validator(_schema()["properties"][key])
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        described = "; ".join(_describe(e) for e in errors).replace("<top level>", "the block")
+        raise UsageError(f"{name}: {described}")
+    return value
 
 
 def _load(model: str, where: str, models_dir: Path | None) -> ModelSpec:

@@ -2,6 +2,7 @@
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 PACKAGE_DIR = Path(workflow.basedir) / "workflow"
@@ -14,17 +15,17 @@ shell.prefix(f'set -euo pipefail; export PYTHONPATH="{PACKAGE_DIR}${{{{PYTHONPAT
 from diffusion_energy import grid  # noqa: E402
 from diffusion_energy.measurement import gpu  # noqa: E402
 
-grid.validate_config(config)
+RUN_STARTED = time.time()
+# Every mistake in the config (and in the architecture files of its grid) stops here, before
+# any job runs; folders it names must exist in the working directory.
+grid.validate_config(config, workdir=Path.cwd())
 POINTS = grid.grid_points(config)
 GROUPS = grid.measurement_groups(POINTS)
 MEASURE_PRIORITY = grid.measure_priorities(config, GROUPS)
 FLOPS_REQUESTS = grid.flops_requests(POINTS)
 GPU_KINDS = config.get("gpu_kinds", {})
-MEASURE_GPUS = (
-    gpu.local_kinds(GPU_KINDS)
-    if config.get("measure_gpus", "auto") == "auto"
-    else list(config["measure_gpus"])
-)
+# The kinds measured on this machine, and why (the end-of-run summary says it).
+MEASURE_GPUS, MEASURE_REASON = gpu.measure_plan(config.get("measure_gpus", "auto"), GPU_KINDS)
 for _kind in MEASURE_GPUS:
     if _kind not in GPU_KINDS:
         raise grid.ConfigError(
@@ -70,3 +71,15 @@ def source_files(name):
     from diffusion_energy.sources.provenance import source_inputs
 
     return source_inputs(PUBLIC_SOURCES[name])
+
+
+def summary_params(part):
+    """What the run-summary command needs (the rules that print it have no output: they run
+    every time, so a changed value reruns nothing)."""
+    return {
+        "measure_gpus": json.dumps(MEASURE_GPUS),
+        "reason": MEASURE_REASON,
+        "reference_dir": REFERENCE_DIR,
+        "since": f"{RUN_STARTED:.3f}",
+        "part": part,
+    }

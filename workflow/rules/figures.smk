@@ -42,3 +42,19 @@ for _name in FIGURE_NAMES:
         shell:
             "python3 -m diffusion_energy.cli figure {params.name} {params.inputs}"
             " --out {output.pdf} {output.png} 2> {log}"
+
+
+rule readme_figures:
+    """The README's figure, a copy of what the workflow draws (a test checks they match):
+    `snakemake --cores all readme_figures` after the data change."""
+    input:
+        "results/figures/energy_vs_flops.png",
+    output:
+        "docs/figures/energy_vs_flops.png",
+    log:
+        "logs/figures/readme_figures.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "cp {input} {output} 2> {log}"

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from .. import atomic
 
@@ -26,7 +25,14 @@ def _bools(text: str) -> list[bool]:
 
 
 def _ints(text: str) -> list[int]:
-    return [int(t) for t in text.split(",")]
+    """Comma-separated positive integers (a batch or resolution of 0 is refused by argparse)."""
+    try:
+        values = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -50,8 +56,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .. import grid
 
-    config = yaml.safe_load(Path(args.config).read_text())
-    grid.validate_config(config)
+    config = grid.load_config(args.config)
+    grid.validate_config(config, workdir=Path.cwd())
     points = grid.grid_points(config)
     groups = grid.measurement_groups(points)
     print(f"{args.config}: valid; {len(points)} grid points in {len(groups)} measurement groups")
@@ -73,13 +79,18 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 def cmd_count_flops(args: argparse.Namespace) -> int:
     """Every model of the grid and of the measured or imported points, in one job."""
-    import json
-
     from ..counting import runner
+    from ..errors import json_argument
+    from ..models import zoo
     from ..sources import dataset
 
-    shapes = runner.union(runner.shapes_from_requests(json.loads(args.requests)),
-                          runner.shapes_from_points(dataset.read_measurements(args.points)))
+    requests = json_argument(args.requests, "--requests")
+    known = zoo.available_models()
+    unknown = sorted(set(requests) - set(known))
+    if unknown:
+        raise zoo.ZooError(f"--requests: model(s) {unknown} not in the zoo ({', '.join(known)})")
+    points = dataset.read_measurements(args.points, models=known)
+    shapes = runner.union(runner.shapes_from_requests(requests), runner.shapes_from_points(points))
     counted = runner.count_all(shapes, args.jobs)
     table, ops = runner.merge(counted)
     atomic.write_parquet(table, args.out)

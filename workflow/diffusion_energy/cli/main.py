@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from .. import errors
 
 log = logging.getLogger("diffusion_energy")
 
@@ -36,7 +40,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _paths(args: argparse.Namespace, output: bool) -> list[str]:
+    """The command's output paths (``--out``, ``--outdir``, ``--*-out``) or all its path arguments."""
+    found: list[str] = []
+    for name, value in vars(args).items():
+        is_output = name in ("out", "outdir") or name.endswith("_out")
+        if name in ("func", "command") or (output and not is_output):
+            continue
+        values: list[Any] = value if isinstance(value, list) else [value]
+        found += [v for v in values if isinstance(v, str)]
+    return found
+
+
+def report_error(command: str, exc: BaseException, args: argparse.Namespace) -> bool:
+    """Print one line for a user error and return True; return False for a bug (keep the traceback)."""
+    if isinstance(exc, json.JSONDecodeError):
+        path = errors.json_file_of(exc, _paths(args, output=False))
+        if path is None:
+            return False
+        message = f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    elif errors.is_user_error(exc):
+        message = errors.describe(exc, _paths(args, output=True))
+    else:
+        return False
+    log.debug("traceback", exc_info=exc)
+    print(f"diffusion-energy {command}: error: {message}", file=sys.stderr)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. Bad input (``errors.is_user_error``) ends with one clear line and exit
+    status 2; a bug keeps its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -46,10 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Domain errors (bad config, unknown model, wrong GPU) end with one clear line.
-        log.debug("traceback", exc_info=True)
-        print(f"diffusion-energy {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if not report_error(args.command, exc, args):
+            raise
         return 2
 
 

@@ -19,7 +19,7 @@ from .. import atomic
 from ..sources import dataset
 
 if TYPE_CHECKING:  # grid, zoo and measure import torch: imported where used
-    from ..measurement.measure import Protocol
+    from ..measurement.journal import Expected
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,12 @@ def process_age_s() -> float:
         return float("nan")
 
 
-def _journal_ok(path: Path, protocol: Protocol) -> bool:
-    """A journaled point is reused only if it was measured with the same protocol."""
-    if not path.is_file():
-        return False
-    rows = pd.read_parquet(path)
-    if rows.empty or (rows["status"] != "ok").any():
-        return False
-    image = rows[rows["stage"] == "image"]
-    settings = {"warmup": protocol.warmup, "warmup_s": protocol.warmup_s,
-                "min_window_s": protocol.min_window_s}
-    return len(image) == protocol.repeats and all(
-        col in rows and (rows[col] == value).all() for col, value in settings.items())
+def _journal_ok(path: Path, expected: Expected) -> bool:
+    """A journaled point is reused only if it is what this job would measure now
+    (``measurement.journal.verdict``: measured energy, same GPU, protocol and versions)."""
+    from ..measurement import journal
+
+    return journal.verdict(path, expected).reuse
 
 
 def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_timeout_s: float = 0.0,
@@ -77,8 +71,10 @@ def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_time
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    """Measure a group's points; reuse journaled ones only once this job's GPU is claimed and they
+    match it (``measurement.journal``); every point is journaled before it is written as output."""
     from .. import grid
-    from ..measurement import energy, gpu, measure
+    from ..measurement import energy, gpu, journal, measure
     from ..models import zoo
 
     startup_s = process_age_s()
@@ -87,46 +83,76 @@ def cmd_measure(args: argparse.Namespace) -> int:
     points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
     for p in points:
         spec.check_resolution(p.resolution)
-    protocol = measure.Protocol.from_config(json.loads(args.protocol) if args.protocol else None)
+    protocol = measure.Protocol.from_config(grid.protocol_settings(args.protocol), "--protocol")
+    kinds = grid.gpu_kinds_settings(args.gpu_kinds)
     outdir = Path(args.outdir)
-    journal = Path(args.journal) if args.journal else outdir / ".journal"
-    todo = []
-    for p in points:
-        target = grid.measurement_path(outdir, args.gpu, p)
-        saved = grid.measurement_path(journal, args.gpu, p)
-        if not args.fresh and _journal_ok(saved, protocol):
-            log.info("%s: reusing the journaled measurement %s", p.slug, saved)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(saved, target)
-        else:
-            todo.append(p)
+    journal_dir = Path(args.journal) if args.journal else outdir / ".journal"
 
     timings = measure.JobTimings()
+    reused: list[str] = []
+    remeasured: dict[str, str] = {}
+    warnings: list[str] = []
+    todo = []
     with contextlib.ExitStack() as stack:
-        if args.device == "cpu":
-            meter: energy.Meter = energy.TimeOnlyMeter()
-            context = None
-        else:
-            kinds = json.loads(args.gpu_kinds) if args.gpu_kinds else {}
-            uuid = claim_gpu(stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
-            zeus_log = outdir / args.gpu / spec.name / precision / "_zeus_windows.csv"
-            zeus_log.parent.mkdir(parents=True, exist_ok=True)
-            meter = energy.ZeusMeter(0, log_file=zeus_log, update_period_s=protocol.nvml_update_s)
-
-            def context() -> dict:
-                return {**gpu.snapshot(uuid), "gpu_index": 0}
+        # The GPU first: nothing journaled is copied into the outputs before this job knows it
+        # runs on the right GPU (a refused job leaves no output behind).
+        uuid = None if args.device == "cpu" else claim_gpu(stack, args.gpu, kinds, args.lock_timeout,
+                                                           args.allow_shared_gpu)
+        expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions())
+        superseded = set()
+        for p in points:
+            saved = grid.measurement_path(journal_dir, args.gpu, p)
+            if args.fresh:
+                if saved.exists():
+                    superseded.add(p)
+                todo.append(p)
+                continue
+            verdict = journal.verdict(saved, expected)
+            if verdict.reuse:
+                log.info("%s: reusing the journaled measurement %s", p.slug, saved)
+                with atomic.atomic_path(grid.measurement_path(outdir, args.gpu, p)) as tmp:
+                    shutil.copyfile(saved, tmp)
+                reused.append(p.slug)
+                continue
+            if saved.exists():
+                remeasured[p.slug] = verdict.reason
+                if verdict.warning:
+                    log.warning("%s: %s", p.slug, verdict.reason)
+                    warnings.append(f"{p.slug}: {verdict.reason}")
+                else:
+                    log.info("%s: measuring the journaled point again: %s", p.slug, verdict.reason)
+                if verdict.measured or verdict.warning:
+                    superseded.add(p)
+            todo.append(p)
 
         if todo:
+            if args.device == "cpu":
+                meter: energy.Meter = energy.TimeOnlyMeter()
+                context = None
+            else:
+                zeus_log = outdir / args.gpu / spec.name / precision / "_zeus_windows.csv"
+                zeus_log.parent.mkdir(parents=True, exist_ok=True)
+                meter = energy.ZeusMeter(0, log_file=zeus_log, update_period_s=protocol.nvml_update_s)
+
+                def context() -> dict:
+                    return {**gpu.snapshot(uuid), "gpu_index": 0}
+
             for point, rows in measure.measure_group(spec, todo, args.gpu, meter, protocol, args.device,
                                                      context, timings):
                 frame = dataset.conform(rows)
                 dataset.check_measurements(frame, point.slug)
-                atomic.write_parquet(frame, grid.measurement_path(journal, args.gpu, point))
+                saved = grid.measurement_path(journal_dir, args.gpu, point)
+                if point in superseded:
+                    journal.supersede(saved)
+                # The journal first: if the output cannot be written (a full disk), the
+                # measurement is kept and a rerun reuses it.
+                journal.write(frame, saved, asdict(protocol))
                 atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
     if args.summary:
         total = process_age_s()
         summary = {"model": spec.name, "precision": precision, "gpu": args.gpu,
-                   "points": len(points), "measured": len(todo), "startup_s": startup_s,
+                   "points": len(points), "measured": len(todo), "reused": reused,
+                   "remeasured": remeasured, "warnings": warnings, "startup_s": startup_s,
                    "total_s": total, **asdict(timings)}
         fixed = timings.fixed_s(total)
         summary["fixed_s"] = fixed
@@ -140,14 +166,13 @@ DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25step
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     """Measure a few small points end to end and print what a setup check needs."""
-    import yaml
-
     from .. import grid
     from ..measurement import energy, gpu, measure
     from ..models import zoo
 
     startup_s = process_age_s()
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = grid.load_config(args.config)
+    grid.validate_schema(config)
     kinds = config.get("gpu_kinds", {})
     local = gpu.local_kinds(kinds)
     if not local:
@@ -190,11 +215,11 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
 
 def cmd_package(args: argparse.Namespace) -> int:
     """Check a GPU run's points and write the shipped dataset and its datasheet."""
-    import yaml
-
+    from .. import grid
     from ..sources import reference
 
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = grid.load_config(args.config)
+    grid.validate_schema(config)
     # {measurements}/{gpu}/{model}/{precision}/{point}.parquet (the journal is a separate folder)
     files = sorted((Path(args.measurements) / args.gpu).glob("*/*/*.parquet"))
     summary = reference.package(files, args.gpu, config.get("gpu_kinds", {}),
@@ -207,16 +232,43 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    merged = dataset.write_merged(args.reference, args.local, args.out, args.published)
+    from ..models import catalog
+
+    merged = dataset.write_merged(args.reference, args.local, args.out, args.published,
+                                  models=catalog.available_models())
     log.info("%d rows (%d shipped files, %d local files, %d published sources) -> %s", len(merged),
              len(args.reference), len(args.local), len(args.published), args.out)
     return 0
 
 
+def _read_parquet(path: str, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise dataset.DatasetError(f"{path}: no such {what}") from None
+    except (OSError, ValueError) as exc:
+        raise dataset.DatasetError(f"{path}: not a readable {what} ({exc})") from None
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
-    energy = dataset.collect_energy(pd.read_parquet(args.measurements), pd.read_parquet(args.flops))
+    flops = _read_parquet(args.flops, "FLOPs table")
+    energy = dataset.collect_energy(dataset.read_table(args.measurements), flops)
     atomic.write_parquet(energy, args.out)
     log.info("%d grid points with GPU energy -> %s", len(energy), args.out)
+    return 0
+
+
+def cmd_run_summary(args: argparse.Namespace) -> int:
+    """Print (and write) what a run did: measured here, reused, sources, left out, warnings."""
+    from .. import run_summary
+    from ..errors import json_argument
+
+    text = run_summary.summarize(
+        ".", measure_kinds=json_argument(args.measure_gpus, "--measure-gpus", list),
+        measure_reason=args.reason, reference_dir=args.reference_dir, since=args.since, part=args.part)
+    if args.part == "all":
+        run_summary.write_summary(text)
+    print(text, end="", flush=True)
     return 0
 
 
@@ -269,3 +321,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flops", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("run-summary", help="say what a workflow run did (the Snakefile prints it at the end)")
+    p.add_argument("--measure-gpus", default="[]", help="JSON list of the GPU kinds measured here")
+    p.add_argument("--reason", default="", help="why those kinds (or none) are measured here")
+    p.add_argument("--reference-dir", default="resources/measurements")
+    p.add_argument("--since", type=float, help="the run's start (epoch seconds): logs and jobs since then")
+    p.add_argument("--part", choices=("all", "measurements"), default="all")
+    p.set_defaults(func=cmd_run_summary)

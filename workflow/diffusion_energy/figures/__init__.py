@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import UsageError
 from . import anchors, crossval, energy, hardware
 
 
@@ -54,5 +55,5 @@ def draw(name: str, inputs: FigureInputs, outputs: Sequence[str | Path]) -> None
     fn, needs = FIGURES[name]
     missing = [n for n in needs if getattr(inputs, n) is None]
     if missing:
-        raise ValueError(f"figure {name} needs {' '.join('--' + n.replace('_', '-') for n in missing)}")
+        raise UsageError(f"figure {name} needs {' '.join('--' + n.replace('_', '-') for n in missing)}")
     fn(inputs, outputs)

@@ -323,7 +323,8 @@ def run_fit(
                 continue
             entry["candidates"][cand] = {"law": rf.to_dict()}
             if not by_gpu:
-                entry["unseen_gpu_candidates"][cand] = {"law": rf.to_dict(), "description": DESCRIPTIONS[cand]}
+                entry["unseen_gpu_candidates"][cand] = {"law": rf.to_dict(),
+                                                        "description": DESCRIPTIONS[cand]}
             roof_rows.extend(roofline.constants_rows(rf, cand))
         _select(entry, name, rows, lomo_predictions, lomo_metrics, logo_predictions, logo_metrics, settings)
         payload["pooled"][name] = entry

@@ -125,7 +125,12 @@ def read_laws(path: str | Path) -> dict[str, Any]:
             f"no fitted law at {p}: run `snakemake results/laws/laws.json` (or `diffusion-energy fit`) "
             "on measured data first"
         )
-    payload = json.loads(p.read_text())
+    try:
+        payload = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NoLawError(f"{p}: not a laws file written by `diffusion-energy fit` ({exc}); refit") from None
+    if not isinstance(payload, dict):
+        raise NoLawError(f"{p}: not a laws file written by `diffusion-energy fit`; refit")
     version = payload.get("schema_version")
     if version != LAWS_SCHEMA_VERSION:
         raise NoLawError(f"{p} has laws schema version {version}, expected {LAWS_SCHEMA_VERSION}: refit")

@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..counting import flops as flops_mod
 from ..counting.features import Point, point_features
+from ..errors import UsageError
 from ..models import zoo
 from ..sources import gpu_datasheets
 from . import powerlaw, roofline
@@ -256,14 +257,15 @@ def predict_energy(
         raise NoLawError(f"the fitted laws hold no law: {payload.get('reason', 'no data')} "
                          "(no measurements yet?)")
     if energy not in ENERGY_TARGETS:
-        raise ValueError(f"energy must be one of {sorted(ENERGY_TARGETS)}, not {energy!r}")
+        raise UsageError(f"energy must be one of {sorted(ENERGY_TARGETS)}, not {energy!r}")
     if law not in LAW_CHOICES:
-        raise ValueError(f"law must be one of {LAW_CHOICES}, not {law!r}")
+        raise UsageError(f"law must be one of {LAW_CHOICES}, not {law!r}")
     for name, value in (("steps", steps), ("batch", batch), ("images", images)):
         if value <= 0:
-            raise ValueError(f"{name} must be positive, not {value}")
+            raise UsageError(f"--{name} must be positive, not {value}")
     if grid_intensity is not None and not (math.isfinite(grid_intensity) and grid_intensity >= 0):
-        raise ValueError(f"grid intensity must be a non-negative number of gCO2e/kWh, not {grid_intensity}")
+        raise UsageError(f"--grid-intensity must be a non-negative number of gCO2e/kWh, not "
+                         f"{grid_intensity}")
     target = ENERGY_TARGETS[energy]
     prec = spec.precision(precision)
     use_cfg = spec.effective_cfg(cfg)

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class EnergyError(RuntimeError):
+class EnergyError(UserError, RuntimeError):
     """A window's energy reading cannot be trusted (0 J, no GPU measured)."""
 
 

@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +58,29 @@ def local_kinds(gpu_kinds: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return sorted(k for k in kinds if k)
 
 
-class GpuError(RuntimeError):
+def measure_plan(setting: Any, gpu_kinds: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], str]:
+    """The GPU kinds to measure on this machine (config ``measure_gpus``), and why, in words.
+
+    The reason reaches the end-of-run summary, so that a run that measured nothing
+    says so: no NVIDIA GPU, a GPU of no configured kind, or an empty list.
+    """
+    if setting != "auto":
+        kinds = list(setting)
+        if not kinds:
+            return [], "measure_gpus is [] in the config: nothing is measured"
+        return kinds, f"measure_gpus names {', '.join(kinds)} in the config"
+    names = device_names()
+    kinds = local_kinds(gpu_kinds)
+    if not names:
+        return [], ("measure_gpus is auto and this machine has no NVIDIA GPU (NVML finds none): "
+                    "nothing is measured here")
+    if not kinds:
+        return [], (f"measure_gpus is auto and this machine's GPU(s) {names} match no name_pattern "
+                    f"of gpu_kinds ({', '.join(sorted(gpu_kinds))}): nothing is measured here")
+    return kinds, f"measure_gpus is auto: this machine has {', '.join(names)} (kind {', '.join(kinds)})"
+
+
+class GpuError(UserError, RuntimeError):
     """The job cannot measure on this GPU (absent, wrong kind, busy, locked)."""
 
 

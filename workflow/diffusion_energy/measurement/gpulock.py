@@ -18,8 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import UserError
 
-class GpuLockedError(RuntimeError):
+
+class GpuLockedError(UserError, RuntimeError):
     """Another process holds the lock of this GPU."""
 
 

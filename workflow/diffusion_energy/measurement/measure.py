@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..errors import UsageError
 from ..grid import GridPoint
 from ..models import families
 from ..models.zoo import (
@@ -69,8 +70,14 @@ class Protocol:
     nvml_update_s: float = 0.1
 
     @classmethod
-    def from_config(cls, raw: dict[str, Any] | None) -> Protocol:
-        return cls(**(raw or {}))
+    def from_config(cls, raw: dict[str, Any] | None, where: str = "protocol") -> Protocol:
+        """The settings of a config's ``protocol:`` block; unknown keys are named."""
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise UsageError(f"{where}: unknown key(s) {unknown}; allowed keys: "
+                             f"{sorted(cls.__dataclass_fields__)}")
+        return cls(**raw)
 
 
 @dataclass(frozen=True)

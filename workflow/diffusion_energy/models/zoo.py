@@ -11,34 +11,26 @@ repository and ``from_pretrained`` is only ever called on a local path with
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import importlib.util
 import inspect
 import logging
-import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+
+from ..errors import UserError, load_yaml
+from . import catalog
 
 log = logging.getLogger(__name__)
 
-def _models_dir() -> Path:
-    """The zoo folder: $DIFFUSION_ENERGY_MODELS, else the checkout's config/models.
-
-    The package is used from its checkout (``pip install -e .``); a copy installed
-    elsewhere finds the zoo through the variable or the working directory.
-    """
-    if os.environ.get("DIFFUSION_ENERGY_MODELS"):
-        return Path(os.environ["DIFFUSION_ENERGY_MODELS"])
-    beside = Path(__file__).resolve().parents[3] / "config" / "models"
-    return beside if beside.is_dir() else Path.cwd() / "config" / "models"
-
-
 #: Repository folder holding one YAML file per architecture.
-MODELS_DIR = _models_dir()
+MODELS_DIR = catalog.MODELS_DIR
 
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -58,7 +50,7 @@ _TOP_KEYS = {
 _COMPONENT_KEYS = {"stage", "class", "config_class", "config", "seq_len", "text_tokens"}
 
 
-class ZooError(ValueError):
+class ZooError(UserError, ValueError):
     """An architecture file is missing, malformed or names something unknown."""
 
 
@@ -166,7 +158,7 @@ class ModelSpec:
 
 def available_models(models_dir: Path = MODELS_DIR) -> list[str]:
     """Names of the architectures shipped in ``models_dir``."""
-    return sorted(p.stem for p in models_dir.glob("*.yaml"))
+    return catalog.available_models(models_dir)
 
 
 def resolve_model_path(model: str | Path, models_dir: Path = MODELS_DIR) -> Path:
@@ -185,13 +177,109 @@ def resolve_model_path(model: str | Path, models_dir: Path = MODELS_DIR) -> Path
 
 
 def load_spec(model: str | Path, models_dir: Path = MODELS_DIR) -> ModelSpec:
-    """Load and check one architecture file (by zoo name or path)."""
+    """Load and check one architecture file (by zoo name or path).
+
+    Everything a file can get wrong is caught here, before any job runs: YAML syntax
+    (file, line and column), keys and their types, classes that do not exist, and
+    components that do not fit together (``families.check`` and ``check_geometry``).
+    """
     path = resolve_model_path(model, models_dir)
-    with path.open() as fh:
-        raw = yaml.safe_load(fh)
+    raw = load_yaml(path, ZooError, "architecture file")
+    if raw is None:
+        raise ZooError(f"{path}: the architecture file is empty")
     if not isinstance(raw, dict):
-        raise ZooError(f"{path}: expected a mapping at the top level")
+        raise ZooError(f"{path}: expected a mapping at the top level, not a {type(raw).__name__}")
     return spec_from_dict(raw, source=path)
+
+
+def _positive_int(raw: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int | None:
+    """``raw[key]`` as a positive integer (not 8.5, not "8", not true), or ``default`` if absent."""
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ZooError(f"{where}: {key} must be a positive integer, not {value!r}")
+    return value
+
+
+def _mapping(value: Any, what: str, where: str, example: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        kind = "a list" if isinstance(value, list) else repr(value)
+        raise ZooError(f"{where}: {what} must be a mapping ({example}), not {kind}")
+    return value
+
+
+@functools.cache
+def _listed_names(module_name: str) -> frozenset[str]:
+    """Names a lazy package lists in the source of its ``_import_structure`` (diffusers), read
+    without importing it (importing diffusers takes seconds: it imports torch). Empty if none."""
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return frozenset()
+    if found is None or not found.origin or not found.origin.endswith("__init__.py"):
+        return frozenset()
+    source = Path(found.origin).read_text(errors="replace")
+    if "_import_structure" not in source:
+        return frozenset()
+    return frozenset(re.findall(r"[\"']([A-Za-z_][A-Za-z0-9_]*)[\"']", source))
+
+
+@functools.cache
+def _module_names(module_name: str) -> frozenset[str] | None:
+    """Names a module exports (lazy modules such as transformers list theirs without importing them)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return frozenset(dir(module))
+
+
+def check_class(dotted: Any, key: str, where: str) -> None:
+    """Refuse a ``class:`` that names nothing (``diffusers.UNet2DConditionModelX``), naming the key."""
+    if not isinstance(dotted, str) or "." not in dotted:
+        raise ZooError(f"{where}: {key} must be a dotted class name such as "
+                       f"'diffusers.UNet2DConditionModel', not {dotted!r}")
+    module_name, _, attr = dotted.rpartition(".")
+    if attr in _listed_names(module_name):
+        return
+    names = _module_names(module_name)
+    if names is None:
+        raise ZooError(f"{where}: {key}: cannot import module {module_name!r} (of {dotted!r})")
+    if attr not in names:
+        stem = attr.lower()[:8]
+        close = sorted(n for n in names if n.lower().startswith(stem))
+        hint = f"; similar: {', '.join(close[:5])}" if close else ""
+        raise ZooError(f"{where}: {key}: {module_name} has no class {attr!r}{hint}")
+
+
+def _component(name: str, comp: Any, where: str) -> ComponentSpec:
+    comp = _mapping(comp, f"component {name!r}", where, "stage, class, config")
+    bad = set(comp) - _COMPONENT_KEYS
+    if bad:
+        raise ZooError(
+            f"{where}: component {name!r} has unknown key(s) {sorted(bad)}; "
+            f"allowed: {sorted(_COMPONENT_KEYS)}"
+        )
+    if comp.get("stage") not in STAGES:
+        raise ZooError(f"{where}: component {name!r} needs stage one of {STAGES}, got {comp.get('stage')!r}")
+    if "class" not in comp:
+        raise ZooError(f"{where}: component {name!r} needs a class (components.{name}.class)")
+    check_class(comp["class"], f"components.{name}.class", where)
+    if comp.get("config_class") is not None:
+        check_class(comp["config_class"], f"components.{name}.config_class", where)
+    config = _mapping(comp.get("config") or {}, f"components.{name}.config", where, "key: value")
+    for key in ("seq_len", "text_tokens"):
+        _positive_int(comp, key, f"{where}: components.{name}")
+    return ComponentSpec(
+        name=str(name),
+        stage=comp["stage"],
+        class_path=comp["class"],
+        config=dict(config),
+        config_class=comp.get("config_class"),
+        seq_len=comp.get("seq_len"),
+        text_tokens=comp.get("text_tokens"),
+    )
 
 
 def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelSpec:
@@ -218,38 +306,32 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
             f"{where}: default_precision {default_precision!r} unknown; "
             f"allowed: {sorted(PRECISIONS)}"
         )
-    components = []
-    for comp_name, comp in raw["components"].items():
-        bad = set(comp) - _COMPONENT_KEYS
-        if bad:
-            raise ZooError(
-                f"{where}: component {comp_name!r} has unknown key(s) {sorted(bad)}; "
-                f"allowed: {sorted(_COMPONENT_KEYS)}"
-            )
-        if comp.get("stage") not in STAGES:
-            raise ZooError(
-                f"{where}: component {comp_name!r} needs stage one of {STAGES}, "
-                f"got {comp.get('stage')!r}"
-            )
-        components.append(
-            ComponentSpec(
-                name=comp_name,
-                stage=comp["stage"],
-                class_path=comp["class"],
-                config=dict(comp.get("config", {})),
-                config_class=comp.get("config_class"),
-                seq_len=comp.get("seq_len"),
-                text_tokens=comp.get("text_tokens"),
-            )
-        )
+    latent_stride = _positive_int(raw, "latent_stride", where)
+    patch_size = _positive_int(raw, "patch_size", where, default=1)
+    max_resolution = _positive_int(raw, "max_resolution", where)
+    comps = _mapping(raw["components"], "components", where,
+                     "component name -> {stage, class, config}, e.g. 'unet: {stage: denoise, ...}'")
+    components = [_component(name, comp, where) for name, comp in comps.items()]
     for stage in ("denoise", "vae"):
         if sum(c.stage == stage for c in components) != 1:
             raise ZooError(f"{where}: exactly one component must have stage {stage!r}")
     for comp in components:
         if comp.stage == "text" and not comp.seq_len:
             raise ZooError(f"{where}: text component {comp.name!r} needs seq_len")
-    sched = raw["scheduler"]
+    sched = _mapping(raw["scheduler"], "scheduler", where, "class: diffusers.<Scheduler>, config: {...}")
+    if "class" not in sched:
+        raise ZooError(f"{where}: scheduler needs a class (scheduler.class)")
+    check_class(sched["class"], "scheduler.class", where)
+    sched_config = _mapping(sched.get("config") or {}, "scheduler.config", where, "key: value")
+    guidance = raw.get("guidance_scale", 7.5)
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float):
+        raise ZooError(f"{where}: guidance_scale must be a number, not {guidance!r}")
+    for key in ("cfg", "test_only"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise ZooError(f"{where}: {key} must be true or false, not {raw[key]!r}")
+    options = _mapping(raw.get("family_options") or {}, "family_options", where, "key: value")
     weights = raw.get("weights")
+    assert latent_stride is not None and patch_size is not None
     spec = ModelSpec(
         name=str(raw["name"]),
         display_name=str(raw.get("display_name", raw["name"])),
@@ -259,25 +341,77 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
         default_precision=default_precision,
         cfg=bool(raw.get("cfg", True)),
         cfg_mode=cfg_mode,
-        guidance_scale=float(raw.get("guidance_scale", 7.5)),
-        latent_stride=int(raw["latent_stride"]),
-        patch_size=int(raw.get("patch_size", 1)),
+        guidance_scale=float(guidance),
+        latent_stride=latent_stride,
+        patch_size=patch_size,
         scheduler_class=sched["class"],
-        scheduler_config=dict(sched.get("config", {})),
+        scheduler_config=dict(sched_config),
         components=tuple(components),
-        max_resolution=raw.get("max_resolution"),
+        max_resolution=max_resolution,
         weights=Path(weights).expanduser() if weights else None,
         source=source,
         reference=str(raw.get("reference", "")),
         test_only=bool(raw.get("test_only", False)),
-        family_options=dict(raw.get("family_options") or {}),
+        family_options=dict(options),
     )
     try:
         families.check(spec)
     except KeyError as exc:
         raise ZooError(f"{where}: the {spec.family} family needs config key {exc} "
                        "of a component to check that the components fit together") from None
+    check_geometry(spec)
     return spec
+
+
+#: Families whose pipeline packs latents into patches before the denoiser: FLUX packs 2x2
+#: latents into one token, and its transformer's own ``patch_size`` is 1.
+PIPELINE_PACKING = {"flux": 2}
+
+
+def vae_stride(comp: ComponentSpec) -> int | None:
+    """Pixels per latent of a VAE, from its config (None where the config does not say)."""
+    cfg = comp.config
+    cls = comp.class_path.rsplit(".", 1)[-1]
+    for key in {"AutoencoderDC": ("encoder_block_out_channels",),
+                "AutoencoderKLQwenImage": ("dim_mult",)}.get(cls, ("block_out_channels",)):
+        if isinstance(cfg.get(key), list) and cfg[key]:
+            return int(2 ** (len(cfg[key]) - 1))
+    return None
+
+
+def check_geometry(spec: ModelSpec) -> None:
+    """The file's latent stride and patch size match its VAE and denoiser (the resolution multiple).
+
+    A mismatch would make every resolution check wrong and fail only in the first
+    forward on a GPU: the VAE's downsampling (``2 ** (len(block_out_channels) - 1)``)
+    must equal ``latent_stride``, the denoiser's ``patch_size`` (times the pipeline's
+    own packing) must equal ``patch_size``, and ``max_resolution`` must not exceed
+    what the denoiser's positional embedding covers (``pos_embed_max_size``).
+    """
+    where = spec.source or spec.name
+    stride = vae_stride(spec.vae)
+    if stride is not None and stride != spec.latent_stride:
+        raise ZooError(f"{where}: latent_stride is {spec.latent_stride}, but the VAE {spec.vae.name!r} "
+                       f"downsamples by {stride} (its config's block count): resolutions would be checked "
+                       "against the wrong multiple")
+    den = spec.denoiser.config
+    patch = den.get("patch_size")
+    if isinstance(patch, int) and not isinstance(patch, bool):
+        expected = patch * PIPELINE_PACKING.get(spec.family, 1)
+        if expected != spec.patch_size:
+            raise ZooError(f"{where}: patch_size is {spec.patch_size}, but the denoiser "
+                           f"{spec.denoiser.name!r} patches {expected}x{expected} latents "
+                           f"({spec.denoiser.name}.config.patch_size {patch})")
+    pos = den.get("pos_embed_max_size")
+    if isinstance(pos, int) and spec.max_resolution:
+        covered = pos * spec.patch_size * spec.latent_stride
+        if spec.max_resolution > covered:
+            raise ZooError(f"{where}: max_resolution {spec.max_resolution} exceeds {covered} px, what the "
+                           f"denoiser's pos_embed_max_size {pos} covers (x patch {spec.patch_size} "
+                           f"x stride {spec.latent_stride})")
+    if isinstance(pos, int) and not spec.max_resolution:
+        raise ZooError(f"{where}: max_resolution is missing: the denoiser's pos_embed_max_size {pos} "
+                       f"limits images to {pos * spec.patch_size * spec.latent_stride} px")
 
 
 def import_object(dotted: str) -> Any:

@@ -18,7 +18,7 @@ Units are in the names: ``_j`` joules, ``_s`` seconds, ``_w`` watts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from .schema import (  # noqa: F401 - the schema's names are the dataset's
     STAGES,
     THIS_WORKFLOW,
     DatasetError,
+    _row_label,
     conform,
     empty_measurements,
     validate_measurements,
@@ -107,15 +108,60 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return validate_measurements(frame, str(path))
 
 
-def read_measurements(paths: Iterable[str | Path]) -> pd.DataFrame:
+def check_file_rows(frame: pd.DataFrame, path: str | Path, models: Collection[str] | None = None,
+                    expected: Mapping[str, str] | None = None) -> None:
+    """Rows a file cannot hold: a model outside the zoo, or a key its name contradicts.
+
+    ``expected`` is what the file's name says (``resources/measurements/h100.parquet``:
+    gpu h100; ``results/measurements/h100/sd15/fp16/...``: gpu, model, precision); a
+    row that says otherwise was put in the wrong file. Errors name the file and a row.
+    """
+    if frame.empty:
+        return
+    if models is not None:
+        bad = ~frame["model"].astype(str).isin(set(models))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            name = frame["model"].iloc[i]
+            raise DatasetError(
+                f"{path}: model {name!r} in {_row_label(frame, i)} is not in the zoo ({int(bad.sum())} "
+                f"row(s)); add config/models/{name}.yaml or remove the rows "
+                f"(zoo: {', '.join(sorted(models))})")
+    for col, value in (expected or {}).items():
+        bad = frame[col].astype(str) != str(value)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DatasetError(
+                f"{path}: {_row_label(frame, i)} has {col} {frame[col].iloc[i]!r}, but the file's name says "
+                f"{col} {value!r} ({int(bad.sum())} row(s)); move the rows to the right file")
+
+
+def reference_keys(path: str | Path) -> dict[str, str]:
+    """What a shipped reference file's name says: ``resources/measurements/{gpu}.parquet``."""
+    return {"gpu": Path(path).stem}
+
+
+def local_keys(path: str | Path) -> dict[str, str]:
+    """What a measured point's path says: ``results/measurements/{gpu}/{model}/{precision}/{slug}``."""
+    parts = Path(path).parts
+    if len(parts) < 4:
+        return {}
+    return {"gpu": parts[-4], "model": parts[-3], "precision": parts[-2]}
+
+
+def read_measurements(paths: Iterable[str | Path], models: Collection[str] | None = None,
+                      keys_of: Callable[[str | Path], Mapping[str, str]] | None = None) -> pd.DataFrame:
     """Every file's rows, each file validated, a point in two files refused (both named).
 
     A stale copy of a file beside the real one would otherwise enter the medians
-    and the fits twice, with nothing to show for it.
+    and the fits twice, with nothing to show for it. With ``models`` (the zoo's
+    names), rows of another model are refused; with ``keys_of``, rows that
+    contradict their file's name (``check_file_rows``).
     """
     frames = []
     for path in paths:
         frame = read_table(path)
+        check_file_rows(frame, path, models, keys_of(path) if keys_of else None)
         if not frame.empty:
             frames.append(frame.assign(_file=str(path)))
     if not frames:
@@ -155,9 +201,13 @@ def merge_reference(reference: pd.DataFrame, local: pd.DataFrame,
 
 
 def write_merged(reference_paths: list[str], local_paths: list[str], out: str | Path,
-                 published_paths: list[str] | None = None) -> pd.DataFrame:
-    merged = merge_reference(read_measurements(reference_paths), read_measurements(local_paths),
-                             read_measurements(published_paths or []))
+                 published_paths: list[str] | None = None, models: Collection[str] | None = None
+                 ) -> pd.DataFrame:
+    """Merge the three kinds of tables; with ``models`` (the zoo), rows of other models are refused.
+    Shipped and local rows must agree with their file's name (GPU kind; model and precision)."""
+    merged = merge_reference(read_measurements(reference_paths, models, reference_keys),
+                             read_measurements(local_paths, models, local_keys),
+                             read_measurements(published_paths or [], models))
     atomic.write_parquet(conform(merged), out)
     return merged
 

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
+
 #: Columns ``with_datasheets`` adds to a table of points (NaN where a kind has no datasheet).
 COLUMNS = ("peak_flop_s", "peak_fp32_flop_s", "peak_bandwidth_byte_s", "power_limit_sheet_w",
            "physical_j_per_flop")
 
 
-class DatasheetError(ValueError):
+class DatasheetError(UserError, ValueError):
     """A datasheet is missing or malformed."""
 
 

@@ -159,7 +159,7 @@ def _plain(value: Any) -> Any:
 
 
 def _as_number(series: pd.Series, col: str, where: str, frame: pd.DataFrame) -> pd.Series:
-    if series.dtype == object:
+    if series.dtype == object or pd.api.types.is_string_dtype(series):
         texts = series.map(lambda v: isinstance(v, str | bytes))
         if texts.any():
             i = int(np.flatnonzero(texts.to_numpy())[0])

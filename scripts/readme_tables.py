@@ -1,0 +1,112 @@
+"""Print the README's result tables (markdown) from a run's tables, so no number is typed by hand.
+
+    python scripts/readme_tables.py [--results results]
+
+Prints: the leave-one-model-out table per GPU kind and candidate, the
+leave-one-GPU-out table, the paper's law refitted on the paper's own numbers
+beside the published exponents, and the points per source and GPU kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def errors(r: pd.Series) -> str:
+    return f"{pct(r['median_ape'])} | {pct(r['p90_ape'])} | {pct(r['max_ape'])} | {r['spearman']:.3f}"
+
+
+def lomo_table(results: Path) -> str:
+    m = pd.read_csv(results / "tables" / "lomo_metrics.csv")
+    laws = json.loads((results / "laws" / "laws.json").read_text())
+    chosen = laws["pooled"]["image"]["selected_by_gpu"]
+    m = m[(m["target"] == "image") & (m["held_out"] == "all")]
+    lines = ["| GPU | candidate | points | median APE | P90 APE | worst APE | Spearman |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in m.sort_values(["gpu", "p90_ape"]).iterrows():
+        star = " **(chosen)**" if chosen.get(r["gpu"]) == r["candidate"] else ""
+        lines.append(f"| {r['gpu']} | {r['candidate']}{star} | {int(r['n_points'])} | "
+                     f"{errors(r)} |")
+    return "\n".join(lines)
+
+
+def lomo_per_model(results: Path, gpu: str) -> str:
+    m = pd.read_csv(results / "tables" / "lomo_metrics.csv")
+    laws = json.loads((results / "laws" / "laws.json").read_text())
+    best = laws["pooled"]["image"]["selected_by_gpu"][gpu]
+    m = m[(m["target"] == "image") & (m["gpu"] == gpu) & (m["held_out"] != "all")]
+    wide = m.pivot_table(index="held_out", columns="candidate", values="median_ape")
+    lines = [f"| held-out architecture ({gpu}) | points | " + " | ".join(wide.columns) + " |",
+             "|---|---|" + "---|" * len(wide.columns)]
+    counts = m[m["candidate"] == best].set_index("held_out")["n_points"]
+    for model, row in wide.iterrows():
+        lines.append(f"| {model} | {int(counts.get(model, 0))} | " + " | ".join(pct(v) for v in row) + " |")
+    return f"Median APE per held-out architecture on {gpu} (chosen: {best}):\n\n" + "\n".join(lines)
+
+
+def logo_table(results: Path) -> str:
+    m = pd.read_csv(results / "tables" / "logo_metrics.csv")
+    laws = json.loads((results / "laws" / "laws.json").read_text())
+    chosen = laws["pooled"]["image"]["selected_unmeasured_gpu"]
+    m = m[(m["target"] == "image") & (m["held_out"] != "all")]
+    lines = ["| held-out GPU | candidate | points | median APE | P90 APE | worst APE | Spearman |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in m.sort_values(["held_out", "p90_ape"]).iterrows():
+        star = " **(chosen)**" if r["candidate"] == chosen else ""
+        lines.append(f"| {r['held_out']} | {r['candidate']}{star} | {int(r['n_points'])} | "
+                     f"{errors(r)} |")
+    return "\n".join(lines)
+
+
+def paper_table(results: Path) -> str:
+    laws = pd.read_csv(results / "tables" / "laws.csv")
+    anchors = pd.read_csv(results / "tables" / "anchors_laws.csv")
+    alpha = anchors[(anchors["metric"] == "alpha") & (anchors["published_gpu"] == "a100")]
+    fits = laws[(laws["source"] == "paper-2511.17031") & (laws["target"] == "image")
+                & (laws["status"] == "fitted")]
+    lines = ["| architecture | published α (A100) | α refitted on the paper's 3 points (95% CI) | R² (log) | "
+             "terms kept | dropped |", "|---|---|---|---|---|---|"]
+    for _, f in fits.sort_values("model").iterrows():
+        pub = alpha[alpha["model"] == f["model"]]["published"]
+        ci = f"{f['alpha_ci_low']:.3f}–{f['alpha_ci_high']:.3f}"
+        lines.append(f"| {f['model']} | {pub.iloc[0] if len(pub) else '—'} | {f['alpha']:.3f} ({ci}) | "
+                     f"{f['r2_log']:.4f} | {f['terms']} | {f['dropped']} |")
+    return "\n".join(lines)
+
+
+def sources_table(results: Path) -> str:
+    e = pd.read_parquet(results / "energy.parquet")
+    g = e.groupby(["source", "gpu"]).agg(points=("model", "size"), models=("model", "nunique"),
+                                         single_gpu=("num_gpus", lambda s: int((s == 1).sum())))
+    lines = ["| source | GPU | points | single-GPU points | architectures |", "|---|---|---|---|---|"]
+    for (s, gpu), r in g.iterrows():
+        lines.append(f"| {s} | {gpu} | {r['points']} | {r['single_gpu']} | {r['models']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(REPO / "results"))
+    args = parser.parse_args()
+    results = Path(args.results)
+    for title, text in (("Points per source", sources_table(results)),
+                        ("Leave-one-model-out", lomo_table(results)),
+                        ("Per held-out architecture", lomo_per_model(results, "h100")),
+                        ("Leave-one-GPU-out", logo_table(results)),
+                        ("The paper's law on the paper's numbers", paper_table(results))):
+        print(f"### {title}\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""The default run on the shipped published data, as a newcomer without a GPU runs it.
+
+One run of the whole default workflow (``snakemake --cores 2``, nothing measured
+locally) in a temporary copy; then: every published point imported (counted
+from the upstream files themselves), the law, cross-validation and prediction
+tables non-empty, the chosen models within the error bounds they reach on these
+data, ``predict`` answering from the shipped data alone, and the README's
+figure the one the workflow draws.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO_ROOT, WORKFLOW_PATHS
+
+pytestmark = pytest.mark.slow
+
+PUBLIC = REPO_ROOT / "resources" / "public"
+README_FIGURE = REPO_ROOT / "docs" / "figures" / "energy_vs_flops.png"
+#: What the chosen candidates reach on the shipped data (leave-one-model-out on H100, every batch size;
+#: leave-one-GPU-out per held-out kind): the test holds them to it.
+H100_MEDIAN_APE, H100_P90_APE, H100_SPEARMAN = 0.07, 0.20, 0.99
+LOGO_MEDIAN_APE = 0.10
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("default_run")
+    for rel in WORKFLOW_PATHS:
+        src = REPO_ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, work / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--config", "measure_gpus=[]"],
+                         cwd=work, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-4000:]
+    (work / "run.log").write_text(run.stdout + run.stderr)
+    return work
+
+
+def _upstream_counts() -> dict[str, int]:
+    """Points per published source, counted from the upstream files (not from our import)."""
+    v2 = len(list((PUBLIC / "mlenergy-v2" / "text-to-image").glob("*/*/*/*.json")))
+    v3 = len(json.loads((PUBLIC / "mlenergy-v3" / "text-to-image.json").read_text())["configurations"])
+    quoted = pd.read_csv(REPO_ROOT / "resources" / "anchors" / "published.csv")
+    own = quoted["source"].str.startswith("arXiv:2511.17031") & (quoted["metric"] == "energy_per_image")
+    paper = int(own.sum())
+    return {"mlenergy-v2": v2, "mlenergy-v3": v3, "paper-2511.17031": paper}
+
+
+def test_every_published_point_is_collected(default_run: Path) -> None:
+    energy = pd.read_parquet(default_run / "results" / "energy.parquet")
+    counts = energy.groupby("source").size().to_dict()
+    assert counts == _upstream_counts()
+    assert energy["flops"].gt(0).all(), "every imported point has its FLOPs, kernels and bytes"
+    assert energy["kernels"].gt(0).all() and energy["bytes"].gt(0).all()
+    assert energy["dynamic_energy_j"].isna().all(), "nothing a source did not measure is filled in"
+    assert not (energy["source"] == "this-workflow").any()
+
+
+def test_tables_are_written_from_real_data(default_run: Path) -> None:
+    tables = default_run / "results" / "tables"
+    energy = pd.read_parquet(default_run / "results" / "energy.parquet")
+    single = energy[(energy["num_gpus"] == 1) & ~energy["quoted"].astype(bool)]
+    lomo = pd.read_csv(tables / "lomo_predictions.csv")
+    image = lomo[lomo["target"] == "image"]
+    assert image.groupby("candidate").size().max() == len(single), "every single-GPU point is held out once"
+    assert set(image["held_out"]) == set(single["model"])
+    logo = pd.read_csv(tables / "logo_predictions.csv")
+    assert set(logo["held_out"]) == set(single["gpu"]) == {"a100", "h100", "b200"}
+    laws = pd.read_csv(tables / "laws.csv")
+    paper = laws[(laws["source"] == "paper-2511.17031") & (laws["status"] == "fitted")]
+    assert set(paper["model"]) == {"sd21", "sd35-large", "flux-dev", "qwen-image"}
+    assert (paper["n_points"] == 3).all()
+    assert len(pd.read_csv(tables / "roofline.csv")) >= 3
+    assert len(pd.read_csv(tables / "lomo_batch_metrics.csv")) > 0
+
+
+def test_the_chosen_models_meet_their_error_bounds(default_run: Path) -> None:
+    payload = json.loads((default_run / "results" / "laws" / "laws.json").read_text())
+    entry = payload["pooled"]["image"]
+    metrics = pd.read_csv(default_run / "results" / "tables" / "lomo_metrics.csv")
+    chosen = entry["selected_by_gpu"]["h100"]
+    h100 = metrics[(metrics["target"] == "image") & (metrics["candidate"] == chosen)
+                   & (metrics["gpu"] == "h100") & (metrics["held_out"] == "all")].iloc[0]
+    assert h100["median_ape"] <= H100_MEDIAN_APE and h100["p90_ape"] <= H100_P90_APE
+    assert h100["spearman"] >= H100_SPEARMAN
+    flops = metrics[(metrics["target"] == "image") & (metrics["candidate"] == "flops")
+                    & (metrics["gpu"] == "h100") & (metrics["held_out"] == "all")].iloc[0]
+    assert h100["p90_ape"] < flops["p90_ape"], "the chosen model beats the FLOPs-only law"
+    logo = pd.read_csv(default_run / "results" / "tables" / "logo_metrics.csv")
+    unseen = entry["selected_unmeasured_gpu"]
+    per_kind = logo[(logo["target"] == "image") & (logo["candidate"] == unseen) & (logo["held_out"] != "all")]
+    assert len(per_kind) == 3 and (per_kind["median_ape"] <= LOGO_MEDIAN_APE).all(), per_kind
+
+
+def test_predict_answers_from_the_shipped_data(default_run: Path) -> None:
+    def predict(*args: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "diffusion_energy.cli", "predict", *args, "--json"],
+                             cwd=default_run, capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+    measured = predict("--model", "sd35-medium", "--resolution", "1024", "--steps", "28", "--gpu", "h100",
+                       "--batch", "4")
+    assert measured["source"] == "mlenergy-v3"
+    assert measured["low_j"] < measured["energy_j"] < measured["high_j"]
+    v3 = pd.read_parquet(default_run / "results" / "energy.parquet").query(
+        "model == 'sd35-medium' and gpu == 'h100' and batch == 4 and num_gpus == 1").iloc[0]
+    assert measured["low_j"] < v3["energy_j"] < measured["high_j"]
+    unseen = predict("--model", "hunyuandit-v1.2", "--resolution", "1024", "--steps", "50", "--gpu", "h200",
+                     "--grid-intensity", "400", "--images", "1000")
+    assert unseen["co2e_g_per_image"] == pytest.approx(unseen["energy_j"] / 3.6e6 * 400)
+    assert any("never measured" in n for n in unseen["notes"])
+
+
+def test_readme_figure_is_what_the_workflow_draws(default_run: Path) -> None:
+    from matplotlib.image import imread
+
+    drawn = imread(default_run / "results" / "figures" / "energy_vs_flops.png")
+    committed = imread(README_FIGURE)
+    assert drawn.shape == committed.shape, "regenerate: snakemake readme_figures"
+    differs = np.abs(drawn - committed).max(axis=-1) > 0.05
+    assert differs.mean() < 0.002, f"{differs.mean():.2%} of the pixels differ: snakemake readme_figures"
+
+
+def test_config_of_the_run_is_the_shipped_one(default_run: Path) -> None:
+    shipped = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    assert set(shipped["public_sources"]) == set(_upstream_counts())

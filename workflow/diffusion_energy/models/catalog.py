@@ -1,0 +1,31 @@
+"""Where the architecture files are and which names the zoo knows, without importing torch.
+
+Table checks (a measurement row's model must be in the zoo) run in commands that
+must start fast; they need the zoo's names, not its components.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def models_dir() -> Path:
+    """The zoo folder: $DIFFUSION_ENERGY_MODELS, else the checkout's config/models.
+
+    The package is used from its checkout (``pip install -e .``); a copy installed
+    elsewhere finds the zoo through the variable or the working directory.
+    """
+    if os.environ.get("DIFFUSION_ENERGY_MODELS"):
+        return Path(os.environ["DIFFUSION_ENERGY_MODELS"])
+    beside = Path(__file__).resolve().parents[3] / "config" / "models"
+    return beside if beside.is_dir() else Path.cwd() / "config" / "models"
+
+
+#: Repository folder holding one YAML file per architecture.
+MODELS_DIR = models_dir()
+
+
+def available_models(folder: Path = MODELS_DIR) -> list[str]:
+    """Names of the architectures shipped in ``folder``."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
