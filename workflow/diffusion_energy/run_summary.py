@@ -183,6 +183,7 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
             rest = "nothing measured locally" if not measure_kinds else "local and other"
             lines.append(f"Data the results rest on (results/energy.parquet, {len(energy)} points; {rest}):")
             lines.append(sources_table(energy, root, measure_kinds, reference_dir))
+            lines.append(how_points_enter(energy))
             gaps = left_out(measurements, energy) if measurements is not None else []
             lines.append("Left out of the fits: " + ("none" if not gaps else ""))
             lines += [f"  {g}" for g in gaps]
@@ -208,6 +209,17 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
         lines.append("  report:  snakemake --report report.html;  logs: logs/")
     lines.append("=" * 78)
     return "\n".join(lines) + "\n"
+
+
+def how_points_enter(energy: pd.DataFrame) -> str:
+    """Which points train the pooled laws, and where the others go (``laws.analysis.law_points``)."""
+    ok = energy[energy["status"].astype(str) == "ok"] if "status" in energy else energy
+    multi = (ok["num_gpus"].astype(float) > 1) if "num_gpus" in ok else pd.Series(False, index=ok.index)
+    quoted = ok["quoted"].fillna(False).astype(bool) if "quoted" in ok else pd.Series(False, index=ok.index)
+    single = int((~multi & ~quoted).sum())
+    return (f"How they enter: {single} single-GPU points of raw data fit and cross-validate the pooled "
+            f"laws; {int(multi.sum())} multi-GPU points only the multi-GPU figure; {int(quoted.sum())} "
+            "figures quoted from a paper only that paper's own law.")
 
 
 def write_summary(text: str, root: str | Path = ".") -> Path:
