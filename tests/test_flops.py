@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+from tiny_support import assert_batch_three_derived, tiny_models
 
 from diffusion_energy.counting import flops
 from diffusion_energy.models import zoo
@@ -271,3 +272,9 @@ def test_blocks_that_differ_only_in_a_plain_attribute_are_not_confused() -> None
     x = torch.empty(1, 4, 16, 16, device="meta")
     replayed = flops.trace_ops(lambda: net(x), blocks)
     assert replayed == flops.trace_ops(lambda: net(x))
+
+
+@pytest.mark.parametrize("model", tiny_models())
+def test_batches_are_derived_exactly_for_every_family(model: str) -> None:
+    """Every family's tiny model: batch 3 derived from batches 1 and 2 equals a direct count."""
+    assert_batch_three_derived(zoo.load_spec(model))

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
+from tiny_support import FAST, assert_runs_on_cpu, tiny_models
 
 from diffusion_energy import grid
 from diffusion_energy.measurement import measure
@@ -203,23 +204,10 @@ def _cpu_points(*slugs: str) -> list[grid.GridPoint]:
     return [grid.GridPoint.from_slug("tiny-sd", "fp32", s) for s in slugs]
 
 
-FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1, warmup_s=0.0)
-
-
-@pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-qwen"])
+@pytest.mark.parametrize("model", tiny_models())
 def test_full_path_runs_on_cpu_with_energy_absent(model: str) -> None:
-    spec = zoo.load_spec(model)
-    points = [grid.GridPoint(model, "fp32", 32, 2, cfg, 1) for cfg in (False, True)]
-    from diffusion_energy.measurement.energy import TimeOnlyMeter
-
-    out = dict(measure.measure_group(spec, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
-    for point, rows in out.items():
-        assert set(rows["stage"]) == {"text", "denoise", "vae", "image"}
-        assert (rows["status"] == "ok").all()
-        assert rows["energy_status"].str.startswith("absent: no NVIDIA GPU").all()
-        assert rows["energy_j"].isna().all() and (rows["time_s"] > 0).all()
-        calls = spec.denoiser_calls_per_step(point.cfg) * point.steps
-        assert rows["denoiser_calls"].iloc[0] == calls
+    """Every family's tiny model, through the measurement path (tests/tiny_support.py)."""
+    assert_runs_on_cpu(zoo.load_spec(model))
 
 
 def test_only_the_first_point_of_a_shape_is_warmed_up() -> None:

@@ -159,41 +159,8 @@ def test_transformer_flops_match_an_analytic_estimate(transformer_1024: flops.Op
     assert transformer_1024.flops == pytest.approx(analytic, rel=2e-3)
 
 
-def test_tiny_counts_derive_batch_three_exactly() -> None:
-    spec = zoo.load_spec(TINY)
-    res = 64
-    frame, _ = flops.count_model_ops(spec, [res], [False, True], [1, 2, 3])
-    assert len(frame) == 2 * 3 * 4
-    for cfg in (False, True):
-        for call in families.calls(spec, res, cfg, 3):
-            module = zoo.build_component(spec, spec.component(call.component), "meta", torch.float16)
-            direct, _ = flops.summarize_ops(flops.trace_ops(call.prepare(module, call.call_batch, "meta",
-                                                                          torch.float16)))
-            row = frame[(frame["component"] == call.component) & (frame["cfg"] == cfg)
-                        & (frame["batch"] == 3)].iloc[0]
-            assert row["call_batch"] == call.call_batch == (6 if cfg and call.stage == "denoise" else 3)
-            assert (row["flops"], row["kernels"], row["bytes"]) == (direct.flops, direct.kernels,
-                                                                    direct.bytes), call.component
-            assert row["calls"] == (2 if cfg and call.stage == "text" else 1)
-
-
 # --- the tiny model through the pipeline -------------------------------------------------------------
 
-FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1, warmup_s=0.0)
-
-
-def test_tiny_full_path_runs_on_cpu() -> None:
-    from diffusion_energy.measurement.energy import TimeOnlyMeter
-
-    spec = zoo.load_spec(TINY)
-    points = [grid.GridPoint(TINY, "fp32", 32, 2, cfg, 1) for cfg in (False, True)]
-    out = dict(measure.measure_group(spec, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
-    assert len(out) == 2
-    for point, rows in out.items():
-        assert set(rows["stage"]) == {"text", "denoise", "vae", "image"}
-        assert (rows["status"] == "ok").all(), rows.get("error")
-        assert rows["energy_j"].isna().all() and (rows["time_s"] > 0).all()
-        assert rows["denoiser_calls"].iloc[0] == spec.denoiser_calls_per_step(point.cfg) * point.steps
 
 
 @pytest.mark.parametrize("cfg", [False, True])

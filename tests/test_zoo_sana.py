@@ -189,44 +189,8 @@ def test_denoiser_flops_sanity(counted: dict[str, Any], model: str) -> None:
         assert SANITY_TFLOP["sana15-1.6b"] == pytest.approx(20 * per_block, rel=0.01)
 
 
-def test_tiny_counts_derive_batch_three_exactly() -> None:
-    spec = zoo.load_spec(TINY)
-    res = 32
-    frame, _ = flops.count_model_ops(spec, [res], [False, True], [1, 2, 3])
-    assert set(frame["batch"]) == {1, 2, 3} and set(frame["cfg"]) == {False, True}
-    modules = zoo.build_components(spec, "meta", torch.float16)
-    for cfg in (False, True):
-        rows = frame[(frame["cfg"] == cfg) & (frame["batch"] == 3)]
-        calls = families.calls(spec, res, cfg, 3)
-        assert len(rows) == len(calls) == (4 if cfg else 3)
-        for call in calls:
-            direct = flops.summarize_ops(flops.trace_ops(call.prepare(
-                modules[call.component], call.call_batch, "meta", torch.float16)))[0]
-            hit = rows[(rows["component"] == call.component) & (rows["tokens"] == call.tokens)]
-            assert len(hit) == 1, call
-            got = hit.iloc[0]
-            assert (got["flops"], got["kernels"], got["bytes"]) == (
-                direct.flops, direct.kernels, direct.bytes)
-            assert got["call_batch"] == call.call_batch == (6 if cfg and call.stage == "denoise" else 3)
-
-
 # --- the tiny model on the CPU ----------------------------------------------------------------------
 
-FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1, warmup_s=0.0)
-
-
-def test_tiny_full_path_runs_on_cpu_with_and_without_cfg() -> None:
-    from diffusion_energy.measurement.energy import TimeOnlyMeter
-
-    spec = zoo.load_spec(TINY)
-    points = [grid.GridPoint(TINY, "fp32", 32, 2, cfg, 1) for cfg in (False, True)]
-    out = dict(measure.measure_group(spec, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
-    assert set(out) == set(points)
-    for point, rows in out.items():
-        assert set(rows["stage"]) == {"text", "denoise", "vae", "image"}
-        assert (rows["status"] == "ok").all()
-        assert rows["energy_j"].isna().all() and (rows["time_s"] > 0).all()
-        assert rows["denoiser_calls"].iloc[0] == spec.denoiser_calls_per_step(point.cfg) * point.steps
 
 
 def test_the_pipeline_runs_the_shapes_the_family_counts() -> None:

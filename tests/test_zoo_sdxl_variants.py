@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from tiny_support import assert_batch_three_derived, assert_runs_on_cpu
 
-from diffusion_energy import grid
 from diffusion_energy.counting import flops
-from diffusion_energy.measurement import measure
 from diffusion_energy.models import families, zoo
 
 MODELS = ["openjourney-v4", "sdxl-turbo", "ssd-1b"]
@@ -208,7 +207,6 @@ def test_ssd1b_saves_what_its_removed_blocks_cost(counted: dict[str, Any]) -> No
 
 # --- the asymmetric U-Net on the CPU path -------------------------------------------------------
 
-FAST = measure.Protocol(idle_s=0.0, min_window_s=0.0, repeats=2, warmup=1, warmup_s=0.0)
 
 
 def _raw(name: str) -> dict[str, Any]:
@@ -231,32 +229,6 @@ def tiny_ssd(tmp_path: Path) -> zoo.ModelSpec:
     unet["reverse_transformer_layers_per_block"] = [[1, 2, 1], 1]
     unet["mid_block_type"] = "UNetMidBlock2D"
     return zoo.load_spec(_write(tmp_path, raw, "tiny-ssd.yaml"))
-
-
-def test_tiny_asymmetric_unet_runs_the_full_path_on_cpu(tiny_ssd: zoo.ModelSpec) -> None:
-    from diffusion_energy.measurement.energy import TimeOnlyMeter
-
-    points = [grid.GridPoint("tiny-ssd", "fp32", 32, 2, cfg, 1) for cfg in (False, True)]
-    out = dict(measure.measure_group(tiny_ssd, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
-    assert set(out) == set(points)
-    for point, rows in out.items():
-        assert set(rows["stage"]) == {"text", "denoise", "vae", "image"}
-        assert (rows["status"] == "ok").all(), rows["error"].tolist()
-        assert rows["denoiser_calls"].iloc[0] == point.steps
-
-
-def test_tiny_asymmetric_batch_counts_are_derived_exactly(tiny_ssd: zoo.ModelSpec) -> None:
-    res, dtype = 32, torch.float16
-    frame, _ = flops.count_model_ops(tiny_ssd, [res], [False, True], [1, 2, 3])
-    for cfg in (False, True):
-        for call in families.calls(tiny_ssd, res, cfg, 3):
-            module = zoo.build_component(tiny_ssd, tiny_ssd.component(call.component), "meta", dtype)
-            direct, _ = flops.summarize_ops(flops.trace_ops(call.prepare(module, call.call_batch, "meta",
-                                                                         dtype)))
-            row = frame[(frame["component"] == call.component) & (frame["cfg"] == cfg)
-                        & (frame["batch"] == 3)].iloc[0]
-            assert (row["flops"], row["kernels"], row["bytes"]) == (direct.flops, direct.kernels,
-                                                                    direct.bytes), (call.component, cfg)
 
 
 # --- consistency checks on load -----------------------------------------------------------------
@@ -284,3 +256,8 @@ def test_latent_channel_mismatch_fails_on_load(tmp_path: Path, name: str) -> Non
     raw["components"]["vae"]["config"]["latent_channels"] = 16
     with pytest.raises(zoo.ZooError, match=r"'unet' predicts 4 .*vae\.config\.latent_channels is 16"):
         zoo.load_spec(_write(tmp_path, raw))
+
+
+def test_tiny_asymmetric_unet_runs_on_cpu_and_counts_every_batch(tiny_ssd: zoo.ModelSpec) -> None:
+    assert_runs_on_cpu(tiny_ssd, 32)
+    assert_batch_three_derived(tiny_ssd, 32)
