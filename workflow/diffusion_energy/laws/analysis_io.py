@@ -127,8 +127,13 @@ def read_laws(path: str | Path) -> dict[str, Any]:
         )
     try:
         payload = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise NoLawError(f"{p}: not a laws file written by `diffusion-energy fit` ({exc}); refit") from None
+    except json.JSONDecodeError as exc:
+        raise NoLawError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                         "refit with `diffusion-energy fit`") from None
+    except UnicodeDecodeError:
+        raise NoLawError(
+            f"{p}: not a laws file written by `diffusion-energy fit` (not UTF-8 text); refit"
+        ) from None
     if not isinstance(payload, dict):
         raise NoLawError(f"{p}: not a laws file written by `diffusion-energy fit`; refit")
     version = payload.get("schema_version")
