@@ -185,7 +185,7 @@ def test_gpu_name_that_contradicts_its_folder(v2: Path) -> None:
 
 def test_non_square_image_is_refused(v3: Path) -> None:
     edit_json(v3 / "text-to-image.json", lambda d: d["configurations"][0].update({"image_width": 768}))
-    refused(v3, "configurations[0]: image 768x1024 is not square")
+    refused(v3, "configurations[0]: image 768x1024 is not square; a point of this project has one resolution")
 
 
 def test_parallel_degrees_must_multiply_to_the_gpu_count(v3: Path) -> None:

@@ -39,7 +39,8 @@ def read(folder: Path) -> list[UpstreamPoint]:
         height = expect(entry, "image_height", int, where)
         width = expect(entry, "image_width", int, where)
         if height != width:
-            raise SourceError(f"{where}: image {width}x{height} is not square; the project's points are")
+            raise SourceError(f"{where}: image {width}x{height} is not square; a point of this project "
+                              "has one resolution, width = height")
         num_gpus = expect(entry, "num_gpus", int, where)
         ulysses = expect(entry, "ulysses_degree", int, where)
         ring = expect(entry, "ring_degree", int, where)

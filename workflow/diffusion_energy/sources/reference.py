@@ -63,8 +63,10 @@ def check_reference(frame: pd.DataFrame, gpu_kind: str, gpu_kinds: Mapping[str, 
     stages = ok.groupby(dataset.GRID_KEYS)["stage"].agg(lambda s: frozenset(s))
     incomplete = stages[stages != frozenset(dataset.STAGES)]
     if len(incomplete):
-        raise dataset.DatasetError(f"{gpu_kind}: {len(incomplete)} points lack a stage, e.g. "
-                                   f"{incomplete.index[0]}")
+        point = ", ".join(f"{k}={v}" for k, v in zip(dataset.GRID_KEYS, incomplete.index[0], strict=True))
+        missing = sorted(set(dataset.STAGES) - incomplete.iloc[0])
+        raise dataset.DatasetError(f"{gpu_kind}: {len(incomplete)} point(s) lack a stage, e.g. "
+                                   f"({point}) has no {missing} rows")
 
 
 def summarize(frame: pd.DataFrame, gpu_kind: str) -> DatasetSummary:
