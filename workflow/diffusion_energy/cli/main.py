@@ -68,6 +68,15 @@ def report_error(command: str, exc: BaseException, args: argparse.Namespace) -> 
     return True
 
 
+def _drop_image_processor_notice(record: logging.LogRecord) -> bool:
+    """transformers' note that CLIP's image processor falls back to PIL without torchvision.
+
+    Diffusers' pipeline modules import that processor (HunyuanDiT's among them); no
+    image is ever processed here, so the note says nothing about the command's result.
+    """
+    return "requires torchvision (not installed)" not in record.getMessage()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Bad input (``errors.is_user_error``) ends with one clear line and exit
     status 2; a bug keeps its traceback."""
@@ -78,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("transformers.utils.import_utils").addFilter(_drop_image_processor_notice)
     try:
         return int(args.func(args) or 0)
     except Exception as exc:

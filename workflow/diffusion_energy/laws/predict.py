@@ -319,7 +319,7 @@ def predict_energy(
             e = pred.energy_j
             pred = Prediction(e, e * np.exp(min(lo, 0.0)), e * np.exp(max(hi, 0.0)), level)
             what = f"unseen architectures on {gpu}" if measured else "GPU kinds left out"
-            interval = f"empirical: held-out errors on {n} points of {what}"
+            interval = f"empirical: held-out errors on {int(n)} points of {what}"
     notes = _range_notes(payload, gpu if measured else ALL, feats)
     if not measured:
         notes.append(f"{gpu} was never measured: it enters only through its datasheet "
