@@ -6,7 +6,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A config file given on the command line (--configfile) replaces config/config.yaml
+# rather than merging into it, so that every SLURM job, which is started with that
+# file but never with --replace-workflow-config, plans the same run as the main
+# process. --config key=value still sets single keys over config/config.yaml.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -39,6 +39,24 @@ def test_dry_run_of_default_grid_lists_every_measurement(workflow_copy: Path, re
     assert {f"results/public/{name}.parquet" for name in published} <= planned
 
 
+def test_a_config_file_replaces_the_default_as_a_slurm_job_reads_it(workflow_copy: Path) -> None:
+    # A SLURM job is started with --configfiles but never with --replace-workflow-config:
+    # without that flag the plan must be the one the main process made with it.
+    def plan(*flags: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(TINY_CONFIG),
+             *flags, "--printshellcmds"],
+            cwd=workflow_copy, capture_output=True, text=True, check=True, timeout=300,
+        ).stdout
+        # The run summary's command carries the start time; every other command is compared whole.
+        return sorted(line.strip() for line in out.splitlines()
+                      if "diffusion_energy.cli" in line and "--since" not in line)
+
+    as_job = plan()
+    assert as_job == plan("--replace-workflow-config")
+    assert not [line for line in as_job if "sd15" in line or "import-public" in line], as_job
+
+
 @pytest.mark.slow
 def test_one_measurement_rule_per_model_and_precision(workflow_copy: Path, repo_root: Path) -> None:
     listed = subprocess.run(
