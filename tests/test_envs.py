@@ -1,4 +1,5 @@
-"""The conda environments of the rule families pin what pyproject.toml pins."""
+"""The conda environments of the rule families pin what pyproject.toml pins; the GPU
+machine's prepared script calls only what the package has."""
 
 from __future__ import annotations
 
@@ -114,3 +115,18 @@ def test_conda_spec_parser() -> None:
     assert conda_spec("pytorch >=2.11 cpu_*") == ("pytorch", SpecifierSet(">=2.11"), "cpu_*")
     assert conda_spec("python=3.11") == ("python", SpecifierSet("==3.11.*"), "")
     assert conda_spec("pip") == ("pip", SpecifierSet(""), "")
+
+
+def test_the_device_script_calls_what_the_package_has(repo_root: Path) -> None:
+    """scripts/device/ runs once on a lent GPU, with no second try: a stale import or
+    subcommand there would cost the whole loan."""
+    from diffusion_energy.cli.main import build_parser
+
+    text = (repo_root / "scripts/device/reference_run.sh").read_text()
+    imports = re.findall(r"from (diffusion_energy[\w.]*) import (\w+)", text)
+    assert imports
+    for module, name in imports:
+        exec(f"from {module} import {name}", {})  # raises ImportError if it moved
+    commands = set(re.findall(r"(?:diffusion_energy\.cli|\bde) ([a-z][a-z-]+)", text))
+    known = set(build_parser()._subparsers._group_actions[0].choices)
+    assert commands and commands <= known, commands - known

@@ -21,7 +21,7 @@ export PYTHONPATH=$PWD/workflow:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFE
 de() { python3 -m diffusion_energy.cli "$@"; }
 nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv | tee "$out/gpu.csv"
 kind=$(python3 -c "
-import yaml; from diffusion_energy import gpu
+import yaml; from diffusion_energy.measurement import gpu
 print(gpu.local_kinds(yaml.safe_load(open('config/config.yaml'))['gpu_kinds'])[0])")
 echo "GPU kind: $kind"
 
