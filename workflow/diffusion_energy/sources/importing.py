@@ -16,6 +16,7 @@ energy, a GPU name that maps to no kind, a file of the wrong format.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -64,6 +65,14 @@ def readers() -> dict[str, Reader]:
     from . import mlenergy_v2, mlenergy_v3, quoted
 
     return {"mlenergy-v2": mlenergy_v2.read, "mlenergy-v3": mlenergy_v3.read, "quoted-figures": quoted.read}
+
+
+def read_json(path: Path) -> Any:
+    """A source file's JSON, or a SourceError naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{path}: not a readable JSON file ({exc})") from None
 
 
 def expect(entry: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

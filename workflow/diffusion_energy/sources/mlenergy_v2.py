@@ -10,22 +10,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from .importing import UpstreamPoint, expect, precision_name
+from .importing import UpstreamPoint, expect, precision_name, read_json
 from .provenance import SourceError
 
 _POINT = re.compile(r"bs(\d+)\+steps(\d+)\.json")
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{path}: not a readable JSON file ({exc})") from None
 
 
 def _resolution(models: dict[str, Any], model: str, where: str) -> int:
@@ -43,7 +35,7 @@ def _pipeline_settings(folder: Path, model: str) -> tuple[str, str]:
     kwargs_path = folder / "pipeline-kwargs" / model / "kwargs.json"
     if not kwargs_path.is_file():
         raise SourceError(f"{kwargs_path}: missing (the pipeline kwargs give the precision of {model!r})")
-    kwargs = _json(kwargs_path)
+    kwargs = read_json(kwargs_path)
     if not isinstance(kwargs, dict):
         raise SourceError(f"{kwargs_path}: expected a JSON object of pipeline kwargs")
     precision = precision_name(expect(kwargs, "torch_dtype", str, str(kwargs_path)), str(kwargs_path))
@@ -58,7 +50,7 @@ def read(folder: Path) -> list[UpstreamPoint]:
     models_path = root / "models.json"
     if not models_path.is_file():
         raise SourceError(f"{models_path}: missing; is {folder} an ML.ENERGY v2 text-to-image folder?")
-    models = _json(models_path)
+    models = read_json(models_path)
     if not isinstance(models, dict):
         raise SourceError(f"{models_path}: expected a JSON object keyed by model id")
     points = []
@@ -70,7 +62,7 @@ def read(folder: Path) -> list[UpstreamPoint]:
             raise SourceError(f"{where}: not a point file name (want bs<batch>+steps<steps>.json)")
         gpu_folder, org, model_name = path.parts[-4:-1]
         model = f"{org}/{model_name}"
-        entry = _json(path)
+        entry = read_json(path)
         if not isinstance(entry, dict):
             raise SourceError(f"{where}: expected one JSON object per point")
         upstream_model = expect(entry, "Model", str, where)

@@ -9,10 +9,9 @@ object per point with ``model_id``, ``gpu_model``, ``num_gpus`` (= ``ulysses_deg
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .importing import UpstreamPoint, expect, precision_name
+from .importing import UpstreamPoint, expect, precision_name, read_json
 from .provenance import SourceError
 
 FILE = "text-to-image.json"
@@ -21,12 +20,9 @@ FILE = "text-to-image.json"
 def read(folder: Path) -> list[UpstreamPoint]:
     """Every configuration of ``folder/text-to-image.json`` (or of the file given)."""
     path = folder if folder.is_file() else folder / FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SourceError(f"{path}: missing; is {folder} an ML.ENERGY v3 text-to-image folder?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{path}: not a readable JSON file ({exc})") from None
+    if not path.exists():
+        raise SourceError(f"{path}: missing; is {folder} an ML.ENERGY v3 text-to-image folder?")
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("configurations"), list):
         raise SourceError(f"{path}: expected an object with a 'configurations' list (ML.ENERGY v3 format)")
     if data.get("task", "text-to-image") != "text-to-image":

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import load_yaml
+
 SOURCE_FILE = "source.yaml"
 _REQUIRED = ("name", "format", "upstream_repository", "upstream_commit", "license", "citation", "software",
              "weights", "energy_scope")
@@ -55,10 +57,7 @@ def read_source_info(folder: str | Path) -> SourceInfo:
     if not path.is_file():
         raise SourceError(f"{path}: missing; every published source folder needs its provenance "
                           f"({', '.join(_REQUIRED)})")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SourceError(f"{path}: not valid YAML ({exc})") from None
+    raw = load_yaml(path, SourceError, "provenance file")
     if not isinstance(raw, dict):
         raise SourceError(f"{path}: expected a mapping of provenance keys")
     missing = [k for k in _REQUIRED if not raw.get(k)]

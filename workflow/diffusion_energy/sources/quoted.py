@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import yaml
-
 from .importing import UpstreamPoint, precision_name
-from .provenance import SOURCE_FILE, SourceError
+from .provenance import SOURCE_FILE, SourceError, read_source_info
 
 J_PER = {"J": 1.0, "Wh": 3600.0, "kWh": 3.6e6}
 COLUMNS = ("source", "model", "gpu", "resolution", "steps", "precision", "cfg", "batch", "metric", "value",
@@ -24,7 +22,7 @@ COLUMNS = ("source", "model", "gpu", "resolution", "steps", "precision", "cfg", 
 
 
 def read(folder: Path) -> list[UpstreamPoint]:
-    settings = yaml.safe_load((folder / SOURCE_FILE).read_text()) or {}
+    settings = read_source_info(folder).extra
     if "file" not in settings or "source_prefix" not in settings:
         raise SourceError(f"{folder / SOURCE_FILE}: a quoted-figures source needs 'file' and 'source_prefix'")
     path = (folder / settings["file"]).resolve()
