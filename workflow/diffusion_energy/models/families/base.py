@@ -68,6 +68,18 @@ def latent_side(spec: ModelSpec, resolution: int) -> int:
     return resolution // spec.latent_stride
 
 
+def noisy_latents(spec: ModelSpec, resolution: int, batch: int, device: Device, dtype: torch.dtype
+                  ) -> Tensor:
+    """The denoiser's latent input for ``batch`` samples (random: same cost)."""
+    side = latent_side(spec, resolution)
+    return torch.randn(batch, spec.denoiser.config["in_channels"], side, side, device=device, dtype=dtype)
+
+
+def mid_timestep(batch: int, device: Device, dtype: torch.dtype) -> Tensor:
+    """One timestep per sample, mid-schedule: its value changes no FLOPs."""
+    return torch.full((batch,), 500.0, device=device, dtype=dtype)
+
+
 def random_ids(comp: ComponentSpec, n_prompts: int, device: Device) -> Tensor:
     """Token ids of ``n_prompts`` prompts padded to the encoder's length (random: same cost)."""
     assert comp.seq_len is not None

@@ -21,7 +21,17 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec
-from .base import Device, Family, Modules, Tensor, latent_side, random_ids, register
+from .base import (
+    Device,
+    Family,
+    Modules,
+    Tensor,
+    latent_side,
+    mid_timestep,
+    noisy_latents,
+    random_ids,
+    register,
+)
 from .sd import width
 
 #: The pipeline's ``image_meta_size`` row: original (1024, 1024), target (H, W), crop (0, 0).
@@ -80,12 +90,12 @@ class HunyuanDiT(Family):
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
         cfg = spec.denoiser.config
-        side, b = latent_side(spec, resolution), call_batch
+        b = call_batch
         n_clip, n_t5 = int(cfg["text_len"]), int(cfg["text_len_t5"])
         meta = [*ORIGINAL_SIZE, resolution, resolution, 0, 0]
         return {
-            "hidden_states": torch.randn(b, cfg["in_channels"], side, side, device=device, dtype=dtype),
-            "timestep": torch.full((b,), 500.0, device=device, dtype=dtype),
+            "hidden_states": noisy_latents(spec, resolution, b, device, dtype),
+            "timestep": mid_timestep(b, device, dtype),
             "encoder_hidden_states": torch.randn(b, n_clip, cfg["cross_attention_dim"], device=device,
                                                  dtype=dtype),
             "text_embedding_mask": torch.ones(b, n_clip, device=device, dtype=torch.long),

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec, ZooError, import_object
-from .base import Call, Device, Family, Modules, Tensor, latent_side, random_ids, register
+from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .sd import projection, width
 
 PRIOR_TEXT, PRIOR, IMAGE_ENCODER = "prior_text_encoder", "prior_prior", "prior_image_encoder"
@@ -155,12 +155,11 @@ class Kandinsky22(Family):
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
         check_pipeline_resolution(spec, resolution, movq_scale_factor(spec))
-        side = latent_side(spec, resolution)
         cfg = spec.denoiser.config
         b = call_batch
         return {
-            "sample": torch.randn(b, cfg["in_channels"], side, side, device=device, dtype=dtype),
-            "timestep": torch.full((b,), 500.0, device=device, dtype=dtype),
+            "sample": noisy_latents(spec, resolution, b, device, dtype),
+            "timestep": mid_timestep(b, device, dtype),
             "encoder_hidden_states": None,
             "added_cond_kwargs": {"image_embeds": torch.randn(b, cfg["encoder_hid_dim"], device=device,
                                                               dtype=dtype)},

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec, ZooError
-from .base import Call, Device, Family, Modules, Tensor, latent_side, random_ids, register
+from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .kandinsky22 import check_pipeline_resolution, movq_scale_factor
 from .sd import width
 
@@ -74,12 +74,11 @@ class Kandinsky3(Family):
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
         check_pipeline_resolution(spec, resolution, PIPELINE_SCALE)
-        side = latent_side(spec, resolution)
         cfg = spec.denoiser.config
         b, n_text = call_batch, int(spec.denoiser.text_tokens or 0)
         return {
-            "sample": torch.randn(b, cfg["in_channels"], side, side, device=device, dtype=dtype),
-            "timestep": torch.full((b,), 500.0, device=device, dtype=dtype),
+            "sample": noisy_latents(spec, resolution, b, device, dtype),
+            "timestep": mid_timestep(b, device, dtype),
             "encoder_hidden_states": torch.randn(b, n_text, cfg["encoder_hid_dim"], device=device,
                                                  dtype=dtype),
             "encoder_attention_mask": torch.ones(b, n_text, device=device, dtype=torch.bool),

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec
-from .base import Call, Device, Family, Modules, Tensor, latent_side, random_ids, register
+from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .sd import width
 
 
@@ -50,15 +50,14 @@ class PixArt(Family):
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
-        side = latent_side(spec, resolution)
         cfg = spec.denoiser.config
         b, n_text = call_batch, int(spec.denoiser.text_tokens or 0)
         return {
-            "hidden_states": torch.randn(b, cfg["in_channels"], side, side, device=device, dtype=dtype),
+            "hidden_states": noisy_latents(spec, resolution, b, device, dtype),
             "encoder_hidden_states": torch.randn(b, n_text, cfg["caption_channels"], device=device,
                                                  dtype=dtype),
             "encoder_attention_mask": torch.ones(b, n_text, device=device, dtype=torch.long),
-            "timestep": torch.full((b,), 500.0, device=device, dtype=dtype),
+            "timestep": mid_timestep(b, device, dtype),
             # The pipeline always passes empty micro-conditions (Σ is trained without them).
             "added_cond_kwargs": {"resolution": None, "aspect_ratio": None},
         }

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec, ZooError
-from .base import Call, Device, Family, Modules, Tensor, latent_side, register, vocab_size
+from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, register, vocab_size
 from .sd import width
 
 
@@ -101,14 +101,13 @@ class Sana(Family):
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
         cfg = spec.denoiser.config
-        side = latent_side(spec, resolution)
         n_text, b = int(spec.denoiser.text_tokens or 0), call_batch
         return {
-            "hidden_states": torch.randn(b, cfg["in_channels"], side, side, device=device, dtype=dtype),
+            "hidden_states": noisy_latents(spec, resolution, b, device, dtype),
             "encoder_hidden_states": torch.randn(b, n_text, cfg["caption_channels"], device=device,
                                                  dtype=dtype),
             "encoder_attention_mask": torch.ones(b, n_text, device=device, dtype=torch.long),
-            "timestep": torch.full((b,), 500.0, device=device, dtype=dtype),
+            "timestep": mid_timestep(b, device, dtype),
         }
 
     # ----------------------------------------------------------------- consistency

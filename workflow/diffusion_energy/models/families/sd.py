@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec
-from .base import Call, Device, Family, Modules, Tensor, latent_side, random_ids, register
+from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 
 
 def width(comp: ComponentSpec) -> int:
@@ -35,12 +35,11 @@ class StableDiffusion(Family):
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
-        side = latent_side(spec, resolution)
         cfg = spec.denoiser.config
         b = call_batch
         return {
-            "sample": torch.randn(b, cfg["in_channels"], side, side, device=device, dtype=dtype),
-            "timestep": torch.full((b,), 500.0, device=device, dtype=dtype),
+            "sample": noisy_latents(spec, resolution, b, device, dtype),
+            "timestep": mid_timestep(b, device, dtype),
             "encoder_hidden_states": torch.randn(b, int(spec.denoiser.text_tokens or 0),
                                                  cfg["cross_attention_dim"], device=device, dtype=dtype),
         }

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec
-from .base import Device, Family, Modules, Tensor, latent_side, random_ids, register
+from .base import Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .sd import projection, width
 
 
@@ -39,15 +39,14 @@ class StableDiffusion3(Family):
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:
-        side = latent_side(spec, resolution)
         cfg = spec.denoiser.config
         b = call_batch
         return {
-            "hidden_states": torch.randn(b, cfg["in_channels"], side, side, device=device, dtype=dtype),
+            "hidden_states": noisy_latents(spec, resolution, b, device, dtype),
             "encoder_hidden_states": torch.randn(b, int(spec.denoiser.text_tokens or 0),
                                                  cfg["joint_attention_dim"], device=device, dtype=dtype),
             "pooled_projections": torch.randn(b, cfg["pooled_projection_dim"], device=device, dtype=dtype),
-            "timestep": torch.full((b,), 500.0, device=device, dtype=dtype),
+            "timestep": mid_timestep(b, device, dtype),
         }
 
     def text_width_checks(self, spec: ModelSpec) -> list[tuple[str, int, str, int]]:
