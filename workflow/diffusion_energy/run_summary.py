@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .sources.schema import POINT_KEYS, THIS_WORKFLOW
+from .sources.schema import POINT_KEYS, THIS_WORKFLOW, single_gpu_raw
 
 SUMMARY_PATH = "results/summary.txt"
 _WARNING = re.compile(r"^\S+ \S+ WARNING (\S+): (.*)$")
@@ -212,11 +212,11 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
 
 
 def how_points_enter(energy: pd.DataFrame) -> str:
-    """Which points train the pooled laws, and where the others go (``laws.analysis.law_points``)."""
+    """Which points train the pooled laws (``schema.single_gpu_raw``), and where the others go."""
     ok = energy[energy["status"].astype(str) == "ok"] if "status" in energy else energy
     multi = (ok["num_gpus"].astype(float) > 1) if "num_gpus" in ok else pd.Series(False, index=ok.index)
     quoted = ok["quoted"].fillna(False).astype(bool) if "quoted" in ok else pd.Series(False, index=ok.index)
-    single = int((~multi & ~quoted).sum())
+    single = int(single_gpu_raw(ok).sum())
     return (f"How they enter: {single} single-GPU points of raw data fit and cross-validate the pooled "
             f"laws; {int(multi.sum())} multi-GPU points only the multi-GPU figure; {int(quoted.sum())} "
             "figures quoted from a paper only that paper's own law.")

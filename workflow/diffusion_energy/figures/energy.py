@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 
 from ..laws import powerlaw
 from ..sources import gpu_datasheets
+from ..sources.schema import single_gpu_raw
 from . import style
 
 
@@ -90,8 +91,7 @@ def energy_vs_batch(energy: pd.DataFrame, predictions: pd.DataFrame, metrics: pd
     from ..laws.analysis import BASELINE
 
     xlabel, ylabel = "batch size (images per pipeline call)", "GPU energy per image (J)"
-    frame = style.single_gpu(energy)
-    frame = frame[~frame["quoted"].astype(bool)] if len(frame) else frame
+    frame = energy[single_gpu_raw(energy)] if len(energy) else energy
     if len(frame):
         frame = frame[frame.groupby(["gpu", "model", "source"])["batch"].transform("nunique") > 1]
     if frame.empty:

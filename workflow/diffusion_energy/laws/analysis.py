@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..sources import gpu_datasheets
+from ..sources.schema import single_gpu_raw
 from . import crossval, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .crossval import ALL, Candidate
@@ -119,8 +120,7 @@ def law_points(points: pd.DataFrame) -> pd.DataFrame:
     """Single-GPU points of raw data: what the pooled models are fitted and cross-validated on."""
     if points.empty:
         return points
-    keep = (points["num_gpus"].astype(float) == 1) & ~points["quoted"].astype(bool)
-    return points[keep.to_numpy()]
+    return points[single_gpu_raw(points).to_numpy()]
 
 
 def unseen_gpu_terms(terms: tuple[str, ...]) -> tuple[str, ...]:

@@ -141,6 +141,19 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(MEASUREMENT_COLUMNS)]
 
 
+def single_gpu_raw(frame: pd.DataFrame) -> pd.Series:
+    """Rows of raw data from one GPU: the points the pooled laws are fitted and cross-validated on.
+
+    Quoted figures feed only their paper's own law and multi-GPU runs only the
+    multi-GPU figure; the laws, the figures and the run summary all split rows here.
+    A column a table lacks takes its schema-version-1 default (one GPU, not quoted).
+    """
+    def column(name: str) -> pd.Series:
+        return frame[name] if name in frame else pd.Series(V1_DEFAULTS[name], index=frame.index)
+
+    return (column("num_gpus").astype(float) == 1) & ~column("quoted").fillna(False).astype(bool)
+
+
 def _row_label(frame: pd.DataFrame, i: int) -> str:
     """``row 3 (source=mlenergy-v2, gpu=h100, model=sd21, ...)``: a row a person can find."""
     r = frame.iloc[i]
