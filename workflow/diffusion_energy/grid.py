@@ -19,6 +19,7 @@ import yaml
 
 from .errors import UsageError, UserError, json_argument, load_yaml
 from .models.zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec
+from .sources.schema import point_slug
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -53,7 +54,7 @@ class GridPoint:
     @property
     def slug(self) -> str:
         """File stem of this point inside ``{gpu}/{model}/{precision}/``."""
-        return f"{self.resolution}px_{self.steps}steps_cfg{int(self.cfg)}_b{self.batch}"
+        return point_slug(self.resolution, self.steps, self.cfg, self.batch)
 
     @classmethod
     def from_slug(cls, model: str, precision: str, slug: str) -> GridPoint:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .sources.schema import POINT_KEYS, THIS_WORKFLOW, single_gpu_raw
+from .sources.schema import POINT_KEYS, THIS_WORKFLOW, point_slug, single_gpu_raw
 
 SUMMARY_PATH = "results/summary.txt"
 _WARNING = re.compile(r"^\S+ \S+ WARNING (\S+): (.*)$")
@@ -82,8 +82,7 @@ def _points(frame: pd.DataFrame) -> pd.DataFrame:
 def _origin(row: pd.Series, root: Path, local_kinds: Sequence[str], reference_dir: str) -> str:
     if row["source"] != THIS_WORKFLOW:
         return f"{row['source']} (published)"
-    slug = (f"{int(row['resolution'])}px_{int(row['steps'])}steps_cfg{int(bool(row['cfg']))}"
-            f"_b{int(row['batch'])}")
+    slug = point_slug(int(row["resolution"]), int(row["steps"]), bool(row["cfg"]), int(row["batch"]))
     local = root / "results" / "measurements" / str(row["gpu"]) / str(row["model"]) / str(row["precision"])
     if row["gpu"] in local_kinds and (local / f"{slug}.parquet").is_file():
         return "measured on this machine"

@@ -141,6 +141,11 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(MEASUREMENT_COLUMNS)]
 
 
+def point_slug(resolution: int, steps: int, cfg: bool, batch: int) -> str:
+    """A point's file stem inside ``{gpu}/{model}/{precision}/``: ``512px_50steps_cfg1_b1``."""
+    return f"{resolution}px_{steps}steps_cfg{int(cfg)}_b{batch}"
+
+
 def single_gpu_raw(frame: pd.DataFrame) -> pd.Series:
     """Rows of raw data from one GPU: the points the pooled laws are fitted and cross-validated on.
 
