@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import json_argument
 from ..laws import analysis_io
 from ..laws.analysis_io import FIGURE_NAMES
 
@@ -43,7 +44,7 @@ def _optional_parquet(path: str | None) -> pd.DataFrame | None:
 def _sheets(args: argparse.Namespace):  # noqa: ANN202 - sources imported lazily
     from ..sources import gpu_datasheets
 
-    raw = json.loads(args.datasheets) if getattr(args, "datasheets", None) else {}
+    raw = json_argument(args.datasheets, "--datasheets") if getattr(args, "datasheets", None) else {}
     return {kind: gpu_datasheets.Datasheet.from_config(sheet, f"--datasheets {kind}")
             for kind, sheet in raw.items()}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from .. import atomic
@@ -12,10 +11,12 @@ log = logging.getLogger(__name__)
 
 
 def cmd_import_public(args: argparse.Namespace) -> int:
+    from .. import grid
+    from ..errors import json_argument
     from ..sources import importing
 
-    frame = importing.import_source(args.path, json.loads(args.upstream_models),
-                                    json.loads(args.gpu_kinds), args.format)
+    frame = importing.import_source(args.path, json_argument(args.upstream_models, "--upstream-models"),
+                                    grid.gpu_kinds_settings(args.gpu_kinds), args.format)
     if frame["source"].iloc[0] != args.source:
         raise importing.SourceError(f"{args.path}: its source.yaml names the source "
                                     f"{frame['source'].iloc[0]!r}, the config {args.source!r}")
