@@ -102,18 +102,6 @@ def cmd_count_flops(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_merge_flops(args: argparse.Namespace) -> int:
-    frame = pd.concat([pd.read_parquet(p) for p in args.inputs], ignore_index=True)
-    atomic.write_parquet(frame, args.out)
-    if args.ops:
-        ops = pd.concat([pd.read_parquet(p) for p in args.ops], ignore_index=True)
-        atomic.write_parquet(ops, args.ops_out)
-    summary = frame[frame["resolution"] == frame["resolution"].max()]
-    log.info("FLOPs per call at the largest resolution:\n%s",
-             summary[["model", "cfg", "stage", "component", "flops"]].to_string(index=False))
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list the architectures and their parameter counts")
     p.add_argument("--all", action="store_true", help="include the tiny test models")
@@ -141,13 +129,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--ops-out", required=True, help="the per-op table (for the roofline model)")
     p.set_defaults(func=cmd_count_flops)
-
-    p = sub.add_parser("merge-flops", help="concatenate per-model FLOP tables")
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--out", required=True)
-    p.add_argument("--ops", nargs="*", default=[], help="per-model per-op tables to merge too")
-    p.add_argument("--ops-out", help="where the merged per-op table goes")
-    p.set_defaults(func=cmd_merge_flops)
 
 
 __all__ = ["register"]

@@ -142,9 +142,3 @@ def read_laws(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def nan_to_none(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
-
-
-def none_to_nan(x: float | None) -> float:
-    return float("nan") if x is None else float(x)

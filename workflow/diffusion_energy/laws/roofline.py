@@ -107,9 +107,6 @@ class RooflineInputs:
     def total_bytes(self, ids: np.ndarray) -> np.ndarray:
         return self.per_point(self.bytes * self.executions, ids)
 
-    def total_kernels(self, ids: np.ndarray) -> np.ndarray:
-        return self.per_point(self.kernels * self.executions, ids)
-
     def class_flops(self, ids: np.ndarray) -> np.ndarray:
         """FLOPs per image of each op class: an array (points, classes)."""
         return np.column_stack([self.per_point(np.where(self.op_class == k, self.flops, 0) * self.executions,
