@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .. import atomic
+from ..sources.schema import THIS_WORKFLOW
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ NO_OWN_DATA_HINT = ("needs this workflow's own per-stage measurements (a GPU run
 MODEL_ORDER = ("sd15", "sd21", "openjourney-v4", "kandinsky-2.2", "sdxl-turbo", "ssd-1b", "sdxl",
                "sd3-medium", "sd35-medium", "pixart-sigma", "sana15-1.6b", "sana15-4.8b", "hunyuandit-v1.2",
                "kandinsky-3", "sd35-large", "flux-dev", "qwen-image")
-SOURCE_MARKERS = {"this-workflow": "^", "mlenergy-v2": "o", "mlenergy-v3": "s", "paper-2511.17031": "D"}
-SOURCE_LABELS = {"this-workflow": "this workflow", "mlenergy-v2": "ML.ENERGY v2",
+SOURCE_MARKERS = {THIS_WORKFLOW: "^", "mlenergy-v2": "o", "mlenergy-v3": "s", "paper-2511.17031": "D"}
+SOURCE_LABELS = {THIS_WORKFLOW: "this workflow", "mlenergy-v2": "ML.ENERGY v2",
                  "mlenergy-v3": "ML.ENERGY v3", "paper-2511.17031": "arXiv 2511.17031 (quoted)"}
 STAGE_COLOURS = {"text": "#4c72b0", "denoise": "#dd8452", "vae": "#55a868"}
 

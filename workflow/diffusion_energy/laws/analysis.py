@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..sources import gpu_datasheets
-from ..sources.schema import single_gpu_raw
+from ..sources.schema import V1_DEFAULTS, single_gpu_raw
 from . import crossval, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .crossval import ALL, Candidate
@@ -103,9 +103,9 @@ def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.Data
             ) -> tuple[pd.DataFrame, roofline.RooflineInputs]:
     """Points numbered 0..n-1 (``point_id``), with their GPU's datasheet, and their roofline inputs."""
     points = energy.reset_index(drop=True).assign(point_id=lambda f: np.arange(len(f)))
-    for col, default in (("source", "this-workflow"), ("quoted", False), ("num_gpus", 1)):
+    for col in ("source", "quoted", "num_gpus"):
         if col not in points:
-            points[col] = default
+            points[col] = V1_DEFAULTS[col]
     points = gpu_datasheets.with_datasheets(points, sheets or {})
     inputs = roofline.build_inputs(points, ops, flops_table)
     if len(points) and inputs.granularity == "op":

@@ -33,6 +33,7 @@ from ..counting.features import Point, point_features
 from ..errors import UsageError
 from ..models import zoo
 from ..sources import gpu_datasheets
+from ..sources.schema import THIS_WORKFLOW
 from . import powerlaw, roofline
 from .analysis_io import NoLawError
 from .crossval import ALL
@@ -46,8 +47,6 @@ J_PER_KWH = 3.6e6
 MIN_EMPIRICAL = 10
 ENERGY_TARGETS = {"raw": "image", "dynamic": "image_dynamic"}
 LAW_CHOICES = ("auto", "architecture", "pooled")
-#: The source whose own per-architecture laws ``predict`` uses (raw measurements over a grid).
-OWN_SOURCE = "this-workflow"
 
 
 @dataclass(frozen=True)
@@ -182,7 +181,7 @@ class _Choice:
 def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: bool, choice: str, gpu: str,
             measured: bool, precision: str) -> _Choice:
     """The law that answers: the model's own, or the pooled candidate chosen for this GPU kind."""
-    own = payload.get("per_architecture", {}).get(target, {}).get(OWN_SOURCE, {}).get(spec_name)
+    own = payload.get("per_architecture", {}).get(target, {}).get(THIS_WORKFLOW, {}).get(spec_name)
     if choice in ("auto", "architecture") and not from_path and own:
         law = law_object(own)
         if gpu in law.gpus and _covers_precision(law, precision):
@@ -230,7 +229,7 @@ def _source_for(payload: dict[str, Any], law: Any, model: str, gpu: str, asked: 
         except KeyError:
             return law.constants[0].source_reference
     return getattr(getattr(law, "design", None), "source_reference", "") or (sorted(sources)[0] if sources
-                                                                             else OWN_SOURCE)
+                                                                             else THIS_WORKFLOW)
 
 
 def predict_energy(

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..models import zoo
+from .schema import THIS_WORKFLOW
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def compare_laws(published: pd.DataFrame, payload: dict[str, Any]) -> pd.DataFra
     rows = []
     for _, a in published[published["metric"].isin(list(LAW_METRICS))].iterrows():
         own = _data_source(a["source"])
-        source = own if a["zoo_model"] in per_arch.get(own, {}) else "this-workflow"
+        source = own if a["zoo_model"] in per_arch.get(own, {}) else THIS_WORKFLOW
         law = per_arch.get(source, {}).get(a["zoo_model"])
         if law is None:
             continue
