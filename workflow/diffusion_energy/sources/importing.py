@@ -1,8 +1,9 @@
 """Published measurements -> rows of the measurement table, with checks on import.
 
 Each upstream format has a reader (``mlenergy_v2``, ``mlenergy_v3``,
-``quoted``) that turns its files into ``UpstreamPoint``s, one per published
-point, each knowing the file (and entry) it came from. This module maps them
+``mlenergy_v3_video``, ``quoted``) that turns its files into ``UpstreamPoint``s,
+one per published point (an image, or a video with its frames, fps and frame
+size), each knowing the file (and entry) it came from. This module maps them
 onto the project's table: the upstream model id to a zoo architecture
 (``upstream_models`` in the config), the GPU name to a GPU kind (``gpu_kinds``),
 CFG and guidance as the zoo file records the pipeline's default, and the
@@ -45,6 +46,7 @@ class UpstreamPoint:
     steps: int
     precision: str
     batch: int
+    #: Energy per output of the pipeline: per image, or per video for a video source.
     energy_per_image_j: float
     batch_time_s: float = math.nan
     avg_power_w: float = math.nan
@@ -55,6 +57,12 @@ class UpstreamPoint:
     quoted: bool = False
     #: For quoted figures: the GPU kind and the source as the quoting table names them.
     source_label: str = ""
+    #: A video's frame count (1: an image), frame rate and frame size as the source gives them
+    #: (``resolution`` is then the frame height); NaN/0 where the source does not give them.
+    frames: int = 1
+    fps: float = math.nan
+    height: int = 0
+    width: int = 0
 
 
 #: Format name -> reader of a source folder (or file) into upstream points.
@@ -62,9 +70,10 @@ Reader = Callable[[Path], list[UpstreamPoint]]
 
 
 def readers() -> dict[str, Reader]:
-    from . import mlenergy_v2, mlenergy_v3, quoted
+    from . import mlenergy_v2, mlenergy_v3, mlenergy_v3_video, quoted
 
-    return {"mlenergy-v2": mlenergy_v2.read, "mlenergy-v3": mlenergy_v3.read, "quoted-figures": quoted.read}
+    return {"mlenergy-v2": mlenergy_v2.read, "mlenergy-v3": mlenergy_v3.read,
+            "mlenergy-v3-video": mlenergy_v3_video.read, "quoted-figures": quoted.read}
 
 
 def read_json(path: Path) -> Any:
@@ -125,13 +134,15 @@ def to_rows(points: list[UpstreamPoint], info: SourceInfo, upstream_models: Mapp
             raise SourceError(f"{p.where}: GPU {p.gpu_name!r} maps to no GPU kind; add a kind whose "
                               f"name_pattern it contains to gpu_kinds in config/config.yaml "
                               f"(kinds: {', '.join(sorted(gpu_kinds))})")
+        output = "video" if p.frames > 1 else "image"
         if not (math.isfinite(p.energy_per_image_j) and p.energy_per_image_j > 0):
-            raise SourceError(f"{p.where}: energy per image {p.energy_per_image_j!r} J is not positive")
-        key = (kind, name, p.precision, p.resolution, p.steps, p.batch, p.num_gpus, p.ulysses_degree,
-               p.ring_degree)
+            raise SourceError(f"{p.where}: energy per {output} {p.energy_per_image_j!r} J is not positive")
+        key = (kind, name, p.precision, p.resolution, p.width, p.frames, p.steps, p.batch, p.num_gpus,
+               p.ulysses_degree, p.ring_degree)
         if key in seen:
+            size = f"{p.width}x{p.height} px, {p.frames} frames" if p.frames > 1 else f"{p.resolution} px"
             raise SourceError(f"{p.where}: the same point as {seen[key]} ({p.upstream_model} on "
-                              f"{p.gpu_name}, {p.resolution} px, {p.steps} steps, batch {p.batch}, "
+                              f"{p.gpu_name}, {size}, {p.steps} steps, batch {p.batch}, "
                               f"{p.num_gpus} GPU(s))")
         seen[key] = p.where
         time_s = p.batch_time_s / p.batch if math.isfinite(p.batch_time_s) else math.nan
@@ -142,6 +153,7 @@ def to_rows(points: list[UpstreamPoint], info: SourceInfo, upstream_models: Mapp
             "source": info.name, "quoted": p.quoted, "gpu": kind, "model": name,
             "architecture": spec.architecture, "precision": p.precision, "resolution": p.resolution,
             "steps": p.steps, "cfg": spec.cfg, "guidance_scale": spec.guidance_scale, "batch": p.batch,
+            "frames": p.frames, "fps": p.fps, "height": p.height or math.nan, "width": p.width or math.nan,
             "num_gpus": p.num_gpus, "ulysses_degree": p.ulysses_degree, "ring_degree": p.ring_degree,
             "stage": "image", "repeat": 0, "status": "ok", "energy_status": "measured",
             "energy_j": p.energy_per_image_j, "time_s": time_s, "batch_time_s": p.batch_time_s,

@@ -10,6 +10,7 @@ object per point with ``model_id``, ``gpu_model``, ``num_gpus`` (= ``ulysses_deg
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .importing import UpstreamPoint, expect, precision_name, read_json
 from .provenance import SourceError
@@ -17,33 +18,52 @@ from .provenance import SourceError
 FILE = "text-to-image.json"
 
 
-def read(folder: Path) -> list[UpstreamPoint]:
-    """Every configuration of ``folder/text-to-image.json`` (or of the file given)."""
-    path = folder if folder.is_file() else folder / FILE
+def configurations(folder: Path, file: str, task: str) -> list[tuple[str, dict[str, Any]]]:
+    """(where, entry) of every configuration of ``folder/file`` (or of the file given), whose
+    ``task`` must be ``task``; errors name the file (and the entry)."""
+    path = folder if folder.is_file() else folder / file
     if not path.exists():
-        raise SourceError(f"{path}: missing; is {folder} an ML.ENERGY v3 text-to-image folder?")
+        raise SourceError(f"{path}: missing; is {folder} an ML.ENERGY v3 {task} folder?")
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("configurations"), list):
         raise SourceError(f"{path}: expected an object with a 'configurations' list (ML.ENERGY v3 format)")
-    if data.get("task", "text-to-image") != "text-to-image":
-        raise SourceError(f"{path}: task {data.get('task')!r}, not text-to-image")
-    points = []
+    if data.get("task", task) != task:
+        raise SourceError(f"{path}: task {data.get('task')!r}, not {task}")
+    out = []
     for i, entry in enumerate(data["configurations"]):
         where = f"{path} configurations[{i}]"
         if not isinstance(entry, dict):
             raise SourceError(f"{where}: expected an object")
+        out.append((where, entry))
+    return out
+
+
+def parallel_degrees(entry: dict[str, Any], where: str) -> tuple[int, int, int]:
+    """(num_gpus, ulysses_degree, ring_degree) of an entry; their product must hold."""
+    num_gpus = expect(entry, "num_gpus", int, where)
+    ulysses = expect(entry, "ulysses_degree", int, where)
+    ring = expect(entry, "ring_degree", int, where)
+    if ulysses * ring != num_gpus:
+        raise SourceError(f"{where}: ulysses_degree {ulysses} x ring_degree {ring} != num_gpus {num_gpus}")
+    return num_gpus, ulysses, ring
+
+
+def optional_power(entry: dict[str, Any]) -> float:
+    """``avg_power_watts`` where the entry gives a number, else NaN (nothing filled in)."""
+    power = entry.get("avg_power_watts")
+    return float(power) if isinstance(power, int | float) and not isinstance(power, bool) else float("nan")
+
+
+def read(folder: Path) -> list[UpstreamPoint]:
+    """Every configuration of ``folder/text-to-image.json`` (or of the file given)."""
+    points = []
+    for where, entry in configurations(folder, FILE, "text-to-image"):
         height = expect(entry, "image_height", int, where)
         width = expect(entry, "image_width", int, where)
         if height != width:
             raise SourceError(f"{where}: image {width}x{height} is not square; a point of this project "
                               "has one resolution, width = height")
-        num_gpus = expect(entry, "num_gpus", int, where)
-        ulysses = expect(entry, "ulysses_degree", int, where)
-        ring = expect(entry, "ring_degree", int, where)
-        if ulysses * ring != num_gpus:
-            raise SourceError(f"{where}: ulysses_degree {ulysses} x ring_degree {ring} "
-                              f"!= num_gpus {num_gpus}")
-        power = entry.get("avg_power_watts")
+        num_gpus, ulysses, ring = parallel_degrees(entry, where)
         points.append(UpstreamPoint(
             where=where, upstream_model=expect(entry, "model_id", str, where),
             gpu_name=expect(entry, "gpu_model", str, where), resolution=height,
@@ -52,6 +72,6 @@ def read(folder: Path) -> list[UpstreamPoint]:
             batch=expect(entry, "batch_size", int, where),
             energy_per_image_j=float(expect(entry, "energy_per_image_joules", (int, float), where)),
             batch_time_s=float(expect(entry, "batch_latency_s", (int, float), where)),
-            avg_power_w=float(power) if isinstance(power, int | float) else float("nan"),
+            avg_power_w=optional_power(entry),
             num_gpus=num_gpus, ulysses_degree=ulysses, ring_degree=ring))
     return points

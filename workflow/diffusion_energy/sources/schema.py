@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: Version 2 added the source and multi-GPU columns (version 1 rows are this workflow's, one GPU).
-SCHEMA_VERSION = 2
+#: Version 2 added the source and multi-GPU columns (version 1 rows are this workflow's, one GPU);
+#: version 3 the video columns (frames, fps, height, width; older rows are images: one frame).
+SCHEMA_VERSION = 3
 GRID_KEYS = ["gpu", "model", "precision", "resolution", "steps", "cfg", "batch"]
 #: What makes a point unique across sources: the grid keys plus where it comes from and how
 #: many GPUs (and which sequence-parallel split) made it.
-POINT_KEYS = ["source", *GRID_KEYS, "num_gpus", "ulysses_degree", "ring_degree"]
+POINT_KEYS = ["source", *GRID_KEYS, "frames", "num_gpus", "ulysses_degree", "ring_degree"]
 STAGES = ("text", "denoise", "vae", "image")
 STATUSES = ("ok", "oom", "error")
 PRECISIONS = ("fp16", "bf16", "fp32")
@@ -40,11 +41,16 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "model": "architecture name from the zoo",
     "architecture": "denoiser kind: unet or mmdit",
     "precision": "fp16, bf16 or fp32",
-    "resolution": "square image side, px",
+    "resolution": "square image side, px; for a video, the frame height (as in 480p; width in width)",
     "steps": "denoising steps",
     "cfg": "classifier-free guidance on",
     "guidance_scale": "CFG scale the pipeline ran with",
-    "batch": "images per pipeline call",
+    "batch": "images (or videos) per pipeline call",
+    "frames": "frames per output: 1 for an image, the frame count of a video",
+    "fps": "frame rate a video is exported at, as the source set it (it changes no computation); "
+           "empty for an image",
+    "height": "output height, px, as the source gives it (videos); empty where resolution says it",
+    "width": "output width, px, as the source gives it (videos); empty where resolution says it",
     "num_gpus": "GPUs one image batch ran on (energy is summed over them)",
     "ulysses_degree": "xDiT Ulysses sequence-parallel degree (1 on one GPU)",
     "ring_degree": "xDiT ring-attention sequence-parallel degree (1 on one GPU)",
@@ -52,7 +58,8 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "repeat": "repeat index, 0-based",
     "status": "ok, oom or error (then energy columns are NaN and error says why)",
     "energy_status": "measured, or absent: <reason> (e.g. no NVIDIA GPU on a CPU test run)",
-    "energy_j": "GPU energy per image for this stage, J (raw counter difference / calls)",
+    "energy_j": "GPU energy per image (per video for a video) for this stage, J (raw counter difference "
+                "/ calls)",
     "dynamic_energy_j": "energy_j minus idle_power_w x time_s, J",
     "time_s": "wall time per image for this stage, s (synchronised)",
     "batch_time_s": "wall time of one pipeline call of batch images, s (as the source reports it)",
@@ -94,9 +101,9 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "error": "error message when status is not ok",
 }
 
-_INT = ("schema_version", "resolution", "steps", "batch", "num_gpus", "ulysses_degree", "ring_degree",
-        "repeat", "window_calls", "gpu_index", "warmup", "warmup_images")
-_FLOAT = ("guidance_scale", "energy_j", "dynamic_energy_j", "time_s", "batch_time_s", "avg_power_w",
+_INT = ("schema_version", "resolution", "steps", "batch", "frames", "height", "width", "num_gpus",
+        "ulysses_degree", "ring_degree", "repeat", "window_calls", "gpu_index", "warmup", "warmup_images")
+_FLOAT = ("guidance_scale", "fps", "energy_j", "dynamic_energy_j", "time_s", "batch_time_s", "avg_power_w",
           "window_s", "idle_power_w", "stage_sum_error", "repeat_spread", "power_limit_w", "sm_clock_mhz",
           "temperature_before_c", "temperature_after_c", "denoiser_calls", "warmup_s", "min_window_s")
 _BOOL = ("quoted", "cfg")
@@ -107,11 +114,14 @@ COLUMN_TYPES: dict[str, str] = {**{c: "int" for c in _INT}, **{c: "float" for c 
 REQUIRED = ("gpu", "model", "precision", "resolution", "steps", "cfg", "batch", "stage", "status",
             "energy_status", "energy_j")
 #: Columns that are positive wherever they are given (integers) or wherever a row is measured.
-POSITIVE_INT = ("resolution", "steps", "batch", "num_gpus", "ulysses_degree", "ring_degree")
+POSITIVE_INT = ("resolution", "steps", "batch", "frames", "num_gpus", "ulysses_degree", "ring_degree")
 POSITIVE_WHEN_MEASURED = ("energy_j", "time_s", "batch_time_s", "avg_power_w")
-#: Defaults of columns added in schema 2, for older tables (this workflow's rows, one GPU).
+#: Columns positive wherever they are given (and empty where a source does not give them).
+POSITIVE_WHEN_GIVEN = ("fps", "height", "width")
+#: Defaults of columns added in schemas 2 and 3, for older tables (this workflow's rows, one GPU,
+#: images).
 V1_DEFAULTS: dict[str, Any] = {"source": THIS_WORKFLOW, "quoted": False, "num_gpus": 1,
-                               "ulysses_degree": 1, "ring_degree": 1}
+                               "ulysses_degree": 1, "ring_degree": 1, "frames": 1}
 
 
 class DatasetError(ValueError):
@@ -162,8 +172,9 @@ def single_gpu_raw(frame: pd.DataFrame) -> pd.Series:
 def _row_label(frame: pd.DataFrame, i: int) -> str:
     """``row 3 (source=mlenergy-v2, gpu=h100, model=sd21, ...)``: a row a person can find."""
     r = frame.iloc[i]
-    keys = [f"{k}={_plain(r[k])}" for k in ("source", "gpu", "model", "resolution", "steps", "batch", "stage")
-            if k in frame and pd.notna(r[k])]
+    named = ("source", "gpu", "model", "resolution", "frames", "steps", "batch", "stage")
+    keys = [f"{k}={_plain(r[k])}" for k in named
+            if k in frame and pd.notna(r[k]) and not (k == "frames" and r[k] == 1)]
     return f"row {i} ({', '.join(keys)})"
 
 
@@ -241,6 +252,12 @@ def validate_measurements(frame: pd.DataFrame, where: str = "measurements") -> p
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DatasetError(f"{where}: column {col!r} must be a positive integer, not "
+                               f"{_plain(out[col].iloc[i])!r} ({_row_label(out, i)})")
+    for col in POSITIVE_WHEN_GIVEN:
+        bad = out[col].notna() & ~(out[col] > 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DatasetError(f"{where}: column {col!r} must be positive where given, not "
                                f"{_plain(out[col].iloc[i])!r} ({_row_label(out, i)})")
     measured = ((out["status"] == "ok") & (out["energy_status"] == "measured")).to_numpy()
     for col in POSITIVE_WHEN_MEASURED:
