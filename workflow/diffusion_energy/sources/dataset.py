@@ -46,11 +46,15 @@ ENERGY_COLUMNS: dict[str, str] = {
     **{k: MEASUREMENT_COLUMNS[k] for k in POINT_KEYS},
     "quoted": MEASUREMENT_COLUMNS["quoted"],
     "guidance_scale": MEASUREMENT_COLUMNS["guidance_scale"],
+    "fps": MEASUREMENT_COLUMNS["fps"],
+    "height": MEASUREMENT_COLUMNS["height"],
+    "width": MEASUREMENT_COLUMNS["width"],
     "architecture": "denoiser kind: unet or mmdit",
     "family": "pipeline family (sd, sdxl, sd3, flux, qwen)",
     "status": "ok or oom",
     "n_repeats": "repeats the medians are over",
-    "energy_j": "median whole-image energy, J",
+    "energy_j": "median whole-image energy, J (per video for a video)",
+    "energy_per_frame_j": "energy_j / frames, J (derived; equals energy_j for an image)",
     "energy_min_j": "smallest repeat, J",
     "energy_max_j": "largest repeat, J",
     "dynamic_energy_j": "median whole-image energy minus idle, J",
@@ -291,7 +295,7 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
     if measurements.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in ENERGY_COLUMNS})
     m = conform(measurements)
-    for col in ("resolution", "steps", "batch", "num_gpus", "ulysses_degree", "ring_degree"):
+    for col in ("resolution", "steps", "batch", "frames", "num_gpus", "ulysses_degree", "ring_degree"):
         m[col] = m[col].astype(int)
     m["cfg"] = m["cfg"].astype(bool)
     measured = m[(m["status"] == "ok") & (m["energy_status"] == "measured")]
@@ -301,7 +305,7 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
         log.info("%d points without GPU energy left out",
                  len(absent.drop_duplicates(POINT_KEYS)))
     first = {k: "first" for k in ("architecture", "gpu_name", "quoted", "guidance_scale", "power_limit_w",
-                                  "energy_scope", "weights_source")}
+                                  "energy_scope", "weights_source", "fps", "height", "width")}
     first.update(idle_power_w="median", batch_time_s="median", avg_power_w="median",
                  flag=lambda s: "; ".join(sorted({f for f in s.dropna() if f})))
     image = measured[measured["stage"] == "image"].groupby(POINT_KEYS, as_index=False, dropna=False).agg(
@@ -316,6 +320,7 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
     for stage in ("text", "denoise", "vae"):
         part = measured[measured["stage"] == stage].groupby(POINT_KEYS, as_index=False).agg(
             **{f"{stage}_energy_j": ("energy_j", "median"),
+    image["energy_per_frame_j"] = image["energy_j"] / image["frames"]
                f"{stage}_dynamic_energy_j": ("dynamic_energy_j", "median"),
                f"{stage}_time_s": ("time_s", "median")})
         image = image.merge(part, on=POINT_KEYS, how="left")
