@@ -45,8 +45,9 @@ CFG_MODES = ("batch", "sequential")
 _TOP_KEYS = {
     "name", "display_name", "family", "architecture", "pipeline", "default_precision",
     "cfg", "cfg_mode", "guidance_scale", "latent_stride", "patch_size", "max_resolution",
-    "scheduler", "components", "weights", "reference", "test_only", "family_options",
+    "scheduler", "components", "weights", "reference", "test_only", "family_options", "video",
 }
+_VIDEO_KEYS = {"frames", "fps", "height", "width", "temporal_stride"}
 _COMPONENT_KEYS = {"stage", "class", "config_class", "config", "seq_len", "text_tokens"}
 
 
@@ -67,6 +68,26 @@ class ComponentSpec:
     seq_len: int | None = None
     #: Text tokens the denoiser attends to (its share of the joint sequence).
     text_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """What a text-to-video model makes by default (the ``video:`` block of its file).
+
+    ``frames``, ``height`` and ``width`` are the published default (how ML.ENERGY
+    ran it); ``temporal_stride`` is the frames per latent frame of its causal 3D
+    VAE (the first frame has a latent frame of its own), so a video has
+    ``(frames - 1) / temporal_stride + 1`` latent frames.
+    """
+
+    frames: int
+    fps: int
+    height: int
+    width: int
+    temporal_stride: int
+
+    def latent_frames(self, frames: int) -> int:
+        return (frames - 1) // self.temporal_stride + 1
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,35 @@ class ModelSpec:
     test_only: bool = False
     #: Settings only the model's family reads (e.g. a prior's steps), from ``family_options:``.
     family_options: Mapping[str, Any] = field(default_factory=dict)
+    #: A text-to-video model's default video (None: an image model, one frame).
+    video: VideoSpec | None = None
+
+    @property
+    def default_frames(self) -> int:
+        """Frames of the model's usual output: 1 for an image model."""
+        return self.video.frames if self.video else 1
+
+    def frame_size(self, resolution: int) -> tuple[int, int]:
+        """(height, width) in px of an output at ``resolution``.
+
+        An image is square. A video's resolution is its short side, as video sizes
+        are named (480p, 720p); its width keeps the model's default aspect ratio,
+        rounded to the resolution multiple (480 -> 480 x 832 for Wan 2.1).
+        """
+        if self.video is None:
+            return resolution, resolution
+        m = self.resolution_multiple
+        return resolution, max(m, round(resolution * self.video.width / self.video.height / m) * m)
+
+    def check_frames(self, frames: int) -> None:
+        """Raise unless the pipeline makes outputs of this many frames."""
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames <= 0:
+            raise ZooError(f"frames must be a positive integer, not {frames!r}")
+        if self.video is None and frames != 1:
+            raise ZooError(f"model {self.name!r} makes images: frames must be 1, not {frames}")
+        if self.video and (frames - 1) % self.video.temporal_stride:
+            raise ZooError(f"frames {frames} is not 1 + a multiple of {self.video.temporal_stride}, "
+                           f"the temporal stride of model {self.name!r}'s VAE (e.g. {self.video.frames})")
 
     @property
     def resolution_multiple(self) -> int:
@@ -282,6 +332,20 @@ def _component(name: str, comp: Any, where: str) -> ComponentSpec:
     )
 
 
+def _video(raw: Any, where: str) -> VideoSpec:
+    """The ``video:`` block: every key a positive integer, the default size a valid video."""
+    block = _mapping(raw, "video", where, "frames, fps, height, width, temporal_stride")
+    if set(block) != _VIDEO_KEYS:
+        raise ZooError(f"{where}: video needs exactly the keys {sorted(_VIDEO_KEYS)}, "
+                       f"not {sorted(block)}")
+    values = {k: _positive_int(block, k, f"{where}: video") for k in sorted(_VIDEO_KEYS)}
+    video = VideoSpec(**values)  # type: ignore[arg-type]
+    if (video.frames - 1) % video.temporal_stride:
+        raise ZooError(f"{where}: video.frames {video.frames} is not 1 + a multiple of "
+                       f"video.temporal_stride {video.temporal_stride}")
+    return video
+
+
 def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelSpec:
     """Validate a parsed architecture file; errors name the file and the key."""
     where = str(source) if source else "<architecture>"
@@ -330,6 +394,7 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
         if key in raw and not isinstance(raw[key], bool):
             raise ZooError(f"{where}: {key} must be true or false, not {raw[key]!r}")
     options = _mapping(raw.get("family_options") or {}, "family_options", where, "key: value")
+    video = _video(raw["video"], where) if "video" in raw else None
     weights = raw.get("weights")
     assert latent_stride is not None and patch_size is not None
     spec = ModelSpec(
@@ -353,6 +418,7 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
         reference=str(raw.get("reference", "")),
         test_only=bool(raw.get("test_only", False)),
         family_options=dict(options),
+        video=video,
     )
     try:
         families.check(spec)
@@ -373,7 +439,8 @@ def vae_stride(comp: ComponentSpec) -> int | None:
     cfg = comp.config
     cls = comp.class_path.rsplit(".", 1)[-1]
     for key in {"AutoencoderDC": ("encoder_block_out_channels",),
-                "AutoencoderKLQwenImage": ("dim_mult",)}.get(cls, ("block_out_channels",)):
+                "AutoencoderKLQwenImage": ("dim_mult",),
+                "AutoencoderKLWan": ("dim_mult",)}.get(cls, ("block_out_channels",)):
         if isinstance(cfg.get(key), list) and cfg[key]:
             return int(2 ** (len(cfg[key]) - 1))
     return None
@@ -409,6 +476,10 @@ def check_geometry(spec: ModelSpec) -> None:
             raise ZooError(f"{where}: max_resolution {spec.max_resolution} exceeds {covered} px, what the "
                            f"denoiser's pos_embed_max_size {pos} covers (x patch {spec.patch_size} "
                            f"x stride {spec.latent_stride})")
+    m = spec.resolution_multiple
+    if spec.video and (spec.video.height % m or spec.video.width % m):
+        raise ZooError(f"{where}: video size {spec.video.height} x {spec.video.width} is not a multiple of "
+                       f"{spec.resolution_multiple} px (latent_stride x patch_size)")
     if isinstance(pos, int) and not spec.max_resolution:
         raise ZooError(f"{where}: max_resolution is missing: the denoiser's pos_embed_max_size {pos} "
                        f"limits images to {pos * spec.patch_size * spec.latent_stride} px")

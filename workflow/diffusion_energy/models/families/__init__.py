@@ -16,11 +16,12 @@ import torch
 
 from ..zoo import ComponentSpec, ModelSpec, ZooError
 from .base import REGISTRY, Call, Device, Family, Modules, Tensor, latent_side
+from .video import VideoFamily
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["REGISTRY", "Call", "Family", "family_of", "latent_side", "names"]
+__all__ = ["REGISTRY", "Call", "Family", "VideoFamily", "family_of", "latent_side", "names"]
 
 
 def names() -> tuple[str, ...]:
@@ -36,8 +37,26 @@ def family_of(spec: ModelSpec) -> Family:
                        f"allowed: {names()}") from None
 
 
-def calls(spec: ModelSpec, resolution: int, cfg: bool, batch: int) -> list[Call]:
-    return family_of(spec).calls(spec, resolution, cfg, batch)
+def _frames(spec: ModelSpec, frames: int | None) -> dict[str, int]:
+    """``frames`` as a keyword for a video family; none for an image family (after checking it is 1)."""
+    frames = spec.default_frames if frames is None else frames
+    spec.check_frames(frames)
+    return {"frames": frames} if isinstance(family_of(spec), VideoFamily) else {}
+
+
+def calls(spec: ModelSpec, resolution: int, cfg: bool, batch: int, frames: int | None = None) -> list[Call]:
+    """Every call of one pipeline call making ``batch`` outputs of ``frames`` frames (None: the model's
+    usual, 1 for an image model)."""
+    return family_of(spec).calls(spec, resolution, cfg, batch, **_frames(spec, frames))
+
+
+def size_kwargs(spec: ModelSpec, resolution: int, frames: int | None = None) -> dict[str, int]:
+    """The pipeline call's size arguments: height and width, and num_frames for a video."""
+    fam = family_of(spec)
+    if isinstance(fam, VideoFamily):
+        return fam.size_kwargs(spec, resolution, **_frames(spec, frames))
+    _frames(spec, frames)
+    return {"height": resolution, "width": resolution}
 
 
 def text_inputs(spec: ModelSpec, comp: ComponentSpec, n_prompts: int, device: Device) -> dict[str, Any]:
@@ -59,16 +78,18 @@ def pipeline_call_kwargs(spec: ModelSpec, positive: Mapping[str, Tensor],
 
 
 def denoiser_inputs(spec: ModelSpec, resolution: int, call_batch: int, device: Device,
-                    dtype: torch.dtype) -> dict[str, Any]:
-    return family_of(spec).denoiser_inputs(spec, resolution, call_batch, device, dtype)
+                    dtype: torch.dtype, frames: int | None = None) -> dict[str, Any]:
+    return family_of(spec).denoiser_inputs(spec, resolution, call_batch, device, dtype,
+                                           **_frames(spec, frames))
 
 
 def denoiser_tokens(spec: ModelSpec, resolution: int) -> tuple[int, int]:
     return family_of(spec).denoiser_tokens(spec, resolution)
 
 
-def vae_latents(spec: ModelSpec, resolution: int, batch: int, device: Device, dtype: torch.dtype) -> Tensor:
-    return family_of(spec).vae_latents(spec, resolution, batch, device, dtype)
+def vae_latents(spec: ModelSpec, resolution: int, batch: int, device: Device, dtype: torch.dtype,
+                frames: int | None = None) -> Tensor:
+    return family_of(spec).vae_latents(spec, resolution, batch, device, dtype, **_frames(spec, frames))
 
 
 def vae_decode(spec: ModelSpec, module: torch.nn.Module, latents: Tensor) -> Any:

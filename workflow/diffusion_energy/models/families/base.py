@@ -165,6 +165,9 @@ class Family:
         meet the denoiser's conditioning inputs.
         """
         where = spec.source or spec.name
+        if spec.video is not None and type(self).calls is Family.calls:
+            raise ZooError(f"{where}: family {self.name!r} makes images; a video: block is for "
+                           "text-to-video families")
         predicted, channels = self.predicted_channels(spec), latent_channels(spec)
         if predicted is not None and predicted not in (channels, 2 * channels):
             raise ZooError(
