@@ -21,6 +21,7 @@ include: "workflow/rules/flops.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/fit.smk"
+include: "workflow/rules/modalities.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -38,6 +39,7 @@ rule all:
         "results/flops.parquet",
         "results/energy.parquet",
         ANALYSIS_TARGETS,
+        MODALITY_TARGETS,
     params:
         **summary_params("all"),
     log:

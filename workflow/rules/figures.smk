@@ -11,6 +11,7 @@ FIGURE_INPUT_FILES = {
     "metrics": CROSSVAL_TABLES["lomo_metrics"],
     "anchor_energy": ANCHOR_TABLES["anchors_energy"],
     "anchor_laws": ANCHOR_TABLES["anchors_laws"],
+    "modality_predictions": MODALITY_TABLES["modality_predictions"],
 }
 
 for _name in FIGURE_NAMES:

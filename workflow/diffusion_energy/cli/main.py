@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "diffusion_energy.cli.measurement",
     "diffusion_energy.cli.sources",
     "diffusion_energy.cli.analysis",
+    "diffusion_energy.cli.modalities",
 )
 
 

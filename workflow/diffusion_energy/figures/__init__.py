@@ -1,4 +1,4 @@
-"""The figures: one function per figure (in ``energy``, ``crossval``, ``hardware``, ``anchors``).
+"""The figures: one function per figure (in ``energy``, ``crossval``, ``hardware``, ``anchors``, ``video``).
 
 ``FIGURES`` names each figure with the inputs it draws from, so the CLI and the
 workflow's rules pass each exactly what it needs (``draw``).
@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UsageError
-from . import anchors, crossval, energy, hardware
+from . import anchors, crossval, energy, hardware, video
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class FigureInputs:
     metrics: pd.DataFrame | None = None
     anchor_energy: pd.DataFrame | None = None
     anchor_laws: pd.DataFrame | None = None
+    modality_predictions: pd.DataFrame | None = None
 
 
 Draw = Callable[[FigureInputs, Sequence[str | Path]], None]
@@ -47,6 +48,8 @@ FIGURES: dict[str, tuple[Draw, tuple[str, ...]]] = {
     "precision_ratio": (lambda d, o: energy.precision_ratio(d.energy, o), ("energy",)),
     "published_anchors": (lambda d, o: anchors.published_anchors(d.anchor_energy, d.anchor_laws, o),
                           ("anchor_energy", "anchor_laws")),
+    "video_energy_vs_flops": (lambda d, o: video.video_energy_vs_flops(d.energy, d.modality_predictions, o),
+                              ("energy", "modality_predictions")),
 }
 
 

@@ -101,10 +101,11 @@ def source_handles(sources: Sequence[str]) -> list[Line2D]:
 
 
 def single_gpu(energy: pd.DataFrame) -> pd.DataFrame:
-    """Points of one GPU (the multi-GPU rows have their own figure)."""
+    """Image points of one GPU (the multi-GPU rows and the videos have their own figures)."""
     if energy.empty or "num_gpus" not in energy:
         return energy
-    return energy[energy["num_gpus"].astype(float) == 1]
+    one_frame = energy["frames"].astype(float) == 1 if "frames" in energy else True
+    return energy[(energy["num_gpus"].astype(float) == 1) & one_frame]
 
 
 def gpu_order(gpus: Sequence[str]) -> list[str]:

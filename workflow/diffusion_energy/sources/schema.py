@@ -156,17 +156,20 @@ def point_slug(resolution: int, steps: int, cfg: bool, batch: int) -> str:
     return f"{resolution}px_{steps}steps_cfg{int(cfg)}_b{batch}"
 
 
-def single_gpu_raw(frame: pd.DataFrame) -> pd.Series:
+def single_gpu_raw(frame: pd.DataFrame, videos: bool = False) -> pd.Series:
     """Rows of raw data from one GPU: the points the pooled laws are fitted and cross-validated on.
 
     Quoted figures feed only their paper's own law and multi-GPU runs only the
     multi-GPU figure; the laws, the figures and the run summary all split rows here.
-    A column a table lacks takes its schema-version-1 default (one GPU, not quoted).
+    Videos (more than one frame) feed the laws across modalities (``videos=True``:
+    both), not the image laws. A column a table lacks takes its older schema's
+    default (one GPU, not quoted, one frame).
     """
     def column(name: str) -> pd.Series:
         return frame[name] if name in frame else pd.Series(V1_DEFAULTS[name], index=frame.index)
 
-    return (column("num_gpus").astype(float) == 1) & ~column("quoted").fillna(False).astype(bool)
+    rows = (column("num_gpus").astype(float) == 1) & ~column("quoted").fillna(False).astype(bool)
+    return rows if videos else rows & (column("frames").astype(float) == 1)
 
 
 def _row_label(frame: pd.DataFrame, i: int) -> str:

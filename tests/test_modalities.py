@@ -1,0 +1,131 @@
+"""Laws across modalities on simulated data (real tiny-model FLOPs): which points each experiment
+fits and predicts, the metrics per modality, the joint model's JSON and the video figure.
+
+Two tiny architectures are marked as video models (frames > 1, their own source), all five
+follow one law: the image laws should then predict the videos well, and every experiment must
+train only on what it claims to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_support import (
+    TINY_MODELS,
+    TINY_RESOLUTIONS,
+    counted_flops,
+    energy_table,
+    settings,
+    shared_truth,
+)
+
+from diffusion_energy.figures import FigureInputs, draw
+from diffusion_energy.laws import analysis, modalities
+from diffusion_energy.laws.crossval import ALL
+
+VIDEO_MODELS = ("tiny-flux", "tiny-qwen")
+
+
+@pytest.fixture(scope="module")
+def joint(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, object, dict[str, pd.DataFrame]]:
+    from diffusion_energy.laws import simulate
+
+    table, ops = counted_flops(getattr(request.config, "cache", None), TINY_MODELS, TINY_RESOLUTIONS)
+    grid = simulate.grid(table, [10, 25, 50], gpus=["h100", "h200"])
+    measured = simulate.simulate_paper_law(grid, table, shared_truth(TINY_MODELS, sigma_log=0.03),
+                                           np.random.default_rng(2))
+    energy = energy_table(measured, table)
+    video = energy["model"].isin(VIDEO_MODELS)
+    energy.loc[video, "frames"] = 17
+    energy.loc[video, "source"] = "mlenergy-v3-video"
+    energy.loc[energy["model"] == "tiny-sd", "source"] = "mlenergy-v3"
+    points, inputs = analysis.prepare(energy, table, ops)
+    return points, inputs, modalities.run_modalities(points, inputs, settings())
+
+
+def test_each_experiment_predicts_what_it_claims(joint: tuple) -> None:
+    points, _, tables = joint
+    p = tables["modality_predictions"]
+    assert set(p["experiment"]) == set(modalities.EXPERIMENTS)
+    n_video = int((points["frames"] > 1).sum())
+    for exp in ("video_lomo", "image_to_video"):
+        part = p[(p["experiment"] == exp) & (p["candidate"] == "flops")]
+        assert set(part["model"]) == set(VIDEO_MODELS) and len(part) == n_video
+        assert (part["modality"] == "video").all() and (part["frames"] == 17).all()
+    lomo = p[(p["experiment"] == "video_lomo")]
+    assert set(lomo["held_out"]) == set(VIDEO_MODELS) and (lomo["held_out"] == lomo["model"]).all()
+    joint_p = p[(p["experiment"] == "joint_lomo") & (p["candidate"] == "flops")]
+    assert len(joint_p) == len(points) and (joint_p["held_out"] == joint_p["model"]).all()
+    assert set(joint_p["modality"]) == {"image", "video"}
+    assert (p["flops"] > 0).all()
+
+
+def test_image_laws_predict_videos_of_the_same_law(joint: tuple) -> None:
+    m = joint[2]["modality_metrics"]
+    row = m[(m["experiment"] == "image_to_video") & (m["candidate"] == "flops") & (m["gpu"] == ALL)
+            & (m["held_out"] == ALL)].iloc[0]
+    assert row["n_points"] == 24 and row["modality"] == "video"
+    assert row["median_ape"] < 0.05 and row["p90_ape"] < 0.10 and row["spearman"] > 0.99
+    per = m[(m["experiment"] == "joint_lomo") & (m["candidate"] == "flops") & (m["held_out"] == ALL)
+            & (m["gpu"] == ALL)]
+    assert set(per["modality"]) == {"image", "video"}
+    assert set(m.columns) == set(modalities.METRIC_COLUMNS)
+
+
+def test_image_only_fit_never_sees_a_video(joint: tuple) -> None:
+    points, inputs, _ = joint
+    seen: list[set[str]] = []
+
+    class Spy:
+        name, description = "spy", "records its training models"
+
+        def fit(self, train: pd.DataFrame) -> Spy:
+            seen.append(set(train["model"]))
+            return self
+
+        def predict(self, frame: pd.DataFrame, level: float):  # noqa: ANN201
+            from diffusion_energy.laws.targets import Prediction
+            e = np.ones(len(frame))
+            assert set(frame["source"]) == {"mlenergy-v3"}, "videos are spoken for by the image stack"
+            return Prediction(e, e, e, level)
+
+    rows = modalities.modality_points(points)
+    modalities.predict_unseen(rows[rows["modality"] == "image"], rows[rows["modality"] == "video"], [Spy()],
+                              "image_to_video", 0.9)
+    assert seen and not seen[0] & set(VIDEO_MODELS)
+
+
+def test_joint_model_in_the_laws_layout(joint: tuple) -> None:
+    points, inputs, tables = joint
+    payload = modalities.joint_laws(points, inputs, tables["modality_predictions"], settings())
+    entry = payload["pooled"]["image"]
+    assert payload["status"] == "ok" and payload["video_source"] == "mlenergy-v3-video"
+    assert entry["selected"] in entry["candidates"] and set(entry["selected_by_gpu"]) == {"h100", "h200"}
+    lomo = entry["candidates"]["flops"]["lomo"]["h100"]
+    assert lomo["n_points"] == 12 and lomo["log_ratio_low"] < lomo["log_ratio_high"]
+    assert payload["ranges"][ALL]["frames"] == [17.0, 17.0]
+    assert payload["measured_by"]["h100/tiny-flux"] == "mlenergy-v3-video"
+
+
+def test_no_videos_gives_empty_tables_and_no_joint_model(joint: tuple) -> None:
+    points, inputs, _ = joint
+    images = points[points["frames"] == 1].reset_index(drop=True)
+    tables = modalities.run_modalities(images, inputs, settings())
+    assert tables["modality_predictions"].empty and list(tables["modality_metrics"].columns) == \
+        modalities.METRIC_COLUMNS
+    assert modalities.joint_laws(images, inputs, tables["modality_predictions"], settings())["status"] == \
+        "no data"
+
+
+def test_video_figure_is_drawn_and_says_when_there_are_no_videos(joint: tuple, tmp_path) -> None:  # noqa: ANN001
+    points, _, tables = joint
+    out = tmp_path / "video.png"
+    predictions = tables["modality_predictions"]
+    draw("video_energy_vs_flops", FigureInputs(energy=points, modality_predictions=predictions), [out])
+    assert out.stat().st_size > 10_000
+    empty = tmp_path / "none.png"
+    images = points[points["frames"] == 1]
+    draw("video_energy_vs_flops", FigureInputs(energy=images, modality_predictions=predictions.iloc[:0]),
+         [empty])
+    assert empty.is_file()

@@ -1,0 +1,228 @@
+"""Laws across modalities: do the image laws carry over to video, and one law for both.
+
+A video point is a pipeline output with more than one frame (``frames > 1``):
+its energy and FLOPs are per video. The same pooled candidates as the image
+laws (``analysis.candidates``: the OLS power laws, the mixed law, the roofline
+model), on the same single-GPU raw points, answer three questions:
+
+``video_lomo``
+    Leave-one-model-out over the video models alone: each video architecture
+    predicted by a fit on the other video architectures.
+``image_to_video``
+    Fitted on every image point, predicting every video point: the image laws
+    never saw a video. A video source is spoken for by the image source measured
+    with the same harness (``IMAGE_STACK``), since an unseen source has no factor.
+``joint_lomo``
+    Fitted on image and video points together, each architecture (image or
+    video) held out in turn.
+
+Metrics (median / P90 / worst absolute percentage error, Spearman, ...) per
+experiment, candidate and modality, per GPU kind and over all points. The
+joint model, fitted on every point, is what ``predict`` answers video models
+with: the candidate with the smallest P90 error on held-out video
+architectures per GPU kind, its interval the held-out video errors. Its JSON
+has the laws file's layout, so ``predict`` reads either the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..sources import gpu_datasheets
+from ..sources.schema import single_gpu_raw
+from . import analysis, crossval, roofline
+from .analysis_io import LAWS_SCHEMA_VERSION
+from .crossval import ALL
+from .powerlaw import NotIdentifiable
+from .targets import TARGETS
+
+log = logging.getLogger(__name__)
+
+#: The energy modelled: raw whole-output energy (the published video data are raw only).
+TARGET = "image"
+EXPERIMENTS = {
+    "video_lomo": "leave-one-model-out over the video models (fitted on video points only)",
+    "image_to_video": "fitted on every image point, predicting every video point (never saw a video)",
+    "joint_lomo": "fitted on image and video points together, each architecture held out in turn",
+}
+#: A video source -> the image source measured with the same harness, software and GPUs (ML.ENERGY
+#: v3's text-to-video and text-to-image runs: xDiT 0.4.5, the same benchmark code, H100 and B200 at
+#: their default power limits). A law fitted on images only speaks for that source.
+IMAGE_STACK = {"mlenergy-v3-video": "mlenergy-v3"}
+PREDICTION_COLUMNS = ["experiment", "modality", "frames", "flops", *crossval.PREDICTION_COLUMNS]
+METRIC_COLUMNS = ["experiment", "candidate", "modality", "gpu", "held_out", "n_points", "spearman", "kendall",
+                  "r2_log", "median_ape", "p90_ape", "max_ape", "coverage"]
+
+
+def modality(frame: pd.DataFrame) -> pd.Series:
+    """``video`` for outputs of more than one frame, else ``image``."""
+    frames = frame["frames"].astype(float) if "frames" in frame else pd.Series(1.0, index=frame.index)
+    return pd.Series(np.where(frames > 1, "video", "image"), index=frame.index)
+
+
+def modality_points(points: pd.DataFrame) -> pd.DataFrame:
+    """Single-GPU raw points of both modalities, with their ``modality``."""
+    if points.empty:
+        return points.assign(modality=pd.Series(dtype=object))
+    rows = points[single_gpu_raw(points, videos=True).to_numpy()]
+    return rows.assign(modality=modality(rows))
+
+
+def _tag(predictions: pd.DataFrame, experiment: str, rows: pd.DataFrame) -> pd.DataFrame:
+    if predictions.empty:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    by_id = rows.set_index("point_id")
+    ids = predictions["point_id"]
+    return predictions.assign(experiment=experiment, modality=ids.map(by_id["modality"]).to_numpy(),
+                              frames=ids.map(by_id["frames"]).to_numpy(),
+                              flops=ids.map(by_id["flops"]).to_numpy()).reindex(columns=PREDICTION_COLUMNS)
+
+
+def predict_unseen(train: pd.DataFrame, test: pd.DataFrame, candidates: list[crossval.Candidate],
+                   experiment: str, level: float) -> pd.DataFrame:
+    """Every candidate fitted once on ``train``, predicting every point of ``test``."""
+    target = TARGETS[TARGET]
+    train, test = train[target.valid(train)], test[target.valid(test)]
+    if train.empty or test.empty:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    spoken = test.assign(source=test["source"].map(lambda s: IMAGE_STACK.get(s, s)))
+    out = []
+    for cand in candidates:
+        try:
+            pred = cand.fit(train).predict(spoken, level)
+        except NotIdentifiable as exc:
+            log.info("%s on %d training points: not fitted (%s)", cand.name, len(train), exc)
+            continue
+        measured = target.energy_j(test)
+        part = test[[c for c in crossval.PREDICTION_COLUMNS if c in test.columns]].assign(
+            target=target.name, candidate=cand.name, held_out=ALL, measured_j=measured,
+            predicted_j=pred.energy_j, low_j=pred.low_j, high_j=pred.high_j,
+            ape=np.abs(pred.energy_j / measured - 1), log_ratio=np.log(measured / pred.energy_j))
+        out.append(part)
+    if not out:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    return _tag(pd.concat(out, ignore_index=True), experiment, test)
+
+
+def metrics(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``METRIC_COLUMNS`` per (experiment, candidate, modality): per GPU kind and held-out model, per GPU
+    kind over its points (``held_out`` all), and over every point (``gpu`` and ``held_out`` all)."""
+    if predictions.empty:
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+    rows = []
+    for (exp, cand, mod), part in predictions.groupby(["experiment", "candidate", "modality"], sort=True):
+        def one(p: pd.DataFrame, gpu: str, held: str, exp: str = exp, cand: str = cand, mod: str = mod
+                ) -> dict[str, Any]:
+            return {"experiment": exp, "candidate": cand, "modality": mod, "gpu": gpu, "held_out": held,
+                    **crossval.score(p["measured_j"], p["predicted_j"], p["low_j"], p["high_j"])}
+        for gpu, by_gpu in part.groupby("gpu", sort=True):
+            for model, p in by_gpu.groupby("model", sort=True):
+                rows.append(one(p, str(gpu), str(model)))
+            rows.append(one(by_gpu, str(gpu), ALL))
+        rows.append(one(part, ALL, ALL))
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def run_modalities(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings: analysis.Settings
+                   ) -> dict[str, pd.DataFrame]:
+    """The three experiments' predictions and their metrics (``modality_predictions``, ``_metrics``)."""
+    rows = modality_points(points)
+    target = TARGETS[TARGET]
+    level = settings.prediction_level
+    video, image = rows[rows["modality"] == "video"], rows[rows["modality"] == "image"]
+    parts = []
+    if len(video):
+        def cands() -> list[crossval.Candidate]:
+            return analysis.candidates(target, inputs, settings)
+
+        parts.append(_tag(crossval.leave_one_out(video, "model", cands(), target, level), "video_lomo", rows))
+        parts.append(predict_unseen(image, video, cands(), "image_to_video", level))
+        parts.append(_tag(crossval.leave_one_out(rows, "model", cands(), target, level), "joint_lomo", rows))
+    else:
+        log.info("no video points: nothing to compare across modalities")
+    parts = [p for p in parts if len(p)]
+    predictions = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PREDICTION_COLUMNS))
+    return {"modality_predictions": predictions, "modality_metrics": metrics(predictions)}
+
+
+# --------------------------------------------------------------------------- the joint model
+
+
+def _law_dict(fitted: Any) -> dict[str, Any] | None:
+    """What ``predict`` can load back (a law or a roofline fit); None for a candidate that is not one."""
+    law = fitted.fit if hasattr(fitted, "fit") and hasattr(fitted, "inputs") else fitted
+    return law.to_dict() if hasattr(law, "to_dict") else None
+
+
+def _ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
+    return {c: [float(frame[c].astype(float).min()), float(frame[c].astype(float).max())]
+            for c in ("flops", "resolution", "steps", "batch", "frames") if c in frame and len(frame)}
+
+
+def joint_laws(points: pd.DataFrame, inputs: roofline.RooflineInputs, predictions: pd.DataFrame,
+               settings: analysis.Settings, sheets: Mapping[str, gpu_datasheets.Datasheet] | None = None
+               ) -> dict[str, Any]:
+    """The joint model for ``predict``: every candidate fitted on image and video points together, the
+    one with the smallest held-out P90 error on video architectures chosen per GPU kind, its interval
+    the quantiles of log(measured / predicted) over those held-out video points. Laws-file layout."""
+    rows = modality_points(points)
+    video = rows[rows["modality"] == "video"]
+    payload: dict[str, Any] = {
+        "schema_version": LAWS_SCHEMA_VERSION, "settings": asdict(settings),
+        "scope": EXPERIMENTS["joint_lomo"],
+        "datasheets": {k: s.to_config() for k, s in (sheets or {}).items()},
+    }
+    if video.empty:
+        return {**payload, "status": "no data", "reason": "no single-GPU video points in the energy table"}
+    target = TARGETS[TARGET]
+    held = predictions[(predictions["experiment"] == "joint_lomo") & (predictions["modality"] == "video")]
+    gpus = sorted(set(video["gpu"].astype(str)))
+    entry: dict[str, Any] = {"candidates": {}, "unseen_gpu_candidates": {}}
+    for cand in analysis.candidates(target, inputs, settings):
+        try:
+            fitted = cand.fit(rows)
+        except NotIdentifiable as exc:
+            entry.setdefault("not_fitted", {})[cand.name] = str(exc)
+            continue
+        law = _law_dict(fitted)
+        if law is None:
+            continue
+        lomo = {}
+        for gpu in [ALL, *gpus]:
+            lo, hi, n = crossval.log_ratio_quantiles(held, TARGET, cand.name, settings.prediction_level, gpu)
+            lomo[gpu] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi}
+        entry["candidates"][cand.name] = {"law": law, "description": cand.description,
+                                          "lomo": lomo}
+    scores = metrics(held) if len(held) else pd.DataFrame(columns=METRIC_COLUMNS)
+    names = list(entry["candidates"])
+
+    def best(gpu: str) -> str | None:
+        m = scores[(scores["held_out"] == ALL) & (scores["gpu"] == gpu) & scores["candidate"].isin(names)]
+        if m.empty:
+            return None
+        m = m[m["n_points"] == m["n_points"].max()]
+        return str(m.sort_values(["p90_ape", "median_ape", "candidate"]).iloc[0]["candidate"])
+
+    entry["selected"] = best(ALL) or (analysis.BASELINE if analysis.BASELINE in names else None)
+    entry["selection"] = "smallest P90 error on held-out video architectures (fitted on image and video)"
+    entry["selected_by_gpu"] = {g: best(g) or entry["selected"] for g in gpus}
+    entry["selected_unmeasured_gpu"] = None
+    if entry["selected"] is None:
+        return {**payload, "status": "no data", "reason": "no candidate could be fitted on image and video"}
+    counts = rows["source"].value_counts()
+    return {
+        **payload, "status": "ok", "n_points": len(rows), "models": sorted(set(rows["model"].astype(str))),
+        "gpus": sorted(set(rows["gpu"].astype(str))), "sources": sorted(counts.index.astype(str)),
+        "points_by_source": {str(s): int(n) for s, n in counts.items()},
+        "measured_by": {f"{g}/{m}": str(p["source"].value_counts().index[0])
+                        for (g, m), p in rows.groupby(["gpu", "model"])},
+        "video_source": str(video["source"].value_counts().index[0]),
+        "ranges": {ALL: _ranges(video), **{str(g): _ranges(p) for g, p in video.groupby("gpu")}},
+        "pooled": {TARGET: entry},
+    }
