@@ -85,28 +85,22 @@ def _origin(row: pd.Series, root: Path, local_kinds: Sequence[str], reference_di
     slug = point_slug(int(row["resolution"]), int(row["steps"]), bool(row["cfg"]), int(row["batch"]))
     local = root / "results" / "measurements" / str(row["gpu"]) / str(row["model"]) / str(row["precision"])
     if row["gpu"] in local_kinds and (local / f"{slug}.parquet").is_file():
-        return f"{THIS_WORKFLOW}, measured on this machine"
-    return f"{THIS_WORKFLOW}, shipped reference ({reference_dir}/{row['gpu']}.parquet)"
+        return "measured on this machine"
+    return f"shipped reference ({reference_dir}/{row['gpu']}.parquet)"
 
 
 def sources_table(energy: pd.DataFrame, root: Path, local_kinds: Sequence[str], reference_dir: str) -> str:
-    """Points per origin and GPU kind: measured here, shipped reference, each published source;
-    how many are out of memory, and how many flagged (kept, with their flag)."""
+    """Points per origin and GPU kind: measured here, shipped reference, each published source."""
     if energy.empty:
         return "  (none)"
     frame = energy.copy()
     frame["origin"] = frame.apply(_origin, axis=1, args=(root, local_kinds, reference_dir))
     frame["oom"] = frame["status"].eq("oom")
-    flags = frame["flag"] if "flag" in frame else pd.Series("", index=frame.index)
-    frame["flagged"] = flags.fillna("").astype(str).ne("")
     table = frame.groupby(["origin", "gpu"]).agg(points=("model", "size"), oom=("oom", "sum"),
-                                                 flagged=("flagged", "sum"),
                                                  models=("model", "nunique")).reset_index()
     width = max(len(o) for o in table["origin"])
     return "\n".join(f"  {r.origin:<{width}}  {r.gpu:<6} {r.points:>4} points, {r.models} models"
-                     + (f" ({r.oom} out of memory)" if r.oom else "")
-                     + (f" ({r.flagged} flagged, kept with their flag)" if r.flagged else "")
-                     for r in table.itertuples())
+                     + (f" ({r.oom} out of memory)" if r.oom else "") for r in table.itertuples())
 
 
 def left_out(measurements: pd.DataFrame, energy: pd.DataFrame) -> list[str]:
@@ -134,26 +128,6 @@ def left_out(measurements: pd.DataFrame, energy: pd.DataFrame) -> list[str]:
     if len(no_flops):
         lines.append(f"{len(no_flops)} point(s) without FLOPs (their model and shape were not counted): "
                      + _names(no_flops))
-    return lines
-
-
-#: What each list of the laws JSON's ``left_out`` is left out of (``laws.exclusions``).
-_LEFT_OUT_OF = {"all": "left out of every fit", "dynamic": "left out of the dynamic (idle-subtracted) laws",
-                "datasheets": "datasheet(s) suspect"}
-
-
-def analysis_left_out(laws_path: Path) -> list[str]:
-    """What the fits left out and why, as ``fit`` wrote it into the laws JSON."""
-    try:
-        left = json.loads(laws_path.read_text()).get("left_out", {}) if laws_path.is_file() else {}
-    except (OSError, ValueError, AttributeError):
-        return []
-    lines = []
-    for key, entries in left.items() if isinstance(left, dict) else ():
-        shown = "; ".join(entries[:3]) + (f"; ... {len(entries) - 3} more in logs/analysis/"
-                                          if len(entries) > 3 else "")
-        lines.append(f"{len(entries)} {'point(s) ' if key != 'datasheets' else ''}"
-                     f"{_LEFT_OUT_OF.get(key, key)}: {shown}")
     return lines
 
 
@@ -210,7 +184,6 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
             lines.append(sources_table(energy, root, measure_kinds, reference_dir))
             lines.append(how_points_enter(energy))
             gaps = left_out(measurements, energy) if measurements is not None else []
-            gaps += analysis_left_out(root / "results" / "laws" / "laws.json")
             lines.append("Left out of the fits: " + ("none" if not gaps else ""))
             lines += [f"  {g}" for g in gaps]
     errors = run_errors(root, since)
