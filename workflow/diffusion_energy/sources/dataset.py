@@ -316,11 +316,11 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
         **{k: (k, f) for k, f in first.items()},
     )
     image["repeat_spread"] = (image["energy_max_j"] / image["energy_min_j"] - 1).where(image["n_repeats"] > 1)
+    image["energy_per_frame_j"] = image["energy_j"] / image["frames"]
     image["status"] = "ok"
     for stage in ("text", "denoise", "vae"):
         part = measured[measured["stage"] == stage].groupby(POINT_KEYS, as_index=False).agg(
             **{f"{stage}_energy_j": ("energy_j", "median"),
-    image["energy_per_frame_j"] = image["energy_j"] / image["frames"]
                f"{stage}_dynamic_energy_j": ("dynamic_energy_j", "median"),
                f"{stage}_time_s": ("time_s", "median")})
         image = image.merge(part, on=POINT_KEYS, how="left")
