@@ -4,7 +4,7 @@
   header, a laws JSON saying "no data", figures saying "no measurements yet".
 * One figure target schedules only that figure's rule and the rules of its inputs;
   forcing it again reruns only that rule.
-* The shipped reference dataset, when it exists, goes end to end.
+* The shipped reference dataset goes end to end in the default run (tests/test_shipped_data.py).
 """
 
 from __future__ import annotations
@@ -132,26 +132,3 @@ def test_empty_dataset_builds_every_analysis_target(workflow_copy: Path, repo_ro
     assert "energy_vs_flops.png" in html and "lomo_metrics.csv" in html
     after = sorted((repo_root / "results").rglob("*")) if (repo_root / "results").exists() else []
     assert after == results_before
-
-
-SHIPPED = sorted((REPO / "resources" / "measurements").glob("*.parquet"))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not SHIPPED,
-    reason="no shipped measurements in resources/measurements/*.parquet yet "
-    "(they are recorded on a GPU); the empty-dataset test covers the workflow path",
-)
-def test_shipped_data_end_to_end(workflow_copy: Path) -> None:
-    targets = sorted(FIT | CROSSVAL | ANCHORS | FIGURES)
-    run(workflow_copy, targets, executor="local", config={"measure_gpus": []}, configfile=None)
-    laws = json.loads((workflow_copy / "results" / "laws" / "laws.json").read_text())
-    assert laws["status"] == "ok" and laws["n_points"] > 0
-    summary = pd.read_csv(workflow_copy / "results" / "tables" / "laws.csv")
-    assert (summary["status"] == "fitted").any()
-    metrics = pd.read_csv(workflow_copy / "results" / "tables" / "lomo_metrics.csv")
-    overall = metrics[(metrics["held_out"] == "all") & (metrics["target"] == "image")]
-    print(overall.to_string(index=False))
-    if len(laws["models"]) > 1:
-        assert len(overall)

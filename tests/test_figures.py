@@ -159,3 +159,37 @@ def test_anchor_matching_maps_names_units_and_settings(analysed: dict) -> None:
     flux = table[table["model"] == "flux-dev"].iloc[0]
     assert flux["published_j"] == pytest.approx(4.278 * 3600)
     assert "distilled" in flux["note"] and not flux["same_gpu"]
+
+
+@pytest.mark.parametrize(("name", "gap"), [
+    ("energy_vs_resolution", "tiny-sd (h200, this workflow): 96 px not measured"),
+    ("energy_vs_steps", "tiny-sd (h200, this workflow): 20 steps not measured")])
+def test_a_point_a_series_lacks_is_named_in_its_panel(name: str, gap: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grid point that was never measured (the H200 run's 1024 px / 50 steps) is a visible gap, named,
+    not a line that silently stops short; the legend gives each source's GPU kinds."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    points = [{"source": "this-workflow", "gpu": "h200", "model": "tiny-sd", "precision": "fp16",
+               "resolution": r, "steps": s, "cfg": True, "batch": 1, "num_gpus": 1, "status": "ok",
+               "energy_j": float(r * s)} for r in (32, 64, 96) for s in (5, 10, 20) if (r, s) != (96, 20)]
+    texts: list[str] = []
+    legends: list[list[str]] = []
+    text, legend = Axes.text, Figure.legend
+
+    def record_text(self, x, y, s, *args, **kwargs):  # noqa: ANN001, ANN202
+        texts.append(str(s))
+        return text(self, x, y, s, *args, **kwargs)
+
+    def record_legend(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        legends.append([h.get_label() for h in kwargs.get("handles", [])])
+        return legend(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "text", record_text)
+    monkeypatch.setattr(Figure, "legend", record_legend)
+    outs = _outs(tmp_path, name)
+    figures.draw(name, figures.FigureInputs(energy=pd.DataFrame(points)), outs)
+    _check(outs)
+    assert [t for t in texts if "not measured" in t] == [gap]
+    assert "this workflow: h200" in legends[0]

@@ -31,12 +31,12 @@ def _energy_and_measurements(root: Path, frames: list[pd.DataFrame], flops_model
         (points["status"] == "oom")
         | ((points["energy_status"] == "measured") & points["model"].isin(flops_models))
     ]
-    keep[[*dataset.POINT_KEYS, "status"]].to_parquet(root / "results" / "energy.parquet")
+    keep[[*dataset.POINT_KEYS, "status", "flag"]].to_parquet(root / "results" / "energy.parquet")
 
 
 def test_a_run_without_gpu_says_nothing_was_measured_and_what_the_results_rest_on(tmp_path: Path) -> None:
     (tmp_path / "ref").mkdir()
-    shipped = rows(gpu="h200")
+    shipped = rows(gpu="h200").assign(flag="repeat spread 12.9% > 10%")
     published = rows(gpu="h100").assign(source="mlenergy-v2", repeat=0).drop_duplicates("stage")
     no_flops = rows(gpu="h200", resolution=64).assign(model="tiny-flux")
     cpu_run = rows(gpu="h200", resolution=128).assign(
@@ -53,7 +53,8 @@ def test_a_run_without_gpu_says_nothing_was_measured_and_what_the_results_rest_o
     assert f"Measured on this machine: nothing. Why: {NO_GPU}." in text
     assert "Shipped reference files in ref: h200.parquet" in text
     assert "nothing measured locally" in text
-    assert "shipped reference (ref/h200.parquet)  h200      2 points, 1 models (1 out of memory)" in text
+    assert ("this-workflow, shipped reference (ref/h200.parquet)  h200      2 points, 1 models "
+            "(1 out of memory) (1 flagged, kept with their flag)") in text
     assert "mlenergy-v2 (published)" in text and "h100      1 points" in text
     assert "1 point(s) without FLOPs (their model and shape were not counted): tiny-flux on h200" in text
     assert "1 point(s) without GPU energy (absent: no NVIDIA GPU): tiny-sd on h200" in text
@@ -173,7 +174,8 @@ def test_the_default_run_ends_with_the_summary(workflow_copy: Path) -> None:
     assert summary in proc.stdout, "the summary is printed on the terminal"
     assert "Measured on this machine: nothing. Why: measure_gpus is [] in the config" in summary
     assert "Shipped reference files in tests/data/reference: h100.parquet" in summary
-    assert "shipped reference (tests/data/reference/h100.parquet)  h100      2 points, 1 models" in summary
+    assert "this-workflow, shipped reference (tests/data/reference/h100.parquet)  h100      2 points" \
+        in summary
     assert "Left out of the fits: none" in summary
     figures = len(list((workflow_copy / "results" / "figures").glob("*.pdf")))
     assert figures and f"figures: results/figures/ ({figures} files" in summary

@@ -85,22 +85,28 @@ def _origin(row: pd.Series, root: Path, local_kinds: Sequence[str], reference_di
     slug = point_slug(int(row["resolution"]), int(row["steps"]), bool(row["cfg"]), int(row["batch"]))
     local = root / "results" / "measurements" / str(row["gpu"]) / str(row["model"]) / str(row["precision"])
     if row["gpu"] in local_kinds and (local / f"{slug}.parquet").is_file():
-        return "measured on this machine"
-    return f"shipped reference ({reference_dir}/{row['gpu']}.parquet)"
+        return f"{THIS_WORKFLOW}, measured on this machine"
+    return f"{THIS_WORKFLOW}, shipped reference ({reference_dir}/{row['gpu']}.parquet)"
 
 
 def sources_table(energy: pd.DataFrame, root: Path, local_kinds: Sequence[str], reference_dir: str) -> str:
-    """Points per origin and GPU kind: measured here, shipped reference, each published source."""
+    """Points per origin and GPU kind: measured here, shipped reference, each published source;
+    how many are out of memory, and how many flagged (kept, with their flag)."""
     if energy.empty:
         return "  (none)"
     frame = energy.copy()
     frame["origin"] = frame.apply(_origin, axis=1, args=(root, local_kinds, reference_dir))
     frame["oom"] = frame["status"].eq("oom")
+    flags = frame["flag"] if "flag" in frame else pd.Series("", index=frame.index)
+    frame["flagged"] = flags.fillna("").astype(str).ne("")
     table = frame.groupby(["origin", "gpu"]).agg(points=("model", "size"), oom=("oom", "sum"),
+                                                 flagged=("flagged", "sum"),
                                                  models=("model", "nunique")).reset_index()
     width = max(len(o) for o in table["origin"])
     return "\n".join(f"  {r.origin:<{width}}  {r.gpu:<6} {r.points:>4} points, {r.models} models"
-                     + (f" ({r.oom} out of memory)" if r.oom else "") for r in table.itertuples())
+                     + (f" ({r.oom} out of memory)" if r.oom else "")
+                     + (f" ({r.flagged} flagged, kept with their flag)" if r.flagged else "")
+                     for r in table.itertuples())
 
 
 def left_out(measurements: pd.DataFrame, energy: pd.DataFrame) -> list[str]:

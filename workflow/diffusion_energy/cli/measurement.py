@@ -213,6 +213,20 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkout_commit() -> str:
+    """The commit of the checkout that packages (the one that measured, when run right after)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return f"commit {head}" + (" with uncommitted changes" if dirty else "") + " (the packaging checkout)"
+
+
 def cmd_package(args: argparse.Namespace) -> int:
     """Check a GPU run's points and write the shipped dataset and its datasheet."""
     from .. import grid
@@ -220,10 +234,11 @@ def cmd_package(args: argparse.Namespace) -> int:
 
     config = grid.load_config(args.config)
     grid.validate_schema(config)
-    # {measurements}/{gpu}/{model}/{precision}/{point}.parquet (the journal is a separate folder)
-    files = sorted((Path(args.measurements) / args.gpu).glob("*/*/*.parquet"))
-    summary = reference.package(files, args.gpu, config.get("gpu_kinds", {}),
-                                config.get("protocol", {}), Path(args.out))
+    expected = [(p.model, p.precision, p.resolution, p.steps, p.cfg, p.batch)
+                for p in grid.grid_points(config)]
+    summary = reference.package(reference.point_files(args.measurements, args.gpu), args.gpu,
+                                config.get("gpu_kinds", {}), config.get("protocol", {}), Path(args.out),
+                                expected, args.code or _checkout_commit(), args.note)
     print(json.dumps(asdict(summary), indent=2))
     frame = pd.read_parquet(Path(args.out) / f"{args.gpu}.parquet")
     ratios = reference.anchor_ratios(reference.point_energies(frame), pd.read_csv(args.anchors))
@@ -302,10 +317,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("package-reference",
                        help="check a GPU run and write resources/measurements/{gpu}.parquet + datasheet")
     p.add_argument("--gpu", required=True)
-    p.add_argument("--measurements", default="results/measurements")
+    p.add_argument("--measurements", default="results/measurements",
+                   help="folder of a run's point files ({gpu}/{model}/{precision}/*.parquet), or one "
+                        "parquet table of rows (e.g. a dataset packaged before)")
     p.add_argument("--out", default="resources/measurements")
-    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--config", default="config/config.yaml",
+                   help="gpu_kinds, the protocol and the grid the run set out to measure")
     p.add_argument("--anchors", default="resources/anchors/published.csv")
+    p.add_argument("--code", help="the code that measured, for the datasheet "
+                                  "(default: this checkout's commit)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line the datasheet must carry about the run (repeatable)")
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("merge-measurements",

@@ -60,9 +60,14 @@ def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequ
         for source, laws in per_arch.items():
             for m, d in laws.items():
                 fit = powerlaw.LawFit.from_dict(d)
-                pts = part[(part["model"] == m) & (part["source"] == source)].sort_values("flops")
-                if gpu in fit.gpus and len(pts):
-                    ax.plot(pts["flops"] / 1e12, fit.predict(pts, 0.9).energy_j, color=colours[m], lw=1.4)
+                pts = part[(part["model"] == m) & (part["source"] == source)]
+                if gpu not in fit.gpus:
+                    continue
+                # One line per resolution: a law with a resolution term is not monotonic in FLOPs
+                # across resolutions, and one line through all points would zig-zag.
+                for _, same in pts.groupby("resolution"):
+                    same = same.sort_values("flops")
+                    ax.plot(same["flops"] / 1e12, fit.predict(same, 0.9).energy_j, color=colours[m], lw=1.4)
         if gpu in sheets:
             limit = grid * sheets[gpu].physical_j_per_flop("fp16")
             ax.plot(grid / 1e12, limit, color="k", lw=1, linestyle=":")
@@ -184,7 +189,7 @@ def _default_precision(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _energy_lines(energy: pd.DataFrame, outputs: Sequence[str | Path], x: str, panel: str, xlabel: str,
-                  panel_label: Callable[[float], str], title: str) -> None:
+                  panel_label: Callable[[float], str], title: str, unit: str) -> None:
     """Energy vs ``x`` per (model, GPU kind, source) at batch 1, where a series has several ``x``."""
     ylabel = "GPU energy per image (J)"
     frame = style.single_gpu(energy)
@@ -199,20 +204,34 @@ def _energy_lines(energy: pd.DataFrame, outputs: Sequence[str | Path], x: str, p
     fig, axes = style.figure(1, len(panels), width=3.9 * len(panels) + 2.0, height=4.2)
     models = style.model_order(frame["model"].unique())
     colours = style.model_colours(models)
+    series = ["model", "gpu", "source"]
+    # What a series measured in any panel: a value it lacks in one panel is a gap, named there.
+    everywhere = frame.groupby(series)[x].agg(lambda v: set(v.astype(int)))
     for ax, value in zip(axes.flat, panels, strict=True):
         part = frame[frame[panel] == value]
-        for (m, gpu, source), g in part.groupby(["model", "gpu", "source"]):
+        gaps = []
+        for (m, gpu, source), g in part.groupby(series):
             g = g.sort_values(x)
             ax.plot(g[x], g["energy_j"], color=colours[m], marker=style.source_marker(source), ms=4,
                     label=f"{m} ({gpu})")
+            lacking = sorted(everywhere[(m, gpu, source)] - set(g[x].astype(int)))
+            gaps += [f"{m} ({gpu}, {style.source_label(source)}): {v} {unit} not measured"
+                     for v in lacking]
+        if gaps:
+            ax.text(0.98, 0.03, "\n".join(gaps), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                    color="0.3")
         ax.set_yscale("log")
         ax.set_xticks(sorted(part[x].unique()))
         ax.set_xlabel(xlabel)
         ax.set_title(panel_label(value), fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
     axes[0, 0].set_ylabel(ylabel)
-    fig.legend(handles=style.model_handles(models, colours) + style.source_handles(frame["source"].unique()),
-               loc="outside right upper", fontsize=8)
+    kinds = {src: ", ".join(style.gpu_order(g)) for src, g in frame.groupby("source")["gpu"].unique().items()}
+    sources = [Line2D([], [], color="0.3", marker=style.source_marker(src), linestyle="none",
+                      markerfacecolor="none", label=f"{style.source_label(src)}: {g}")
+               for src, g in kinds.items()]
+    fig.legend(handles=style.model_handles(models, colours) + sources, loc="outside right upper", fontsize=8,
+               title="source: GPU kinds", title_fontsize=8)
     fig.suptitle(title + " (batch 1)")
     style.save(fig, outputs)
 
@@ -220,13 +239,13 @@ def _energy_lines(energy: pd.DataFrame, outputs: Sequence[str | Path], x: str, p
 def energy_vs_resolution(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
     """Energy per image vs resolution, one panel per step count (each model's default precision)."""
     _energy_lines(energy, outputs, "resolution", "steps", "resolution (px per side)",
-                  lambda v: f"{int(v)} steps", "Energy vs resolution")
+                  lambda v: f"{int(v)} steps", "Energy vs resolution", "px")
 
 
 def energy_vs_steps(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
     """Energy per image vs denoising steps, one panel per resolution (each model's default precision)."""
     _energy_lines(energy, outputs, "steps", "resolution", "denoising steps",
-                  lambda v: f"{int(v)} px", "Energy vs steps")
+                  lambda v: f"{int(v)} px", "Energy vs steps", "steps")
 
 
 def precision_ratio(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:

@@ -44,7 +44,7 @@ def j_per_pflop(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence
             limit = sheets[gpu].physical_j_per_flop("fp16") * 1e15
             ax.hlines(limit, i - 0.4, i + 0.4, color="k", lw=2)
             ax.text(i + 0.42, limit, f"{limit:.0f}", va="center", fontsize=8)
-            tick += (f" = {med / limit:.1f}x the limit\n{sheets[gpu].power_limit_w:.0f} W, "
+            tick += (f"\n= {med / limit:.1f}x the limit\n{sheets[gpu].power_limit_w:.0f} W, "
                      f"{sheets[gpu].half_flop_s / 1e12:.0f} TFLOP/s")
         ticks.append(tick)
     ax.set_xticks(range(len(gpus)), ticks, fontsize=8)

@@ -4,8 +4,8 @@ A candidate is a named way to fit a pooled model on some points; fold by fold,
 each is fitted without the held-out group and predicts every point of it.
 Metrics, per held-out group and over all points: Spearman and Kendall rank
 correlations, R^2 on logs, median, 90th-percentile and largest absolute
-percentage error, and the share of measured energies inside the prediction
-interval (coverage).
+percentage error, the share of measured energies inside the prediction
+interval (coverage) and the interval's median width (high / low).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import intervals
 from .powerlaw import NotIdentifiable
 from .targets import Prediction, Target
 
@@ -27,10 +28,11 @@ log = logging.getLogger(__name__)
 PREDICTION_COLUMNS = [
     "target", "candidate", "held_out", "point_id", "source", "gpu", "model", "architecture", "precision",
     "resolution", "steps", "cfg", "batch", "measured_j", "predicted_j", "low_j", "high_j", "ape", "log_ratio",
+    "distance",
 ]
 METRIC_COLUMNS = [
     "target", "candidate", "gpu", "held_out", "n_points", "spearman", "kendall", "r2_log", "median_ape",
-    "p90_ape", "max_ape", "coverage",
+    "p90_ape", "max_ape", "coverage", "interval_ratio",
 ]
 BATCH_METRIC_COLUMNS = ["target", "candidate", "gpu", "batch", "n_points", "median_ape", "p90_ape", "max_ape",
                         "median_log_ratio"]
@@ -71,6 +73,7 @@ def leave_one_out(
     for group in groups:
         held = rows[by].astype(str) == group
         train, test = rows[~held], rows[held]
+        dist = intervals.distance(intervals.ranges(train, target), test, target)
         for cand in candidates:
             try:
                 fitted = cand.fit(train)
@@ -84,6 +87,7 @@ def leave_one_out(
                 target=target.name, candidate=cand.name, held_out=group, measured_j=measured,
                 predicted_j=pred.energy_j, low_j=pred.low_j, high_j=pred.high_j,
                 ape=np.abs(pred.energy_j / measured - 1), log_ratio=np.log(measured / pred.energy_j),
+                distance=dist,
             )
             out.append(part)
     if not out:
@@ -95,6 +99,12 @@ def _rank(fn: Callable, a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(fn(a, b)[0])
+
+
+def _median_ratio(high: np.ndarray, low: np.ndarray) -> float:
+    """Median of high / low over intervals with a positive lower bound (NaN without one)."""
+    ok = low > 0
+    return float(np.median(high[ok] / low[ok])) if ok.any() else float("nan")
 
 
 def score(measured: np.ndarray, predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
@@ -112,6 +122,7 @@ def score(measured: np.ndarray, predicted: np.ndarray, low: np.ndarray, high: np
         "p90_ape": float(np.percentile(ape, 90)),
         "max_ape": float(ape.max()),
         "coverage": float(np.mean((measured >= np.asarray(low)) & (measured <= np.asarray(high)))),
+        "interval_ratio": _median_ratio(np.asarray(high, float), np.asarray(low, float)),
     }
 
 

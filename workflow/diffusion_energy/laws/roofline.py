@@ -57,7 +57,15 @@ NOMINAL = {"peak_flop_s": 1e15, "peak_fp32_flop_s": 1e14, "peak_bandwidth_byte_s
 EFFICIENCY_BOUNDS = (1e-3, 4.0)
 LAUNCH_BOUNDS = (1e-7, 1e-3)
 FACTOR_BOUNDS = (0.2, 5.0)
-#: Starting points: (efficiency of compute, of memory, launch cost in s).
+#: The unit of the peak-rate trend across GPU kinds, FLOP/s, and the bounds of its exponent.
+PEAK_UNIT = 1e15
+#: The unit of the energy trend across GPU kinds (datasheet J/FLOP), and the exponents tried.
+JPF_UNIT = 1e-12
+ENERGY_EXPONENTS = np.linspace(-0.6, 0.6, 25)
+PEAK_EXPONENT_BOUNDS = (-1.0, 1.0)
+#: Weight of the pull of log time factors towards 0 (against the log errors of the times).
+FACTOR_RIDGE = 0.05
+#: Starting points, tried in turn until one converges: (efficiency of compute, of memory, launch cost in s).
 STARTS = ((0.5, 0.6, 2e-5), (0.2, 0.3, 5e-6), (0.8, 1.0, 4e-5))
 
 
@@ -228,6 +236,24 @@ class RooflineConstants:
     precisions: tuple[str, ...]
     sources: tuple[str, ...]
     time_fitted: bool = True
+    #: Time factor of each GPU kind in a fit across kinds (how far it runs from the trend below); a kind
+    #: outside the fit gets 1, the trend alone.
+    gpu_factor: Mapping[str, float] = field(default_factory=dict)
+    #: Time scales as (peak FLOP/s / 1 PFLOP/s) ** peak_exponent across kinds: a newer, faster GPU reaches
+    #: a smaller share of its datasheet peak on the same work (0: its datasheet says it all).
+    peak_exponent: float = 0.0
+    #: Energy scales as (datasheet J/FLOP / 1 pJ) ** energy_exponent across kinds, beyond the power limit
+    #: that sets the units (0: the datasheet's power limit says it all).
+    energy_exponent: float = 0.0
+
+    def energy_factor(self, j_per_flop: np.ndarray) -> np.ndarray:
+        if self.energy_exponent == 0.0:
+            return np.ones(len(j_per_flop))
+        return (np.asarray(j_per_flop, float) / JPF_UNIT) ** self.energy_exponent
+
+    def gpu_time_factor(self, gpu: str, peak_flop_s: float) -> float:
+        trend = (peak_flop_s / PEAK_UNIT) ** self.peak_exponent if np.isfinite(peak_flop_s) else 1.0
+        return float(self.gpu_factor.get(gpu, 1.0)) * trend
 
     # Absolute figures at the reference (what the roofline table reports).
     @property
@@ -349,8 +375,8 @@ class RooflineFit:
         raise KeyError(gpu)
 
     def _parts(self, c: RooflineConstants, frame: pd.DataFrame, inputs: RooflineInputs
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(time, ideal compute time, ideal memory time, power limit, source) per point of ``frame``."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(time, ideal compute time, ideal memory time, power limit, source, peak FLOP/s) per point."""
         ids = frame["point_id"].to_numpy(dtype=int)
         scales = _scales(frame, not self.by_gpu, c.reference)
         src = frame["source"].astype(str).to_numpy() if "source" in frame else np.full(len(frame), "")
@@ -361,9 +387,12 @@ class RooflineFit:
         t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
                   np.array([c.launch_s[s] for s in levels]))
         t = t * np.array([c.time_factor.get(s, 1.0) for s in known])
+        if c.gpu_factor:
+            t = t * np.array([c.gpu_time_factor(g, p) for g, p in zip(frame["gpu"].astype(str),
+                                                                      scales["peak_flop_s"], strict=True)])
         ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
         ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
-        return t, ideal_c, ideal_b, scales["power_limit_sheet_w"], known
+        return t, ideal_c, ideal_b, scales["power_limit_sheet_w"], known, scales["peak_flop_s"]
 
     def time_s(self, frame: pd.DataFrame, inputs: RooflineInputs) -> np.ndarray:
         out = np.full(len(frame), np.nan)
@@ -394,9 +423,10 @@ class RooflineFit:
             if not self.by_gpu and not np.isfinite(part["peak_flop_s"].astype(float)).all():
                 raise NotIdentifiable("a GPU kind without a datasheet: the shared roofline model sees a GPU "
                                       "only through its datasheet")
-            t, ic, ib, plimit, known = self._parts(c, part, inputs)
+            t, ic, ib, plimit, known, ps = self._parts(c, part, inputs)
             src_power = np.array([c.pi_source.get(s, 0.0) for s in known])
-            e = plimit * ((c.pi_static + src_power) * t + c.pi_flop * ic + c.pi_byte * ib)
+            e = plimit * c.energy_factor(plimit / ps) * ((c.pi_static + src_power) * t + c.pi_flop * ic
+                                                           + c.pi_byte * ib)
             if np.isfinite(c.idle_power_w) and not dynamic:
                 idle = part["idle_power_w"].astype(float).to_numpy() if "idle_power_w" in part else \
                     np.full(len(part), np.nan)
@@ -428,7 +458,7 @@ def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
 
 
 def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Target, variant: str,
-             datasheet_units: bool) -> RooflineConstants:
+             datasheet_units: bool, gpu_factors: bool = False) -> RooflineConstants:
     ids = frame["point_id"].to_numpy(dtype=int)
     n = len(ids)
     energy = target.energy_j(frame)
@@ -438,7 +468,10 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     has_fp32 = int((frame["precision"].astype(str) == "fp32").sum()) >= 2
     classes = _present_classes(inputs, ids)
     eff_names = classes + (["fp32"] if has_fp32 else []) + ["memory"]
-    n_rates = len(eff_names) + len(levels) + len(others)
+    kinds = sorted(set(frame["gpu"].astype(str))) if gpu_factors and datasheet_units else []
+    if len(kinds) < 2:
+        kinds = []
+    n_rates = len(eff_names) + len(levels) + len(others) + len(kinds)
     dynamic = target.dynamic
     idle = frame["idle_power_w"].astype(float).to_numpy()
     idle_known = bool(np.isfinite(idle).all())
@@ -469,57 +502,80 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     model = _TimeModel(inputs, ids, scales, codes)
     factor_of = np.array([0] * n) if not others else np.array([others.index(s) + 1 if s in others else 0
                                                                 for s in sources])
+    kind_of = np.array([kinds.index(g) for g in frame["gpu"].astype(str)]) if kinds else np.zeros(n, int)
+    n_head = len(eff_names) + len(levels) + len(others)
+    peak_rel = scales["peak_flop_s"] / PEAK_UNIT
 
     def unpack(z: np.ndarray) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
         r = np.exp(z)
         eff = dict(zip(eff_names, r[:len(eff_names)], strict=True))
         launch = dict(zip(levels, r[len(eff_names):len(eff_names) + len(levels)], strict=True))
-        factor = {reference_source: 1.0, **dict(zip(others, r[len(eff_names) + len(levels):], strict=True))}
+        factor = {reference_source: 1.0, **dict(zip(others, r[len(eff_names) + len(levels):n_head],
+                                                    strict=True))}
         return eff, launch, factor
 
     def times(z: np.ndarray) -> np.ndarray:
         r = np.exp(z)
         eff = dict(zip(eff_names, r[:len(eff_names)], strict=True))
         launch = r[len(eff_names):len(eff_names) + len(levels)]
-        factors = np.concatenate([[1.0], r[len(eff_names) + len(levels):]])
-        return model(_efficiency_vector(eff), eff["memory"], launch) * factors[factor_of]
+        factors = np.concatenate([[1.0], r[len(eff_names) + len(levels):n_head]])
+        by_kind = r[n_head:n_head + len(kinds)][kind_of] * peak_rel ** z[-1] if kinds else 1.0
+        return model(_efficiency_vector(eff), eff["memory"], launch) * factors[factor_of] * by_kind
 
     ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
     ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
     plimit = scales["power_limit_sheet_w"]
 
-    def solve(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    jpf_rel = plimit / scales["peak_flop_s"] / JPF_UNIT
+
+    def solve(z: np.ndarray, exponents: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Energy coefficients for the rates ``z`` (and the best energy exponent of ``exponents``)."""
         t = times(z)
-        cols = ([plimit * t] if variant == "fitted_static" else []) + [plimit * ideal_c, plimit * ideal_b]
-        cols += [plimit * t * (sources == s) for s in others]
         fixed = idle * t if not dynamic else np.zeros(n)
-        A = np.column_stack(cols) / energy[:, None]
         b = 1.0 - fixed / energy
-        scale = np.linalg.norm(A, axis=0)
-        scale[scale == 0] = 1.0
-        u, _ = optimize.nnls(A / scale, b)
-        u = u / scale
-        return u, fixed + np.column_stack(cols) @ u
+        best: tuple[float, np.ndarray, np.ndarray, float] | None = None
+        for phi in (np.zeros(1) if exponents is None else exponents):
+            m = plimit * jpf_rel ** phi
+            cols = ([m * t] if variant == "fitted_static" else []) + [m * ideal_c, m * ideal_b]
+            cols += [m * t * (sources == s) for s in others]
+            A = np.column_stack(cols) / energy[:, None]
+            scale = np.linalg.norm(A, axis=0)
+            scale[scale == 0] = 1.0
+            u, norm = optimize.nnls(A / scale, b)
+            if best is None or norm < best[0]:
+                best = (norm, u / scale, np.column_stack(cols), float(phi))
+        assert best is not None
+        _, u, cols_best, phi_best = best
+        return u, fixed + cols_best @ u, phi_best
 
     def resid(z: np.ndarray) -> np.ndarray:
         if use_time:
-            return np.log(times(z) / time_meas)
-        return np.log(np.maximum(solve(z)[1], 1e-12) / energy)
+            r = np.log(times(z) / time_meas)
+        else:
+            r = np.log(np.maximum(solve(z)[1], 1e-12) / energy)
+        # A small pull of every time factor towards 1: where a factor is confounded with another (a kind
+        # measured by one source only), the data decide only their product.
+        return np.concatenate([r, FACTOR_RIDGE * z[len(eff_names) + len(levels):n_head + len(kinds)]])
 
+    n_factors = len(others) + len(kinds)
     lo = np.log([EFFICIENCY_BOUNDS[0]] * len(eff_names) + [LAUNCH_BOUNDS[0]] * len(levels)
-                + [FACTOR_BOUNDS[0]] * len(others))
+                + [FACTOR_BOUNDS[0]] * n_factors)
     hi = np.log([EFFICIENCY_BOUNDS[1]] * len(eff_names) + [LAUNCH_BOUNDS[1]] * len(levels)
-                + [FACTOR_BOUNDS[1]] * len(others))
+                + [FACTOR_BOUNDS[1]] * n_factors)
+    if kinds:
+        lo, hi = np.append(lo, PEAK_EXPONENT_BOUNDS[0]), np.append(hi, PEAK_EXPONENT_BOUNDS[1])
     best = None
     for compute, memory, launch in STARTS:
         z0 = np.log([compute] * (len(eff_names) - 1) + [memory] + [launch] * len(levels)
-                    + [1.0] * len(others))
+                    + [1.0] * n_factors + ([1.0] if kinds else []))  # log 1: exponent 0
         sol = optimize.least_squares(resid, np.clip(z0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi),
                                      diff_step=1e-4, x_scale=1.0, max_nfev=300)
         if best is None or sol.cost < best.cost:
             best = sol
+        if sol.success:
+            break  # the later starts are for a first start that did not converge
     assert best is not None
-    linear, predicted = solve(best.x)
+    linear, predicted, energy_exponent = solve(best.x, ENERGY_EXPONENTS if kinds else None)
     eff, launch, factor = unpack(best.x)
     pi_static = float(linear[0]) if variant == "fitted_static" else 0.0
     k = 1 if variant == "fitted_static" else 0
@@ -536,6 +592,9 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         source_reference=reference_source, sigma_log=float(np.sqrt((r ** 2).sum() / dof)), dof=dof,
         n_points=n, precisions=tuple(sorted(set(frame["precision"].astype(str)))), sources=tuple(levels),
         time_fitted=use_time,
+        gpu_factor={g: float(v) for g, v in zip(kinds, np.exp(best.x[n_head:n_head + len(kinds)]),
+                                                strict=True)},
+        peak_exponent=float(best.x[-1]) if kinds else 0.0, energy_exponent=energy_exponent,
     )
 
 
@@ -546,18 +605,34 @@ def fit_roofline(
     variant: str = "fitted_static",
     by_gpu: bool = True,
     name: str = "roofline",
+    gpu_factors: bool = False,
+    cache: dict[Any, RooflineConstants] | None = None,
 ) -> RooflineFit:
-    """Fit the constants of each GPU kind (``by_gpu``), or one set across kinds in datasheet units."""
+    """Fit the constants of each GPU kind (``by_gpu``), or one set across kinds in datasheet units.
+
+    ``cache`` (per kind, keyed by the points fitted) spares cross-validation the refits of kinds a
+    held-out architecture was never measured on: their points, and so their constants, are unchanged.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown roofline variant {variant!r}; allowed: {VARIANTS}")
     rows = frame[target.valid(frame)]
     if rows.empty:
         raise NotIdentifiable("no points")
     if by_gpu:
-        consts = tuple(_fit_one(str(g), part, inputs, target, variant, datasheet_units=False)
-                       for g, part in rows.groupby("gpu", sort=True))
+        fits = []
+        for g, part in rows.groupby("gpu", sort=True):
+            key = (str(g), target.name, variant, tuple(part["point_id"].astype(int)))
+            if cache is None or key not in cache:
+                one = _fit_one(str(g), part, inputs, target, variant, datasheet_units=False)
+                if cache is None:
+                    fits.append(one)
+                    continue
+                cache[key] = one
+            fits.append(cache[key])
+        consts = tuple(fits)
     else:
-        consts = (_fit_one("all", rows, inputs, target, variant, datasheet_units=True),)
+        consts = (_fit_one("all", rows, inputs, target, variant, datasheet_units=True,
+                           gpu_factors=gpu_factors),)
     return RooflineFit(target.name, variant, inputs.granularity, by_gpu, consts, name)
 
 

@@ -11,7 +11,7 @@ stages, and the repeat spread and stage-sum error of every point are reported
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,11 @@ import pandas as pd
 from .. import atomic
 from ..measurement import gpu
 from . import dataset
+
+#: Protocol settings every measured row records (the run's own values win over the config's).
+RECORDED_PROTOCOL = ("warmup", "warmup_s", "min_window_s")
+#: A grid point as the datasheet names it: (model, precision, resolution, steps, cfg, batch).
+PointKey = tuple[str, str, int, int, bool, int]
 
 ANCHOR_MODEL_NAMES = {"sd2": "sd21", "sd2.1": "sd21", "sd3.5-large": "sd35-large", "flux-dev": "flux-dev",
                       "qwen-image": "qwen-image", "sdxl": "sdxl", "sd1.5": "sd15"}
@@ -69,6 +74,64 @@ def check_reference(frame: pd.DataFrame, gpu_kind: str, gpu_kinds: Mapping[str, 
                                    f"({point}) has no {missing} rows")
 
 
+def point_files(measurements: str | Path, gpu_kind: str) -> list[Path]:
+    """What to package: a run's point files (``{folder}/{gpu}/{model}/{precision}/*.parquet``), or
+    a table of rows given directly (a ``.parquet`` file, e.g. one packaged before)."""
+    path = Path(measurements)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise dataset.DatasetError(f"{path}: no such folder of measured points or parquet file")
+    return sorted((path / gpu_kind).glob("*/*/*.parquet"))
+
+
+def point_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured point: median J and s per image, repeat spread, the stage-sum error of
+    every repeat ((text + denoise + VAE) / image - 1), warm-up images and the flag, as measured."""
+    image = frame[(frame["status"] == "ok") & (frame["stage"] == "image")].sort_values("repeat")
+    keys = ["model", "precision", "resolution", "steps", "cfg", "batch"]
+    table = image.groupby(keys).agg(
+        j_per_image=("energy_j", "median"), s_per_image=("time_s", "median"),
+        repeats=("energy_j", "size"), repeat_spread=("repeat_spread", "first"),
+        stage_sum_errors=("stage_sum_error", lambda s: tuple(float(v) for v in s)),
+        warmup_images=("warmup_images", "first"), flag=("flag", "first")).reset_index()
+    table["stage_sum_median"] = [float(pd.Series(e).abs().median()) for e in table["stage_sum_errors"]]
+    table["stage_sum_worst"] = [float(pd.Series(e).abs().max()) for e in table["stage_sum_errors"]]
+    table["flag"] = table["flag"].fillna("")
+    return table
+
+
+def missing_points(frame: pd.DataFrame, expected: Iterable[PointKey]) -> list[PointKey]:
+    """The expected points (the config's grid) of the groups this dataset measured that it lacks."""
+    keys = ["model", "precision", "resolution", "steps", "cfg", "batch"]
+    have = {(str(m), str(p), int(r), int(s), bool(c), int(b))
+            for m, p, r, s, c, b in frame[keys].drop_duplicates().itertuples(index=False)}
+    groups = {(m, p) for m, p, *_ in have}
+    return sorted(k for k in set(expected) if (k[0], k[1]) in groups and k not in have)
+
+
+def unmeasured_groups(frame: pd.DataFrame, expected: Iterable[PointKey]) -> dict[tuple[str, str], int]:
+    """Groups (model, precision) of the expected grid with no point in this dataset, and their sizes."""
+    have = set(map(tuple, frame[["model", "precision"]].drop_duplicates().to_numpy()))
+    out: dict[tuple[str, str], int] = {}
+    for k in expected:
+        if (k[0], k[1]) not in have:
+            out[(k[0], k[1])] = out.get((k[0], k[1]), 0) + 1
+    return dict(sorted(out.items()))
+
+
+def run_protocol(frame: pd.DataFrame, configured: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The protocol the rows were measured with: the config's, with the values every row records
+    (warm-up, shortest window) taken from the rows; also which keys came from the rows."""
+    protocol, recorded = dict(configured), set()
+    for key in RECORDED_PROTOCOL:
+        values = frame[key].dropna().unique() if key in frame else []
+        if len(values):
+            protocol[key] = "/".join(str(v.item() if hasattr(v, "item") else v) for v in sorted(values))
+            recorded.add(key)
+    return protocol, recorded
+
+
 def summarize(frame: pd.DataFrame, gpu_kind: str) -> DatasetSummary:
     points = frame.drop_duplicates(dataset.GRID_KEYS)
     ok = frame[frame["status"] == "ok"]
@@ -110,17 +173,61 @@ def anchor_ratios(energy: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
                     "energy_j", "ratio", "note"]]
 
 
-def datasheet(frame: pd.DataFrame, summary: DatasetSummary, protocol: Mapping[str, Any]) -> str:
-    """The datasheet shipped beside the parquet (markdown; every number read from the data)."""
+def _point_name(key: PointKey) -> str:
+    model, precision, res, steps, cfg, batch = key
+    return f"{model} {precision} {res} px / {steps} steps (CFG {'on' if cfg else 'off'}, batch {batch})"
+
+
+def _range(values: pd.Series, unit: str) -> str:
+    values = values.dropna().astype(float)
+    if values.empty:
+        return "not recorded"
+    lo, hi = values.min(), values.max()
+    return f"{lo:.1f} {unit}" if round(lo, 1) == round(hi, 1) else f"{lo:.1f}-{hi:.1f} {unit}"
+
+
+def _signed(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:+.1%}" for v in values)
+
+
+def datasheet(frame: pd.DataFrame, summary: DatasetSummary, protocol: Mapping[str, Any],
+              expected: Iterable[PointKey] = (), code: str = "", notes: Sequence[str] = ()) -> str:
+    """The datasheet shipped beside the parquet (markdown; every number read from the data).
+
+    ``protocol`` is the config's; the values the rows record override it. ``expected`` is the
+    grid the run set out to measure: the points of measured groups it lacks are named, never
+    filled in. ``code`` says which code measured (commit and changes), ``notes`` anything else
+    the packager must say about the run.
+    """
     first = frame.iloc[0]
+    expected = list(expected)
+    used, recorded = run_protocol(frame, protocol)
+    protocol_text = ", ".join(f"{k}={v}" + (" (recorded in the rows)" if k in recorded else "")
+                              for k, v in sorted(used.items()))
     grid_rows = [
-        f"| {model} | {precision} | {sorted(set(g['resolution']))} | {sorted(set(g['steps']))} "
+        f"| {model} | {precision} | {sorted({int(v) for v in g['resolution']})} "
+        f"| {sorted({int(v) for v in g['steps']})} "
         f"| {bool(g['cfg'].iloc[0])} |"
         for (model, precision), g in frame.groupby(["model", "precision"])
     ]
     grid_desc = "| model | precision | resolutions (px) | steps | CFG |\n|---|---|---|---|---|\n"
     grid_desc += "\n".join(grid_rows)
+    points = point_table(frame)
+    point_rows = "\n".join(
+        f"| {r.model} | {r.precision} | {r.resolution} | {r.steps} | {r.j_per_image:.1f} "
+        f"| {r.s_per_image:.3f} "
+        f"| {r.repeat_spread:.1%} | {_signed(r.stage_sum_errors)} | {r.stage_sum_median:.1%} "
+        f"| {r.warmup_images} | {r.flag or '-'} |" for r in points.itertuples())
+    missing = missing_points(frame, expected)
+    missing_text = "\n".join(f"- {_point_name(k)}: not measured (no row; nothing filled in)" for k in missing)
+    missing_text = missing_text or "- none: every point of the measured groups' grid is here"
+    others = unmeasured_groups(frame, expected)
+    if others:
+        missing_text += ("\n- groups of the grid with no point on this GPU: "
+                         + ", ".join(f"{m} {p} ({n} points)" for (m, p), n in others.items()))
     j_lines = "\n".join(f"| {k} | {v:.0f} |" for k, v in sorted(summary.j_per_image_1024_50.items()))
+    j_lines = j_lines or "| (none measured at these settings) | - |"
+    note_lines = "".join(f"- {n}\n" for n in notes)
     return f"""# Reference measurements: {summary.gpu}
 
 - GPU: {", ".join(summary.gpu_names)} (driver {first.get("driver_version", "")}, power limit \
@@ -128,17 +235,33 @@ def datasheet(frame: pd.DataFrame, summary: DatasetSummary, protocol: Mapping[st
 - Software: torch {first.get("torch_version", "")} (CUDA {first.get("cuda_version", "")}), diffusers \
 {first.get("diffusers_version", "")}, transformers {first.get("transformers_version", "")}, zeus \
 {first.get("zeus_version", "")}
+- Code: {code or "not recorded"}
+- Idle power with the CUDA context alive: {_range(frame["idle_power_w"], "W")}
 - Measured: {frame["measured_at"].dropna().min()} to {frame["measured_at"].dropna().max()} (UTC) \
 on {", ".join(sorted(frame["hostname"].dropna().unique()))}
-- Points: {summary.points} ({summary.oom} out of memory, {summary.flagged} flagged); \
-GPU wall time in windows {summary.gpu_wall_time_s:.0f} s
+- Rows: {len(frame)}; points: {summary.points} ({summary.oom} out of memory, {summary.flagged} flagged, \
+kept with their flag); GPU wall time in windows {summary.gpu_wall_time_s:.0f} s
 - Repeat spread (max/min - 1 of whole-image energy): median {summary.median_spread:.1%}, \
 worst {summary.worst_spread:.1%}; worst stage-sum error {summary.worst_stage_sum_error:.1%}
-- Protocol: {", ".join(f"{k}={v}" for k, v in sorted(protocol.items()))}
-
+- Protocol: {protocol_text}
+{note_lines}
 ## Grid
 
 {grid_desc}
+
+## Points
+
+J and s per image: medians of the repeats' whole-image windows. Stage sum: (text + denoise + VAE) /
+image - 1 per repeat; the flag uses the median of their absolute values.
+
+| model | precision | px | steps | J/image | s/image | spread | stage sum per repeat | stage sum (median) \
+| warm-up images | flag |
+|---|---|---|---|---|---|---|---|---|---|---|
+{point_rows}
+
+## Not measured
+
+{missing_text}
 
 ## J per image at 1024 px, 50 steps
 
@@ -165,13 +288,15 @@ def point_energies(frame: pd.DataFrame) -> pd.DataFrame:
         status="ok")
 
 
-def package(point_files: list[Path], gpu_kind: str, gpu_kinds: Mapping[str, Any],
-            protocol: Mapping[str, Any], out_dir: Path) -> DatasetSummary:
-    """Check and write ``{out_dir}/{gpu}.parquet`` and its datasheet ``{gpu}.md``."""
-    frame = dataset.read_measurements(point_files)
+def package(files: list[Path], gpu_kind: str, gpu_kinds: Mapping[str, Any],
+            protocol: Mapping[str, Any], out_dir: Path, expected: Iterable[PointKey] = (),
+            code: str = "", notes: Sequence[str] = ()) -> DatasetSummary:
+    """Check and write ``{out_dir}/{gpu}.parquet`` and its datasheet ``{gpu}.md`` (``datasheet``
+    says what ``expected``, ``code`` and ``notes`` add)."""
+    frame = dataset.read_measurements(files)
     frame = frame[frame["gpu"] == gpu_kind].reset_index(drop=True)
     check_reference(frame, gpu_kind, gpu_kinds)
     summary = summarize(frame, gpu_kind)
     atomic.write_parquet(frame, out_dir / f"{gpu_kind}.parquet")
-    atomic.write_text(datasheet(frame, summary, protocol), out_dir / f"{gpu_kind}.md")
+    atomic.write_text(datasheet(frame, summary, protocol, expected, code, notes), out_dir / f"{gpu_kind}.md")
     return summary

@@ -1,0 +1,132 @@
+"""Prediction intervals that widen with the distance from the fitted data, calibrated held out.
+
+A point's distance from a fit is how far, in natural-log units summed over
+features, it lies outside the range of the fitted points: FLOPs per image,
+resolution, steps, batch size and kernel launches per FLOP (the share of a
+point's time that goes to launching kernels rises with it: SD 1.5 at 256 px is
+launch-bound, FLUX.1-dev at 1024 px is not). Inside every range the distance is 0.
+
+An interval is the held-out quantiles of log(measured / predicted), kept around
+the estimate, plus ``slope`` x distance on each side. ``slope`` is the level's
+quantile of the error beyond those quantiles per unit of distance, over the
+held-out points that lay outside the fitted range (at least ``MIN_SLOPE``:
+extrapolation always widens). The intervals in the cross-validation tables are
+calibrated without the group they predict (leave-one-group-out over the
+held-out errors), so their coverage there is a held-out coverage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from .targets import Target
+
+#: Features of the distance; each is compared in log units.
+FEATURES = ("flops", "resolution", "steps", "batch", "kernels_per_flop")
+#: Smallest widening per unit of log distance (a doubling outside the range adds 0.69 x this).
+MIN_SLOPE = 0.1
+#: Distances below this count as inside the fitted range.
+INSIDE = 1e-9
+
+
+def feature_values(frame: pd.DataFrame, target: Target) -> dict[str, np.ndarray]:
+    """Each feature's value per point (positive; NaN where a column is missing)."""
+    n = len(frame)
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].astype(float).to_numpy() if name in frame else np.full(n, np.nan)
+
+    flops = target.flops(frame) if n else np.zeros(0)
+    kernels = target.kernels(frame) if n and target.kernels_col in frame else np.full(n, np.nan)
+    return {"flops": flops, "resolution": col("resolution"), "steps": col("steps"), "batch": col("batch"),
+            "kernels_per_flop": kernels / flops if n else np.zeros(0)}
+
+
+def ranges(frame: pd.DataFrame, target: Target) -> dict[str, list[float]]:
+    """[min, max] of every feature over ``frame`` (the fitted points)."""
+    out = {}
+    for name, v in feature_values(frame, target).items():
+        v = v[np.isfinite(v) & (v > 0)]
+        if len(v):
+            out[name] = [float(v.min()), float(v.max())]
+    return out
+
+
+def distance(fitted: Mapping[str, list[float]], frame: pd.DataFrame, target: Target) -> np.ndarray:
+    """Log-distance of each point of ``frame`` outside the ``fitted`` ranges, summed over features."""
+    d = np.zeros(len(frame))
+    for name, v in feature_values(frame, target).items():
+        r = fitted.get(name)
+        if not r:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            above = np.log(v / r[1])
+            below = np.log(r[0] / v)
+        d += np.nan_to_num(np.maximum(np.maximum(above, below), 0.0), nan=0.0, posinf=0.0)
+    return d
+
+
+@dataclass(frozen=True)
+class IntervalRule:
+    """log(measured / predicted) lies in [lo - slope d, hi + slope d] at ``level`` (d: the distance)."""
+
+    lo: float
+    hi: float
+    slope: float
+    level: float
+    n_points: int
+    n_outside: int
+
+    def bounds(self, estimate: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        widen = self.slope * np.asarray(dist, float)
+        return (estimate * np.exp(min(self.lo, 0.0) - widen), estimate * np.exp(max(self.hi, 0.0) + widen))
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def calibrate(log_ratio: np.ndarray, dist: np.ndarray, level: float) -> IntervalRule | None:
+    """The rule from held-out errors ``log_ratio`` at distances ``dist``; None without points."""
+    r, d = np.asarray(log_ratio, float), np.asarray(dist, float)
+    ok = np.isfinite(r) & np.isfinite(d)
+    r, d = r[ok], d[ok]
+    if len(r) == 0:
+        return None
+    inside = d <= INSIDE
+    base = r[inside] if inside.sum() >= max(5, len(r) // 4) else r
+    lo, hi = (float(x) for x in np.quantile(base, [0.5 - level / 2, 0.5 + level / 2]))
+    out = ~inside
+    slope = MIN_SLOPE
+    if out.any():
+        excess = np.maximum(np.maximum(r[out] - max(hi, 0.0), min(lo, 0.0) - r[out]), 0.0) / d[out]
+        slope = max(MIN_SLOPE, float(np.quantile(excess, level)))
+    return IntervalRule(lo, hi, slope, level, int(len(r)), int(out.sum()))
+
+
+def cross_calibrated(predictions: pd.DataFrame, level: float) -> pd.DataFrame:
+    """``predictions`` with ``low_j``/``high_j`` from rules calibrated on the other held-out groups.
+
+    Per (target, candidate) and held-out group: the rule from every other group's
+    errors; a candidate with fewer than two groups keeps its own intervals.
+    """
+    if predictions.empty or "distance" not in predictions:
+        return predictions
+    out = predictions.copy()
+    for _, part in out.groupby(["target", "candidate"], sort=False):
+        groups = part["held_out"].astype(str)
+        if groups.nunique() < 2:
+            continue
+        for g in groups.unique():
+            here = part.index[groups == g]
+            rest = part.index[groups != g]
+            rule = calibrate(out.loc[rest, "log_ratio"], out.loc[rest, "distance"], level)
+            if rule is None:
+                continue
+            lo, hi = rule.bounds(out.loc[here, "predicted_j"].to_numpy(float),
+                                 out.loc[here, "distance"].to_numpy(float))
+            out.loc[here, "low_j"], out.loc[here, "high_j"] = lo, hi
+    return out
