@@ -17,7 +17,7 @@ def cmd_modalities(args: argparse.Namespace) -> int:
     from ..laws import analysis_io, modalities
     from .analysis import _prepare, _settings, _sheets
 
-    points, inputs = _prepare(args)
+    points, inputs = _prepare(args)[:2]  # the same points as the image laws' (exclusions, datasheets)
     settings = _settings(args)
     tables = modalities.run_modalities(points, inputs, settings)
     analysis_io.write_table(tables["modality_predictions"], args.predictions_out,
