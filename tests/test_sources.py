@@ -214,7 +214,9 @@ def test_unknown_precision_is_named(v2: Path) -> None:
 def test_a_newer_release_in_the_same_format_imports_the_same_way(v3: Path) -> None:
     """A user's newer download: new batch sizes of a known model enter as new points."""
     def add(d: dict) -> None:
-        new = dict(d["configurations"][0], batch_size=64, energy_per_image_joules=300.0)
+        # 64 images of 300 J at 500 W: a time the GPU's power limit allows (plausibility is checked).
+        new = dict(d["configurations"][0], batch_size=64, energy_per_image_joules=300.0,
+                   batch_latency_s=64 * 300.0 / 500.0)
         d["configurations"].append(new)
     edit_json(v3 / "text-to-image.json", add)
     frame = importing.import_source(v3, CONFIG["upstream_models"], CONFIG["gpu_kinds"])

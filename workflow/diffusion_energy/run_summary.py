@@ -137,6 +137,26 @@ def left_out(measurements: pd.DataFrame, energy: pd.DataFrame) -> list[str]:
     return lines
 
 
+#: What each list of the laws JSON's ``left_out`` is left out of (``laws.exclusions``).
+_LEFT_OUT_OF = {"all": "left out of every fit", "dynamic": "left out of the dynamic (idle-subtracted) laws",
+                "datasheets": "datasheet(s) suspect"}
+
+
+def analysis_left_out(laws_path: Path) -> list[str]:
+    """What the fits left out and why, as ``fit`` wrote it into the laws JSON."""
+    try:
+        left = json.loads(laws_path.read_text()).get("left_out", {}) if laws_path.is_file() else {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    lines = []
+    for key, entries in left.items() if isinstance(left, dict) else ():
+        shown = "; ".join(entries[:3]) + (f"; ... {len(entries) - 3} more in logs/analysis/"
+                                          if len(entries) > 3 else "")
+        lines.append(f"{len(entries)} {'point(s) ' if key != 'datasheets' else ''}"
+                     f"{_LEFT_OUT_OF.get(key, key)}: {shown}")
+    return lines
+
+
 def _names(points: pd.DataFrame) -> str:
     groups = points.groupby(["source", "gpu", "model"]).size()
     text = ", ".join(f"{m} on {g} ({s}): {n}" for (s, g, m), n in groups.items())
@@ -190,6 +210,7 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
             lines.append(sources_table(energy, root, measure_kinds, reference_dir))
             lines.append(how_points_enter(energy))
             gaps = left_out(measurements, energy) if measurements is not None else []
+            gaps += analysis_left_out(root / "results" / "laws" / "laws.json")
             lines.append("Left out of the fits: " + ("none" if not gaps else ""))
             lines += [f"  {g}" for g in gaps]
     errors = run_errors(root, since)

@@ -51,17 +51,22 @@ def _sheets(args: argparse.Namespace):  # noqa: ANN202 - sources imported lazily
 
 def _prepare(args: argparse.Namespace):  # noqa: ANN202
     from ..laws.analysis import prepare
+    """(points, roofline inputs, left-out lines): points whose energy, FLOPs or time cannot be fitted or
+    are impossible on their GPU's datasheet are left out, each with a warning and its reason."""
+    from ..laws import exclusions
 
-    energy = analysis_io.read_energy(args.energy)
+    sheets = _sheets(args)
+    energy, left = exclusions.split(analysis_io.read_energy_table(args.energy), sheets)
     log.info("%d usable points from %s", len(energy), args.energy)
-    return prepare(energy, _optional_parquet(args.flops), _optional_parquet(args.ops), _sheets(args))
+    points, inputs = prepare(energy, _optional_parquet(args.flops), _optional_parquet(args.ops), sheets)
+    return points, inputs, left
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     from ..laws import crossval
     from ..laws.analysis import run_crossval
 
-    points, inputs = _prepare(args)
+    points, inputs, _ = _prepare(args)
     tables = run_crossval(points, inputs, _settings(args))
     for name, columns in (("lomo_predictions", crossval.PREDICTION_COLUMNS),
                           ("lomo_metrics", crossval.METRIC_COLUMNS),
@@ -81,7 +86,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from ..laws.analysis import LAW_COLUMNS, ROOFLINE_COLUMNS, TERM_COLUMNS, run_fit
 
-    points, inputs = _prepare(args)
+    points, inputs, left = _prepare(args)
     predictions = analysis_io.read_table(args.lomo_predictions)
     metrics = analysis_io.read_table(args.lomo_metrics)
     logo_p = analysis_io.read_table(args.logo_predictions) if args.logo_predictions else None
@@ -89,6 +94,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     payload, tables = run_fit(points, inputs, predictions, metrics, _settings(args), logo_p, logo_m,
                               _sheets(args))
     analysis_io.write_json(payload, args.laws)
+    payload["left_out"] = left
     analysis_io.write_table(tables["laws"], args.laws_table, LAW_COLUMNS)
     analysis_io.write_table(tables["law_terms"], args.terms_table, TERM_COLUMNS)
     analysis_io.write_table(tables["roofline"], args.roofline_table, ROOFLINE_COLUMNS)

@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
+from ..errors import UsageError
 from ..models import families
 from ..models.families import Call
 from ..models.zoo import ComponentSpec, ModelSpec, build_component, count_parameters
@@ -437,12 +438,19 @@ def count_shapes(spec: ModelSpec, shapes: Iterable[tuple[int, bool, int]],
             calls.setdefault(call.shape, call)
             needed.setdefault(call.shape, set()).add(call.call_batch)
         blocks = RepeatedBlocks(module) if replay_blocks else None
-        counted = {
-            shape: {b: summarize_ops(seq) for b, seq in count_batches(
-                lambda b, c=calls[shape], m=module: c.prepare(m, b, "meta", dtype), needed[shape],
-                blocks, f"{spec.name} {comp.name} {shape}").items()}
-            for shape in calls
-        }
+        try:
+            counted = {
+                shape: {b: summarize_ops(seq) for b, seq in count_batches(
+                    lambda b, c=calls[shape], m=module: c.prepare(m, b, "meta", dtype), needed[shape],
+                    blocks, f"{spec.name} {comp.name} {shape}").items()}
+                for shape in calls
+            }
+        except (RuntimeError, OverflowError) as exc:
+            if "overflow" not in str(exc).lower():
+                raise
+            largest = max(b for batches in needed.values() for b in batches)
+            raise UsageError(f"{spec.name}: {comp.name} cannot be counted at a batch of {largest:,} "
+                             f"(its tensors would pass int64 sizes: {str(exc).splitlines()[0]})") from None
         for res, cfg, batch, call in mine:
             total, ops = counted[call.shape][call.call_batch]
             rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch, "stage": call.stage,
@@ -469,9 +477,11 @@ def _decoder_parameters(module: torch.nn.Module) -> int:
 
 def per_image_totals(flops: pd.DataFrame, steps: int) -> pd.DataFrame:
     """FLOPs, kernels and bytes per image at ``steps`` steps, by (model, res, cfg, batch)."""
-    mult = flops["calls"] * flops["per"].map({"image": 1, "step": steps})
+    # float64: per-call counts x calls x steps can pass int64's range (and would wrap round).
+    mult = flops["calls"].astype(float) * flops["per"].map({"image": 1.0, "step": float(steps)})
     scaled = flops.assign(
-        flops=flops["flops"] * mult, kernels=flops["kernels"] * mult, bytes=flops["bytes"] * mult
+        flops=flops["flops"].astype(float) * mult, kernels=flops["kernels"].astype(float) * mult,
+        bytes=flops["bytes"].astype(float) * mult
     )
     keys = ["model", "resolution", "cfg", "batch"]
     return scaled.groupby(keys, as_index=False)[["flops", "kernels", "bytes"]].sum()

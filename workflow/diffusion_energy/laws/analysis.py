@@ -116,6 +116,15 @@ def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.Data
     return points, inputs
 
 
+def enough(frame: pd.DataFrame, target: Target, settings: Settings) -> pd.DataFrame:
+    """``frame``, or NotIdentifiable when it holds fewer than ``analysis.min_points`` points that
+    ``target`` can be fitted on: every model (OLS, mixed, roofline) heeds the same minimum."""
+    n = int(target.valid(frame).sum())
+    if n < settings.min_points:
+        raise NotIdentifiable(f"{n} points < min_points {settings.min_points}")
+    return frame
+
+
 def law_points(points: pd.DataFrame) -> pd.DataFrame:
     """Single-GPU points of raw data: what the pooled models are fitted and cross-validated on."""
     if points.empty:
@@ -145,12 +154,13 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
                                               min_points=settings.min_points)))
     mixed_terms = unseen_gpu_terms(MIXED_TERMS) if unseen_gpu else MIXED_TERMS
     out.append(Candidate("mixed", DESCRIPTIONS["mixed"],
-                         lambda tr: powerlaw.fit_mixed(tr, target, mixed_terms)))
+                         lambda tr: powerlaw.fit_mixed(enough(tr, target, settings), target, mixed_terms)))
     for name, variant, by_gpu in ROOFLINES:
         if unseen_gpu and by_gpu:
             continue
         out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name, g=by_gpu: _BoundRoofline(
-            roofline.fit_roofline(tr, inputs, target, v, by_gpu=g, name=n), inputs)))
+            roofline.fit_roofline(enough(tr, target, settings), inputs, target, v, by_gpu=g, name=n),
+            inputs)))
     return out
 
 
@@ -316,7 +326,8 @@ def run_fit(
                 term_rows.extend(_term_rows(fit, name, cand, scope, "all", "all"))
         for cand, variant, by_gpu in ROOFLINES:
             try:
-                rf = roofline.fit_roofline(rows, inputs, target, variant, by_gpu=by_gpu, name=cand)
+                rf = roofline.fit_roofline(enough(rows, target, settings), inputs, target, variant,
+                                           by_gpu=by_gpu, name=cand)
             except NotIdentifiable as exc:
                 law_rows.append(_skip_row(name, cand, "pooled", "all", "all", str(exc)))
                 entry.setdefault("not_fitted", {})[cand] = str(exc)
@@ -390,7 +401,7 @@ def _fit_pooled(points: pd.DataFrame, target: Target, cand: str, settings: Setti
     if unseen_gpu:
         terms = unseen_gpu_terms(terms)
     if cand == "mixed":
-        return powerlaw.fit_mixed(points, target, terms)
+        return powerlaw.fit_mixed(enough(points, target, settings), target, terms)
     return powerlaw.fit_law(points, target, scope="pooled", name=cand, optional=terms,
                             n_boot=settings.bootstrap, cluster_col="model", min_points=settings.min_points,
                             rng=powerlaw.child_rng(settings.seed, target.name, cand))

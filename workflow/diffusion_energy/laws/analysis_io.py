@@ -72,9 +72,32 @@ def usable_points(frame: pd.DataFrame) -> pd.DataFrame:
     return f[ok].reset_index(drop=True)
 
 
+#: Columns without which a table is not an energy table (a FLOPs or measurement table given instead).
+_ENERGY_KEYS = ("gpu", "model", "status", "energy_j", "flops")
+
+
+def read_energy_table(path: str | Path) -> pd.DataFrame:
+    """Every row of ``results/energy.parquet``, typed (``conform_energy``); a file that is not an
+    energy table is refused with its name and what it lacks."""
+    import pyarrow
+
+    try:
+        frame = pd.read_parquet(path)
+    except (pyarrow.ArrowInvalid, ValueError) as exc:
+        raise dataset.DatasetError(f"{path}: not a readable parquet table ({str(exc).splitlines()[0]})") \
+            from None
+    missing = [c for c in _ENERGY_KEYS if c not in frame]
+    if missing:
+        hint = (" (it is a FLOPs table: `collect` joins it with the measurements into results/energy.parquet)"
+                if "calls" in frame or "component" in frame else "")
+        raise dataset.DatasetError(f"{path}: not an energy table (results/energy.parquet, written by "
+                                   f"`collect`): no column(s) {', '.join(missing)}{hint}")
+    return conform_energy(frame)
+
+
 def read_energy(path: str | Path) -> pd.DataFrame:
     """The usable points of ``results/energy.parquet`` (see ``usable_points``)."""
-    return usable_points(pd.read_parquet(path))
+    return usable_points(read_energy_table(path))
 
 
 def empty_table(columns: Sequence[str]) -> pd.DataFrame:

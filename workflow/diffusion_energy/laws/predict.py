@@ -47,6 +47,8 @@ J_PER_KWH = 3.6e6
 MIN_EMPIRICAL = 10
 ENERGY_TARGETS = {"raw": "image", "dynamic": "image_dynamic"}
 LAW_CHOICES = ("auto", "architecture", "pooled")
+#: Largest steps, batch or image count a prediction takes: FLOPs are counted in float64.
+MAX_COUNT = 2**53
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,11 @@ class EnergyPrediction:
 def count_point(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, steps: int, cfg: bool,
                 batch: int = 1) -> CountedPoint:
     """FLOPs, kernels and bytes of one pipeline call of ``batch`` images, counted on the meta device."""
-    table, ops = flops_mod.count_shapes(spec, [(resolution, cfg, batch)])
+    # A batch above 2 is derived from batches 1 and 2 (as the workflow counts): exact, and no meta
+    # tensor of ``batch`` rows is built (a batch of 10^11 would pass int64 tensor sizes).
+    batches = {batch} | ({1, 2} if batch > 2 else set())
+    table, ops = flops_mod.count_shapes(spec, [(resolution, cfg, b) for b in sorted(batches)])
+    table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
     point = Point(gpu, spec.name, spec.architecture, precision, resolution, steps, cfg, batch)
     feats = point_features([point], table).assign(point_id=0)
     if feats.empty:
@@ -160,9 +166,14 @@ def _covers_precision(law: Any, precision: str) -> bool:
     return _half(precision) in {_half(p) for p in law.precisions}
 
 
-def _why_no_pooled(entry: Mapping[str, Any], target: str) -> str:
+def _why_no_pooled(entry: Mapping[str, Any], target: str, payload: Mapping[str, Any] | None = None) -> str:
     reasons = entry.get("not_fitted", {})
     why = "; ".join(f"{c}: {r}" for c, r in reasons.items()) or "too few architectures measured"
+    no_dynamic = (payload or {}).get("left_out", {}).get("dynamic", [])
+    if target == "image_dynamic" and no_dynamic:
+        return (f"{len(no_dynamic)} point(s) of this workflow have no dynamic (idle-subtracted) energy and "
+                f"are left out of the dynamic laws (first: {no_dynamic[0]}); the published sources report "
+                f"raw whole-GPU energy only ({why})")
     if target == "image_dynamic":
         return ("no dynamic (idle-subtracted) energy in the data: the published sources report raw whole-GPU "
                 f"energy only, and idle power is measured only by this workflow on a GPU ({why})")
@@ -195,7 +206,7 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
                          f"no per-architecture law for {spec_name!r} measured by this workflow")
     pooled = payload.get("pooled", {}).get(target, {})
     if not pooled.get("candidates"):
-        raise NoLawError(f"no pooled law for {target}: {_why_no_pooled(pooled, target)}")
+        raise NoLawError(f"no pooled law for {target}: {_why_no_pooled(pooled, target, payload)}")
     if measured:
         cand = pooled.get("selected_by_gpu", {}).get(gpu) or pooled.get("selected")
         why = f"smallest leave-one-model-out P90 error on {gpu}"
@@ -262,6 +273,9 @@ def predict_energy(
     for name, value in (("steps", steps), ("batch", batch), ("images", images)):
         if value <= 0:
             raise UsageError(f"--{name} must be positive, not {value}")
+        if value > MAX_COUNT:
+            raise UsageError(f"--{name} {value:,} is more than can be counted exactly (at most "
+                             f"2**53 = {MAX_COUNT:,}, float64's exact integers)")
     if grid_intensity is not None and not (math.isfinite(grid_intensity) and grid_intensity >= 0):
         raise UsageError(f"--grid-intensity must be a non-negative number of gCO2e/kWh, not "
                          f"{grid_intensity}")
@@ -273,6 +287,11 @@ def predict_energy(
     measured_gpus = list(payload.get("gpus", []))
     sheets = {k: gpu_datasheets.Datasheet.from_config(v) for k, v in payload.get("datasheets", {}).items()}
     if datasheet is not None:
+        if gpu in measured_gpus or gpu in sheets:
+            what = ("was measured (it is in the fitted data)" if gpu in measured_gpus
+                    else "has a datasheet in the config (gpu_kinds)")
+            raise UsageError(f"--gpu {gpu} and --gpu-datasheet conflict: {gpu} {what}; give --gpu {gpu} "
+                             "alone, or give the datasheet a new name with --gpu <name>")
         gpu = gpu or "custom"
         sheets[gpu] = datasheet
         measured = False
@@ -319,9 +338,16 @@ def predict_energy(
             pred = Prediction(e, e * np.exp(min(lo, 0.0)), e * np.exp(max(hi, 0.0)), level)
             what = f"unseen architectures on {gpu}" if measured else "GPU kinds left out"
             interval = f"empirical: held-out errors on {int(n)} points of {what}"
+    values = {"FLOPs per image": float(feats["flops"].iloc[0]), "energy": float(pred.energy_j[0]),
+              "interval low": float(pred.low_j[0]), "interval high": float(pred.high_j[0])}
+    bad = {k: v for k, v in values.items() if not (math.isfinite(v) and v > 0)}
+    if bad:
+        raise NoLawError(f"{spec.name} at {resolution} px, {steps:,} steps, batch {batch:,}: "
+                         + ", ".join(f"{k} {v:g}" for k, v in bad.items())
+                         + f" (not a positive finite number): {chosen.description} cannot answer here")
     notes = _range_notes(payload, gpu if measured else ALL, feats)
     if not measured:
-        notes.append(f"{gpu} was never measured: it enters only through its datasheet "
+        notes.append(f"{gpu} has no points in the fitted data: it enters only through its datasheet "
                      f"({sheets[gpu].source or 'given on the command line'})")
     return EnergyPrediction(
         model=spec.name, gpu=gpu, precision=prec, resolution=resolution, steps=steps, cfg=use_cfg,

@@ -219,6 +219,10 @@ def write_merged(reference_paths: list[str], local_paths: list[str], out: str | 
 def _stage_flops(flops: pd.DataFrame) -> pd.DataFrame:
     """Per-image FLOPs/kernels/bytes by stage, wide, keyed by (model, res, cfg, batch, steps)."""
     keys = ["model", "resolution", "cfg", "batch"]
+    # Counts multiply in float64: a per-call count times calls times steps passes int64's 9.2e18
+    # (10 million steps of SD 1.5, a batch of 10,000 FLUX images) and would wrap round to negative.
+    counts = ["calls", "flops", "kernels", "bytes", "flops_analytic", "params"]
+    flops = flops.astype({c: "float64" for c in counts})
     rows = flops.assign(per_image=flops["calls"].where(flops["per"] == "image", 0),
                         per_step=flops["calls"].where(flops["per"] == "step", 0))
     out = []
@@ -259,7 +263,7 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
         log.warning("%d points have no FLOPs in the FLOPs table and are left out: %s",
                     int(missing.sum()), sorted(joined.loc[missing, "model"].unique()))
         joined = joined[~missing].copy()
-    steps = joined["steps"]
+    steps = joined["steps"].astype(float)
     # The counts are per pipeline call, which makes ``batch`` images: FLOPs per image do not
     # change with the batch, kernel launches and weight traffic per image fall with it.
     per_image = 1.0 / joined["batch"].astype(float)
@@ -333,8 +337,10 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
         if col not in joined:
             joined[col] = np.nan
     out = joined[list(ENERGY_COLUMNS)].sort_values(POINT_KEYS, ignore_index=True)
-    for col in ("flops", "denoiser_params"):
-        out[col] = out[col].round().astype("int64")
+    # FLOPs per image stay float64 (exact to 2^53, 16 digits beyond): int64 would wrap round past
+    # 9.2e18 (SD 1.5 at ten million steps) and turn a point's FLOPs negative.
+    out["flops"] = out["flops"].astype(float).round()
+    out["denoiser_params"] = out["denoiser_params"].round().astype("int64")
     for col in ("kernels", "bytes"):  # per image: a batch shares its launches and weight reads
         out[col] = out[col].astype(float)
     return out

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..measurement.gpu import kind_of
 from ..models import zoo
+from . import gpu_datasheets, plausibility
 from .provenance import SourceError, SourceInfo, read_source_info
 from .schema import conform, validate_measurements
 
@@ -164,7 +165,21 @@ def to_rows(points: list[UpstreamPoint], info: SourceInfo, upstream_models: Mapp
             "upstream_file": p.where, "flag": "",
         })
     frame = conform(pd.DataFrame(rows)) if rows else conform(pd.DataFrame(columns=["source"]))
+    _refuse_impossible(frame, gpu_kinds)
     return validate_measurements(frame, f"import of {info.name}")
+
+
+def _refuse_impossible(frame: pd.DataFrame, gpu_kinds: Mapping[str, Mapping[str, Any]]) -> None:
+    """A SourceError naming the files whose energies their GPU cannot have spent (``plausibility``)."""
+    reasons = plausibility.violations(frame, gpu_datasheets.datasheets(gpu_kinds))
+    bad = frame[reasons != ""]
+    if bad.empty:
+        return
+    first = bad.index[0]
+    more = f" (and {len(bad) - 1} more of {len(frame)} points)" if len(bad) > 1 else ""
+    where, energy = frame.at[first, "upstream_file"], frame.at[first, "energy_j"]
+    raise SourceError(f"{where}: energy per image {energy:.4g} J is {reasons[first]}{more}; "
+                      "check the file's units (J, not kJ or Wh) and times")
 
 
 def import_source(folder: str | Path, upstream_models: Mapping[str, str],
