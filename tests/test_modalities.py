@@ -8,6 +8,8 @@ train only on what it claims to.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,60 @@ def test_video_figure_is_drawn_and_says_when_there_are_no_videos(joint: tuple, t
     draw("video_energy_vs_flops", FigureInputs(energy=images, modality_predictions=predictions.iloc[:0]),
          [empty])
     assert empty.is_file()
+
+
+# --- predict for video models, from the joint model ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def joint_payload(joint: tuple) -> dict:
+    points, inputs, tables = joint
+    return modalities.joint_laws(points, inputs, tables["modality_predictions"], settings())
+
+
+def test_predict_answers_a_video_model_per_video_with_an_interval(joint_payload: dict) -> None:
+    from diffusion_energy.laws import predict_video
+    from diffusion_energy.models import zoo
+
+    spec = zoo.load_spec("tiny-wan")
+    short = predict_video.predict_video(joint_payload, spec, steps=10, gpu="h100")
+    longer = predict_video.predict_video(joint_payload, spec, frames=17, fps=16, steps=10, gpu="h100")
+    assert (short.frames, short.fps, short.height, short.width) == (9, 8.0, 32, 48), "the model's video"
+    e = longer.energy
+    assert e.low_j < e.energy_j < e.high_j and "held-out errors" in e.interval
+    assert longer.energy.flops > short.energy.flops and e.energy_j > short.energy.energy_j
+    assert e.source == "mlenergy-v3-video", "a video answer speaks for the video source's stack"
+    d = longer.to_dict()
+    assert d["energy_per_frame_j"] == pytest.approx(e.energy_j / 17)
+    assert d["energy_per_video_second_j"] == pytest.approx(e.energy_j / (17 / 16))
+    text = longer.describe()
+    assert "17 frames of 48x32 px" in text and "J/video" in text and "per second of video" in text
+
+
+def test_predict_refuses_frames_a_video_model_cannot_make_and_frames_for_images(joint_payload: dict) -> None:
+    from diffusion_energy.errors import UsageError
+    from diffusion_energy.laws import predict_video
+    from diffusion_energy.models import zoo
+
+    with pytest.raises(UsageError, match=r"--frames: frames 10 is not 1 \+ a multiple of 4"):
+        predict_video.predict_video(joint_payload, zoo.load_spec("tiny-wan"), frames=10, steps=10, gpu="h100")
+    with pytest.raises(UsageError, match=r"makes images"):
+        predict_video.predict_video(joint_payload, zoo.load_spec("tiny-sd"), frames=9, steps=10, gpu="h100")
+    with pytest.raises(UsageError, match=r"--fps must be a positive"):
+        predict_video.predict_video(joint_payload, zoo.load_spec("tiny-wan"), fps=0, steps=10, gpu="h100")
+
+
+def test_predict_cli_answers_a_video_model_from_the_joint_model(joint_payload: dict, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    from diffusion_energy.cli.main import main
+    from diffusion_energy.laws import analysis_io
+
+    laws = tmp_path / "modalities.json"
+    analysis_io.write_json(joint_payload, laws)
+    assert main(["predict", "--model", "tiny-wan", "--steps", "10", "--gpu", "h100", "--frames", "13",
+                 "--video-laws", str(laws)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-wan: 13 frames" in out and "J/video" in out and "prediction interval" in out
+    assert main(["predict", "--model", "tiny-wan", "--steps", "10", "--gpu", "h100", "--frames", "12",
+                 "--video-laws", str(laws)]) == 2
+    assert "--frames: frames 12" in capsys.readouterr().err

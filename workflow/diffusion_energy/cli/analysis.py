@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import json_argument
+from ..errors import UsageError, json_argument
 from ..laws import analysis_io
 from ..laws.analysis_io import FIGURE_NAMES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LAWS = "results/laws/laws.json"
+DEFAULT_VIDEO_LAWS = "results/laws/modalities.json"
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202 - analysis imported lazily
@@ -141,9 +142,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..laws import predict
     from ..sources import gpu_datasheets
 
-    payload = analysis_io.read_laws(args.laws)
     spec, from_path = predict.resolve_model(args.model)
     sheet = gpu_datasheets.parse_datasheet(args.gpu_datasheet) if args.gpu_datasheet else None
+    if spec.video is not None or args.frames not in (None, 1) or args.fps is not None:
+        from ..laws import predict_video
+
+        # A video model: the joint image + video model (laws across modalities) answers, per video.
+        result = predict_video.predict_video(
+            analysis_io.read_laws(args.video_laws), spec, resolution=args.resolution, frames=args.frames,
+            fps=args.fps, steps=args.steps, precision=args.precision, gpu=args.gpu, cfg=args.cfg,
+            batch=args.batch, energy=args.energy, law="pooled", from_path=from_path, datasheet=sheet,
+            source=args.source, grid_intensity=args.grid_intensity, images=args.images)
+        print(json.dumps(analysis_io._clean(result.to_dict()), indent=1) if args.json else result.describe())
+        return 0
+    if args.resolution is None:
+        raise UsageError(f"--resolution is required for image model {spec.name!r}")
+    payload = analysis_io.read_laws(args.laws)
     result = predict.predict_energy(
         payload, spec, resolution=args.resolution, steps=args.steps, precision=args.precision, gpu=args.gpu,
         cfg=args.cfg, batch=args.batch, energy=args.energy, law=args.law, from_path=from_path,
@@ -207,7 +221,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="energy of one image (J and Wh) with a prediction interval")
     p.add_argument("--model", required=True, help="zoo name (e.g. flux-dev) or path to an architecture file")
-    p.add_argument("--resolution", type=int, required=True, help="square image side, px")
+    p.add_argument("--resolution", type=int, help="square image side, px; for a video its short side "
+                                                 "(480 for 480p; default: the model's video)")
+    p.add_argument("--frames", type=int, help="frames of a video (default: the video model's; 1 for images)")
+    p.add_argument("--fps", type=float, help="frame rate a video is played at (default: the model's): "
+                                             "adds the energy per second of video")
     p.add_argument("--steps", type=int, required=True, help="denoising steps")
     p.add_argument("--precision", default="default", help="fp16, bf16, fp32 or default (the model's)")
     p.add_argument("--batch", type=int, default=1, help="images per pipeline call (default 1)")
@@ -227,5 +245,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--law", choices=("auto", "architecture", "pooled"), default="auto",
                    help="auto: the model's own law if it was measured, else the pooled model")
     p.add_argument("--laws", default=DEFAULT_LAWS, help="laws JSON written by `fit`")
+    p.add_argument("--video-laws", default=DEFAULT_VIDEO_LAWS,
+                   help="the joint image + video model written by `modalities` (answers video models)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)
