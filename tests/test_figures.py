@@ -12,7 +12,7 @@ from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energ
 
 from diffusion_energy import cli, figures
 from diffusion_energy.figures import style
-from diffusion_energy.laws import analysis, analysis_io, crossval, simulate
+from diffusion_energy.laws import analysis, analysis_io, crossval, modalities, simulate
 from diffusion_energy.sources import anchors, dataset, importing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,14 +49,17 @@ def analysed(request: pytest.FixtureRequest) -> dict:
 
 
 def _draw(name: str, d: dict, outs: list[Path]) -> None:
+    no_videos = pd.DataFrame(columns=modalities.PREDICTION_COLUMNS)
     figures.draw(name, figures.FigureInputs(
         energy=d["energy"], laws=d["payload"], predictions=d["lomo_predictions"], metrics=d["lomo_metrics"],
-        anchor_energy=d["anchor_energy"], anchor_laws=d["anchor_laws"]), outs)
+        anchor_energy=d["anchor_energy"], anchor_laws=d["anchor_laws"],
+        modality_predictions=d.get("modality_predictions", no_videos)), outs)
 
 
 #: Figures whose data the simulated set (tiny models, batch 1, one GPU) does not hold, and what they say.
 NEEDS_PUBLISHED = {"energy_vs_batch": ["no batch sweeps measured"], "multi_gpu": ["no multi-GPU points"],
-                   "published_anchors": ["no other source at the published settings", "no fitted law yet"]}
+                   "published_anchors": ["no other source at the published settings", "no fitted law yet"],
+                   "video_energy_vs_flops": ["no video points"]}
 
 
 def test_one_function_per_figure() -> None:
