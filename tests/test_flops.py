@@ -245,7 +245,10 @@ def test_per_op_flops_sum_to_flop_counter_mode(model: str) -> None:
 REPLAY_CASES = [(m, [(64, False, 1), (64, True, 3)]) for m in (
     "tiny-sd", "tiny-sdxl", "tiny-sd3", "tiny-sd35", "tiny-flux", "tiny-qwen", "tiny-pixart", "tiny-sana",
     "tiny-hunyuan", "tiny-kandinsky22", "tiny-kandinsky3")] + [
-    ("sdxl", [(512, True, 1)]), ("flux-dev", [(256, False, 2)]), ("kandinsky-2.2", [(512, True, 1)])]
+    ("sdxl", [(512, True, 1)]), ("flux-dev", [(256, False, 2)]), ("kandinsky-2.2", [(512, True, 1)])] + [
+    # Video: the default 9 frames (3 latent) and 17 (5 latent: the causal VAEs' steady per-frame decode).
+    (m, [(32, False, 1), (32, True, 3), (32, True, 1, 17)])
+    for m in ("tiny-wan", "tiny-cogvideox", "tiny-cogvideox15", "tiny-hunyuanvideo")]
 
 
 @pytest.mark.parametrize(("model", "shapes"), REPLAY_CASES, ids=[c[0] for c in REPLAY_CASES])
@@ -254,7 +257,7 @@ def test_replayed_blocks_count_what_a_full_trace_counts(model: str, shapes: list
     spec = zoo.load_spec(model)
     fast, fast_ops = flops.count_shapes(spec, shapes, replay_blocks=True)
     full, full_ops = flops.count_shapes(spec, shapes, replay_blocks=False)
-    cols = ["resolution", "cfg", "batch", "component", "flops", "kernels", "bytes"]
+    cols = ["resolution", "frames", "cfg", "batch", "component", "flops", "kernels", "bytes"]
     pd.testing.assert_frame_equal(fast[cols], full[cols])
     key = list(flops.OPS_COLUMNS)
     pd.testing.assert_frame_equal(fast_ops.sort_values(key).reset_index(drop=True),

@@ -38,32 +38,36 @@ class GridPoint:
     steps: int
     cfg: bool
     batch: int
+    #: Frames per output: 1 for an image, a video's length (``ModelSpec.check_frames``).
+    frames: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("resolution", "steps", "batch"):
+        for name in ("resolution", "steps", "batch", "frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{self.model} {self.precision}: {name} must be a positive integer, "
                                   f"not {value!r}")
 
     @property
-    def shape(self) -> tuple[int, bool, int]:
-        """(resolution, CFG, batch): points of one shape run the same kernels, whatever their steps."""
-        return (self.resolution, self.cfg, self.batch)
+    def shape(self) -> tuple[int, bool, int, int]:
+        """(resolution, CFG, batch, frames): points of one shape run the same kernels, whatever their
+        steps."""
+        return (self.resolution, self.cfg, self.batch, self.frames)
 
     @property
     def slug(self) -> str:
         """File stem of this point inside ``{gpu}/{model}/{precision}/``."""
-        return point_slug(self.resolution, self.steps, self.cfg, self.batch)
+        return point_slug(self.resolution, self.steps, self.cfg, self.batch, self.frames)
 
     @classmethod
     def from_slug(cls, model: str, precision: str, slug: str) -> GridPoint:
-        m = re.fullmatch(r"(\d+)px_(\d+)steps_cfg([01])_b(\d+)", slug)
+        m = re.fullmatch(r"(\d+)px(?:_(\d+)frames)?_(\d+)steps_cfg([01])_b(\d+)", slug)
         if not m:
-            raise ConfigError(f"not a grid point name: {slug!r} (want e.g. 512px_50steps_cfg1_b1)")
-        res, steps, cfg, batch = m.groups()
+            raise ConfigError(f"not a grid point name: {slug!r} (want e.g. 512px_50steps_cfg1_b1, "
+                              "or 480px_81frames_50steps_cfg1_b1 for a video)")
+        res, frames, steps, cfg, batch = m.groups()
         try:
-            return cls(model, precision, int(res), int(steps), cfg == "1", int(batch))
+            return cls(model, precision, int(res), int(steps), cfg == "1", int(batch), int(frames or 1))
         except ConfigError as exc:
             raise ConfigError(f"point {slug!r}: {str(exc).split(': ', 1)[1]}") from None
 
@@ -203,6 +207,12 @@ def grid_points(config: Mapping[str, Any], models_dir: Path | None = None) -> li
                     spec.check_resolution(int(res))
                 except ZooError as exc:
                     raise ConfigError(f"grids.{name}.resolutions: {exc}") from exc
+            frame_counts = [int(f) for f in sub.get("frames", [spec.default_frames])]
+            for frames in frame_counts:
+                try:
+                    spec.check_frames(frames)
+                except ZooError as exc:
+                    raise ConfigError(f"grids.{name}.frames: {exc}") from exc
             for precision in sub["precisions"]:
                 if precision != "default" and precision not in PRECISIONS:
                     raise ConfigError(
@@ -213,7 +223,8 @@ def grid_points(config: Mapping[str, Any], models_dir: Path | None = None) -> li
                 cfg = spec.cfg if cfg_setting == "default" else bool(cfg_setting)
                 for res in sub["resolutions"]:
                     for steps in sub["steps"]:
-                        points.add(GridPoint(spec.name, prec, int(res), int(steps), cfg, batch))
+                        for frames in frame_counts:
+                            points.add(GridPoint(spec.name, prec, int(res), int(steps), cfg, batch, frames))
     return sorted(points)
 
 
@@ -250,13 +261,14 @@ def measure_priorities(config: Mapping[str, Any],
 
 
 def flops_requests(points: Iterable[GridPoint]) -> dict[str, dict[str, list]]:
-    """Per model: the resolutions, CFG settings and batches whose FLOPs are needed."""
+    """Per model: the resolutions, CFG settings, batches and frame counts whose FLOPs are needed."""
     req: dict[str, dict[str, set]] = {}
     for p in points:
-        r = req.setdefault(p.model, {"resolutions": set(), "cfgs": set(), "batches": set()})
+        r = req.setdefault(p.model, {"resolutions": set(), "cfgs": set(), "batches": set(), "frames": set()})
         r["resolutions"].add(p.resolution)
         r["cfgs"].add(p.cfg)
         r["batches"].add(p.batch)
+        r["frames"].add(p.frames)
     return {m: {k: sorted(v) for k, v in r.items()} for m, r in sorted(req.items())}
 
 

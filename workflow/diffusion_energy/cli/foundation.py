@@ -69,7 +69,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
     from ..models import zoo
 
     spec = zoo.load_spec(args.model)
-    frame, ops = flops.count_model_ops(spec, args.resolutions, args.cfgs, args.batches)
+    frame, ops = flops.count_model_ops(spec, args.resolutions, args.cfgs, args.batches, frames=args.frames)
     atomic.write_parquet(frame, args.out)
     if args.ops_out:
         atomic.write_parquet(ops, args.ops_out)
@@ -116,6 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolutions", type=_ints, required=True, help="e.g. 256,512")
     p.add_argument("--cfgs", type=_bools, default=[True], help="e.g. 1 or 0,1")
     p.add_argument("--batches", type=_ints, default=[1])
+    p.add_argument("--frames", type=_ints, default=None,
+                   help="frames per video, e.g. 49,81 (default: the model's usual; 1 for an image model)")
     p.add_argument("--out", required=True)
     p.add_argument("--ops-out", help="also write the per-op table (for the roofline model)")
     p.set_defaults(func=cmd_flops)

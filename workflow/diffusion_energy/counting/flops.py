@@ -125,6 +125,24 @@ def _signature(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+def _containers(value: Any) -> list[list | dict]:
+    """The lists and dicts among a call's arguments (in tuples too): what a call may write into."""
+    if isinstance(value, list | dict):
+        return [value]
+    if isinstance(value, tuple):
+        return [c for v in value for c in _containers(v)]
+    return []
+
+
+def _restore(container: list | dict, state: list | dict) -> None:
+    """Write a recorded state (fresh tensors of its shapes) back into a list or dict in place."""
+    if isinstance(container, list):
+        container[:] = _fresh(state)
+    else:
+        container.clear()
+        container.update(_fresh(state))
+
+
 def _fresh(value: Any) -> Any:
     """A copy of an output structure with new meta tensors of the same shapes; raises if unknown."""
     if isinstance(value, torch.Tensor):
@@ -169,11 +187,16 @@ class RepeatedBlocks:
     structure (``_structure``: classes, plain attributes such as a convolution's
     stride, parameter and buffer shapes) occurs at least twice; a call whose
     arguments are not plain tensors, numbers, strings or containers of them (a
-    cache object, say) is traced as usual. Tests check replayed counts against
-    full traces for every family.
+    cache object, say) is traced as usual. A call may write into the lists and dicts
+    it is given (the feature cache of Wan's causal VAE): their contents are part of
+    the call's key, their state after the call is recorded and written back on a
+    replay, so the calls after it see what they would have seen. ``extra`` names
+    further modules to replay, called repeatedly though not repeated in structure
+    (a causal VAE's decoder, called once per latent frame or chunk). Tests check
+    replayed counts against full traces for every family.
     """
 
-    def __init__(self, root: torch.nn.Module) -> None:
+    def __init__(self, root: torch.nn.Module, extra: Iterable[str] = ()) -> None:
         groups: dict[Any, list[tuple[str, torch.nn.Module]]] = {}
         for name, module in root.named_modules():
             if module is root or not any(True for _ in module.parameters()):
@@ -188,7 +211,9 @@ class RepeatedBlocks:
             if not any(name.startswith(c + ".") for c in chosen):
                 chosen.append(name)
                 self.blocks.append((modules[name], key))
-        self.memo: dict[Any, tuple[OpSequence, Any]] = {}
+        # Replays nest: a miss of an outer module records the inner replays its trace made.
+        self.blocks += [(modules[name], ("named", name)) for name in extra if name not in chosen]
+        self.memo: dict[Any, tuple[OpSequence, Any, list[Any]]] = {}
         self.counter: _KernelCounter | None = None
         self.hits = 0
 
@@ -201,16 +226,19 @@ class RepeatedBlocks:
                 call_key = (key, _signature(args), _signature(kwargs))
             except TypeError:
                 return forward(*args, **kwargs)
+            state = _containers((args, tuple(kwargs.values())))
             if counter is not None and call_key in self.memo:
-                ops, out = self.memo[call_key]
+                ops, out, after = self.memo[call_key]
                 counter.ops.extend(ops)
+                for container, recorded in zip(state, after, strict=True):
+                    _restore(container, recorded)
                 self.hits += 1
                 return _fresh(out)
             start = len(counter.ops) if counter is not None else 0
             out = forward(*args, **kwargs)
             if counter is not None and counter.fused is None:
                 try:
-                    self.memo[call_key] = (counter.ops[start:], _fresh(out))
+                    self.memo[call_key] = (counter.ops[start:], _fresh(out), [_fresh(c) for c in state])
                 except TypeError:
                     pass
             return out
@@ -363,13 +391,14 @@ def analytic_flops(comp: ComponentSpec, n_nonembedding: int, n_ctx: int, batch: 
 
 
 FLOPS_COLUMNS = [
-    "model", "architecture", "family", "resolution", "cfg", "batch", "stage", "component",
+    "model", "architecture", "family", "resolution", "frames", "cfg", "batch", "stage", "component",
     "params", "params_nonembedding", "call_batch", "calls", "per", "tokens",
     "flops", "flops_analytic", "kernels", "bytes",
 ]
 
 
-OPS_COLUMNS = ["model", "resolution", "cfg", "batch", "stage", "component", "op", "flops", "bytes", "count"]
+OPS_COLUMNS = ["model", "resolution", "frames", "cfg", "batch", "stage", "component", "op", "flops", "bytes",
+               "count"]
 
 
 def count_model(
@@ -395,6 +424,7 @@ def count_model_ops(
     cfgs: Iterable[bool],
     batches: Iterable[int],
     dtype: torch.dtype = torch.float16,
+    frames: Iterable[int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``count_model``'s table and the per-op table behind it (``OPS_COLUMNS``).
 
@@ -405,28 +435,37 @@ def count_model_ops(
     component, with ``count`` its occurrences in that call: what a roofline
     model of time sums over.
     """
-    shapes = [(r, c, b) for r in resolutions for c in cfgs for b in batches]
+    shapes = [(r, c, b, f) for r in resolutions for c in cfgs for b in batches for f in (frames or [None])]
     return count_shapes(spec, shapes, dtype)
 
 
-def count_shapes(spec: ModelSpec, shapes: Iterable[tuple[int, bool, int]],
+def frames_shape(spec: ModelSpec, shape: tuple) -> tuple[int, bool, int, int]:
+    """(resolution, cfg, batch[, frames]) -> (resolution, cfg, batch, frames); frames missing or
+    None: the model's usual (1 for an image model, its default video length for a video model)."""
+    res, cfg, batch, *rest = shape
+    frames = rest[0] if rest and rest[0] is not None else spec.default_frames
+    return int(res), bool(cfg), int(batch), int(frames)
+
+
+def count_shapes(spec: ModelSpec, shapes: Iterable[tuple],
                  dtype: torch.dtype = torch.float16, replay_blocks: bool = True
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``count_model_ops`` for an explicit set of (resolution, cfg, batch) shapes.
+    """``count_model_ops`` for an explicit set of (resolution, cfg, batch[, frames]) shapes.
 
     ``replay_blocks`` traces repeated blocks once per input shape (``RepeatedBlocks``);
-    False traces every block (what the tests compare with).
+    False traces every block (what the tests compare with). A video's resolution is
+    its short side (``ModelSpec.frame_size``); ``frames`` is 1 for an image model.
     """
-    shapes = sorted({(int(r), bool(c), int(b)) for r, c, b in shapes})
-    for res in sorted({r for r, _, _ in shapes}):
+    shapes = sorted({frames_shape(spec, s) for s in shapes})
+    for res in sorted({r for r, *_ in shapes}):
         spec.check_resolution(res)
-    plan = [(res, cfg, batch, call) for res, cfg, batch in shapes
-            for call in families.calls(spec, res, cfg, batch)]
+    plan = [(res, cfg, batch, frames, call) for res, cfg, batch, frames in shapes
+            for call in families.calls(spec, res, cfg, batch, frames)]
     base = {"model": spec.name, "architecture": spec.architecture, "family": spec.family}
     rows: list[dict[str, Any]] = []
     op_tables: list[pd.DataFrame] = []
     for comp in spec.components:
-        mine = [entry for entry in plan if entry[3].component == comp.name]
+        mine = [entry for entry in plan if entry[4].component == comp.name]
         if not mine:
             continue
         module = build_component(spec, comp, "meta", dtype)
@@ -434,10 +473,10 @@ def count_shapes(spec: ModelSpec, shapes: Iterable[tuple[int, bool, int]],
         n_ne = (_decoder_parameters(module) if comp.stage == "vae" else non_embedding_parameters(module))
         calls: dict[tuple[Any, ...], Call] = {}
         needed: dict[tuple[Any, ...], set[int]] = {}
-        for _, _, _, call in mine:
+        for *_, call in mine:
             calls.setdefault(call.shape, call)
             needed.setdefault(call.shape, set()).add(call.call_batch)
-        blocks = RepeatedBlocks(module) if replay_blocks else None
+        blocks = RepeatedBlocks(module, families.replayed_modules(spec, comp)) if replay_blocks else None
         try:
             counted = {
                 shape: {b: summarize_ops(seq) for b, seq in count_batches(
@@ -451,19 +490,21 @@ def count_shapes(spec: ModelSpec, shapes: Iterable[tuple[int, bool, int]],
             largest = max(b for batches in needed.values() for b in batches)
             raise UsageError(f"{spec.name}: {comp.name} cannot be counted at a batch of {largest:,} "
                              f"(its tensors would pass int64 sizes: {str(exc).splitlines()[0]})") from None
-        for res, cfg, batch, call in mine:
+        for res, cfg, batch, frames, call in mine:
             total, ops = counted[call.shape][call.call_batch]
-            rows.append({**base, "resolution": res, "cfg": cfg, "batch": batch, "stage": call.stage,
+            rows.append({**base, "resolution": res, "frames": frames, "cfg": cfg, "batch": batch,
+                         "stage": call.stage,
                          "component": comp.name, "params": n, "params_nonembedding": n_ne,
                          "call_batch": call.call_batch, "calls": call.calls, "per": call.per,
                          "tokens": call.tokens,
                          "flops_analytic": analytic_flops(comp, n_ne, call.tokens, call.call_batch),
                          **asdict(total)})
-            op_tables.append(ops.assign(model=spec.name, resolution=res, cfg=cfg, batch=batch,
+            op_tables.append(ops.assign(model=spec.name, resolution=res, frames=frames, cfg=cfg, batch=batch,
                                         stage=call.stage, component=comp.name))
         del module
     frame = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
-    frame = frame.sort_values(["resolution", "cfg", "batch", "stage", "component"], ignore_index=True)
+    frame = frame.sort_values(["resolution", "frames", "cfg", "batch", "stage", "component"],
+                              ignore_index=True)
     ops = pd.concat(op_tables, ignore_index=True)[OPS_COLUMNS] if op_tables else pd.DataFrame(
         columns=OPS_COLUMNS)
     return frame, ops
@@ -476,12 +517,13 @@ def _decoder_parameters(module: torch.nn.Module) -> int:
 
 
 def per_image_totals(flops: pd.DataFrame, steps: int) -> pd.DataFrame:
-    """FLOPs, kernels and bytes per image at ``steps`` steps, by (model, res, cfg, batch)."""
+    """FLOPs, kernels and bytes per image (or video) at ``steps`` steps, by (model, res, frames, cfg,
+    batch); a table without ``frames`` is of images."""
     # float64: per-call counts x calls x steps can pass int64's range (and would wrap round).
     mult = flops["calls"].astype(float) * flops["per"].map({"image": 1.0, "step": float(steps)})
     scaled = flops.assign(
         flops=flops["flops"].astype(float) * mult, kernels=flops["kernels"].astype(float) * mult,
         bytes=flops["bytes"].astype(float) * mult
     )
-    keys = ["model", "resolution", "cfg", "batch"]
+    keys = ["model", "resolution", *(["frames"] if "frames" in flops else []), "cfg", "batch"]
     return scaled.groupby(keys, as_index=False)[["flops", "kernels", "bytes"]].sum()

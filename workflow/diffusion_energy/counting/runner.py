@@ -24,7 +24,7 @@ from . import flops
 
 log = logging.getLogger(__name__)
 
-Shape = tuple[int, bool, int]  # (resolution, cfg, batch)
+Shape = tuple[int, bool, int, int]  # (resolution, cfg, batch, frames); frames 1 for an image
 
 
 @dataclass(frozen=True)
@@ -38,19 +38,25 @@ class Counted:
 
 
 def shapes_from_requests(requests: Mapping[str, Mapping[str, Iterable]]) -> dict[str, set[Shape]]:
-    """``grid.flops_requests`` (per model: resolutions, cfgs, batches) -> per model, its shapes."""
-    return {model: {(int(r), bool(c), int(b)) for r in req["resolutions"] for c in req["cfgs"]
-                    for b in req["batches"]} for model, req in requests.items()}
+    """``grid.flops_requests`` (per model: resolutions, cfgs, batches, frames) -> per model, its shapes.
+
+    A request without ``frames`` is of images (one frame).
+    """
+    return {model: {(int(r), bool(c), int(b), int(f)) for r in req["resolutions"] for c in req["cfgs"]
+                    for b in req["batches"] for f in req.get("frames", [1])}
+            for model, req in requests.items()}
 
 
 def shapes_from_points(points: pd.DataFrame) -> dict[str, set[Shape]]:
-    """Per model, the shapes of measured or imported points (rows of a measurement table)."""
+    """Per model, the shapes of measured or imported points (rows of a measurement table; a table
+    without ``frames`` is of images)."""
     out: dict[str, set[Shape]] = {}
     if points.empty:
         return out
-    for model, res, cfg, batch in points[["model", "resolution", "cfg", "batch"]].drop_duplicates(
-            ).itertuples(index=False):
-        out.setdefault(str(model), set()).add((int(res), bool(cfg), int(batch)))
+    points = points if "frames" in points else points.assign(frames=1)
+    keys = ["model", "resolution", "cfg", "batch", "frames"]
+    for model, res, cfg, batch, frames in points[keys].drop_duplicates().itertuples(index=False):
+        out.setdefault(str(model), set()).add((int(res), bool(cfg), int(batch), int(frames)))
     return out
 
 
@@ -72,15 +78,17 @@ def _count_one(job: tuple[str, list[Shape]]) -> Counted:
 
 def _cost(model: str, shapes: set[Shape]) -> float:
     """A rough cost, to count the costliest models first: the calls traced (two batches per
-    resolution at most) times the denoiser's depth (the sum of its config's layer counts)."""
+    resolution and frames at most) times the denoiser's depth (the sum of its config's layer
+    counts), times 10 for a video model (its causal 3D VAE's decode is most of its counting)."""
     def layers(value: object) -> int:
         return sum(layers(v) for v in value) if isinstance(value, list) else int(value) \
             if isinstance(value, int) else 0
 
-    den = zoo.load_spec(model).denoiser.config
-    depth = sum(layers(v) for k, v in den.items() if "layers" in k) or 1
-    traces = sum(min(2, len({b for r2, _, b in shapes if r2 == r})) for r in {r for r, _, _ in shapes})
-    return traces * depth
+    spec = zoo.load_spec(model)
+    depth = sum(layers(v) for k, v in spec.denoiser.config.items() if "layers" in k) or 1
+    sizes = {(r, f) for r, _, _, f in shapes}
+    traces = sum(min(2, len({b for r2, _, b, f2 in shapes if (r2, f2) == rf})) for rf in sizes)
+    return traces * depth * (10 if spec.video else 1)
 
 
 def count_all(shapes: Mapping[str, set[Shape]], jobs: int = 1) -> list[Counted]:

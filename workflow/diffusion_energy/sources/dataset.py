@@ -217,8 +217,8 @@ def write_merged(reference_paths: list[str], local_paths: list[str], out: str | 
 
 
 def _stage_flops(flops: pd.DataFrame) -> pd.DataFrame:
-    """Per-image FLOPs/kernels/bytes by stage, wide, keyed by (model, res, cfg, batch, steps)."""
-    keys = ["model", "resolution", "cfg", "batch"]
+    """Per-image FLOPs/kernels/bytes by stage, wide, keyed by (model, res, [frames,] cfg, batch)."""
+    keys = _flops_keys(flops)
     # Counts multiply in float64: a per-call count times calls times steps passes int64's 9.2e18
     # (10 million steps of SD 1.5, a batch of 10,000 FLUX images) and would wrap round to negative.
     counts = ["calls", "flops", "kernels", "bytes", "flops_analytic", "params"]
@@ -243,6 +243,11 @@ def _stage_flops(flops: pd.DataFrame) -> pd.DataFrame:
 
 
 
+def _flops_keys(flops: pd.DataFrame) -> list[str]:
+    """What a FLOPs table's rows are keyed by: frames too since videos (older tables are of images)."""
+    return ["model", "resolution", *(["frames"] if "frames" in flops else []), "cfg", "batch"]
+
+
 def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
     """``points`` (grid keys and precision) with FLOPs, kernels and bytes per image added.
 
@@ -252,8 +257,10 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
     (a model not in the current grid) are left out with a log line.
     """
     stage_flops = _stage_flops(flops)
-    keys = ["model", "resolution", "cfg", "batch"]
+    keys = _flops_keys(flops)
     joined = points.copy()
+    if "frames" in keys and "frames" not in joined:
+        joined["frames"] = 1  # points of a table from before videos are images
     for stage in ("text", "denoise", "vae"):
         part = stage_flops[stage_flops["stage"] == stage].drop(columns="stage")
         part = part.rename(columns={c: f"{stage}__{c}" for c in part.columns if c not in keys})

@@ -151,9 +151,12 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(MEASUREMENT_COLUMNS)]
 
 
-def point_slug(resolution: int, steps: int, cfg: bool, batch: int) -> str:
-    """A point's file stem inside ``{gpu}/{model}/{precision}/``: ``512px_50steps_cfg1_b1``."""
-    return f"{resolution}px_{steps}steps_cfg{int(cfg)}_b{batch}"
+def point_slug(resolution: int, steps: int, cfg: bool, batch: int, frames: int = 1) -> str:
+    """A point's file stem inside ``{gpu}/{model}/{precision}/``: ``512px_50steps_cfg1_b1`` for an
+    image (as before videos: existing files keep their names), ``480px_81frames_50steps_cfg1_b1``
+    for a video."""
+    video = f"_{frames}frames" if frames != 1 else ""
+    return f"{resolution}px{video}_{steps}steps_cfg{int(cfg)}_b{batch}"
 
 
 def single_gpu_raw(frame: pd.DataFrame, videos: bool = False) -> pd.Series:

@@ -92,6 +92,10 @@ def vae_latents(spec: ModelSpec, resolution: int, batch: int, device: Device, dt
     return family_of(spec).vae_latents(spec, resolution, batch, device, dtype, **_frames(spec, frames))
 
 
+def replayed_modules(spec: ModelSpec, comp: ComponentSpec) -> tuple[str, ...]:
+    return family_of(spec).replayed_modules(spec, comp)
+
+
 def vae_decode(spec: ModelSpec, module: torch.nn.Module, latents: Tensor) -> Any:
     return family_of(spec).vae_decode(module, latents)
 

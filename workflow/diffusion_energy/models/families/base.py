@@ -143,6 +143,11 @@ class Family:
     def vae_decode(self, module: torch.nn.Module, latents: Tensor) -> Any:
         return module.decode(latents)
 
+    def replayed_modules(self, spec: ModelSpec, comp: ComponentSpec) -> tuple[str, ...]:
+        """Submodules of a component that one call calls repeatedly on equal shapes without being
+        repeated in structure, for counting to trace once and replay (``flops.RepeatedBlocks``)."""
+        return ()
+
     # ----------------------------------------------------------------- consistency
 
     def predicted_channels(self, spec: ModelSpec) -> int | None:

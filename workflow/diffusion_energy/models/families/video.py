@@ -7,6 +7,12 @@ into ``temporal_stride`` frames. Its resolution is the short side of the frame
 (``ModelSpec.frame_size``). Calls carry ``(resolution, frames)`` as their shape:
 the cost of a call depends on both, and counting derives batches per shape.
 
+The VAE decodes one video at a time (as ``vae.enable_slicing()`` makes a
+pipeline do): a video's decode is large enough to fill a GPU alone, and the
+CogVideoX VAE splits its convolutions into temporal chunks by tensor size, so
+a batched decode launches other kernels at each batch (and at some batches
+fails its own shape check). Counting and measuring both decode this way.
+
 Families here take ``frames`` where image families take none; the dispatch in
 ``families`` passes it only to families derived from ``VideoFamily``.
 """
@@ -83,6 +89,12 @@ class VideoFamily(Family):
                         dtype: torch.dtype, frames: int | None = None) -> dict[str, Any]:
         raise NotImplementedError(f"family {self.name!r} has no denoiser inputs")
 
+    def replayed_modules(self, spec: ModelSpec, comp: ComponentSpec) -> tuple[str, ...]:
+        # The causal VAEs decode a video latent frame by latent frame (Wan), two at a time (CogVideoX)
+        # or in overlapping temporal tiles (HunyuanVideo), calling their decoder once per piece:
+        # pieces of equal shape after the first few launch the same kernels.
+        return ("decoder",) if comp.stage == "vae" else ()
+
     def check(self, spec: ModelSpec) -> None:
         video_of(spec)
         super().check(spec)
@@ -118,8 +130,12 @@ class VideoFamily(Family):
             latents = self.vae_latents(spec, resolution, b, device, dtype, frames=frames)
             return lambda: self.vae_decode(module, latents)
 
-        return Call(spec.vae.name, "vae", (resolution, frames), batch, 1, "image",
+        return Call(spec.vae.name, "vae", (resolution, frames), 1, batch, "image",
                     self.latent_frames(spec, frames) * h * w, prepare)
+
+    def vae_decode(self, module: torch.nn.Module, latents: torch.Tensor) -> Any:
+        """Decode the videos one at a time (see the module's docstring)."""
+        return [module.decode(one) for one in latents.split(1)]
 
 
 def text_width(comp: ComponentSpec) -> int:
