@@ -15,6 +15,7 @@ import pytest
 from test_dataset import rows
 
 from diffusion_energy import run_summary
+from diffusion_energy.laws.analysis_io import FIGURE_NAMES
 from diffusion_energy.measurement import gpu
 from diffusion_energy.sources import dataset
 
@@ -59,7 +60,9 @@ def test_a_run_without_gpu_says_nothing_was_measured_and_what_the_results_rest_o
     assert "1 point(s) without FLOPs (their model and shape were not counted): tiny-flux on h200" in text
     assert "1 point(s) without GPU energy (absent: no NVIDIA GPU): tiny-sd on h200" in text
     assert "1 point(s) out of memory" in text
-    assert "figures: results/figures/ (none yet)" in text
+    n = len(FIGURE_NAMES)
+    assert f"figures: results/figures/ ({n} figures, {2 * n} files (PDF and PNG); 0 drawn so far)" in text
+    assert text.splitlines()[4].startswith("Findings: no law fitted")
 
 
 def test_measured_reused_and_remeasured_points_and_this_runs_warnings(tmp_path: Path) -> None:
@@ -178,5 +181,7 @@ def test_the_default_run_ends_with_the_summary(workflow_copy: Path) -> None:
         in summary
     assert "Left out of the fits: none" in summary
     figures = len(list((workflow_copy / "results" / "figures").glob("*.pdf")))
-    assert figures and f"figures: results/figures/ ({figures} files" in summary
+    assert figures == len(FIGURE_NAMES)
+    assert f"figures: results/figures/ ({figures} figures, {2 * figures} files (PDF and PNG))" in summary
+    assert summary.splitlines()[4].startswith("Findings (image energy; "), "the summary starts with them"
     assert "laws: results/laws/laws.json" in summary

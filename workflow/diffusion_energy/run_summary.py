@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .laws import findings
+from .laws.analysis_io import FIGURE_NAMES
 from .sources.schema import POINT_KEYS, THIS_WORKFLOW, point_slug, single_gpu_raw
 
 SUMMARY_PATH = "results/summary.txt"
@@ -163,6 +165,14 @@ def _names(points: pd.DataFrame) -> str:
     return text if len(text) < 400 else text[:400] + " ..."
 
 
+def figure_count(folder: Path) -> str:
+    """How many of the workflow's figures (``FIGURE_NAMES``) are drawn, each as PDF and PNG."""
+    files = [folder / f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")]
+    drawn = sum(f.is_file() for f in files)
+    return (f"{len(FIGURE_NAMES)} figures, {len(files)} files (PDF and PNG)"
+            + ("" if drawn == len(files) else f"; {drawn} drawn so far"))
+
+
 def _listing(folder: Path, pattern: str) -> str:
     files = sorted(folder.glob(pattern)) if folder.is_dir() else []
     if not files:
@@ -178,6 +188,8 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
     root = Path(root)
     lines = ["", "=" * 78, "diffusion-energy: " + ("the run FAILED (errors above); what it did"
                                                     if failed else "what this run did"), "=" * 78]
+    if part != "measurements" and not failed:
+        lines += findings.findings(root) + ["-" * 78]
     jobs = job_summaries(root, since)
     measured = sum(int(j.get("measured", 0)) for j in jobs)
     reused = sum(len(j.get("reused", [])) for j in jobs)
@@ -227,7 +239,7 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
         lines.append("Measured points: results/measurements/<gpu>/<model>/<precision>/ (logs: logs/measure/)")
     else:
         lines.append("Where things are:")
-        lines.append(f"  figures: results/figures/ ({_listing(root / 'results' / 'figures', '*.pdf')})")
+        lines.append(f"  figures: results/figures/ ({figure_count(root / 'results' / 'figures')})")
         lines.append(f"  tables:  results/tables/ ({_listing(root / 'results' / 'tables', '*.csv')}); "
                      "laws: results/laws/laws.json")
         lines.append("  points:  results/energy.parquet (one row per point), results/measurements.parquet "

@@ -15,14 +15,19 @@ a pooled model. Multi-GPU rows are kept for their own figure.
 reported per GPU kind) or without one GPU kind (leave-one-GPU-out, the kind
 entering only through its datasheet). ``fit`` fits the paper's law per
 architecture and source, the per-stage laws and every pooled candidate on all
-points, picks per GPU kind the candidate with the smallest held-out 90th
-percentile error (and, for kinds nobody measured, the best one left out by GPU
-kind), and writes what ``predict`` needs into one JSON.
+points, picks one candidate for every GPU kind, measured or not: the smallest
+90th-percentile error over all held-out points pooled (architectures left out
+and GPU kinds left out), and writes what ``predict`` needs into one JSON: each
+candidate's held-out interval rule (``intervals``) and, per GPU kind, the
+newest software stack measured there (what an answer speaks for by default).
+Baselines are scored on the same held-out points: the FLOPs-only law, the
+paper's law and EcoLogits' constant energy per FLOP (``baselines``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from ..sources import gpu_datasheets
-from ..sources.schema import V1_DEFAULTS, single_gpu_raw
-from . import crossval, powerlaw, roofline
+from ..sources.schema import THIS_WORKFLOW, V1_DEFAULTS, single_gpu_raw
+from . import baselines, crossval, intervals, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .crossval import ALL, Candidate
 from .powerlaw import NotIdentifiable
@@ -68,9 +73,16 @@ DESCRIPTIONS = {
     "mixed": "pooled law with a random intercept per architecture (MixedLM, REML)",
     "roofline": "roofline energy model, constants per GPU kind (time-fitted rates, static power fitted)",
     "roofline_idle": "roofline energy model per GPU kind, static power = measured idle power",
-    "roofline_datasheet": "roofline energy model across GPU kinds, rates and powers in datasheet units",
+    "roofline_datasheet": "roofline energy model across GPU kinds: rates and powers in datasheet units, a "
+                          "time factor per measured kind, trends in peak FLOP/s and J/FLOP for the others",
+    "ecologits": "EcoLogits' draft constant energy per FLOP (FLOPs x 1.1 x 3.73e-18 kWh; nothing fitted)",
 }
-#: The roofline candidates: (name, variant, constants per GPU kind).
+#: Candidates that fit nothing: scored held out beside the laws, never chosen.
+UNFITTED = ("ecologits",)
+#: The baselines every law is compared with in the tables: FLOPs only, the paper's law, EcoLogits.
+BASELINES = ("flops", "paper", "ecologits")
+#: The roofline candidates: (name, variant, constants per GPU kind). The one across kinds has a time
+#: factor per measured kind and trends across kinds (``roofline.fit_roofline(gpu_factors=True)``).
 ROOFLINES = (("roofline", "fitted_static", True), ("roofline_idle", "idle_static", True),
              ("roofline_datasheet", "fitted_static", False))
 #: The FLOPs-only baseline every other candidate is compared with.
@@ -158,9 +170,14 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
     for name, variant, by_gpu in ROOFLINES:
         if unseen_gpu and by_gpu:
             continue
-        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name, g=by_gpu: _BoundRoofline(
-            roofline.fit_roofline(enough(tr, target, settings), inputs, target, v, by_gpu=g, name=n),
-            inputs)))
+        cache: dict = {}
+        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name, g=by_gpu, c=cache:
+                             _BoundRoofline(roofline.fit_roofline(
+                                 enough(tr, target, settings), inputs, target, v, by_gpu=g, name=n,
+                                 gpu_factors=not g, cache=c), inputs)))
+    if not target.dynamic:
+        out.append(Candidate("ecologits", DESCRIPTIONS["ecologits"],
+                             lambda tr: baselines.fit_ecologits(tr, target)))
     return out
 
 
@@ -178,6 +195,10 @@ def run_crossval(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings
                                            target, settings.prediction_level))
     lomo_p = pd.concat(lomo, ignore_index=True) if lomo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
     logo_p = pd.concat(logo, ignore_index=True) if logo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
+    # Intervals as predict gives them (held-out quantiles widened with the distance), each group's
+    # calibrated without it: the coverage in the metrics is a held-out coverage.
+    lomo_p = intervals.cross_calibrated(lomo_p, settings.prediction_level)
+    logo_p = intervals.cross_calibrated(logo_p, settings.prediction_level)
     return {"lomo_predictions": lomo_p, "lomo_metrics": crossval.metrics(lomo_p),
             "lomo_batch_metrics": crossval.batch_metrics(lomo_p),
             "logo_predictions": logo_p, "logo_metrics": crossval.metrics(logo_p)}
@@ -216,18 +237,30 @@ def _skip_row(target: str, law: str, scope: str, source: str, model: str, reason
             "status": f"not fitted: {reason}", "n_points": 0}
 
 
+def newest_stack(sources: pd.Series) -> str:
+    """The newest software stack among ``sources``: this workflow's own where present (measured with the
+    code at hand), else the latest release of a published source (``...-v3`` after ``...-v2``)."""
+    def rank(name: str) -> tuple[bool, int, str]:
+        version = re.search(r"-v(\d+)$", name)
+        return (name == THIS_WORKFLOW, int(version.group(1)) if version else -1, name)
+
+    names = sorted(set(sources.astype(str)), key=rank)
+    return names[-1] if names else ""
+
+
 def _coverage(rows: pd.DataFrame) -> dict[str, Any]:
     """What the pooled laws rest on: points per source, who measured each model on each kind, and the
     range of every setting (per GPU kind and overall), so ``predict`` can say when it extrapolates."""
     def ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
-        return {c: [float(frame[c].astype(float).min()), float(frame[c].astype(float).max())]
-                for c in ("flops", "resolution", "steps", "batch") if c in frame and len(frame)}
+        return intervals.ranges(frame, TARGETS["image"]) if len(frame) else {}
 
     measured_by = {f"{g}/{m}": str(part["source"].value_counts().index[0])
                    for (g, m), part in rows.groupby(["gpu", "model"])} if len(rows) else {}
+    stacks = {str(g): newest_stack(part["source"]) for g, part in rows.groupby("gpu")} if len(rows) else {}
     return {"points_by_source": {str(s): int(n) for s, n in rows["source"].value_counts().items()}
             if len(rows) else {},
-            "measured_by": measured_by,
+            "measured_by": measured_by, "stack_by_gpu": stacks,
+            "stack_newest": newest_stack(rows["source"]) if len(rows) else "",
             "ranges": {ALL: ranges(rows), **{str(g): ranges(part) for g, part in rows.groupby("gpu")}}}
 
 
@@ -327,7 +360,8 @@ def run_fit(
         for cand, variant, by_gpu in ROOFLINES:
             try:
                 rf = roofline.fit_roofline(enough(rows, target, settings), inputs, target, variant,
-                                           by_gpu=by_gpu, name=cand)
+                                           by_gpu=by_gpu, name=cand,
+                                           gpu_factors=not by_gpu)
             except NotIdentifiable as exc:
                 law_rows.append(_skip_row(name, cand, "pooled", "all", "all", str(exc)))
                 entry.setdefault("not_fitted", {})[cand] = str(exc)
@@ -358,40 +392,85 @@ def _metric(metrics: pd.DataFrame | None, target: str, cand: str, gpu: str) -> d
     return {k: float(m.iloc[0][k]) for k in (*_LOMO_KEYS, "n_points")} if len(m) else {}
 
 
+def _rule(predictions: pd.DataFrame | None, target: str, cand: str, level: float, gpu: str = ALL
+          ) -> dict[str, Any]:
+    """The interval rule of ``cand`` from its held-out errors (on ``gpu``'s points, or all)."""
+    if predictions is None or predictions.empty:
+        return {"n_points": 0}
+    p = predictions[(predictions["target"] == target) & (predictions["candidate"] == cand)]
+    if gpu != ALL:
+        p = p[p["gpu"].astype(str) == gpu]
+    dist = p["distance"] if "distance" in p else pd.Series(0.0, index=p.index)
+    rule = intervals.calibrate(p["log_ratio"].to_numpy(float), dist.to_numpy(float), level)
+    if rule is None:
+        return {"n_points": 0}
+    return {"log_ratio_low": rule.lo, "log_ratio_high": rule.hi, "n_groups": int(p["held_out"].nunique()),
+            **rule.to_dict()}
+
+
+def pooled_heldout(lomo_predictions: pd.DataFrame, logo_predictions: pd.DataFrame | None, target: str
+                   ) -> pd.DataFrame:
+    """Every held-out prediction of ``target``: architectures left out and GPU kinds left out together."""
+    parts = [p[p["target"] == target] for p in (lomo_predictions, logo_predictions)
+             if p is not None and not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
+
+
+def choose_one(lomo_predictions: pd.DataFrame, logo_predictions: pd.DataFrame | None, target: str,
+               fitted: Sequence[str], unseen: Sequence[str]) -> tuple[str | None, str]:
+    """The one model for every GPU kind: the smallest P90 (then median) absolute percentage error over
+    all held-out points pooled (left out by architecture and by GPU kind), among the fitted candidates
+    that predict both; without a leave-one-GPU-out, by leave-one-model-out alone."""
+    pooled = pooled_heldout(lomo_predictions, logo_predictions, target)
+    both = [c for c in fitted if c in unseen and c not in UNFITTED]
+    has_logo = logo_predictions is not None and not logo_predictions.empty and len(both)
+    names = both if has_logo else [c for c in fitted if c not in UNFITTED]
+    if not has_logo:
+        pooled = lomo_predictions[lomo_predictions["target"] == target] if not lomo_predictions.empty \
+            else pooled
+    scores = []
+    for cand in names:
+        ape = pooled.loc[pooled["candidate"] == cand, "ape"].astype(float).to_numpy()
+        if len(ape):
+            scores.append((-len(ape), float(np.percentile(ape, 90)), float(np.median(ape)), cand))
+    if not scores:
+        return None, "no cross-validation (fewer than 2 architectures): the FLOPs-only law"
+    best = min(scores)
+    what = ("architectures and GPU kinds left out, pooled over kinds" if has_logo
+            else "architectures left out, pooled over kinds")
+    return best[3], f"smallest P90 absolute percentage error over {-best[0]} held-out points ({what})"
+
+
 def _select(entry: dict[str, Any], target: str, rows: pd.DataFrame, lomo_predictions: pd.DataFrame,
             lomo_metrics: pd.DataFrame, logo_predictions: pd.DataFrame | None,
             logo_metrics: pd.DataFrame | None, settings: Settings) -> None:
-    """Per GPU kind, the candidate with the smallest held-out P90 error, and its empirical interval."""
+    """One candidate for every GPU kind (``choose_one``), and every candidate's interval rules."""
     names = list(entry["candidates"])
     gpus = sorted(set(rows["gpu"].astype(str))) if len(rows) else []
+    level = settings.prediction_level
     for cand, d in entry["candidates"].items():
         d["description"] = DESCRIPTIONS[cand]
-        d["lomo"] = {}
-        for gpu in [ALL, *gpus]:
-            lo, hi, n = crossval.log_ratio_quantiles(lomo_predictions, target, cand,
-                                                     settings.prediction_level, gpu)
-            d["lomo"][gpu] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi,
-                              **_metric(lomo_metrics, target, cand, gpu)}
+        d["lomo"] = {gpu: {**_rule(lomo_predictions, target, cand, level, gpu),
+                           **_metric(lomo_metrics, target, cand, gpu)} for gpu in [ALL, *gpus]}
     for cand, d in entry["unseen_gpu_candidates"].items():
         d["logo"] = _metric(logo_metrics, target, cand, ALL)
-        if logo_predictions is not None and not logo_predictions.empty:
-            lo, hi, n = crossval.log_ratio_quantiles(logo_predictions, target, cand,
-                                                     settings.prediction_level)
-            d["logo_interval"] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi}
-    fallback = BASELINE if BASELINE in names else (sorted(names)[0] if names else None)
-    selected = crossval.select_candidate(lomo_metrics, target, names)
-    entry["selected"] = selected or fallback
-    entry["selection"] = ("smallest leave-one-model-out P90 absolute percentage error" if selected else
-                          "no cross-validation (fewer than 2 architectures): the FLOPs-only law")
-    entry["selected_by_gpu"] = {g: crossval.select_candidate(lomo_metrics, target, names, gpu=g) or
-                                entry["selected"] for g in gpus}
+        d["logo_interval"] = _rule(logo_predictions, target, cand, level)
     unseen = list(entry["unseen_gpu_candidates"])
-    chosen = (crossval.select_candidate(logo_metrics, target, unseen) if logo_metrics is not None
-              and not logo_metrics.empty else None)
-    entry["selected_unmeasured_gpu"] = chosen or (BASELINE if BASELINE in unseen else None)
-    entry["selection_unmeasured_gpu"] = ("smallest leave-one-GPU-out P90 absolute percentage error" if chosen
-                                         else "no leave-one-GPU-out (one GPU kind): the FLOPs-only law")
+    chosen, why = choose_one(lomo_predictions, logo_predictions, target, names, unseen)
+    fallback = BASELINE if BASELINE in names else (sorted(names)[0] if names else None)
+    entry["selected"] = chosen or fallback
+    entry["selection"] = why
+    entry["selected_by_gpu"] = {g: entry["selected"] for g in gpus}
+    logo_best = (crossval.select_candidate(logo_metrics, target, [c for c in unseen if c not in UNFITTED])
+                 if logo_metrics is not None and not logo_metrics.empty else None)
+    entry["selected_unmeasured_gpu"] = (entry["selected"] if entry["selected"] in unseen
+                                        else logo_best or (BASELINE if BASELINE in unseen else None))
+    entry["selection_unmeasured_gpu"] = (
+        "the same model, the GPU kind through its datasheet" if entry["selected"] in unseen
+        else "smallest leave-one-GPU-out P90 absolute percentage error" if logo_best
+        else "no leave-one-GPU-out (one GPU kind): the FLOPs-only law")
     entry["baseline"] = BASELINE
+    entry["baselines"] = list(BASELINES)
 
 
 def _fit_pooled(points: pd.DataFrame, target: Target, cand: str, settings: Settings, unseen_gpu: bool = False

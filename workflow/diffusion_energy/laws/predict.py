@@ -5,15 +5,19 @@ on the meta device, as the workflow counts them. The answer comes from:
 
 * an architecture this workflow measured itself (its own paper-form law), where
   that law covers the GPU kind and precision;
-* otherwise the pooled model chosen for the GPU kind by leave-one-model-out
-  error, with an empirical prediction interval (the quantiles of
-  log(measured / predicted) over held-out architectures on that kind);
+* otherwise the one pooled model chosen for every GPU kind by held-out error,
+  with an empirical prediction interval (the quantiles of log(measured /
+  predicted) over held-out architectures on that kind, or on every kind where
+  that kind has few), widened with the point's distance outside the fitted data
+  (``intervals``);
 * for a GPU kind nobody measured, given by its datasheet (in the config or on
-  the command line), the pooled model chosen by leave-one-GPU-out error.
+  the command line), the same model seeing the kind through its datasheet, its
+  interval from the GPU kinds left out.
 
 Published sources are pooled with the source as a factor, so an answer speaks
 for one software stack: the source that measured this architecture on this
-GPU kind if one did, else the fit's reference source (``--source`` overrides).
+GPU kind if one did, else the newest stack measured on that kind (this
+workflow's own where present; ``--source`` overrides).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..counting import flops as flops_mod
@@ -34,10 +37,10 @@ from ..errors import UsageError
 from ..models import zoo
 from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW
-from . import powerlaw, roofline
+from . import intervals, powerlaw, roofline
 from .analysis_io import NoLawError
 from .crossval import ALL
-from .targets import Prediction
+from .targets import TARGETS, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ J_PER_WH = 3600.0
 J_PER_KWH = 3.6e6
 #: Fewest held-out points for an empirical prediction interval; below it the model's own interval.
 MIN_EMPIRICAL = 10
+#: Fewest architectures held out on a GPU kind for an interval of that kind's own; below it, every kind's.
+MIN_GROUPS = 3
 ENERGY_TARGETS = {"raw": "image", "dynamic": "image_dynamic"}
 LAW_CHOICES = ("auto", "architecture", "pooled")
 #: Largest steps, batch or image count a prediction takes: FLOPs are counted in float64.
@@ -209,7 +214,7 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
         raise NoLawError(f"no pooled law for {target}: {_why_no_pooled(pooled, target, payload)}")
     if measured:
         cand = pooled.get("selected_by_gpu", {}).get(gpu) or pooled.get("selected")
-        why = f"smallest leave-one-model-out P90 error on {gpu}"
+        why = pooled.get("selection") or f"smallest leave-one-model-out P90 error on {gpu}"
     else:
         cand = pooled.get("selected_unmeasured_gpu")
         why = "smallest leave-one-GPU-out P90 error (a GPU kind nobody measured)"
@@ -234,6 +239,10 @@ def _source_for(payload: dict[str, Any], law: Any, model: str, gpu: str, asked: 
     measured = payload.get("measured_by", {}).get(f"{gpu}/{model}")
     if measured and (not sources or measured in sources):
         return str(measured)
+    # Else the newest software stack measured on this kind (this workflow's own where present).
+    newest = payload.get("stack_by_gpu", {}).get(gpu) or payload.get("stack_newest")
+    if newest and (not sources or newest in sources):
+        return str(newest)
     if isinstance(law, roofline.RooflineFit):
         try:
             return law.for_gpu(gpu).source_reference
@@ -329,15 +338,24 @@ def predict_energy(
     pred: Prediction = fit.predict(feats, point.inputs, level) if is_roof else fit.predict(feats, level)
     interval = "from the law's residuals"
     if chosen.scope == "pooled":
-        key = gpu if measured else None
-        held = chosen.entry.get("lomo", {}).get(key, {}) if key else chosen.entry.get("logo_interval", {})
-        lo, hi, n = held.get("log_ratio_low"), held.get("log_ratio_high"), held.get("n_points", 0)
-        if lo is not None and hi is not None and n >= MIN_EMPIRICAL:
-            # Held-out errors can lean one way; the interval still contains the law's own estimate.
-            e = pred.energy_j
-            pred = Prediction(e, e * np.exp(min(lo, 0.0)), e * np.exp(max(hi, 0.0)), level)
-            what = f"unseen architectures on {gpu}" if measured else "GPU kinds left out"
-            interval = f"empirical: held-out errors on {int(n)} points of {what}"
+        lomo = chosen.entry.get("lomo", {})
+        held, what = (lomo.get(gpu, {}), f"unseen architectures on {gpu}") if measured else \
+            (chosen.entry.get("logo_interval", {}), "GPU kinds left out")
+        if measured and (held.get("n_points", 0) < MIN_EMPIRICAL or held.get("n_groups", 0) < MIN_GROUPS):
+            held, what = lomo.get(ALL, {}), "unseen architectures on every GPU kind"
+        rule = _interval_rule(held, level)
+        if rule is not None and rule.n_points >= MIN_EMPIRICAL:
+            # Held-out errors can lean one way; the interval still contains the law's own estimate, and
+            # it widens with the point's distance outside the fitted data.
+            fitted = payload.get("ranges", {})
+            dist = intervals.distance(fitted.get(gpu if measured else ALL) or fitted.get(ALL, {}), feats,
+                                      TARGETS[target])
+            low, high = rule.bounds(pred.energy_j, dist)
+            pred = Prediction(pred.energy_j, low, high, level)
+            interval = f"empirical: held-out errors on {rule.n_points} points of {what}"
+            if dist[0] > 0:
+                interval += (f", widened by {rule.slope:.2f} per unit of log distance outside the fitted "
+                             f"data (here {dist[0]:.2f})")
     values = {"FLOPs per image": float(feats["flops"].iloc[0]), "energy": float(pred.energy_j[0]),
               "interval low": float(pred.low_j[0]), "interval high": float(pred.high_j[0])}
     bad = {k: v for k, v in values.items() if not (math.isfinite(v) and v > 0)}
@@ -382,6 +400,16 @@ def _range_notes(payload: dict[str, Any], gpu: str, feats: pd.DataFrame) -> list
             notes.append(f"{v / scale:,.4g} {unit} is outside the fitted range [{r[0] / scale:,.4g}, "
                          f"{r[1] / scale:,.4g}] {unit}: extrapolation")
     return notes
+
+
+def _interval_rule(held: Mapping[str, Any], level: float) -> intervals.IntervalRule | None:
+    """The interval rule stored with a candidate's held-out errors (older laws files: no widening)."""
+    lo, hi = held.get("log_ratio_low"), held.get("log_ratio_high")
+    if lo is None or hi is None:
+        return None
+    slope = float(held.get("slope") or intervals.MIN_SLOPE)
+    return intervals.IntervalRule(float(lo), float(hi), slope, level, int(held.get("n_points", 0)),
+                                  int(held.get("n_outside", 0)))
 
 
 def resolve_model(model: str) -> tuple[zoo.ModelSpec, bool]:
