@@ -32,7 +32,7 @@ from torch.utils.flop_counter import flop_registry
 from ..errors import UsageError
 from ..models import families
 from ..models.families import Call
-from ..models.zoo import ComponentSpec, ModelSpec, build_component, count_parameters
+from ..models.zoo import MODELS_DIR, ComponentSpec, ModelSpec, ZooError, build_component, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -485,11 +485,15 @@ def count_shapes(spec: ModelSpec, shapes: Iterable[tuple],
                 for shape in calls
             }
         except (RuntimeError, OverflowError) as exc:
-            if "overflow" not in str(exc).lower():
-                raise
-            largest = max(b for batches in needed.values() for b in batches)
-            raise UsageError(f"{spec.name}: {comp.name} cannot be counted at a batch of {largest:,} "
-                             f"(its tensors would pass int64 sizes: {str(exc).splitlines()[0]})") from None
+            if "overflow" in str(exc).lower():
+                largest = max(b for batches in needed.values() for b in batches)
+                raise UsageError(f"{spec.name}: {comp.name} cannot be counted at a batch of {largest:,} (its "
+                                 f"tensors would pass int64 sizes: {str(exc).splitlines()[0]})") from None
+            if spec.source is None or spec.source.resolve().parent == MODELS_DIR.resolve():
+                raise  # a shipped architecture that fails is a bug: keep the traceback
+            raise ZooError(f"{spec.source}: components.{comp.name} fails in a forward pass (counted on the "
+                           f"meta device): {str(exc).strip().splitlines()[0]}; check its config against "
+                           "the other components'") from exc
         for res, cfg, batch, frames, call in mine:
             total, ops = counted[call.shape][call.call_batch]
             rows.append({**base, "resolution": res, "frames": frames, "cfg": cfg, "batch": batch,

@@ -239,7 +239,13 @@ def load_spec(model: str | Path, models_dir: Path = MODELS_DIR) -> ModelSpec:
         raise ZooError(f"{path}: the architecture file is empty")
     if not isinstance(raw, dict):
         raise ZooError(f"{path}: expected a mapping at the top level, not a {type(raw).__name__}")
-    return spec_from_dict(raw, source=path)
+    spec = spec_from_dict(raw, source=path)
+    if spec.name != path.stem:
+        # The file name is the model's name in the grid, the tables and the command line; a copied
+        # file whose name: was not changed would count and label another model.
+        raise ZooError(f"{path}: name: {spec.name!r} differs from the file name {path.stem!r}; set "
+                       f"name: {path.stem} (or rename the file to {spec.name}{path.suffix})")
+    return spec
 
 
 def _positive_int(raw: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int | None:
@@ -396,6 +402,9 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
     options = _mapping(raw.get("family_options") or {}, "family_options", where, "key: value")
     video = _video(raw["video"], where) if "video" in raw else None
     weights = raw.get("weights")
+    if weights and not Path(str(weights)).expanduser().is_dir():
+        raise ZooError(f"{where}: weights: {weights} is not a folder (no such folder; it should hold one "
+                       "subfolder of local weights per component)")
     assert latent_stride is not None and patch_size is not None
     spec = ModelSpec(
         name=str(raw["name"]),
@@ -537,6 +546,22 @@ def _check_config_class_keys(config_cls: Any, comp: ComponentSpec, model: str) -
         )
 
 
+def _construct(spec: ModelSpec, comp: ComponentSpec, make: Any) -> Any:
+    """``make()``; an error the library's constructor raises on a config (a list of the wrong
+    length, heads that do not divide the width) becomes one line naming the file and the key."""
+    try:
+        return make()
+    except ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a constructor fails on its config only; cause kept
+        inner: BaseException = exc
+        while inner.__cause__ is not None:  # huggingface_hub wraps the config's own ValueError
+            inner = inner.__cause__
+        detail = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+        raise ZooError(f"{spec.source or spec.name}: components.{comp.name}.config does not build a "
+                       f"{comp.class_path.rsplit('.', 1)[-1]}: {detail}") from exc
+
+
 def build_component(
     spec: ModelSpec,
     comp: ComponentSpec,
@@ -553,12 +578,11 @@ def build_component(
     with torch.device(device), default_dtype(dtype):
         if comp.config_class:
             config_cls = import_object(comp.config_class)
-            _check_config_class_keys(config_cls, comp, spec.name)
-            config = config_cls(**comp.config)
-            module = cls(config)
+            _construct(spec, comp, lambda: _check_config_class_keys(config_cls, comp, spec.name))
+            module = _construct(spec, comp, lambda: cls(config_cls(**comp.config)))
         else:
             _check_config_keys(cls, comp, spec.name)
-            module = cls(**comp.config)
+            module = _construct(spec, comp, lambda: cls(**comp.config))
     if any(p.dtype != dtype for p in module.parameters() if p.is_floating_point()):
         module = module.to(dtype=dtype)
     return module.eval().requires_grad_(False)

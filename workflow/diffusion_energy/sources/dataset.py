@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import atomic
+from . import duplicates
 from .schema import (  # noqa: F401 - the schema's names are the dataset's
     GRID_KEYS,
     MEASUREMENT_COLUMNS,
@@ -209,9 +210,10 @@ def write_merged(reference_paths: list[str], local_paths: list[str], out: str | 
                  ) -> pd.DataFrame:
     """Merge the three kinds of tables; with ``models`` (the zoo), rows of other models are refused.
     Shipped and local rows must agree with their file's name (GPU kind; model and precision)."""
+    published = read_measurements(published_paths or [], models)
+    duplicates.refuse_same_points(published)
     merged = merge_reference(read_measurements(reference_paths, models, reference_keys),
-                             read_measurements(local_paths, models, local_keys),
-                             read_measurements(published_paths or [], models))
+                             read_measurements(local_paths, models, local_keys), published)
     atomic.write_parquet(conform(merged), out)
     return merged
 

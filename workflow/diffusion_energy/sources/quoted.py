@@ -11,6 +11,7 @@ figures read off a paper, not the raw data of a measurement.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from .importing import UpstreamPoint, precision_name
@@ -25,7 +26,9 @@ def read(folder: Path) -> list[UpstreamPoint]:
     settings = read_source_info(folder).extra
     if "file" not in settings or "source_prefix" not in settings:
         raise SourceError(f"{folder / SOURCE_FILE}: a quoted-figures source needs 'file' and 'source_prefix'")
-    path = (folder / settings["file"]).resolve()
+    # Normalised, not resolved: the path rows record (upstream_file) stays relative to where the
+    # workflow runs, so the same run in another folder writes the same table.
+    path = Path(os.path.normpath(folder / settings["file"]))
     try:
         with path.open(newline="") as fh:
             reader = csv.DictReader(fh)

@@ -156,6 +156,11 @@ class Family:
         value = den.get("out_channels") or den.get("in_channels")
         return int(value) if isinstance(value, int) else None
 
+    def input_channels(self, spec: ModelSpec) -> int | None:
+        """Latent channels the denoiser takes (before any patch packing); None: unknown."""
+        value = spec.denoiser.config.get("in_channels")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
     def text_width_checks(self, spec: ModelSpec) -> list[tuple[str, int, str, int]]:
         """Pairs of widths that must be equal: (what, value, against what, value)."""
         return []
@@ -178,6 +183,12 @@ class Family:
             raise ZooError(
                 f"{where}: the denoiser {spec.denoiser.name!r} predicts {predicted} latent channels, but "
                 f"{spec.vae.name}.config.latent_channels is {channels}: the VAE cannot decode them")
+        taken = self.input_channels(spec)
+        if taken is not None and taken != channels:
+            raise ZooError(
+                f"{where}: the denoiser {spec.denoiser.name!r} takes {taken} latent channels "
+                f"({spec.denoiser.name}.config.in_channels), but {spec.vae.name}.config.latent_channels is "
+                f"{channels}: the pipeline's latents do not fit the denoiser")
         for what, value, other, expected in self.text_width_checks(spec):
             if value != expected:
                 raise ZooError(f"{where}: {what} is {value}, but {other} is {expected}: "

@@ -55,6 +55,9 @@ class Flux(Family):
         cfg = spec.denoiser.config
         return int(cfg.get("out_channels") or cfg["in_channels"]) // spec.patch_size ** 2
 
+    def input_channels(self, spec: ModelSpec) -> int | None:
+        return int(spec.denoiser.config["in_channels"]) // spec.patch_size ** 2  # packed 2x2 latents
+
     def text_width_checks(self, spec: ModelSpec) -> list[tuple[str, int, str, int]]:
         clip, t5 = spec.component("text_encoder"), spec.component("text_encoder_2")
         cfg, den = spec.denoiser.config, spec.denoiser.name

@@ -64,6 +64,9 @@ class QwenImage(Family):
         cfg = spec.denoiser.config
         return int(cfg["in_channels"]) // spec.patch_size ** 2
 
+    def input_channels(self, spec: ModelSpec) -> int | None:
+        return int(spec.denoiser.config["in_channels"]) // spec.patch_size ** 2  # packed 2x2 latents
+
     def text_width_checks(self, spec: ModelSpec) -> list[tuple[str, int, str, int]]:
         te = spec.component("text_encoder")
         return [(f"{te.name} hidden width", width(te), f"{spec.denoiser.name}.config.joint_attention_dim",
