@@ -38,8 +38,8 @@ FIGURES: dict[str, tuple[Draw, tuple[str, ...]]] = {
     "energy_vs_batch": (lambda d, o: energy.energy_vs_batch(d.energy, d.predictions, d.metrics, o),
                         ("energy", "predictions", "metrics")),
     "lomo_predicted_vs_measured": (
-        lambda d, o: crossval.lomo_predicted_vs_measured(d.predictions, d.metrics, o),
-        ("predictions", "metrics")),
+        lambda d, o: crossval.lomo_predicted_vs_measured(d.predictions, d.metrics, o, laws=d.laws),
+        ("predictions", "metrics", "laws")),
     "j_per_pflop": (lambda d, o: hardware.j_per_pflop(d.energy, d.laws, o), ("energy", "laws")),
     "multi_gpu": (lambda d, o: hardware.multi_gpu(d.energy, o), ("energy",)),
     "stage_shares": (lambda d, o: energy.stage_shares(d.energy, o), ("energy",)),

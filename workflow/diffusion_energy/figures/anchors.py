@@ -12,10 +12,23 @@ from matplotlib.lines import Line2D
 from . import style
 
 
+def differences(row: pd.Series) -> list[str]:
+    """What differs between a published energy and the point it is compared with (model, resolution,
+    steps and batch are the same): GPU kind, precision, and always the software stack (another source)."""
+    out = []
+    if not bool(row.get("same_gpu", False)):
+        out.append(f"GPU {row['published_gpu']} vs {row['gpu']}")
+    if str(row.get("published_precision", "")) != str(row.get("precision", "")):
+        out.append(f"{row['published_precision']} vs {row['precision']}")
+    out.append(f"stack: {row['data_source']}")
+    return out
+
+
 def published_anchors(energy_anchors: pd.DataFrame, law_anchors: pd.DataFrame, outputs: Sequence[str | Path]
                       ) -> None:
-    """Published energies beside other sources' points at the same settings, and the paper's
-    exponents beside the law refitted on the paper's own numbers (95% bootstrap intervals)."""
+    """Published energies beside other sources' points of the same model, resolution, steps and batch
+    (each point names what differs: GPU kind, precision, software stack), and the paper's exponents
+    beside the law refitted on the paper's own numbers (95% bootstrap intervals)."""
     fig, axes = style.figure(1, 2, width=11.5, height=4.8)
     ax, bx = axes[0, 0], axes[0, 1]
     xlabel, ylabel = "published energy per image (J)", "measured by another source (J)"
@@ -30,6 +43,9 @@ def published_anchors(energy_anchors: pd.DataFrame, law_anchors: pd.DataFrame, o
             for same, gg in g.groupby("same_gpu"):
                 ax.scatter(gg["published_j"], gg["measured_j"], s=36, marker="o",
                            facecolor=colours[m] if same else "none", edgecolor=colours[m], linewidth=1.3)
+            for _, r in g.iterrows():
+                ax.annotate("; ".join(differences(r)), (r["published_j"], r["measured_j"]), fontsize=7,
+                            xytext=(-6, 0), textcoords="offset points", ha="right", va="center", color="0.25")
         lo = float(min(energy_anchors["published_j"].min(), energy_anchors["measured_j"].min())) / 1.5
         hi = float(max(energy_anchors["published_j"].max(), energy_anchors["measured_j"].max())) * 1.5
         ax.plot([lo, hi], [lo, hi], color="0.2", lw=1)
@@ -45,7 +61,8 @@ def published_anchors(energy_anchors: pd.DataFrame, law_anchors: pd.DataFrame, o
                         label="other GPU kind"),
                  Line2D([], [], color="0.2", label="y = x")]
         ax.legend(handles=style.model_handles(models, colours) + extra, fontsize=8, loc="upper left")
-    ax.set_title("Energy per image: published vs another source, same settings", fontsize=10)
+    ax.set_title("Energy per image: published vs another source\n(same model, resolution, steps and batch; "
+                 "what differs is named)", fontsize=10)
     alpha = law_anchors[law_anchors["metric"] == "alpha"] if len(law_anchors) else law_anchors
     if alpha.empty:
         style.no_data(bx, "architecture", "exponent α", message="no fitted law yet",

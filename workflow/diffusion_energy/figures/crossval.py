@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.lines import Line2D
@@ -11,12 +12,27 @@ from matplotlib.lines import Line2D
 from ..laws import crossval
 from . import style
 
+#: How each candidate is drawn: the chosen law filled, the baselines open, EcoLogits as crosses.
+_CHOSEN_STYLE = {"color": "#c44e52", "marker": "o"}
+_BASELINE_STYLE = {"flops": {"color": "#4c72b0", "marker": "s"}, "paper": {"color": "#55a868", "marker": "^"},
+                   "ecologits": {"color": "0.35", "marker": "x"}}
+
+
+def chosen_candidate(laws: dict[str, Any] | None, metrics: pd.DataFrame, target: str) -> str:
+    """The law chosen for every GPU kind (the laws JSON), else the best pooled held-out P90."""
+    from ..laws.analysis import BASELINE
+
+    chosen = ((laws or {}).get("pooled", {}).get(target, {}) or {}).get("selected")
+    return chosen or crossval.select_candidate(metrics, target) or BASELINE
+
 
 def lomo_predicted_vs_measured(predictions: pd.DataFrame, metrics: pd.DataFrame,
-                               outputs: Sequence[str | Path], target: str = "image") -> None:
-    """Leave-one-model-out, per GPU kind: predicted vs measured energy of every held-out point, the
-    candidate chosen for the kind (filled) beside the FLOPs-only law (open), with y = x."""
-    from ..laws.analysis import BASELINE
+                               outputs: Sequence[str | Path], target: str = "image",
+                               laws: dict[str, Any] | None = None) -> None:
+    """Leave-one-model-out, per GPU kind: predicted vs measured energy of every held-out point, the law
+    chosen for every kind beside the baselines scored on the same points (FLOPs-only, the paper's law,
+    EcoLogits' constant energy per FLOP), with y = x."""
+    from ..laws.analysis import BASELINES
 
     xlabel, ylabel = "measured energy per image (J)", "predicted energy per image (J)"
     pred = predictions[predictions["target"] == target] if len(predictions) else predictions
@@ -25,30 +41,31 @@ def lomo_predicted_vs_measured(predictions: pd.DataFrame, metrics: pd.DataFrame,
                            hint=style.NO_DATA_HINT
                            + "\n(leave-one-model-out needs at least two architectures)")
         return
+    chosen = chosen_candidate(laws, metrics, target)
+    shown = [chosen] + [b for b in BASELINES if b != chosen and b in set(pred["candidate"])]
+    looks = {c: _CHOSEN_STYLE if c == chosen else _BASELINE_STYLE.get(c, {"color": "0.5", "marker": "D"})
+             for c in shown}
     gpus = style.gpu_order(pred["gpu"].astype(str).unique())
-    models = style.model_order(pred["held_out"].unique())
-    colours = style.model_colours(models)
-    fig, axes = style.figure(1, len(gpus), width=4.6 * len(gpus) + 2.2, height=5.0)
-    lo = float(min(pred["measured_j"].min(), pred["predicted_j"].min())) / 1.4
-    hi = float(max(pred["measured_j"].max(), pred["predicted_j"].max())) * 1.4
+    fig, axes = style.figure(1, len(gpus), width=4.3 * len(gpus) + 2.0, height=4.9)
+    drawn = pred[pred["candidate"].isin(shown)]
+    lo = float(min(drawn["measured_j"].min(), drawn["predicted_j"].min())) / 1.4
+    hi = float(max(drawn["measured_j"].max(), drawn["predicted_j"].max())) * 1.4
     for ax, gpu in zip(axes.flat, gpus, strict=True):
-        best = crossval.select_candidate(metrics, target, gpu=gpu) or BASELINE
         lines = []
-        for cand, filled in ((BASELINE, False), (best, True)):
-            part = pred[(pred["candidate"] == cand) & (pred["gpu"].astype(str) == gpu)]
-            for m in models:
-                g = part[part["held_out"] == m]
-                ax.scatter(g["measured_j"], g["predicted_j"], s=20, marker="o", linewidth=0.9,
-                           facecolor=colours[m] if filled else "none", edgecolor=colours[m],
-                           alpha=0.95 if filled else 0.55)
+        for cand in reversed(shown):
+            part = drawn[(drawn["candidate"] == cand) & (drawn["gpu"].astype(str) == gpu)]
+            look = looks[cand]
+            filled = cand == chosen or look["marker"] == "x"
+            colours = ({"color": look["color"]} if look["marker"] == "x" else
+                       {"facecolor": look["color"] if filled else "none", "edgecolor": look["color"]})
+            ax.scatter(part["measured_j"], part["predicted_j"], s=18, marker=look["marker"], linewidth=0.9,
+                       alpha=0.9 if cand == chosen else 0.6, zorder=3 if cand == chosen else 2, **colours)
+        for cand in shown:
             m = metrics[(metrics["target"] == target) & (metrics["candidate"] == cand)
                         & (metrics["held_out"] == crossval.ALL) & (metrics["gpu"].astype(str) == gpu)]
             if len(m):
                 r = m.iloc[0]
-                lines.append(f"{cand}: median {100 * r['median_ape']:.1f}%, P90 {100 * r['p90_ape']:.1f}%, "
-                             f"ρ {r['spearman']:.3f}")
-            if cand == best:
-                break
+                lines.append(f"{cand}: median {100 * r['median_ape']:.1f}%, P90 {100 * r['p90_ape']:.1f}%")
         ax.plot([lo, hi], [lo, hi], color="0.2", lw=1)
         ax.fill_between([lo, hi], [lo / 1.2, hi / 1.2], [lo * 1.2, hi * 1.2], color="0.5", alpha=0.12)
         ax.set_xscale("log")
@@ -58,13 +75,20 @@ def lomo_predicted_vs_measured(predictions: pd.DataFrame, metrics: pd.DataFrame,
         ax.set_aspect("equal")
         ax.set_xlabel(xlabel)
         ax.grid(True, which="both", alpha=0.2)
-        ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=7,
+        ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=6.5,
                 bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
-        ax.set_title(f"{gpu}: {best} (filled) vs FLOPs-only (open)", fontsize=9)
+        n = int(((pred["gpu"].astype(str) == gpu) & (pred["candidate"] == chosen)).sum())
+        ax.set_title(f"{gpu} ({n} held-out points)", fontsize=9)
     axes[0, 0].set_ylabel(ylabel)
-    extra = [Line2D([], [], color="0.2", lw=1, label="y = x"),
-             Line2D([], [], color="0.5", lw=6, alpha=0.3, label="±20%")]
-    fig.legend(handles=style.model_handles(models, colours) + extra, fontsize=7, loc="outside right upper",
-               title="held-out architecture", title_fontsize=7)
-    fig.suptitle("Leave-one-model-out: every point of an architecture predicted by a model fitted without it")
+    def face(c: str) -> Any:
+        return looks[c]["color"] if c == chosen or looks[c]["marker"] == "x" else "none"
+
+    handles = [Line2D([], [], linestyle="none", marker=looks[c]["marker"], color=looks[c]["color"],
+                      markerfacecolor=face(c), label=f"{c} (chosen)" if c == chosen else f"{c} (baseline)")
+               for c in shown]
+    handles += [Line2D([], [], color="0.2", lw=1, label="y = x"),
+                Line2D([], [], color="0.5", lw=6, alpha=0.3, label="±20%")]
+    fig.legend(handles=handles, fontsize=7, loc="outside right upper", title="law", title_fontsize=7)
+    fig.suptitle("Leave-one-model-out: every point of an architecture predicted without it, "
+                 "the chosen law beside the baselines")
     style.save(fig, outputs)
