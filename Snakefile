@@ -1,10 +1,20 @@
 # diffusion-energy: measure, count and predict the GPU energy of diffusion
 # image generation. Rules are thin calls of the `diffusion-energy` CLI; the
 # logic lives in workflow/diffusion_energy/.
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+# Each config file is parsed by the package first: a YAML mistake is then named with its file,
+# line and column (Snakemake's own message names none of them).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from diffusion_energy.errors import load_yaml  # noqa: E402
+
+for _path in workflow.overwrite_configfiles or ["config/config.yaml"]:
+    load_yaml(_path, what="config file")
 
 # A config file given on the command line (--configfile) replaces config/config.yaml
 # rather than merging into it, so that every SLURM job, which is started with that

@@ -133,6 +133,10 @@ def yaml_message(exc: yaml.YAMLError, path: str | Path) -> str:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
+    where = getattr(exc, "context_mark", None)
+    if context and where is not None and where is not mark:
+        # Where the unclosed bracket or block began: often the line to fix.
+        context += f" that began at line {where.line + 1}, column {where.column + 1}"
     detail = f"{problem} ({context})" if context else problem
     if mark is None:
         return f"{path}: invalid YAML: {detail}"

@@ -266,7 +266,7 @@ def _read_parquet(path: str, what: str) -> pd.DataFrame:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    flops = _read_parquet(args.flops, "FLOPs table")
+    flops = dataset.check_flops_table(_read_parquet(args.flops, "FLOPs table"), args.flops)
     energy = dataset.collect_energy(dataset.read_table(args.measurements), flops)
     atomic.write_parquet(energy, args.out)
     log.info("%d grid points with GPU energy -> %s", len(energy), args.out)

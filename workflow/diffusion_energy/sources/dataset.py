@@ -218,6 +218,21 @@ def write_merged(reference_paths: list[str], local_paths: list[str], out: str | 
     return merged
 
 
+#: Columns ``per_image_costs`` reads from a FLOPs table (``counting.flops.FLOPS_COLUMNS``).
+FLOPS_TABLE_KEYS = ("model", "resolution", "cfg", "batch", "stage", "calls", "per", "flops", "kernels",
+                    "bytes", "flops_analytic", "params")
+
+
+def check_flops_table(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``frame`` if it is a FLOPs table (``results/flops.parquet``), else a DatasetError naming ``path``."""
+    missing = [c for c in FLOPS_TABLE_KEYS if c not in frame]
+    if missing:
+        hint = " (it is an energy table)" if "energy_j" in frame else ""
+        raise DatasetError(f"{path}: not a FLOPs table (results/flops.parquet, written by `count-flops`): "
+                           f"no column(s) {', '.join(missing)}{hint}")
+    return frame
+
+
 def _stage_flops(flops: pd.DataFrame) -> pd.DataFrame:
     """Per-image FLOPs/kernels/bytes by stage, wide, keyed by (model, res, [frames,] cfg, batch)."""
     keys = _flops_keys(flops)

@@ -20,13 +20,15 @@ from .provenance import SourceError
 _POINT = re.compile(r"bs(\d+)\+steps(\d+)\.json")
 
 
-def _resolution(models: dict[str, Any], model: str, where: str) -> int:
+def _resolution(models: dict[str, Any], model: str, models_path: Path, where: str) -> int:
+    """The model's square resolution from ``models.json``; errors name that file (and the point)."""
     info = models.get(model)
     if not isinstance(info, dict) or "resolution" not in info:
-        raise SourceError(f"{where}: models.json has no resolution for {model!r}")
+        raise SourceError(f"{models_path}: no resolution for {model!r} (needed by {where})")
     m = re.fullmatch(r"(\d+)x(\d+)", str(info["resolution"]))
     if not m or m.group(1) != m.group(2):
-        raise SourceError(f"{where}: resolution {info['resolution']!r} of {model!r} is not square WxW")
+        raise SourceError(f"{models_path}: resolution {info['resolution']!r} of {model!r} is not square WxW "
+                          f"(needed by {where})")
     return int(m.group(1))
 
 
@@ -82,6 +84,7 @@ def read(folder: Path) -> list[UpstreamPoint]:
         precision, revision = settings[model]
         points.append(UpstreamPoint(
             where=where, upstream_model=model, gpu_name=gpu_name,
-            resolution=_resolution(models, model, where), steps=steps, precision=precision, batch=batch,
+            resolution=_resolution(models, model, models_path, where), steps=steps, precision=precision,
+            batch=batch,
             energy_per_image_j=energy, batch_time_s=latency, revision=revision))
     return points

@@ -82,7 +82,11 @@ def point_files(measurements: str | Path, gpu_kind: str) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise dataset.DatasetError(f"{path}: no such folder of measured points or parquet file")
-    return sorted((path / gpu_kind).glob("*/*/*.parquet"))
+    files = sorted((path / gpu_kind).glob("*/*/*.parquet"))
+    if not files:
+        raise dataset.DatasetError(f"{path}: no point files of GPU kind {gpu_kind!r} to package "
+                                   f"(looked for {path / gpu_kind}/<model>/<precision>/*.parquet)")
+    return files
 
 
 def point_table(frame: pd.DataFrame) -> pd.DataFrame:

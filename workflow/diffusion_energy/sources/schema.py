@@ -132,14 +132,15 @@ def empty_measurements() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in MEASUREMENT_COLUMNS})
 
 
-def conform(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns in schema order; missing ones added as NaN; unknown ones refused.
+def conform(frame: pd.DataFrame, where: str | None = None) -> pd.DataFrame:
+    """Columns in schema order; missing ones added as NaN; unknown ones refused (naming ``where``,
+    the file, when given).
 
     Rows of schema version 1 (no ``source`` column) are this workflow's, on one GPU.
     """
     unknown = set(frame.columns) - set(MEASUREMENT_COLUMNS)
     if unknown:
-        raise DatasetError(f"unknown measurement column(s) {sorted(unknown)}; "
+        raise DatasetError(f"{where + ': ' if where else ''}unknown measurement column(s) {sorted(unknown)}; "
                            f"known: diffusion_energy.sources.schema.MEASUREMENT_COLUMNS")
     out = frame.copy()
     for col in MEASUREMENT_COLUMNS:
@@ -224,7 +225,7 @@ def validate_measurements(frame: pd.DataFrame, where: str = "measurements") -> p
     missing = [c for c in REQUIRED if c not in frame]
     if missing:
         raise DatasetError(f"{where}: missing column(s) {missing} (required: {list(REQUIRED)})")
-    out = conform(frame).reset_index(drop=True)
+    out = conform(frame, where).reset_index(drop=True)
     for col, kind in COLUMN_TYPES.items():
         if kind == "bool":
             bad = ~out[col].map(lambda v: isinstance(v, bool | np.bool_) or v in (0, 1) or
