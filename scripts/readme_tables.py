@@ -4,7 +4,8 @@
 
 Prints: the leave-one-model-out table per GPU kind and candidate, the
 leave-one-GPU-out table, the paper's law refitted on the paper's own numbers
-beside the published exponents, and the points per source and GPU kind.
+beside the published exponents, the points per source and GPU kind, and the laws across
+modalities (image and video).
 """
 
 from __future__ import annotations
@@ -94,6 +95,36 @@ def sources_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def modality_table(results: Path) -> str:
+    """Laws across modalities: every experiment and candidate over all GPU kinds, per modality."""
+    m = pd.read_csv(results / "tables" / "modality_metrics.csv")
+    chosen = json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"]["selected"]
+    m = m[(m["gpu"] == "all") & (m["held_out"] == "all")]
+    lines = ["| experiment | predicts | candidate | points | median APE | P90 APE | worst APE | Spearman |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in m.sort_values(["experiment", "modality", "p90_ape"]).iterrows():
+        star = " **(predict)**" if r["experiment"] == "joint_lomo" and r["modality"] == "video" \
+            and r["candidate"] == chosen else ""
+        lines.append(f"| {r['experiment']} | {r['modality']} | {r['candidate']}{star} | "
+                     f"{int(r['n_points'])} | {errors(r)} |")
+    return "\n".join(lines)
+
+
+def modality_per_video_model(results: Path) -> str:
+    """Median APE per video architecture (all GPU kinds) in each experiment, for predict's candidate."""
+    m = pd.read_csv(results / "tables" / "modality_metrics.csv")
+    chosen = json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"]["selected"]
+    m = m[(m["gpu"] == "all") & (m["held_out"] != "all") & (m["modality"] == "video")
+          & (m["candidate"] == chosen)]
+    wide = m.pivot_table(index="held_out", columns="experiment", values="median_ape")
+    counts = m.groupby("held_out")["n_points"].max()
+    lines = ["| video architecture | points | " + " | ".join(wide.columns) + " |",
+             "|---|---|" + "---|" * len(wide.columns)]
+    for model, row in wide.iterrows():
+        lines.append(f"| {model} | {int(counts[model])} | " + " | ".join(pct(v) for v in row) + " |")
+    return f"Median APE per video architecture ({chosen}):\n\n" + "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(REPO / "results"))
@@ -103,7 +134,9 @@ def main() -> int:
                         ("Leave-one-model-out", lomo_table(results)),
                         ("Per held-out architecture", lomo_per_model(results, "h100")),
                         ("Leave-one-GPU-out", logo_table(results)),
-                        ("The paper's law on the paper's numbers", paper_table(results))):
+                        ("The paper's law on the paper's numbers", paper_table(results)),
+                        ("Laws across modalities", modality_table(results)),
+                        ("Per video architecture", modality_per_video_model(results))):
         print(f"### {title}\n\n{text}\n")
     return 0
 

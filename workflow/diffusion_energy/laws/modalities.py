@@ -111,8 +111,8 @@ def predict_unseen(train: pd.DataFrame, test: pd.DataFrame, candidates: list[cro
 
 
 def metrics(predictions: pd.DataFrame) -> pd.DataFrame:
-    """``METRIC_COLUMNS`` per (experiment, candidate, modality): per GPU kind and held-out model, per GPU
-    kind over its points (``held_out`` all), and over every point (``gpu`` and ``held_out`` all)."""
+    """``METRIC_COLUMNS`` per (experiment, candidate, modality): per GPU kind (and over every kind, ``gpu``
+    all) and held-out model, per GPU kind over its points (``held_out`` all), and over every point."""
     if predictions.empty:
         return pd.DataFrame(columns=METRIC_COLUMNS)
     rows = []
@@ -125,6 +125,8 @@ def metrics(predictions: pd.DataFrame) -> pd.DataFrame:
             for model, p in by_gpu.groupby("model", sort=True):
                 rows.append(one(p, str(gpu), str(model)))
             rows.append(one(by_gpu, str(gpu), ALL))
+        for model, p in part.groupby("model", sort=True):
+            rows.append(one(p, ALL, str(model)))
         rows.append(one(part, ALL, ALL))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
