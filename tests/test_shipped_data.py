@@ -58,10 +58,12 @@ def _upstream_counts() -> dict[str, int]:
     """Points per published source, counted from the upstream files (not from our import)."""
     v2 = len(list((PUBLIC / "mlenergy-v2" / "text-to-image").glob("*/*/*/*.json")))
     v3 = len(json.loads((PUBLIC / "mlenergy-v3" / "text-to-image.json").read_text())["configurations"])
+    video_file = PUBLIC / "mlenergy-v3-video" / "text-to-video.json"
+    video = len(json.loads(video_file.read_text())["configurations"])
     quoted = pd.read_csv(REPO_ROOT / "resources" / "anchors" / "published.csv")
     own = quoted["source"].str.startswith("arXiv:2511.17031") & (quoted["metric"] == "energy_per_image")
     paper = int(own.sum())
-    return {"mlenergy-v2": v2, "mlenergy-v3": v3, "paper-2511.17031": paper}
+    return {"mlenergy-v2": v2, "mlenergy-v3": v3, "mlenergy-v3-video": video, "paper-2511.17031": paper}
 
 
 def test_every_published_point_is_collected(default_run: Path) -> None:
@@ -183,6 +185,30 @@ def test_predict_answers_from_the_shipped_data(default_run: Path) -> None:
                      "--grid-intensity", "400", "--images", "1000")
     assert unseen["co2e_g_per_image"] == pytest.approx(unseen["energy_j"] / 3.6e6 * 400)
     assert any("never measured" in n for n in unseen["notes"])
+
+
+def test_laws_across_modalities_and_predict_for_a_video_model_nobody_measured(default_run: Path) -> None:
+    """The video rows enter the three experiments; predict answers CogVideoX 1.5 5B (rows kept back)."""
+    energy = pd.read_parquet(default_run / "results" / "energy.parquet")
+    video = energy[(energy["frames"] > 1) & (energy["num_gpus"] == 1)]
+    assert len(video) == 35 and video["flops"].gt(0).all()
+    assert (video["energy_per_frame_j"] * video["frames"]).round(6).equals(video["energy_j"].round(6))
+    m = pd.read_csv(default_run / "results" / "tables" / "modality_metrics.csv")
+    overall = m[(m["gpu"] == "all") & (m["held_out"] == "all") & (m["modality"] == "video")]
+    assert set(overall["experiment"]) == {"video_lomo", "image_to_video", "joint_lomo"}
+    assert (overall.groupby("experiment")["n_points"].max() == 35).all()
+    joint = json.loads((default_run / "results" / "laws" / "modalities.json").read_text())
+    chosen = joint["pooled"]["image"]["selected"]
+    best = overall[(overall["experiment"] == "joint_lomo") & (overall["candidate"] == chosen)].iloc[0]
+    assert best["median_ape"] <= 0.12 and best["p90_ape"] <= 0.25, best
+    args = ["predict", "--model", "cogvideox1.5-5b", "--steps", "50", "--gpu", "h100", "--json"]
+    out = subprocess.run([sys.executable, "-m", "diffusion_energy.cli", *args], cwd=default_run,
+                         capture_output=True, text=True, check=True).stdout
+    answer = json.loads(out)
+    assert answer["frames"] == 81 and (answer["height"], answer["width"]) == (768, 1360)
+    assert answer["low_j"] < answer["energy_j"] < answer["high_j"]
+    h100 = video[(video["gpu"] == "h100") & (video["batch"] == 1)].set_index("model")["energy_j"]
+    assert h100["cogvideox-2b"] < answer["energy_j"] < h100["hunyuanvideo"], "between the smaller and larger"
 
 
 def test_readme_figure_is_what_the_workflow_draws(default_run: Path) -> None:
