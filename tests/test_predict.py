@@ -18,6 +18,7 @@ from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energ
 
 from diffusion_energy import cli
 from diffusion_energy.counting.features import Point, point_features
+from diffusion_energy.errors import UsageError
 from diffusion_energy.laws import analysis, analysis_io, predict, simulate
 from diffusion_energy.models import zoo
 
@@ -157,3 +158,55 @@ def test_pooled_roofline_answers_an_architecture_file(fitted: tuple, tmp_path: P
     assert 0 < result.low_j <= result.energy_j <= result.high_j and result.low_j < result.high_j
     with pytest.raises(analysis_io.NoLawError, match="not in the fitted data"):
         predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="l40s", from_path=True)
+
+
+# --- arguments that conflict, and counts past what can be computed --------------------------------
+
+
+SHEET = "half_tflop_s=989,fp32_tflop_s=67,bandwidth_gb_s=3350,power_limit_w=700"
+
+
+def test_a_measured_gpu_with_a_datasheet_is_one_error_naming_both(
+        fitted: tuple, capsys: pytest.CaptureFixture) -> None:
+    rc, out, err = _predict(capsys, fitted[0], "tiny-sd", 64, 20, "--gpu", "h100", "--gpu-datasheet", SHEET)
+    assert rc == 2 and out == ""
+    assert err.strip() == ("diffusion-energy predict: error: --gpu h100 and --gpu-datasheet conflict: h100 "
+                           "was measured (it is in the fitted data); give --gpu h100 alone, or give the "
+                           "datasheet a new name with --gpu <name>")
+
+
+def test_a_configured_gpu_with_a_datasheet_is_one_error_naming_both(fitted: tuple) -> None:
+    from diffusion_energy.sources import gpu_datasheets
+
+    payload = analysis_io.read_laws(fitted[0])
+    payload["datasheets"] = {"b200": {"half_tflop_s": 2250, "fp32_tflop_s": 80, "bandwidth_gb_s": 8000,
+                                      "power_limit_w": 1000}}
+    with pytest.raises(UsageError, match=r"^--gpu b200 and --gpu-datasheet conflict: b200 has a datasheet in "
+                                         r"the config \(gpu_kinds\)"):
+        predict.predict_energy(payload, zoo.load_spec("tiny-sd"), resolution=64, steps=20, gpu="b200",
+                               datasheet=gpu_datasheets.parse_datasheet(SHEET))
+
+
+@pytest.mark.parametrize("arg", ["--steps", "--batch", "--images"])
+def test_counts_past_float64_exact_integers_are_refused(fitted: tuple, capsys: pytest.CaptureFixture,
+                                                        arg: str) -> None:
+    args = {"--steps": "20", "--batch": "1", "--images": "1", arg: str(10**21)}
+    rc, out, err = _run(capsys, "--model", "tiny-sd", "--resolution", "64", "--gpu", "h100", "--laws",
+                        str(fitted[0]), *[x for kv in args.items() for x in kv])
+    assert rc == 2 and out == ""
+    assert (f"error: {arg} 1,000,000,000,000,000,000,000 is more than can be counted exactly (at most "
+            "2**53 = 9,007,199,254,740,992") in err
+
+
+def test_huge_step_counts_and_batches_count_positive_flops() -> None:
+    """Past int64's 9.2e18 FLOPs the count wrapped round (negative FLOPs, NaN J); float64 holds it, and a
+    batch of 10^11 is derived from batches 1 and 2 instead of building tensors past int64 sizes."""
+    spec = zoo.load_spec("tiny-sd")
+    steps = 10**15
+    one = predict.count_point(spec, "h100", "fp32", 32, steps, True)
+    huge = predict.count_point(spec, "h100", "fp32", 32, steps, True, batch=10**11)
+    per_step = float(one.features["denoise_flops_per_step"].iloc[0])
+    assert per_step * steps > 2**63
+    assert float(one.features["flops"].iloc[0]) == pytest.approx(per_step * steps, rel=1e-6)
+    assert float(huge.features["flops"].iloc[0]) == pytest.approx(float(one.features["flops"].iloc[0]),
+                                                                  rel=1e-9)
