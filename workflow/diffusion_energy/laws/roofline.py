@@ -431,6 +431,10 @@ class RooflineFit:
                 idle = part["idle_power_w"].astype(float).to_numpy() if "idle_power_w" in part else \
                     np.full(len(part), np.nan)
                 e = e + np.where(np.isfinite(idle), idle, c.idle_power_w) * t
+            if "power_limit_sheet_w" in part:
+                # A GPU's average power never exceeds its power limit (FLUX.1-dev at 1024 px runs at it).
+                cap = part["power_limit_sheet_w"].astype(float).to_numpy() * t
+                e = np.where(np.isfinite(cap), np.minimum(e, cap), e)
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
         half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
