@@ -150,6 +150,7 @@ def test_predict_answers_a_video_model_per_video_with_an_interval(joint_payload:
     short = predict_video.predict_video(joint_payload, spec, steps=10, gpu="h100")
     longer = predict_video.predict_video(joint_payload, spec, frames=17, fps=16, steps=10, gpu="h100")
     assert (short.frames, short.fps, short.height, short.width) == (9, 8.0, 32, 48), "the model's video"
+    assert any("9 frames is outside the fitted range [17, 17] frames" in n for n in short.energy.notes)
     e = longer.energy
     assert e.low_j < e.energy_j < e.high_j and "held-out errors" in e.interval
     assert longer.energy.flops > short.energy.flops and e.energy_j > short.energy.energy_j

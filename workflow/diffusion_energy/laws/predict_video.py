@@ -27,6 +27,7 @@ from ..errors import UsageError
 from ..models import zoo
 from ..sources import dataset
 from . import predict, roofline
+from .crossval import ALL
 from .predict import CountedPoint, EnergyPrediction
 
 
@@ -82,7 +83,9 @@ class VideoPrediction:
         if e.images > 1:
             total, low, high = (j * e.images / predict.J_PER_KWH for j in (e.energy_j, e.low_j, e.high_j))
             lines.append(f"  {e.images:,} videos: {total:.4g} kWh [{low:.4g}, {high:.4g}]")
-        lines += [f"  model: {e.law}", f"  data: {e.data}", f"  as measured by: {e.source}"]
+        law = e.law.replace("smallest leave-one-model-out P90 error", "smallest P90 error on held-out video "
+                            "architectures, fitted on image and video")
+        lines += [f"  model: {law}", f"  data: {e.data}", f"  as measured by: {e.source}"]
         lines += [f"  note: {n}" for n in e.notes]
         return "\n".join(lines)
 
@@ -144,4 +147,10 @@ def predict_video(payload: dict[str, Any], spec: zoo.ModelSpec, *, resolution: i
                               spec.effective_cfg(options.get("cfg")), options.get("batch", 1), frames)
     answer = predict.predict_energy(payload, at, resolution=resolution, steps=steps, counted=counted,
                                     source=source or payload.get("video_source"), **options)
+    ranges = payload.get("ranges", {})
+    fitted = (ranges.get(answer.gpu) or ranges.get(ALL) or {}).get("frames")
+    if fitted and not fitted[0] <= frames <= fitted[1]:
+        note = (f"{frames} frames is outside the fitted range [{fitted[0]:g}, {fitted[1]:g}] frames: "
+                "extrapolation")
+        answer = dataclasses.replace(answer, notes=(*answer.notes, note))
     return VideoPrediction(answer, frames, fps, height, width)
