@@ -432,9 +432,12 @@ class RooflineFit:
                     np.full(len(part), np.nan)
                 e = e + np.where(np.isfinite(idle), idle, c.idle_power_w) * t
             if "power_limit_sheet_w" in part:
-                # A GPU's average power never exceeds its power limit (FLUX.1-dev at 1024 px runs at it).
+                # A GPU's average power never exceeds its power limit (FLUX.1-dev at 1024 px runs at it);
+                # only where the kind's times were fitted: from a datasheet alone the time is too uncertain
+                # to cap with (an A100 left out is predicted 2x too fast, its energy per FLOP is not).
+                timed = np.array([self.by_gpu or g in c.gpu_factor for g in part["gpu"].astype(str)])
                 cap = part["power_limit_sheet_w"].astype(float).to_numpy() * t
-                e = np.where(np.isfinite(cap), np.minimum(e, cap), e)
+                e = np.where(np.isfinite(cap) & timed, np.minimum(e, cap), e)
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
         half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
