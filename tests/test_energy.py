@@ -1,69 +1,98 @@
-"""The meter: Zeus windows replayed from recorded logs, and the 0 J refusals."""
+"""The meter: the energy counter probed, windows aligned to its updates, and the 0 J refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
-from zeus.utils.testing import ReplayZeusMonitor
 
-from diffusion_energy.measurement import energy
+from diffusion_energy.measurement import counter, energy
+from diffusion_energy.measurement import simulated_gpu as sg
 
-
-def zeus_log(path: Path, windows: list[tuple[str, float, float]]) -> Path:
-    """A CSV in ZeusMonitor's log format: one row per ended window."""
-    lines = ["start_time,window_name,elapsed_time,gpu0_energy"]
-    lines += [f"0.0,{name},{seconds},{joules}" for name, seconds, joules in windows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+QUIET = dataclasses.replace(sg.CALIBRATIONS["h200"], host_sd=0.0, stall_rate_hz=0.0, ramp=0.0, power_sd=0.0)
 
 
-def replay_meter(path: Path) -> energy.ZeusMeter:
-    monitor = ReplayZeusMonitor(log_file=path, ignore_sync_execution=True)
-    return energy.ZeusMeter(0, monitor=monitor)
+def quiet_meter(aligned: bool = True, seed: int = 0, log_file: Path | None = None
+                ) -> tuple[sg.SimulatedGpu, counter.CounterMeter]:
+    gpu = sg.SimulatedGpu(QUIET, seed=seed)
+    return gpu, sg.simulated_meter(gpu, aligned=aligned, log_file=log_file)
 
 
-def test_replayed_windows_give_energy_time_and_power(tmp_path: Path) -> None:
-    meter = replay_meter(zeus_log(tmp_path / "w.csv", [("idle", 3.0, 360.0), ("image-0", 1.5, 600.0)]))
+def test_probe_measures_the_counters_update_period_and_unit() -> None:
+    gpu = sg.SimulatedGpu("h200", seed=3)
+    info = counter.probe(gpu.counter.read_mj, gpu.clock, gpu.sleep)
+    assert info.period_s == pytest.approx(0.100, abs=0.003)
+    assert info.jitter_s <= 0.0025 and info.resolution_j == pytest.approx(0.001)
+    assert info.updates >= 5
+
+
+def test_idle_window_gives_idle_power_and_aligned_windows_subtract_the_idle_tail(tmp_path: Path) -> None:
+    gpu, meter = quiet_meter(log_file=tmp_path / "w.csv")
     meter.begin("idle")
+    gpu.sleep(1.0)
     idle = meter.end("idle")
-    meter.begin("image-0")
-    image = meter.end("image-0")
-    assert idle.power_w == pytest.approx(120.0)
-    assert (image.time_s, image.energy_j) == (1.5, 600.0)
+    assert idle.power_w == pytest.approx(QUIET.idle_w, rel=5e-4)  # edges timed to the 0.5 ms poll
+    meter.set_idle_power(idle.power_w)
+    meter.begin("work")
+    gpu.run(0.53, 300.0, 0.0)
+    work = meter.end("work")
+    assert work.time_s == pytest.approx(0.53, abs=0.001)
+    assert work.energy_j == pytest.approx(0.53 * 300.0, rel=2e-3)
+    assert (tmp_path / "w.csv").read_text().splitlines()[0].startswith("start_s,window_name")
 
 
-def test_zero_joules_is_never_a_result(tmp_path: Path) -> None:
-    meter = replay_meter(zeus_log(tmp_path / "w.csv", [("image-0", 2.0, 0.0)]))
-    meter.begin("image-0")
-    with pytest.raises(energy.EnergyError, match="0 J is never a result"):
-        meter.end("image-0")
+def test_aligned_windows_beat_reading_the_counter_at_the_edges() -> None:
+    """Identical 0.53 s windows at 300 W: aligned ones agree to 0.2%, edge reads are off by up to a step."""
+    errors = {}
+    for aligned in (True, False):
+        gpu, meter = quiet_meter(aligned, seed=1)
+        meter.set_idle_power(QUIET.idle_w)
+        worst = 0.0
+        for i in range(20):
+            meter.begin(f"w-{i}")
+            gpu.run(0.53, 300.0, 0.0)
+            worst = max(worst, abs(meter.end(f"w-{i}").energy_j / (0.53 * 300.0) - 1))
+            gpu.sleep(0.037 * (i % 3))
+        errors[aligned] = worst
+    print(f"worst window error: aligned {errors[True]:.2%}, edges read {errors[False]:.2%}")
+    assert errors[True] < 0.002 < 0.05 < errors[False]
 
 
-def test_window_shorter_than_two_counter_updates_is_refused(tmp_path: Path) -> None:
-    meter = replay_meter(zeus_log(tmp_path / "w.csv", [("text-0", 0.05, 12.0)]))
+def test_a_window_shorter_than_two_counter_updates_is_refused() -> None:
+    gpu, meter = quiet_meter()
+    meter.set_idle_power(QUIET.idle_w)
     meter.begin("text-0")
-    with pytest.raises(energy.EnergyError, match="shorter than two updates"):
+    gpu.run(0.017, 145.0, 0.0)
+    with pytest.raises(counter.ShortWindow, match="lasted 17 ms, shorter than two updates"):
         meter.end("text-0")
 
 
-def test_monitor_without_the_gpu_is_refused(tmp_path: Path) -> None:
-    """Zeus without NVML monitors an empty GPU set: that must not pass as a measurement."""
-    monitor = ReplayZeusMonitor(log_file=zeus_log(tmp_path / "w.csv", []), gpu_indices=[],
-                                ignore_sync_execution=True)
-    with pytest.raises(energy.EnergyError, match="NVML could not start"):
-        energy.ZeusMeter(0, monitor=monitor)
+def test_a_counter_that_stops_is_never_read_as_0_joules() -> None:
+    gpu = sg.SimulatedGpu(QUIET)
+    info = counter.probe(gpu.counter.read_mj, gpu.clock, gpu.sleep)
+    meter = counter.CounterMeter(lambda: 1234, info, gpu.clock, gpu.sleep)
+    with pytest.raises(energy.EnergyError, match="has not moved"):
+        meter.begin("image-0")
+    with pytest.raises(energy.EnergyError, match="moved 0 time"):
+        counter.probe(lambda: 1234, gpu.clock, gpu.sleep)
 
 
-def test_real_zeus_monitor_without_gpu_raises_clearly() -> None:
-    """On a machine without an NVIDIA GPU (like CI) the real monitor cannot start."""
+def test_aligned_windows_do_not_nest() -> None:
+    gpu, meter = quiet_meter()
+    meter.begin("image-0")
+    with pytest.raises(RuntimeError, match="do not nest"):
+        meter.begin("denoise-0")
+
+
+def test_nvml_counter_without_a_gpu_is_refused() -> None:
     from diffusion_energy.measurement import gpu
 
     if gpu.device_names():
         pytest.skip("this machine has an NVIDIA GPU")
-    with pytest.raises(energy.EnergyError, match="cannot monitor|NVML could not start"):
-        energy.ZeusMeter(0)
+    with pytest.raises(energy.EnergyError, match="energy"):
+        energy.NvmlEnergyCounter()
 
 
 def test_time_only_meter_records_energy_as_absent() -> None:

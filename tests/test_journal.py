@@ -18,7 +18,7 @@ import pytest
 
 from diffusion_energy import cli, grid
 from diffusion_energy.cli import measurement as cli_measurement
-from diffusion_energy.measurement import energy, gpu, journal, measure
+from diffusion_energy.measurement import bench, gpu, journal, measure
 from diffusion_energy.models import zoo
 
 UUID = "GPU-11111111-2222-3333-4444-555555555555"
@@ -37,7 +37,7 @@ class Harness:
         self.refuse: Exception | None = None
         self.monkeypatch = monkeypatch
         monkeypatch.setattr(cli_measurement, "claim_gpu", self._claim)
-        monkeypatch.setattr(energy, "ZeusMeter", lambda *a, **k: object())
+        monkeypatch.setattr(bench, "gpu_bench", lambda *a, **k: bench.Bench(object(), "cuda", dict))  # type: ignore[arg-type]
         monkeypatch.setattr(measure, "measure_group", self._measure_group)
 
     def _claim(self, stack: Any, kind: str, kinds: dict, *args: Any) -> str:

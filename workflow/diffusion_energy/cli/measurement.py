@@ -6,12 +6,16 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -74,10 +78,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     """Measure a group's points; reuse journaled ones only once this job's GPU is claimed and they
     match it (``measurement.journal``); every point is journaled before it is written as output."""
     from .. import grid
-    from ..measurement import energy, gpu, journal, measure
+    from ..measurement import bench, journal, measure
     from ..models import zoo
 
-    startup_s = process_age_s()
+    _stop_on_sigterm()
     spec = zoo.load_spec(args.model)
     precision = spec.precision(args.precision)
     points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
@@ -96,8 +100,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         # The GPU first: nothing journaled is copied into the outputs before this job knows it
         # runs on the right GPU (a refused job leaves no output behind).
-        uuid = None if args.device == "cpu" else claim_gpu(stack, args.gpu, kinds, args.lock_timeout,
-                                                           args.allow_shared_gpu)
+        simulated = bench.simulated_kind()
+        uuid = None if args.device == "cpu" or simulated else claim_gpu(
+            stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
         expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions())
         superseded = set()
         for p in points:
@@ -125,20 +130,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
                     superseded.add(p)
             todo.append(p)
 
-        if todo:
-            if args.device == "cpu":
-                meter: energy.Meter = energy.TimeOnlyMeter()
-                context = None
-            else:
-                zeus_log = outdir / args.gpu / spec.name / precision / "_zeus_windows.csv"
-                zeus_log.parent.mkdir(parents=True, exist_ok=True)
-                meter = energy.ZeusMeter(0, log_file=zeus_log, update_period_s=protocol.nvml_update_s)
-
-                def context() -> dict:
-                    return {**gpu.snapshot(uuid), "gpu_index": 0}
-
-            for point, rows in measure.measure_group(spec, todo, args.gpu, meter, protocol, args.device,
-                                                     context, timings):
+        where = _bench(args.device, simulated, uuid, protocol,
+                       outdir / args.gpu / spec.name / precision / "_windows.csv") if todo else None
+        measured: list[str] = []
+        stopped = ""
+        found = measure.measure_group(spec, todo, args.gpu, where.meter, protocol, where.device,
+                                      where.context, timings, **where.run_kwargs) if where else iter(())
+        try:
+            for point, rows in found:
                 frame = dataset.conform(rows)
                 dataset.check_measurements(frame, point.slug)
                 saved = grid.measurement_path(journal_dir, args.gpu, point)
@@ -148,33 +147,66 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 # measurement is kept and a rerun reuses it.
                 journal.write(frame, saved, asdict(protocol))
                 atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
+                measured.append(point.slug)
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM (see _stop_on_sigterm): every measured point is kept
+            stopped = (f"stopped after {len(measured)} of {len(todo)} point(s) to measure; "
+                       f"{'they are' if measured else 'nothing is'} in the journal {journal_dir} "
+                       "(a rerun measures the rest)")
     if args.summary:
-        total = process_age_s()
+        total = where.total_s() if where else process_age_s()
         summary = {"model": spec.name, "precision": precision, "gpu": args.gpu,
-                   "points": len(points), "measured": len(todo), "reused": reused,
-                   "remeasured": remeasured, "warnings": warnings, "startup_s": startup_s,
+                   "points": len(points), "measured": len(measured), "reused": reused,
+                   "remeasured": remeasured, "warnings": warnings, "stopped": stopped,
+                   "startup_s": where.startup_s() if where else process_age_s(),
                    "total_s": total, **asdict(timings)}
         fixed = timings.fixed_s(total)
         summary["fixed_s"] = fixed
         summary["fixed_share"] = fixed / total if total > 0 else float("nan")
         atomic.write_text(json.dumps(summary, indent=2) + "\n", args.summary)
+    if stopped:
+        print(f"diffusion-energy measure: {stopped}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's time limit) stops a job as SIGINT does: the points measured so far
+    are kept, and the job ends with one line."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _bench(device: str, simulated: str | None, uuid: str | None, protocol: Any,
+           windows_log: Path) -> Any:
+    """The meter and host the job measures with: the CPU (time only), a simulated GPU or the GPU."""
+    from ..measurement import bench, energy, gpu
+
+    if device == "cpu" and not simulated:
+        return bench.Bench(energy.TimeOnlyMeter(), "cpu", lambda: {},  # type: ignore[arg-type]
+                           process_age=process_age_s)
+    windows_log.parent.mkdir(parents=True, exist_ok=True)
+    if simulated:
+        return bench.simulated_bench(simulated, protocol.aligned, windows_log)
+    return bench.gpu_bench(uuid, lambda: {**gpu.snapshot(uuid), "gpu_index": 0}, protocol.aligned,
+                           windows_log, process_age_s)
 
 
 DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25steps_cfg1_b1"
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    """Measure a few small points end to end and print what a setup check needs."""
+    """Measure a few small points with the measure job's protocol; print what a setup check needs
+    and end with one verdict line: ready, or not ready and why (exit status 1)."""
     from .. import grid
-    from ..measurement import energy, gpu, measure
+    from ..measurement import bench, gpu, measure
     from ..models import zoo
 
-    startup_s = process_age_s()
+    _stop_on_sigterm()
     config = grid.load_config(args.config)
     grid.validate_schema(config)
     kinds = config.get("gpu_kinds", {})
-    local = gpu.local_kinds(kinds)
+    simulated = bench.simulated_kind()
+    local = [simulated] if simulated else gpu.local_kinds(kinds)
     if not local:
         raise gpu.GpuError(f"GPU not present: no configured GPU kind found (NVML names: "
                            f"{gpu.device_names() or 'none'})")
@@ -186,31 +218,75 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     timings = measure.JobTimings()
     frames = []
     with contextlib.ExitStack() as stack:
-        uuid = claim_gpu(stack, kind, kinds)
-        meter = energy.ZeusMeter(0, update_period_s=protocol.nvml_update_s)
-        for _, rows in measure.measure_group(spec, points, kind, meter, protocol, "cuda",
-                                             lambda: {**gpu.snapshot(uuid), "gpu_index": 0}, timings):
-            frames.append(dataset.conform(rows))
+        try:
+            uuid = None if simulated else claim_gpu(stack, kind, kinds)
+        except gpu.GpuError as exc:
+            if "in use by" not in str(exc):
+                raise
+            print(f"not ready: GPU busy: {exc}")
+            return 1
+        where = _bench("cuda", simulated, uuid, protocol, Path(args.windows_log))
+        try:
+            for _, rows in measure.measure_group(spec, points, kind, where.meter, protocol, where.device,
+                                                 where.context, timings, **where.run_kwargs):
+                frames.append(dataset.conform(rows))
+        except KeyboardInterrupt:
+            print(f"not ready: stopped after {len(frames)} of {len(points)} point(s)")
+            return 130
     table = pd.concat(frames, ignore_index=True)
     if args.out:
         atomic.write_parquet(table, args.out)
-    snap = gpu.snapshot(uuid)
-    print(f"GPU: {snap['gpu_name']} ({uuid}), driver {snap['driver_version']}, power limit "
+    snap = where.context()
+    info = where.meter.info
+    print(f"GPU: {snap['gpu_name']} ({snap['gpu_uuid']}), driver {snap['driver_version']}, power limit "
           f"{snap['power_limit_w']:.0f} W, kind {kind}")
-    print(f"idle power: {table['idle_power_w'].dropna().median():.1f} W")
-    image = table[table["stage"] == "image"]
+    print(f"energy counter: updates every {info.period_s * 1e3:.1f} ms (+-{info.jitter_s * 1e3:.1f} ms), "
+          f"unit {info.resolution_j * 1e3:g} mJ")
+    idle_w = table["idle_power_w"].dropna().median()
+    print(f"idle power: {idle_w:.1f} W")
+    image = table[(table["stage"] == "image") & (table["status"] == "ok")]
     summary = image.groupby(["resolution", "steps", "cfg"]).agg(
         j_per_image=("energy_j", "median"), s_per_image=("time_s", "median"),
-        repeat_spread=("repeat_spread", "first"), stage_sum_error=("stage_sum_error", "median"),
+        repeat_spread=("repeat_spread", "first"),
+        stage_sum_error=("stage_sum_error", lambda v: v.abs().median()),
         flag=("flag", "first")).reset_index()
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    total = process_age_s()
+    total = where.total_s()
     fixed = timings.fixed_s(total)
-    print(f"job wall time {total:.1f} s: start-up and imports {startup_s:.1f} s, "
+    print(f"job wall time {total:.1f} s: start-up and imports {where.startup_s():.1f} s, "
           f"build {timings.build_s:.1f} s, idle {timings.idle_s:.1f} s, "
-          f"text/VAE windows {timings.shared_stages_s:.1f} s, "
+          f"text/VAE windows {timings.shared_stages_s:.1f} s, warm-up {timings.warmup_s:.1f} s, "
           f"image repeats {timings.repeats_s:.1f} s; fixed cost {fixed:.1f} s ({fixed / total:.0%})")
-    return 0
+    failed = table[table["status"] != "ok"].drop_duplicates("resolution")
+    line = verdict(summary, failed, idle_w, float(snap.get("power_limit_w", math.nan)), protocol)
+    print(line)
+    return 0 if line.startswith("ready") else 1
+
+
+def verdict(summary: pd.DataFrame, failed: pd.DataFrame, idle_w: float, power_limit_w: float,
+            protocol: Any) -> str:
+    """One line: ready, or not ready because of a busy GPU, points not measured, a repeat spread over
+    the protocol's ``spread_flag`` or stage sums over its ``stage_sum_tolerance``."""
+    if math.isfinite(idle_w) and math.isfinite(power_limit_w) and idle_w > power_limit_w / 3:
+        return (f"not ready: GPU busy: idle power {idle_w:.0f} W is over a third of the "
+                f"{power_limit_w:.0f} W limit (another workload, or clocks locked high)")
+    if len(failed):
+        first = failed.iloc[0]
+        return (f"not ready: {len(failed)} point(s) not measured ({first['status']}: "
+                f"{str(first.get('error', ''))[:200]})")
+    spreads = summary["repeat_spread"].dropna()
+    sums = summary["stage_sum_error"].dropna()
+    if spreads.empty:
+        return "not ready: no energy measured"
+    median, worst = spreads.median(), spreads.max()
+    if worst > protocol.spread_flag:
+        return (f"not ready: spread median {median:.1%}, worst {worst:.1%} (ready at <= "
+                f"{protocol.spread_flag:.0%}, the protocol's spread_flag)")
+    if len(sums) and sums.max() > protocol.stage_sum_tolerance:
+        return (f"not ready: stage sums off by up to {sums.max():.1%} "
+                f"(ready at <= {protocol.stage_sum_tolerance:.0%})")
+    return (f"ready: spread median {median:.1%}, worst {worst:.1%}; stage sums within "
+            f"{sums.max() if len(sums) else math.nan:.1%}")
 
 
 def _checkout_commit() -> str:
@@ -312,6 +388,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="default")
     p.add_argument("--points", default=DEFAULT_CHECK_POINTS)
     p.add_argument("--out", help="also write the rows here (parquet)")
+    p.add_argument("--windows-log", default="logs/gpu_check_windows.csv",
+                   help="every energy window (CSV), kept or measured again")
     p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("package-reference",

@@ -1,11 +1,10 @@
-"""The meter: named, synchronised energy windows on one GPU, through Zeus.
+"""The meter's parts: named energy windows, and the GPU's energy counter read through NVML.
 
-Only this module talks to Zeus. It refuses to report a GPU measurement that did
-not measure a GPU: Zeus quietly monitors nothing when NVML cannot start and
-then returns 0 J, and a window shorter than the NVML energy counter's update
-period (about 100 ms on H100/H200) can read 0 J too. 0 J is never a result
-here. On a machine without a GPU the ``TimeOnlyMeter`` times the same windows
-and records energy as absent, with the reason.
+Only this module talks to NVML's energy counter (``NvmlEnergyCounter``); the windows over it
+are ``measurement.counter``'s. 0 J is never a result: a counter NVML cannot read is refused
+when the job starts, and a window that reads no energy is refused when it ends. On a machine
+without a GPU the ``TimeOnlyMeter`` times the same windows and records energy as absent, with
+the reason.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..errors import UserError
 
@@ -74,70 +72,33 @@ class TimeOnlyMeter:
         return Window(name, time.perf_counter() - start, math.nan)
 
 
-class ZeusMeter:
-    """Energy windows on one GPU through ``zeus.monitor.ZeusMonitor``.
+class NvmlEnergyCounter:
+    """The GPU's cumulative energy counter through NVML (mJ since the driver loaded).
 
-    ``monitor`` may be injected (``zeus.utils.testing.ReplayZeusMonitor`` replays
-    recorded windows in tests); otherwise a ZeusMonitor is made for
-    ``gpu_index`` alone, with CPU (RAPL) monitoring off, logging every window
-    to ``log_file``.
+    Zeus reads the same counter (they agreed to the mJ on an H100 and an H200); reading it
+    directly lets windows align to its updates (``measurement.counter``) and saves the ~3 s a
+    ZeusMonitor takes to start. A GPU whose counter NVML cannot read is refused here, so no
+    window ever reports a GPU energy that was not measured.
     """
 
-    measures_energy = True
-    absent_reason = ""
+    def __init__(self, gpu_uuid: str | None = None, gpu_index: int = 0) -> None:
+        try:
+            import pynvml
+        except ImportError as exc:
+            raise EnergyError(f"cannot read GPU energy: {exc}") from exc
+        try:
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByUUID(gpu_uuid) if gpu_uuid else \
+                pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        except pynvml.NVMLError as exc:
+            raise EnergyError(f"NVML cannot read the energy counter of GPU {gpu_uuid or gpu_index}: {exc}") \
+                from exc
+        self._handle = handle
+        self._read = pynvml.nvmlDeviceGetTotalEnergyConsumption
 
-    def __init__(
-        self,
-        gpu_index: int = 0,
-        log_file: str | Path | None = None,
-        monitor: Any | None = None,
-        update_period_s: float = 0.1,
-    ) -> None:
-        self.gpu_index = gpu_index
-        self.update_period_s = update_period_s
-        if monitor is None:
-            from zeus.monitor import ZeusMonitor
-
-            try:
-                monitor = ZeusMonitor(gpu_indices=[gpu_index], cpu_indices=[], log_file=log_file)
-            except ValueError as exc:  # "No GPUs available."
-                raise EnergyError(f"Zeus cannot monitor GPU {gpu_index}: {exc}") from exc
-        if gpu_index not in list(getattr(monitor, "gpu_indices", [])):
-            raise EnergyError(
-                f"Zeus monitors GPUs {getattr(monitor, 'gpu_indices', [])}, not GPU {gpu_index}: "
-                "NVML could not start, so no energy would be measured"
-            )
-        self.monitor = monitor
-
-    def begin(self, name: str) -> None:
-        self.monitor.begin_window(name, sync_execution=True)
-
-    def end(self, name: str) -> Window:
-        measurement = self.monitor.end_window(name, sync_execution=True)
-        energy = float(measurement.gpu_energy.get(self.gpu_index, math.nan))
-        window = Window(name, float(measurement.time), energy)
-        check_window(window, self.update_period_s)
-        return window
-
-
-def check_window(window: Window, update_period_s: float) -> None:
-    """Refuse a reading that cannot be a GPU's energy.
-
-    A busy or idle GPU draws tens of watts at least, so a window spanning
-    several counter updates must show energy; 0 J (or NaN) means nothing was
-    measured. Windows shorter than two counter updates are refused outright:
-    the protocol lengthens short work until it fills a window.
-    """
-    if window.time_s < 2 * update_period_s:
-        raise EnergyError(
-            f"window {window.name!r} lasted {window.time_s * 1e3:.0f} ms, shorter than two updates "
-            f"of the NVML energy counter ({update_period_s * 1e3:.0f} ms each); lengthen it"
-        )
-    if not window.energy_j > 0:
-        raise EnergyError(
-            f"window {window.name!r} read {window.energy_j} J over {window.time_s:.2f} s: "
-            "the GPU was not measured (0 J is never a result)"
-        )
+    def read_mj(self) -> int:
+        return int(self._read(self._handle))
 
 
 def calls_to_fill(single_call_s: float, min_window_s: float, max_calls: int = 10_000) -> int:

@@ -1,25 +1,28 @@
 """One measurement job: the grid points of one (model, precision) on one GPU.
 
-The protocol (DESIGN.md): build the pipeline on the device; idle baseline with
-the CUDA context alive; text encoding and VAE decoding measured in their own
-windows (once per CFG/batch and per resolution: they do not depend on the
-steps); then, per grid point, warm-up and ``repeats`` windows of the whole
-image (text + denoising + VAE decode), with the denoising nested inside when
-one image fills a window, or in its own window otherwise. Work shorter than
-``min_window_s`` is repeated back to back inside one window and divided, so
-that every window spans many updates of the NVML energy counter.
+The protocol (README "Measurement protocol"): build the pipeline on the device; measure the
+energy counter's update period and unit (``counter.probe``); idle baseline with the CUDA
+context alive, between two counter updates; text encoding and VAE decoding in their own
+windows (once per CFG/batch and per resolution: they do not depend on the steps); then, per
+grid point, warm-up and ``repeats`` interleaved windows of the whole image (text + denoising
++ VAE decode) and of the denoising alone. Every window opens at a counter update and closes at
+the first update after its work (``counter.CounterMeter``), and lasts at least
+``min_window_s`` and ``min_window_updates`` counter periods (text and VAE: ``stage_window_s``
+and half the updates): shorter work is repeated back to back inside it and divided.
 
-Warm-up runs at least ``warmup`` calls and at least ``warmup_s`` seconds (a
-single short call does not bring clocks and power up: the first repeat after
-one 0.4 s warm-up image was often the highest on an H200). A point whose shape
-(resolution, CFG, batch) an earlier point of the job already ran needs no new
-kernels and follows a measured point directly, so it is not warmed up again:
-its window is sized from that point's time per step. Warm-up of the 25- and
-50-step points was a sixth of the default grid's estimated GPU time
-(``benchmarks/grid_time.py``).
+Windows are sized from warm calls only: a stage's first call per shape is cold (the H200's
+first text-encoder call took over 1 s, a warm one 7 ms), so warm-up runs the cold call, then
+warm calls for at least ``warmup`` calls and ``warmup_s`` seconds (which also lets clocks and
+power settle), and sizes from their median. A point whose shape (resolution, CFG, batch) an
+earlier point of the job already ran follows a measured point directly and is not warmed up
+again: its window is sized from that point's time per step.
 
-Each point's rows are written atomically as soon as it is measured; an
-out-of-memory point is recorded with status ``oom`` and the job goes on.
+A window that comes out under half its target is lengthened and measured again; a repeat
+whose time per call is an outlier (the host stalled and the GPU idled) is measured again
+(``outlier_tolerance``, at most ``max_remeasure`` per point; named in ``remeasured``). A point
+that still cannot be measured is recorded with status ``error`` and the reason, an
+out-of-memory point with status ``oom``; the job goes on. Each point's rows are written
+atomically as soon as it is measured.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ from ..models.zoo import (
     weights_source,
 )
 from ..sources.schema import THIS_WORKFLOW
-from .energy import Meter, Window, calls_to_fill
+from .counter import ShortWindow
+from .energy import EnergyError, Meter, Window, calls_to_fill
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +64,18 @@ log = logging.getLogger(__name__)
 class Protocol:
     """Measurement settings (config ``protocol:``); times in seconds."""
 
-    idle_s: float = 3.0
+    idle_s: float = 1.0
     warmup: int = 1
-    warmup_s: float = 1.0
+    warmup_s: float = 0.5
     repeats: int = 3
     min_window_s: float = 1.0
-    stage_sum_tolerance: float = 0.05
-    spread_flag: float = 0.10
-    nvml_update_s: float = 0.1
+    min_window_updates: int = 10
+    stage_window_s: float = 0.3
+    stage_sum_tolerance: float = 0.03
+    spread_flag: float = 0.05
+    outlier_tolerance: float = 0.03
+    max_remeasure: int = 8
+    aligned: bool = True
 
     @classmethod
     def from_config(cls, raw: dict[str, Any] | None, where: str = "protocol") -> Protocol:
@@ -115,8 +123,10 @@ class JobTimings:
     points: int = 0
 
     def fixed_s(self, total_s: float) -> float:
-        """Of a job's ``total_s``, what is not a measurement window (start-up, build, idle, warm-up)."""
-        return total_s - self.repeats_s - self.shared_stages_s
+        """Of a job's ``total_s``, what is not a point's own image and denoise windows: start-up,
+        build, counter probe, idle, the shared text/VAE windows and warm-up (what a job of one
+        point pays on top of its repeats)."""
+        return total_s - self.repeats_s
 
 
 def sync(device: torch.device) -> None:
@@ -228,8 +238,19 @@ class Workload:
         return run
 
 
+class WindowError(UsageError):
+    """A window could not be measured however it was lengthened: its point is recorded as an error."""
+
+
 class Runner:
-    """Runs stage callables in windows of the meter, per the protocol."""
+    """Runs stage callables in windows of the meter, per the protocol.
+
+    Windows are sized from warm calls only (the median of the warm-up's calls after the cold
+    first one). A window that comes out short of its target (calls got faster) is lengthened
+    and measured again; a repeat whose time per call is an outlier (the host stalled and the
+    GPU waited) is measured again. Both are named in ``notes`` (the rows' ``remeasured``) and
+    every window, kept or not, is in the meter's log.
+    """
 
     def __init__(
         self,
@@ -238,32 +259,48 @@ class Runner:
         device: torch.device,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
+        sync_fn: Callable[[], None] | None = None,
     ) -> None:
         self.meter = meter
         self.protocol = protocol
         self.device = device
-        self.clock = clock  # injectable, so window sizing is tested deterministically
+        self.clock = clock  # injectable: a simulated GPU's virtual clock
         self.sleep = sleep
+        self._sync = sync_fn or (lambda: sync(device))
+        self.notes: list[str] = []
+        self._remeasured = 0
+
+    def target_s(self, stage: str) -> float:
+        """Shortest window: ``min_window_s`` (text/VAE: ``stage_window_s``) and at least
+        ``min_window_updates`` of the energy counter's measured update period."""
+        info = getattr(self.meter, "info", None)
+        period = info.period_s if info is not None else 0.0
+        seconds = self.protocol.stage_window_s if stage in ("text", "vae") else self.protocol.min_window_s
+        updates = self.protocol.min_window_updates if stage not in ("text", "vae") else \
+            max(2, self.protocol.min_window_updates // 2)
+        return max(seconds, updates * period)
 
     def timed(self, fn: Callable[[], Any]) -> float:
         """Synchronised wall time of one call (used for warm-up and window sizing)."""
-        sync(self.device)
+        self._sync()
         start = self.clock()
         fn()
-        sync(self.device)
+        self._sync()
         return self.clock() - start
 
     def warm_up(self, fn: Callable[[], Any], min_calls: int) -> tuple[float, int, float]:
-        """Run ``fn`` at least ``min_calls`` (>= 1) times and ``warmup_s`` seconds.
+        """Run the first (cold) call, then warm calls: at least ``min_calls`` (>= 1) and ``warmup_s``.
 
-        Returns the last call's time (it sizes the windows), the calls run and their total time.
+        Returns the median of the later half of the warm calls (it sizes the windows; a cold call
+        never does: the H200's first text-encoder call took over 1 s, a warm one 7 ms), the calls
+        run and their total time.
         """
-        calls, total, last = 0, 0.0, math.inf
-        while calls < max(1, min_calls) or total < self.protocol.warmup_s:
-            last = self.timed(fn)
-            calls += 1
-            total += last
-        return last, calls, total
+        total = self.timed(fn)
+        warm: list[float] = []
+        while len(warm) < max(1, min_calls) or sum(warm) < self.protocol.warmup_s:
+            warm.append(self.timed(fn))
+        total += sum(warm)
+        return statistics.median(warm[len(warm) // 2:]), 1 + len(warm), total
 
     def window(self, name: str, fn: Callable[[], Any], calls: int) -> Window:
         self.meter.begin(name)
@@ -271,65 +308,140 @@ class Runner:
             fn()
         return self.meter.end(name)
 
+    def sized_window(self, name: str, stage: str, fn: Callable[[], Any], calls: int) -> tuple[Window, int]:
+        """A window of ``calls`` back-to-back calls, lengthened and measured again while it comes out
+        shorter than half its target (never fatal unless ``max_remeasure`` lengthenings do not help)."""
+        target = self.target_s(stage)
+        while True:
+            start = self.clock()
+            try:
+                w = self.window(name, fn, calls)
+                lasted = w.time_s
+            except ShortWindow:
+                w, lasted = None, self.clock() - start
+            if w is not None and (lasted >= 0.5 * target or not self.meter.measures_energy):
+                return w, calls
+            if self._remeasured >= self.protocol.max_remeasure:
+                raise WindowError(f"window {name!r} of {calls} call(s) lasted {lasted * 1e3:.0f} ms, "
+                                  f"under half its {target:.2f} s target after {self._remeasured} "
+                                  "re-measurement(s)")
+            longer = max(calls + 1, calls_to_fill(lasted / calls, target))
+            self._note(f"{name}: {calls} call(s) lasted {lasted * 1e3:.0f} ms < {0.5 * target:.2f} s, "
+                       f"measured again with {longer}")
+            calls = longer
+
+    def _note(self, text: str) -> None:
+        log.info("re-measuring %s", text)
+        self.notes.append(text)
+        self._remeasured += 1
+
+    def start_point(self) -> None:
+        """A new point: its re-measurement budget and notes start empty."""
+        self.notes = []
+        self._remeasured = 0
+
     def idle_power_w(self) -> float:
-        """Mean power of the idle GPU with the CUDA context alive."""
+        """Mean power of the idle GPU with the CUDA context alive (the meter subtracts it
+        from the idle tail after each window's work)."""
         if self.protocol.idle_s <= 0:
             return math.nan
-        sync(self.device)
+        self._sync()
         self.meter.begin("idle")
         self.sleep(self.protocol.idle_s)
         window = self.meter.end("idle")
+        set_idle = getattr(self.meter, "set_idle_power", None)
+        if set_idle is not None and math.isfinite(window.power_w):
+            set_idle(window.power_w)
         return window.power_w
 
-    def stage(self, stage: str, fn: Callable[[], Any], warmup: int = 1) -> list[StageResult]:
-        """Warm up, size the window from the last warm-up call, then measure the repeats."""
-        single, _, _ = self.warm_up(fn, warmup)
-        calls = calls_to_fill(single, self.protocol.min_window_s)
-        results = []
+    def repeats(self, stages: list[tuple[str, Callable[[], Any]]],
+                calls: int) -> dict[str, list[StageResult]]:
+        """``repeats`` windows of each stage, interleaved (a-0, b-0, a-1, b-1, ...).
+
+        A repeat whose time per call exceeds its stage's fastest repeat by more than
+        ``outlier_tolerance`` (identical work took longer: the host stalled or slowed and the
+        GPU waited at idle power) is measured again, while the point's ``max_remeasure`` allows.
+        """
+        results: dict[str, list[StageResult]] = {name: [] for name, _ in stages}
+        sizes = {name: calls for name, _ in stages}
         for r in range(self.protocol.repeats):
-            w = self.window(f"{stage}-{r}", fn, calls)
-            results.append(StageResult(stage, r, w.energy_j / calls, w.time_s / calls, w.time_s, calls))
+            for stage, fn in stages:
+                res = self.repeat(stage, fn, r, sizes[stage])
+                sizes[stage] = res.window_calls
+                results[stage].append(res)
+        if not self.meter.measures_energy:
+            return results
+        for stage, fn in stages:
+            found = results[stage]
+            while self._remeasured < self.protocol.max_remeasure and len(found) > 1:
+                fastest = min(r.time_s for r in found)
+                slow = max(found, key=lambda r: r.time_s)
+                if slow.time_s <= fastest * (1 + self.protocol.outlier_tolerance):
+                    break
+                self._note(f"{stage}-{slow.repeat}: {slow.time_s * 1e3:.1f} ms per call, "
+                           f"{slow.time_s / fastest - 1:+.0%} over the fastest repeat")
+                found[found.index(slow)] = self.repeat(stage, fn, slow.repeat, slow.window_calls)
         return results
 
-    def image(self, workload: Workload, point: GridPoint, warmup: int,
-              single_s: float | None = None) -> ImageResult:
-        """Whole-image and denoise repeats of one point.
+    def repeat(self, stage: str, fn: Callable[[], Any], r: int, calls: int) -> StageResult:
+        """Repeat ``r`` of a stage: one window (lengthened if it comes out short), per call."""
+        w, calls = self.sized_window(f"{stage}-{r}", stage, fn, calls)
+        return StageResult(stage, r, w.energy_j / calls, w.time_s / calls, w.time_s, calls)
 
-        Warms up first, unless ``single_s`` (the expected time of one image, from a
-        point of the same shape measured just before) is given: then it sizes the
-        windows and no warm-up runs.
+    def match_times(self, images: list[StageResult], denoise: list[StageResult], rest_s: float,
+                    image_fn: Callable[[], Any], denoise_fn: Callable[[], Any]) -> None:
+        """Measure again, in place, the image or denoise repeat whose time disagrees with its partner's.
+
+        Times are exact where energies are not: when a repeat's denoising takes longer or shorter
+        than its image less text and VAE (``rest_s``) by more than ``outlier_tolerance``, the host
+        slowed one of the two windows (the GPU waited), and their energies cannot add up.
+        """
+        tolerance = self.protocol.outlier_tolerance
+        for r in range(len(images)):
+            while self._remeasured < self.protocol.max_remeasure:
+                expected = images[r].time_s - rest_s
+                off = denoise[r].time_s / expected - 1 if expected > 0 else 0.0
+                if abs(off) <= tolerance:
+                    break
+                found, stage, fn = ((denoise, "denoise", denoise_fn) if off > 0
+                                    else (images, "image", image_fn))
+                self._note(f"{stage}-{r}: denoising {denoise[r].time_s * 1e3:.1f} ms vs "
+                           f"{expected * 1e3:.1f} ms in its image ({off:+.1%})")
+                found[r] = self.repeat(stage, fn, r, found[r].window_calls)
+
+    def stage(self, stage: str, fn: Callable[[], Any], warmup: int = 1) -> list[StageResult]:
+        """Warm up, size the window from the warm calls, then measure the repeats."""
+        single, _, _ = self.warm_up(fn, warmup)
+        calls = calls_to_fill(single, self.target_s(stage))
+        return self.repeats([(stage, fn)], calls)[stage]
+
+    def image(self, workload: Workload, point: GridPoint, warmup: int,
+              single_s: float | None = None, rest_s: float | None = None) -> ImageResult:
+        """Whole-image and denoise repeats of one point, in interleaved windows of their own.
+
+        Warms up first, unless ``single_s`` (the expected time of one image, from a point of the
+        same shape measured just before) is given: then it sizes the windows and no warm-up runs.
+        ``rest_s``, the time of text encoding and VAE decoding per image, lets each repeat's
+        denoising be checked against its image (``match_times``).
         """
         plain = workload.image_fn(point)
         warm_calls, warm_s = 0, 0.0
         if single_s is None:
             single_s, warm_calls, warm_s = self.warm_up(plain, warmup)
-        calls = calls_to_fill(single_s, self.protocol.min_window_s)
-        images: list[StageResult] = []
-        denoise: list[StageResult] = []
-        calls_per_image = math.nan
-        for r in range(self.protocol.repeats):
+        calls = calls_to_fill(single_s, self.target_s("image"))
+        per_image: list[int] = []  # denoiser forwards of each measured image (the hook counts them)
+
+        def image() -> None:
             before = workload.denoiser_calls
-            if calls == 1:
-                inner_windows: dict[str, Window] = {}
+            plain()
+            per_image.append(workload.denoiser_calls - before)
 
-                def inner(edge: str, r: int = r, found: dict[str, Window] = inner_windows) -> None:
-                    if edge == "begin":
-                        self.meter.begin(f"denoise-{r}")
-                    else:
-                        found["denoise"] = self.meter.end(f"denoise-{r}")
-
-                w = self.window(f"image-{r}", workload.image_fn(point, inner), 1)
-                calls_per_image = workload.denoiser_calls - before
-                d = inner_windows["denoise"]
-                denoise.append(StageResult("denoise", r, d.energy_j, d.time_s, d.time_s, 1))
-            else:
-                w = self.window(f"image-{r}", plain, calls)
-                calls_per_image = (workload.denoiser_calls - before) / calls
-                d = self.window(f"denoise-{r}", workload.denoise_fn(point), calls)
-                denoise.append(StageResult("denoise", r, d.energy_j / calls, d.time_s / calls,
-                                           d.time_s, calls))
-            images.append(StageResult("image", r, w.energy_j / calls, w.time_s / calls, w.time_s, calls))
-        return ImageResult(images, denoise, float(calls_per_image), warm_calls, warm_s)
+        denoise_fn = workload.denoise_fn(point)
+        found = self.repeats([("image", image), ("denoise", denoise_fn)], calls)
+        if rest_s is not None and self.meter.measures_energy:
+            self.match_times(found["image"], found["denoise"], rest_s, image, denoise_fn)
+        calls_per_image = statistics.median(per_image) if per_image else math.nan
+        return ImageResult(found["image"], found["denoise"], float(calls_per_image), warm_calls, warm_s)
 
 
 def paced_image_s(previous: list[StageResult], previous_steps: int, steps: int,
@@ -448,23 +560,34 @@ def measure_group(
     device: str | torch.device,
     gpu_context: Callable[[], dict[str, Any]] | None = None,
     timings: JobTimings | None = None,
+    workload_factory: Callable[[ModelSpec, str, torch.device], Any] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+    sync_fn: Callable[[], None] | None = None,
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
     """Measure every point of one (model, precision) group; yield each point's rows.
 
     ``gpu_context()`` returns the GPU's provenance now (name, driver, clocks,
     temperature, throttling); it is called before and after each point.
+    ``workload_factory``, ``clock``, ``sleep`` and ``sync_fn`` default to the real
+    pipeline and time; a simulated GPU (``measurement.simulated_gpu``) replaces them.
+    A point that runs out of memory is recorded as ``oom``, one whose windows cannot be
+    measured (``WindowError``, ``EnergyError``) as ``error`` with the reason; the job goes on.
     """
     device = torch.device(device)
     timings = timings or JobTimings()
     precision = points[0].precision
-    energy_status = "measured" if meter.measures_energy else f"absent: {meter.absent_reason}"
-    base = {"weights_source": weights_source(spec), "hostname": socket.gethostname(),
-            **library_versions()}
+    energy_status = getattr(meter, "energy_status", None) or (
+        "measured" if meter.measures_energy else f"absent: {meter.absent_reason}")
+    info = getattr(meter, "info", None)
+    base = {"weights_source": weights_source(spec), "hostname": socket.gethostname(), **library_versions(),
+            "counter_period_s": info.period_s if info else math.nan,
+            "counter_resolution_j": info.resolution_j if info else math.nan}
     snapshot = gpu_context or (lambda: {})
 
-    t0 = time.perf_counter()
+    t0 = clock()
     try:
-        workload = Workload(spec, precision, device)
+        workload = (workload_factory or Workload)(spec, precision, device)
     except Exception as exc:  # noqa: BLE001 - an OOM at build time is a result for every point
         if not is_oom(exc):
             raise
@@ -472,12 +595,12 @@ def measure_group(
         for p in points:
             yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), {**base, **snapshot()})
         return
-    timings.build_s = time.perf_counter() - t0
+    timings.build_s = clock() - t0
 
-    runner = Runner(meter, protocol, device)
-    t0 = time.perf_counter()
+    runner = Runner(meter, protocol, device, clock=clock, sleep=sleep, sync_fn=sync_fn)
+    t0 = clock()
     idle_w = runner.idle_power_w()
-    timings.idle_s = time.perf_counter() - t0
+    timings.idle_s = clock() - t0
     log.info("idle power %.1f W", idle_w)
 
     shared: dict[tuple, list[StageResult]] = {}
@@ -490,9 +613,10 @@ def measure_group(
                    "driver_version": before.get("driver_version", ""),
                    "power_limit_w": before.get("power_limit_w", math.nan),
                    "temperature_before_c": before.get("temperature_c", math.nan)}
+        runner.start_point()
         try:
             with torch.inference_mode():
-                t0 = time.perf_counter()
+                t0 = clock()
                 text_key = ("text", point.cfg, point.batch)
                 if text_key not in shared:
                     shared[text_key] = runner.stage("text", workload.text_fn(point.cfg, point.batch),
@@ -501,15 +625,21 @@ def measure_group(
                 if vae_key not in shared:
                     shared[vae_key] = runner.stage("vae", workload.vae_fn(point.resolution, point.batch),
                                                    protocol.warmup)
-                timings.shared_stages_s += time.perf_counter() - t0
+                timings.shared_stages_s += clock() - t0
                 single_s = None
                 if point.shape in warm:
                     steps, previous = warm[point.shape]
                     single_s = paced_image_s(previous, steps, point.steps, shared[text_key], shared[vae_key])
-                t0 = time.perf_counter()
-                result = runner.image(workload, point, protocol.warmup, single_s)
+                t0 = clock()
+                rest_s = (statistics.median(r.time_s for r in shared[text_key])
+                          + statistics.median(r.time_s for r in shared[vae_key]))
+                result = runner.image(workload, point, protocol.warmup, single_s, rest_s)
                 timings.warmup_s += result.warmup_s
-                timings.repeats_s += time.perf_counter() - t0 - result.warmup_s
+                timings.repeats_s += clock() - t0 - result.warmup_s
+        except (WindowError, EnergyError) as exc:
+            log.warning("%s: not measured: %s", point.slug, exc)
+            yield point, failed_rows(point, gpu_kind, spec, "error", str(exc), context)
+            continue
         except Exception as exc:  # noqa: BLE001 - OOM is a result; anything else is re-raised
             if not is_oom(exc):
                 raise
@@ -528,6 +658,7 @@ def measure_group(
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "denoiser_calls": result.denoiser_calls,
             "warmup_images": result.warmup_calls,
+            "remeasured": "; ".join(runner.notes),
         })
         warm[point.shape] = (point.steps, result.images)
         stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": result.denoise,

@@ -98,6 +98,10 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "warmup_images": "warm-up images run before this point's repeats (0: a point of the same shape "
                      "had just run, so its kernels were warm)",
     "min_window_s": "shortest energy window of the protocol, s",
+    "counter_period_s": "update period of the GPU's energy counter, measured at the job's start, s",
+    "counter_resolution_j": "the energy counter's unit, measured at the job's start, J",
+    "remeasured": "windows measured again and why (too short, or a repeat slower than the others: "
+                  "the host stalled); empty when none",
     "error": "error message when status is not ok",
 }
 
@@ -105,7 +109,8 @@ _INT = ("schema_version", "resolution", "steps", "batch", "frames", "height", "w
         "ulysses_degree", "ring_degree", "repeat", "window_calls", "gpu_index", "warmup", "warmup_images")
 _FLOAT = ("guidance_scale", "fps", "energy_j", "dynamic_energy_j", "time_s", "batch_time_s", "avg_power_w",
           "window_s", "idle_power_w", "stage_sum_error", "repeat_spread", "power_limit_w", "sm_clock_mhz",
-          "temperature_before_c", "temperature_after_c", "denoiser_calls", "warmup_s", "min_window_s")
+          "temperature_before_c", "temperature_after_c", "denoiser_calls", "warmup_s", "min_window_s",
+          "counter_period_s", "counter_resolution_j")
 _BOOL = ("quoted", "cfg")
 #: Type of every column that is not text.
 COLUMN_TYPES: dict[str, str] = {**{c: "int" for c in _INT}, **{c: "float" for c in _FLOAT},

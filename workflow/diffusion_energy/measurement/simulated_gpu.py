@@ -1,0 +1,346 @@
+"""A simulated GPU: a virtual clock, an energy counter that updates in steps, and stages that cost
+time and energy, calibrated from the workflow's first real run (an H200, 2026-12-04).
+
+Why: GPUs are lent rarely and briefly, so the measurement protocol must be right before one
+arrives. This GPU has what broke or blurred the real run: a first call per stage and shape that
+is slow (cold), a 7 ms text encoder, a counter that moves only every ~100 ms in 1 mJ units, a
+host whose speed drifts and sometimes stalls (launch-bound work then waits at idle power), and
+clocks that ramp up after the GPU idled. It plugs into the measure job's seams: ``clock``/
+``sleep`` (the Runner's), ``counter`` (what ``measurement.counter.CounterMeter`` reads), and
+``SimulatedWorkload`` (stage callables that advance the clock). ``diffusion-energy measure`` and
+``gpu-check`` run on it when ``DIFFUSION_ENERGY_SIMULATED_GPU`` names a calibration; its rows say
+``energy_status: simulated ...``, so they never pass as measurements.
+
+Every number of ``H200`` names where it comes from (files of ``shared/gpu-runs/h200-2026-12-04/``).
+Other architectures than SD 1.5 are scaled from SD 1.5 by denoiser parameters (not calibrated).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .counter import CounterMeter, probe
+
+#: Environment variable that selects a simulated GPU (its value: a calibration name, e.g. h200).
+ENV = "DIFFUSION_ENERGY_SIMULATED_GPU"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The simulated GPU's parameters; (seconds, watts) per stage call of SD 1.5, CFG, batch 1."""
+
+    name: str
+    gpu_name: str
+    #: run2_measure_sd15_fp16.log "idle power 121.6 W" (CUDA context alive; 120-130 W over the run)
+    idle_w: float = 121.6
+    #: docs NOTES "updates about every 100 ms"; run1_zeus_windows_sd15_fp16.csv: a 17 ms window read 0 J
+    counter_period_s: float = 0.100
+    #: not observable in the traces (assumed): +-2 ms per update
+    counter_jitter_s: float = 0.002
+    #: run2_zeus_windows_sd15_fp16.csv: every energy is a whole number of mJ
+    counter_resolution_j: float = 0.001
+    #: h200_sd15.parquet text rows: 6.46-7.02 ms per encode; 0.92-1.01 J (about 143 W; README 145 W)
+    text: tuple[float, float] = (0.0067, 143.0)
+    #: README run 1: the first (cold) text-encoder call took over 1 s
+    text_cold_s: float = 1.1
+    #: h200_sd15.parquet vae rows: time_s and energy_j / time_s per resolution
+    vae: dict[int, tuple[float, float]] = field(default_factory=lambda: {
+        256: (0.00521, 415.0), 512: (0.0206, 426.0), 768: (0.0483, 428.0), 1024: (0.0854, 452.0)})
+    #: assumed: a new VAE shape's first decode (cuDNN algorithm search)
+    vae_cold_s: float = 0.3
+    #: h200_sd15.parquet denoise rows: fastest time per step and median power per resolution
+    denoise_step: dict[int, tuple[float, float]] = field(default_factory=lambda: {
+        256: (0.0244, 202.0), 512: (0.0270, 283.0), 768: (0.0275, 485.0), 1024: (0.0452, 640.0)})
+    #: share of a call's time that waits on the host (launch-bound): what the host's drift slows.
+    #: From the same rows: VAE windows' times agree to 0.03% (none), text and small denoise
+    #: windows vary by 5-8% (all), 1024 px denoise by 3% (little)
+    denoise_launch_share: dict[int, float] = field(default_factory=lambda: {
+        256: 0.9, 512: 0.8, 768: 0.4, 1024: 0.1})
+    #: run2 job logs: warm-up 1.8-11 s per job (a new shape's first denoising call)
+    denoise_cold_s: float = 1.5
+    #: README: big MMDiT denoisers 670-690 W at the 700 W limit
+    max_w: float = 690.0
+    #: h200_sd15.parquet: SD 1.5 denoiser, 0.860 B parameters (zoo)
+    reference_params: float = 0.860e9
+    #: sd of the host's speed drift (relative, launch-bound share) and its correlation time:
+    #: h200_sd15.parquet text windows 6.46-7.02 ms per call over three 2 s windows
+    host_sd: float = 0.03
+    host_tau_s: float = 1.0
+    #: host stalls (the GPU idles): 13 of 66 denoise/image windows of h200_sd15.parquet (160 s of
+    #: windows) were 10-41% slower than their point's fastest repeat, i.e. 0.2-0.9 s longer
+    stall_rate_hz: float = 0.087
+    stall_s: tuple[float, float] = (0.2, 0.9)
+    #: docs NOTES: "the first repeat after warm-up was often the highest": clocks ramp up after an
+    #: idle second (assumed +8% time, decaying over 0.3 s of busy time)
+    ramp: float = 0.08
+    ramp_tau_s: float = 0.3
+    #: assumed: call-to-call power noise (relative sd)
+    power_sd: float = 0.01
+    #: run2 job.json: start-up and imports 3.6-4.7 s, build 2.3-2.7 s
+    startup_s: float = 4.0
+    build_s: float = 2.5
+    power_limit_w: float = 700.0
+    driver_version: str = "580.159.04"
+
+
+CALIBRATIONS = {"h200": Calibration("h200", "NVIDIA H200")}
+
+
+def calibration(name: str) -> Calibration:
+    from ..errors import UsageError
+
+    try:
+        return CALIBRATIONS[name.lower()]
+    except KeyError:
+        raise UsageError(f"{ENV}={name!r}: no such simulated GPU; known: {sorted(CALIBRATIONS)}") from None
+
+
+def _interpolate(table: dict[int, tuple[float, ...]], resolution: int) -> tuple[float, ...]:
+    """A calibrated stage's values at any resolution: linear in pixels, clamped to the table."""
+    keys = sorted(table)
+    pixels = resolution * resolution
+    if resolution <= keys[0]:
+        return table[keys[0]]
+    if resolution >= keys[-1]:
+        low, high = keys[-2], keys[-1]
+    else:
+        i = bisect.bisect_left(keys, resolution)
+        low, high = keys[i - 1], keys[i]
+    f = (pixels - low * low) / (high * high - low * low)
+    # beyond the table's largest resolution: extrapolated linearly in pixels
+    return tuple(a + f * (b - a) for a, b in zip(table[low], table[high], strict=True))
+
+
+class SimulatedCounter:
+    """The GPU's cumulative energy counter as NVML shows it: whole mJ, updated every period +- jitter."""
+
+    def __init__(self, gpu: SimulatedGpu) -> None:
+        self.gpu = gpu
+        cal = gpu.cal
+        self.unit_j = cal.counter_resolution_j
+        self._next = gpu.rng.uniform(0, cal.counter_period_s)
+        self._value = 0
+        self.reads = 0
+
+    def read_mj(self) -> int:
+        gpu, cal = self.gpu, self.gpu.cal
+        self.reads += 1
+        while self._next <= gpu.t:
+            self._value = int(math.floor(gpu.energy_at(self._next) / self.unit_j)) * round(self.unit_j * 1000)
+            self._next += cal.counter_period_s + gpu.rng.uniform(-cal.counter_jitter_s, cal.counter_jitter_s)
+        return self._value
+
+
+class SimulatedGpu:
+    """A virtual clock and the energy the GPU draws along it (exact), read through ``counter``."""
+
+    def __init__(self, cal: Calibration | str = "h200", seed: int = 0) -> None:
+        self.cal = calibration(cal) if isinstance(cal, str) else cal
+        self.rng = random.Random(seed)
+        self.t = 0.0
+        self.energy_j = 0.0
+        # (start time, energy at start, watts) of every stretch of constant power not yet read
+        self._segments: deque[tuple[float, float, float]] = deque([(0.0, 0.0, self.cal.idle_w)])
+        self._idle_since: float | None = 0.0
+        self._busy_run = 0.0
+        self._ramp = 0.0
+        self._host = 0.0
+        self._host_t = 0.0
+        self._to_stall = self._stall_gap()
+        self.stalls: list[float] = []
+        self.counter = SimulatedCounter(self)
+
+    # -- the seams the measure job takes
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        """Idle (the GPU waits at idle power)."""
+        if seconds <= 0:
+            return
+        if self._idle_since is None:
+            self._idle_since = self.t
+        self._draw(seconds, self.cal.idle_w)
+
+    def sync(self) -> None:
+        """Nothing is queued: every simulated call returns when its work is done."""
+
+    # -- the physics
+    def energy_at(self, when: float) -> float:
+        """Energy drawn since time 0 up to ``when`` (<= now); forgets what lies before ``when``."""
+        while len(self._segments) > 1 and self._segments[1][0] <= when:
+            self._segments.popleft()
+        start, energy, watts = self._segments[0]
+        return energy + (when - start) * watts
+
+    def _draw(self, seconds: float, watts: float) -> None:
+        if self._segments[-1][2] != watts:
+            self._segments.append((self.t, self.energy_j, watts))
+        self.t += seconds
+        self.energy_j += seconds * watts
+
+    def _stall_gap(self) -> float:
+        rate = self.cal.stall_rate_hz
+        return self.rng.expovariate(rate) if rate > 0 else math.inf
+
+    def _host_drift(self) -> float:
+        """The host's relative slowdown now (Ornstein-Uhlenbeck in time)."""
+        dt = self.t - self._host_t
+        self._host_t = self.t
+        decay = math.exp(-dt / self.cal.host_tau_s)
+        noise = self.cal.host_sd * math.sqrt(1 - decay * decay) * self.rng.gauss(0, 1)
+        self._host = self._host * decay + noise
+        return self._host
+
+    def run(self, seconds: float, watts: float, launch_share: float) -> None:
+        """Busy work that takes ``seconds`` at ``watts`` on a fast, warm GPU and a quiet host.
+
+        The host's drift stretches the launch-bound share (the GPU waits at idle power), clocks
+        that ramp up after idling stretch the rest, and a stall adds idle time.
+        """
+        cal = self.cal
+        if self._idle_since is not None:
+            self._ramp = cal.ramp * min(1.0, (self.t - self._idle_since) / 1.0)
+            self._busy_run = 0.0
+            self._idle_since = None
+        ramp = self._ramp * math.exp(-self._busy_run / cal.ramp_tau_s)
+        host = launch_share * self._host_drift()
+        busy_s = seconds * (1 + ramp)
+        wait_s = max(seconds * host, -0.5 * seconds)  # launch-bound: host time the GPU spends idle
+        power = watts * (1 + cal.power_sd * self.rng.gauss(0, 1))
+        total = busy_s + wait_s
+        energy = busy_s * power + wait_s * cal.idle_w
+        self._draw(total, energy / total)
+        self._busy_run += total
+        self._to_stall -= total
+        while self._to_stall <= 0:
+            stall = self.rng.uniform(*cal.stall_s)
+            self.stalls.append(stall)
+            self._draw(stall, cal.idle_w)
+            self._to_stall += self._stall_gap()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``gpu.snapshot`` gives for a real GPU (name, driver, limit, clocks, temperature)."""
+        return {"gpu_name": f"{self.cal.gpu_name} (simulated)", "gpu_uuid": f"GPU-simulated-{self.cal.name}",
+                "gpu_index": 0, "driver_version": self.cal.driver_version,
+                "power_limit_w": self.cal.power_limit_w, "sm_clock_mhz": 1980.0, "temperature_c": 40.0,
+                "throttle": []}
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One call of a stage on a warm GPU: seconds, watts, launch-bound share, cold extra seconds."""
+
+    seconds: float
+    watts: float
+    launch_share: float
+    cold_s: float
+
+
+def stage_costs(cal: Calibration, denoiser_params: float, resolution: int, cfg: bool, batch: int,
+                precision: str) -> dict[str, StageCost]:
+    """Text (one prompt set), one denoising step and one VAE decode of a point.
+
+    SD 1.5 with CFG at batch 1 is the calibration; other sizes scale the compute-bound share of
+    the denoiser by parameters, CFG (2 vs 1) and batch, and fp32 doubles compute (no tensor cores).
+    """
+    text_s, text_w = cal.text
+    vae_s, vae_w = _interpolate(cal.vae, resolution)
+    step_s, step_w = _interpolate(cal.denoise_step, resolution)
+    share = _interpolate({r: (v,) for r, v in cal.denoise_launch_share.items()}, resolution)[0]
+    share = min(max(share, 0.0), 1.0)
+    scale = denoiser_params / cal.reference_params * (1.0 if cfg else 0.5) * batch
+    fp32 = 2.0 if precision == "fp32" else 1.0
+    compute = (1 - share) * scale * fp32
+    seconds = step_s * (share + compute)
+    # the busy share of the step draws what it drew at the calibration, up to the busiest power
+    busy, busy_then = compute / (share + compute), max(1 - share, 1e-3)
+    watts = min(cal.max_w, cal.idle_w + (step_w - cal.idle_w) * busy / busy_then)
+    return {
+        "text": StageCost(text_s * (1 if cfg else 0.5) * max(1, batch), text_w, 1.0, cal.text_cold_s),
+        "denoise_step": StageCost(seconds, watts, share, cal.denoise_cold_s),
+        "vae": StageCost(vae_s * batch * fp32, vae_w, 0.0, cal.vae_cold_s),
+    }
+
+
+#: Denoiser parameters of the default grid's architectures (README "The zoo", tested against the
+#: published counts in tests/test_zoo*.py); others run at SD 1.5's size. Building a denoiser on
+#: the meta device to count them takes ~10 s on a CI core, longer than a simulated job.
+DENOISER_PARAMETERS = {"sd15": 0.860e9, "sd21": 0.866e9, "sdxl": 2.567e9, "sd35-large": 8.057e9,
+                       "flux-dev": 11.901e9, "qwen-image": 20.430e9}
+
+
+def denoiser_parameters(spec: Any) -> float:
+    return DENOISER_PARAMETERS.get(spec.name, 0.0)
+
+
+class SimulatedWorkload:
+    """The measure job's ``Workload`` on the simulated GPU: the same stage callables, in virtual time.
+
+    Building it costs the calibrated build time; each stage's first call per shape is cold.
+    """
+
+    def __init__(self, gpu: SimulatedGpu, spec: Any, precision: str) -> None:
+        self.gpu = gpu
+        self.spec = spec
+        self.precision = precision
+        self.params = denoiser_parameters(spec) or gpu.cal.reference_params
+        self.denoiser_calls = 0
+        self._warm: set[tuple] = set()
+        gpu.sleep(gpu.cal.build_s)
+
+    def _costs(self, resolution: int, cfg: bool, batch: int) -> dict[str, StageCost]:
+        return stage_costs(self.gpu.cal, self.params, resolution, cfg, batch, self.precision)
+
+    def _call(self, key: tuple, cost: StageCost, repeat: int = 1) -> None:
+        if key not in self._warm:
+            self._warm.add(key)
+            self.gpu.run(cost.cold_s, cost.watts, 0.0)
+        self.gpu.run(cost.seconds * repeat, cost.watts, cost.launch_share)
+
+    def text_fn(self, cfg: bool, batch: int) -> Callable[[], None]:
+        cost = self._costs(512, cfg, batch)["text"]
+        return lambda: self._call(("text", cfg, batch), cost)
+
+    def vae_fn(self, resolution: int, batch: int, frames: int | None = None) -> Callable[[], None]:
+        cost = self._costs(resolution, True, batch * (frames or 1))["vae"]  # a video decodes every frame
+        return lambda: self._call(("vae", resolution, batch, frames), cost)
+
+    def denoise_fn(self, point: Any) -> Callable[[], None]:
+        cost = self._costs(point.resolution, point.cfg, point.batch)["denoise_step"]
+        key = ("denoise", point.resolution, point.cfg, point.batch)
+
+        def run() -> None:
+            self._call(key, cost, point.steps)
+            self.denoiser_calls += point.steps
+
+        return run
+
+    def image_fn(self, point: Any, inner: Callable[[str], Any] | None = None) -> Callable[[], None]:
+        text, denoise = self.text_fn(point.cfg, point.batch), self.denoise_fn(point)
+        vae = self.vae_fn(point.resolution, point.batch, getattr(point, "frames", None))
+
+        def run() -> None:
+            text()
+            if inner:
+                inner("begin")
+            denoise()
+            if inner:
+                inner("end")
+            vae()
+
+        return run
+
+
+def simulated_meter(gpu: SimulatedGpu, aligned: bool = True, log_file: Any = None) -> CounterMeter:
+    """The measure job's meter on the simulated GPU: its counter probed, as on a real one."""
+    info = probe(gpu.counter.read_mj, gpu.clock, gpu.sleep)
+    meter = CounterMeter(gpu.counter.read_mj, info, gpu.clock, gpu.sleep, gpu.sync, aligned, log_file)
+    meter.energy_status = f"simulated: {gpu.cal.gpu_name} calibration, not a measurement"
+    return meter
