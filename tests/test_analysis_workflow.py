@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from workflow_support import TINY_CONFIG, run_workflow
 
-from diffusion_energy.laws import analysis, crossval
+from diffusion_energy.laws import analysis, crossval, modalities
 from diffusion_energy.laws.analysis_io import FIGURE_NAMES
 from diffusion_energy.sources import anchors
 
@@ -37,6 +37,8 @@ CROSSVAL = {
 }
 FIT = {"results/laws/laws.json", *(f"results/tables/{n}.csv" for n in ("laws", "law_terms", "roofline"))}
 ANCHORS = {"results/tables/anchors_energy.csv", "results/tables/anchors_laws.csv"}
+MODALITIES = {"results/tables/modality_predictions.csv", "results/tables/modality_metrics.csv",
+              "results/laws/modalities.json"}
 FIGURES = {f"results/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")}
 TABLE_COLUMNS = {
     "lomo_predictions": crossval.PREDICTION_COLUMNS,
@@ -49,6 +51,8 @@ TABLE_COLUMNS = {
     "roofline": analysis.ROOFLINE_COLUMNS,
     "anchors_energy": anchors.ENERGY_COLUMNS,
     "anchors_laws": anchors.LAW_COLUMNS,
+    "modality_predictions": modalities.PREDICTION_COLUMNS,
+    "modality_metrics": modalities.METRIC_COLUMNS,
 }
 
 
@@ -66,7 +70,7 @@ def run(
 
 def test_default_target_requests_every_analysis_output(workflow_copy: Path) -> None:
     planned = run(workflow_copy)
-    assert FIT | CROSSVAL | ANCHORS | FIGURES <= planned
+    assert FIT | CROSSVAL | ANCHORS | FIGURES | MODALITIES <= planned
 
 
 @pytest.mark.parametrize(
@@ -79,6 +83,7 @@ def test_default_target_requests_every_analysis_output(workflow_copy: Path) -> N
         ("energy_vs_batch", CROSSVAL),
         ("lomo_predicted_vs_measured", CROSSVAL),
         ("published_anchors", CROSSVAL | FIT | ANCHORS),
+        ("video_energy_vs_flops", MODALITIES),
     ],
 )
 def test_one_figure_schedules_only_what_it_needs(workflow_copy: Path, figure: str, needs: set[str]) -> None:
@@ -91,7 +96,8 @@ def test_one_figure_schedules_only_what_it_needs(workflow_copy: Path, figure: st
 def test_empty_dataset_builds_every_analysis_target(workflow_copy: Path, repo_root: Path) -> None:
     results_before = sorted((repo_root / "results").rglob("*")) if (repo_root / "results").exists() else []
     ran = run(workflow_copy, executor="local")
-    assert FIT | CROSSVAL | ANCHORS | FIGURES <= ran
+    assert FIT | CROSSVAL | ANCHORS | FIGURES | MODALITIES <= ran
+    assert json.loads((workflow_copy / "results/laws/modalities.json").read_text())["status"] == "no data"
     results = workflow_copy / "results"
     laws = json.loads((results / "laws" / "laws.json").read_text())
     assert laws["status"] == "no data" and laws["n_points"] == 0
