@@ -148,6 +148,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from ..laws import predict_video
 
         # A video model: the joint image + video model (laws across modalities) answers, per video.
+        if not Path(args.video_laws).is_file():
+            raise analysis_io.NoLawError(f"no image + video model at {args.video_laws}: run `snakemake "
+                                         f"{DEFAULT_VIDEO_LAWS}` (or `diffusion-energy modalities`) first")
         result = predict_video.predict_video(
             analysis_io.read_laws(args.video_laws), spec, resolution=args.resolution, frames=args.frames,
             fps=args.fps, steps=args.steps, precision=args.precision, gpu=args.gpu, cfg=args.cfg,
