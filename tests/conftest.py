@@ -1,4 +1,14 @@
-"""Shared fixtures: the repository root and a temporary working copy of the workflow."""
+"""Shared fixtures, and how the suite runs.
+
+* ``pytest`` runs every test except those marked ``slurm`` (they need a real single-node
+  SLURM, which tests/slurm_cluster.py installs with apt-get as root); ``pytest --slurm``
+  runs them too, and CI does. Nothing is installed on the machine without ``--slurm``.
+* Test files run in parallel (pytest-xdist; ``addopts`` in pyproject.toml), one file on one
+  worker, so a module fixture is built once. Files holding ``slurm`` or ``slow`` tests are
+  handed out first: the longest work does not start last.
+* ``tiny_workflow_run``: the tiny config's whole workflow, run once per session (one run
+  shared by the xdist workers through a file lock) for every test that only reads its outputs.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,6 +27,61 @@ WORKFLOW_PATHS = (
     "Snakefile", "workflow", "config", "envs", "profiles", "resources", "tests/configs", "tests/data",
 )
 _SKIP = shutil.ignore_patterns("__pycache__", "*.egg-info", ".snakemake", "results", "logs", "benchmarks")
+TINY_RUN_ARGS = ("--workflow-profile", "profiles/local", "--configfile", "tests/configs/tiny.yaml",
+                 "--replace-workflow-config")
+#: Most xdist workers ``-n auto`` starts: the workflow tests run Snakemake on every core themselves.
+MAX_WORKERS = 4
+SLURM_HINT = ("tests marked slurm were not run (they need a real SLURM): `pytest --slurm` runs them, "
+              "installing slurmctld, slurmd, slurm-client and munge with apt-get (as root) where missing")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slurm", action="store_true", default=False,
+                     help="also run the tests marked slurm: a real single-node SLURM, installed with "
+                          "apt-get (as root) where missing")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the SLURM tests unless ``--slurm``; put files with slurm or slow tests first."""
+    if not config.getoption("slurm"):
+        skipped = [item for item in items if item.get_closest_marker("slurm")]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+            config.stash[_SLURM_DESELECTED] = len(skipped)
+
+    ranks: dict[Path, int] = {}
+    for item in items:
+        rank = 0 if item.get_closest_marker("slurm") else 1 if item.get_closest_marker("slow") else 2
+        ranks[item.path] = min(rank, ranks.get(item.path, rank))
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (ranks[item.path], order[id(item)]))
+
+
+_SLURM_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker tells the controller how many SLURM tests it left out."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["slurm_deselected"] = session.config.stash.get(_SLURM_DESELECTED, 0)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # noqa: ANN001 - xdist's WorkerController
+    count = getattr(node, "workeroutput", {}).get("slurm_deselected", 0)
+    node.config.stash[_SLURM_DESELECTED] = max(count, node.config.stash.get(_SLURM_DESELECTED, 0))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+    count = config.stash.get(_SLURM_DESELECTED, 0)
+    if count and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(f"{count} {SLURM_HINT}", yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +90,8 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-@pytest.fixture
-def workflow_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working copy of the workflow in ``tmp_path``: Snakemake writes there, never
-    into the repository's ``results/``. The rules' ``diffusion-energy`` CLI is put on PATH."""
-    dest = tmp_path / "workflow_copy"
+def copy_workflow(dest: Path) -> Path:
+    """Copy what a Snakemake run needs into ``dest`` (no results, logs or caches)."""
     for rel in WORKFLOW_PATHS:
         src = REPO_ROOT / rel
         if src.is_dir():
@@ -36,6 +99,56 @@ def workflow_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    return dest
+
+
+def deterministic_env() -> dict[str, str]:
+    """This process's environment for a Snakemake run: the venv's scripts on PATH, no SLURM
+    variables, and a fixed SOURCE_DATE_EPOCH (matplotlib writes it as the PDF/SVG date)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIFFUSION_ENERGY_SLURM_", "SLURM_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["SOURCE_DATE_EPOCH"] = "1700000000"
+    return env
+
+
+@pytest.fixture
+def workflow_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working copy of the workflow in ``tmp_path``: Snakemake writes there, never
+    into the repository's ``results/``. The rules' ``diffusion-energy`` CLI is put on PATH."""
+    dest = copy_workflow(tmp_path / "workflow_copy")
     scripts = Path(sys.executable).parent
     monkeypatch.setenv("PATH", f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}")
     return dest
+
+
+def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this session sees (pytest's own base temp without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working copy in which ``snakemake --workflow-profile profiles/local`` ran the tiny
+    config's default target (tests/configs/tiny.yaml: nothing measured, no reference rows).
+
+    Run once per session, whichever worker asks first; the others wait for it. Read only:
+    a test that runs Snakemake again copies it first (``shutil.copytree`` keeps the mtimes
+    and ``.snakemake``, so the copy is up to date). Fails every test that uses it if the run
+    fails or writes into the repository's ``results/``."""
+    from slurm_cluster import run_snakemake
+
+    shared = _shared_folder(tmp_path_factory)
+    work, done = shared / "tiny_workflow_run", shared / "tiny_workflow_run.done"
+    with FileLock(str(shared / "tiny_workflow_run.lock")):
+        if not done.is_file():
+            shutil.rmtree(work, ignore_errors=True)
+            repo_results = REPO_ROOT / "results"
+            before = sorted(repo_results.rglob("*")) if repo_results.exists() else []
+            run = run_snakemake(list(TINY_RUN_ARGS), copy_workflow(work), deterministic_env(), timeout_s=900)
+            (work / "run.log").write_text(run.log)
+            assert run.returncode == 0, f"the tiny workflow run failed:\n{run.log[-4000:]}"
+            after = sorted(repo_results.rglob("*")) if repo_results.exists() else []
+            assert after == before, "the tiny workflow run wrote into the repository's results/"
+            done.write_text(f"{run.seconds:.1f} s\n")
+    return work

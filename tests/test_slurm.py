@@ -1,8 +1,9 @@
 """The workflow on a real single-node SLURM (tests/slurm_cluster.py), with profiles/slurm.
 
-The cluster is installed (Debian packages, about 6 s) and started once for this module.
-Where SLURM cannot be installed (not root, no apt-get) every test here is skipped with
-the reason. Snakemake always runs under a timeout that sends SIGINT (run_snakemake).
+Run only with ``pytest --slurm`` (marker ``slurm``; tests/conftest.py): the cluster is then
+installed (Debian packages, about 6 s) and started once for this module. Where SLURM cannot be
+installed (not root, no apt-get) every test here is skipped with the reason. Snakemake always
+runs under a timeout that sends SIGINT (run_snakemake).
 
 The test cluster has no accounting database, so every run adds
 ``--slurm-status-command squeue --slurm-init-seconds-before-status-checks 1`` to the
@@ -12,15 +13,14 @@ profile (MinJobAge 300 s >= 3 x 1 s).
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import deterministic_env
 from slurm_cluster import SlurmCluster, SlurmUnavailable, install, run_snakemake
 
 from diffusion_energy import grid
@@ -31,8 +31,7 @@ TINY = "tests/configs/tiny.yaml"
 CONFIG = ["--configfile", TINY, "--replace-workflow-config"]
 SLURM = ["--workflow-profile", "profiles/slurm", "--slurm-status-command", "squeue",
          "--slurm-init-seconds-before-status-checks", "1"]
-LOCAL = ["--workflow-profile", "profiles/local"]
-TIMEOUT_S = 900  # per Snakemake run; the SLURM run of the tiny config takes about 250 s on 2 cores
+TIMEOUT_S = 900  # per Snakemake run; the SLURM run of the tiny config takes about 100-250 s on 2 cores
 #: Rules that must never be submitted (``localrule: True`` or no shell command).
 LOCAL_ONLY = ("all", "import_public", "merge_measurements", "collect")
 
@@ -47,13 +46,6 @@ def slurm() -> Iterator[SlurmCluster]:
         pytest.skip(f"SLURM cannot be installed on this machine: {exc}")
     with SlurmCluster.running() as cluster:
         yield cluster
-
-
-def clean_env() -> dict[str, str]:
-    """The caller's environment (PATH has the venv's python3 and snakemake), made deterministic."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIFFUSION_ENERGY_SLURM_", "SLURM_"))}
-    env["SOURCE_DATE_EPOCH"] = "1700000000"  # matplotlib writes it as the PDF/SVG date
-    return env
 
 
 def output_files(results: Path) -> set[str]:
@@ -83,15 +75,11 @@ def submitted_jobs(log: str) -> dict[str, str]:
 
 
 def test_tiny_workflow_through_slurm_equals_local_run(
-    slurm: SlurmCluster, workflow_copy: Path, tmp_path: Path
+    slurm: SlurmCluster, tiny_workflow_run: Path, workflow_copy: Path, tmp_path: Path
 ) -> None:
-    env = clean_env()
-    local = tmp_path / "local_copy"
-    shutil.copytree(workflow_copy, local)
-    run = run_snakemake([*LOCAL, *CONFIG], local, env, TIMEOUT_S)
-    assert run.returncode == 0, run.log[-4000:]
-    print(f"local run: {run.seconds:.0f} s")
-
+    """The SLURM run writes what the local run (conftest's tiny_workflow_run: profiles/local,
+    the same config and environment) wrote, byte for byte."""
+    env = deterministic_env()
     # The partition as a user gives it (profiles/slurm reads it from the environment).
     env["DIFFUSION_ENERGY_SLURM_PARTITION"] = "cpu"
     run = run_snakemake([*SLURM, *CONFIG, "--verbose"], workflow_copy, slurm.env(env), TIMEOUT_S)
@@ -117,7 +105,7 @@ def test_tiny_workflow_through_slurm_equals_local_run(
         assert not [c for c in comments if re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", c)], rule
     assert re.search(r"localrule (merge_measurements|collect):", run.log)
 
-    assert_same_outputs(local / "results", workflow_copy / "results")
+    assert_same_outputs(tiny_workflow_run / "results", workflow_copy / "results")
 
 
 def test_measurement_job_asks_slurm_for_one_gpu_of_its_kind(
@@ -138,7 +126,7 @@ def test_measurement_job_asks_slurm_for_one_gpu_of_its_kind(
 
     run = run_snakemake(
         [*SLURM, *CONFIG, "--slurm-partition-config", str(partitions), "--verbose", target],
-        workflow_copy, slurm.env(clean_env()), TIMEOUT_S,
+        workflow_copy, slurm.env(deterministic_env()), TIMEOUT_S,
     )
     assert run.returncode != 0, "a measurement cannot succeed without a GPU"
 
