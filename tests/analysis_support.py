@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from diffusion_energy.laws import analysis, analysis_io, simulate
 from diffusion_energy.models import zoo
@@ -48,20 +49,22 @@ _COUNTED: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
 def counted_flops(cache: pytest.Cache | None, models: Sequence[str], resolutions: Sequence[int]
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(FLOPs table, per-op table) of ``models``: counted once per session, and kept in pytest's
-    cache (``request.config.cache``; None when the cache plugin is off) while it is current."""
+    cache (``request.config.cache``; None when the cache plugin is off) while it is current.
+    A file lock makes parallel workers (pytest-xdist) count once and never read a half-written table."""
     key = _key(models, resolutions)
     if key in _COUNTED:
         return _COUNTED[key]
-    folder = cache.mkdir(f"diffusion-energy-flops-{key}") if cache is not None else None
-    if folder and (folder / "flops.parquet").is_file() and (folder / "ops.parquet").is_file():
-        _COUNTED[key] = pd.read_parquet(folder / "flops.parquet"), pd.read_parquet(folder / "ops.parquet")
+    if cache is None:
+        _COUNTED[key] = simulate.count_flops(models, resolutions)
         return _COUNTED[key]
-    table, ops = simulate.count_flops(models, resolutions)
-    if folder:
-        table.to_parquet(folder / "flops.parquet")
-        ops.to_parquet(folder / "ops.parquet")
-    _COUNTED[key] = table, ops
-    return table, ops
+    folder = cache.mkdir(f"diffusion-energy-flops-{key}")
+    with FileLock(str(folder / "counting.lock")):
+        if not ((folder / "flops.parquet").is_file() and (folder / "ops.parquet").is_file()):
+            table, ops = simulate.count_flops(models, resolutions)
+            table.to_parquet(folder / "flops.parquet")
+            ops.to_parquet(folder / "ops.parquet")
+        _COUNTED[key] = pd.read_parquet(folder / "flops.parquet"), pd.read_parquet(folder / "ops.parquet")
+    return _COUNTED[key]
 
 
 def energy_table(measurements: pd.DataFrame, flops_table: pd.DataFrame) -> pd.DataFrame:
