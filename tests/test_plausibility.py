@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from test_sources import CONFIG, REPO, edit_json, refused, v2, v2_point  # noqa: F401 - v2 is a fixture
 
-from diffusion_energy import run_summary
-from diffusion_energy.laws import analysis, exclusions, predict
+from diffusion_energy import cli, run_summary
+from diffusion_energy.laws import analysis, crossval, exclusions, predict
 from diffusion_energy.laws.powerlaw import NotIdentifiable
 from diffusion_energy.laws.targets import TARGETS
 from diffusion_energy.sources import dataset, duplicates, gpu_datasheets, importing, plausibility
@@ -127,11 +127,20 @@ def test_split_leaves_out_impossible_and_unfittable_points_with_warnings(
     assert warned[0].startswith("2 point(s) left out of every fit: sdxl on h100") and len(warned) == 2
 
 
-def test_the_run_summary_lists_what_the_fits_left_out(tmp_path: Path) -> None:
-    _, left = exclusions.split(energy_table(), SHEETS)
-    laws = tmp_path / "results" / "laws" / "laws.json"
-    laws.parent.mkdir(parents=True)
-    laws.write_text(json.dumps({"left_out": left}))
+def test_fit_writes_what_it_left_out_and_the_run_summary_lists_it(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / "tables").mkdir(parents=True)
+    energy_table().to_parquet(tmp_path / "energy.parquet")
+    for name, columns in (("p", crossval.PREDICTION_COLUMNS), ("m", crossval.METRIC_COLUMNS)):
+        pd.DataFrame(columns=columns).to_csv(results / "tables" / f"{name}.csv", index=False)
+    laws = results / "laws" / "laws.json"
+    tables = [x for n in ("laws", "terms", "roofline") for x in (f"--{n}-table", str(results / f"{n}.csv"))]
+    assert cli.main(["fit", "--energy", str(tmp_path / "energy.parquet"), "--datasheets",
+                     json.dumps({k: v["datasheet"] for k, v in CONFIG["gpu_kinds"].items()}),
+                     "--lomo-predictions", str(results / "tables" / "p.csv"),
+                     "--lomo-metrics", str(results / "tables" / "m.csv"), "--bootstrap", "0",
+                     "--laws", str(laws), *tables]) == 0
+    assert json.loads(laws.read_text())["left_out"] == exclusions.split(energy_table(), SHEETS)[1]
     measurements = dataset.conform(pd.DataFrame(columns=["source"]))
     measurements.to_parquet(tmp_path / "results" / "measurements.parquet")
     dataset.collect_energy(measurements, pd.DataFrame()).to_parquet(tmp_path / "results" / "energy.parquet")
@@ -152,7 +161,8 @@ def test_predict_names_the_points_without_dynamic_energy() -> None:
 def test_min_points_holds_for_the_mixed_and_roofline_models(name: str) -> None:
     """With analysis.min_points 50, four points fit no model: not only the OLS ones refuse."""
     settings = analysis.Settings(bootstrap=0, min_points=50)
-    frame = pd.DataFrame([point(model=m) for m in ("sd21", "sdxl", "sd3-medium", "sd15")])
+    frame = pd.DataFrame([point(model=m, point_id=i) for i, m in enumerate(("sd21", "sdxl", "sd3-medium",
+                                                                            "sd15"))])
     (cand,) = [c for c in analysis.candidates(TARGETS["image"], None, settings) if c.name == name]
     with pytest.raises(NotIdentifiable, match="4 points < min_points 50"):
         cand.fit(frame)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
+from diffusion_energy import grid
+from diffusion_energy.counting import flops
+from diffusion_energy.measurement import measure
 from diffusion_energy.models import families, zoo
 
 VIDEO_MODELS = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "cogvideox-2b", "cogvideox1.5-5b", "hunyuanvideo"]
@@ -120,3 +124,108 @@ def test_frames_are_checked() -> None:
         return [(c.component, c.shape, c.call_batch, c.calls, c.tokens) for c in calls]
 
     assert plain(families.calls(sd, 512, True, 1, frames=1)) == plain(families.calls(sd, 512, True, 1))
+
+
+# --- FLOPs per video: sanity values, counted on meta at each model's published video ---------------
+
+#: One forward of the denoiser at batch 1 and one VAE decode of one video, at the model's default video
+#: (ML.ENERGY's frames and size), counted on meta (FLOPs: 2 per multiply-add, attention included).
+#: Wan 2.1 1.3B: 32,760 video tokens (21 latent frames x 30 x 52) + 512 text keys; its attention,
+#: 4 N^2 d per layer, is 198 of the 283 TFLOP. HunyuanVideo: 118,800 video tokens (33 x 45 x 80) + 256 text.
+FLOPS_SANITY = {
+    "wan2.1-t2v-1.3b": {"transformer": 283_001_787_777_024, "vae": 275_352_205_639_680},
+    "cogvideox-2b": {"transformer": 119_997_311_418_368, "vae": 315_027_947_520_000},
+    "hunyuanvideo": {"transformer": 12_068_592_207_003_648, "vae": 2_999_972_184_883_200},
+}
+
+
+@pytest.fixture(scope="module")
+def counted_flops() -> dict[str, pd.DataFrame]:
+    out = {}
+    for model in FLOPS_SANITY:
+        spec = zoo.load_spec(model)
+        assert spec.video is not None
+        out[model], _ = flops.count_shapes(spec, [(spec.video.height, False, 1)])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(FLOPS_SANITY))
+def test_flops_sanity_values(counted_flops: dict[str, pd.DataFrame], model: str) -> None:
+    table = counted_flops[model].set_index("component")
+    for component, value in FLOPS_SANITY[model].items():
+        assert table.loc[component, "flops"] == value, component
+    assert (table["frames"] == zoo.load_spec(model).default_frames).all()
+
+
+@pytest.mark.slow
+def test_wan_flops_match_an_analytic_estimate(counted_flops: dict[str, pd.DataFrame]) -> None:
+    """Self-attention 4 N^2 d per layer, cross-attention 4 N T d, and 2 FLOPs per weight per token
+    for the blocks' linear layers (attention 4 d^2 x 2, FFN 2 d f): within 2% of the count."""
+    n, t, d, f, layers = 21 * 30 * 52, 512, 1536, 8960, 30
+    per_layer = 4 * n * n * d + 4 * n * t * d + 2 * n * (4 * d * d + 2 * d * f) + 2 * (n + t) * 2 * d * d
+    counted = counted_flops["wan2.1-t2v-1.3b"].set_index("component").loc["transformer", "flops"]
+    assert counted == pytest.approx(layers * per_layer, rel=0.02)
+
+
+def test_frames_scale_the_tokens_and_the_decode() -> None:
+    """More frames: more latent frames for the denoiser and the VAE; the text stage is unchanged."""
+    spec = zoo.load_spec("tiny-wan")
+    table, _ = flops.count_shapes(spec, [(32, True, 1, 5), (32, True, 1, 17)])
+    by = {(r.component, r.frames): r for r in table.itertuples()}
+    assert by[("transformer", 17)].tokens - 8 == 5 * 2 * 3 and by[("transformer", 5)].tokens - 8 == 2 * 2 * 3
+    assert by[("vae", 17)].tokens == 5 * 4 * 6
+    assert by[("text_encoder", 5)].flops == by[("text_encoder", 17)].flops
+    assert by[("vae", 17)].flops > 2 * by[("vae", 5)].flops
+
+
+def test_cogvideox15_pads_latent_frames_to_its_temporal_patch() -> None:
+    spec = zoo.load_spec("cogvideox1.5-5b")
+    fam = families.family_of(spec)
+    assert fam.latent_frames(spec, 81) == 21 and fam.denoiser_frames(spec, 81) == 22
+    assert fam.video_tokens(spec, 768, 81) == 11 * 48 * 85
+    den = next(c for c in families.calls(spec, 768, True, 1) if c.stage == "denoise")
+    assert (den.call_batch, den.calls, den.tokens) == (2, 1, 11 * 48 * 85 + 226)
+
+
+# --- the measurement path runs a video pipeline's stages ------------------------------------------
+
+@pytest.mark.parametrize("model", TINY_VIDEO)
+def test_tiny_pipeline_runs_the_shapes_the_family_counts(model: str) -> None:
+    """The diffusers pipeline, called as the measure job calls it (num_frames, the video's height and
+    width), runs the denoiser on the latents the family counts, as often as counted, and the VAE
+    decodes a video of the asked frames and size."""
+    spec = zoo.load_spec(model)
+    assert spec.video is not None
+    # Not the default (num_frames must reach the pipeline), and an odd count of latent frames: the
+    # CogVideoX VAE decodes an even count into 4 frames per latent frame (13 -> 16), as the pipeline does.
+    frames = spec.video.frames + 2 * spec.video.temporal_stride
+    workload = measure.Workload(spec, "fp32", "cpu")
+    seen: list[tuple[int, ...]] = []
+    den = workload.modules[spec.denoiser.name]
+    den.register_forward_pre_hook(lambda _m, _a, kw: seen.append(tuple(kw["hidden_states"].shape)),
+                                  with_kwargs=True)
+    for cfg in (False, True):
+        seen.clear()
+        point = grid.GridPoint(model, "fp32", 32, 2, cfg, 1, frames)
+        with torch.inference_mode():
+            workload.denoise_fn(point)()
+        (expected,) = [c for c in families.calls(spec, 32, cfg, 1, frames) if c.stage == "denoise"]
+        counted = families.denoiser_inputs(spec, 32, expected.call_batch, "meta", torch.float32, frames)
+        assert seen == [tuple(counted["hidden_states"].shape)] * (expected.calls * point.steps), cfg
+    with torch.inference_mode():
+        (video,) = workload.vae_fn(32, 1, frames)()
+    sample = video.sample if hasattr(video, "sample") else video[0]
+    assert tuple(sample.shape[-3:]) == (frames, *spec.frame_size(32))
+
+
+def test_measured_rows_say_frames_and_size() -> None:
+    spec = zoo.load_spec("tiny-wan")
+    point = grid.GridPoint("tiny-wan", "fp32", 32, 2, True, 1, 9)
+    keys = measure.point_keys(point, "cpu", spec)
+    assert (keys["frames"], keys["height"], keys["width"], keys["fps"]) == (9, 32, 48, 8.0)
+    assert point.slug == "32px_9frames_2steps_cfg1_b1"
+    assert grid.GridPoint.from_slug("tiny-wan", "fp32", point.slug) == point
+    image = grid.GridPoint("sd15", "fp16", 512, 50, True, 1)
+    assert image.slug == "512px_50steps_cfg1_b1" and measure.point_keys(image, "h100", zoo.load_spec("sd15"))[
+        "frames"] == 1

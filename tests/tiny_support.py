@@ -40,7 +40,7 @@ def assert_runs_on_cpu(spec: zoo.ModelSpec, resolution: int | None = None) -> di
     """The whole measurement path on the CPU, CFG off and on: every stage, no energy, the denoiser
     called as often as counted."""
     res = resolution or tiny_resolution(spec)
-    points = [grid.GridPoint(spec.name, "fp32", res, 2, cfg, 1) for cfg in (False, True)]
+    points = [grid.GridPoint(spec.name, "fp32", res, 2, cfg, 1, spec.default_frames) for cfg in (False, True)]
     out = dict(measure.measure_group(spec, points, "cpu", TimeOnlyMeter(), FAST, "cpu"))
     assert set(out) == set(points)
     for point, rows in out.items():

@@ -51,10 +51,10 @@ def _sheets(args: argparse.Namespace):  # noqa: ANN202 - sources imported lazily
 
 
 def _prepare(args: argparse.Namespace):  # noqa: ANN202
-    from ..laws.analysis import prepare
     """(points, roofline inputs, left-out lines): points whose energy, FLOPs or time cannot be fitted or
     are impossible on their GPU's datasheet are left out, each with a warning and its reason."""
     from ..laws import exclusions
+    from ..laws.analysis import prepare
 
     sheets = _sheets(args)
     energy, left = exclusions.split(analysis_io.read_energy_table(args.energy), sheets)
@@ -94,8 +94,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     logo_m = analysis_io.read_table(args.logo_metrics) if args.logo_metrics else None
     payload, tables = run_fit(points, inputs, predictions, metrics, _settings(args), logo_p, logo_m,
                               _sheets(args))
-    analysis_io.write_json(payload, args.laws)
     payload["left_out"] = left
+    analysis_io.write_json(payload, args.laws)
     analysis_io.write_table(tables["laws"], args.laws_table, LAW_COLUMNS)
     analysis_io.write_table(tables["law_terms"], args.terms_table, TERM_COLUMNS)
     analysis_io.write_table(tables["roofline"], args.roofline_table, ROOFLINE_COLUMNS)

@@ -199,14 +199,13 @@ class Workload:
     def denoise(self, point: GridPoint, call_kwargs: dict[str, Any]) -> Any:
         return self.pipe(
             **call_kwargs,
-            height=point.resolution,
-            width=point.resolution,
+            **families.size_kwargs(self.spec, point.resolution, point.frames),
             num_inference_steps=point.steps,
             output_type="latent",
         )
 
-    def latents(self, resolution: int, batch: int) -> torch.Tensor:
-        return families.vae_latents(self.spec, resolution, batch, self.device, self.vae_dtype)
+    def latents(self, resolution: int, batch: int, frames: int | None = None) -> torch.Tensor:
+        return families.vae_latents(self.spec, resolution, batch, self.device, self.vae_dtype, frames)
 
     def decode(self, latents: torch.Tensor) -> Any:
         return families.vae_decode(self.spec, self.modules[self.spec.vae.name], latents)
@@ -214,8 +213,8 @@ class Workload:
     def text_fn(self, cfg: bool, batch: int) -> Callable[[], Any]:
         return lambda: self.encode(cfg, batch)
 
-    def vae_fn(self, resolution: int, batch: int) -> Callable[[], Any]:
-        latents = self.latents(resolution, batch)
+    def vae_fn(self, resolution: int, batch: int, frames: int | None = None) -> Callable[[], Any]:
+        latents = self.latents(resolution, batch, frames)
         return lambda: self.decode(latents)
 
     def denoise_fn(self, point: GridPoint) -> Callable[[], Any]:
@@ -224,7 +223,7 @@ class Workload:
 
     def image_fn(self, point: GridPoint, inner: Callable[[str], Any] | None = None) -> Callable[[], Any]:
         """The whole image; ``inner(name)`` brackets the denoising (a nested window)."""
-        latents = self.latents(point.resolution, point.batch)
+        latents = self.latents(point.resolution, point.batch, point.frames)
 
         def run() -> Any:
             call_kwargs = self.encode(point.cfg, point.batch)
@@ -473,7 +472,8 @@ def point_keys(point: GridPoint, gpu_kind: str, spec: ModelSpec) -> dict[str, An
     return {"source": THIS_WORKFLOW, "quoted": False, "gpu": gpu_kind, "model": spec.name,
             "architecture": spec.architecture, "precision": point.precision, "resolution": point.resolution,
             "steps": point.steps, "cfg": point.cfg, "guidance_scale": guidance, "batch": point.batch,
-            "num_gpus": 1, "ulysses_degree": 1, "ring_degree": 1, "energy_scope": ENERGY_SCOPE}
+            "num_gpus": 1, "ulysses_degree": 1, "ring_degree": 1, "energy_scope": ENERGY_SCOPE,
+            **families.output_keys(spec, point.resolution, point.frames)}
 
 
 def point_rows(
@@ -621,10 +621,10 @@ def measure_group(
                 if text_key not in shared:
                     shared[text_key] = runner.stage("text", workload.text_fn(point.cfg, point.batch),
                                                     protocol.warmup)
-                vae_key = ("vae", point.resolution, point.batch)
+                vae_key = ("vae", point.resolution, point.batch, point.frames)
                 if vae_key not in shared:
-                    shared[vae_key] = runner.stage("vae", workload.vae_fn(point.resolution, point.batch),
-                                                   protocol.warmup)
+                    shared[vae_key] = runner.stage(
+                        "vae", workload.vae_fn(point.resolution, point.batch, point.frames), protocol.warmup)
                 timings.shared_stages_s += clock() - t0
                 single_s = None
                 if point.shape in warm:
@@ -662,7 +662,7 @@ def measure_group(
         })
         warm[point.shape] = (point.steps, result.images)
         stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": result.denoise,
-                  "vae": shared[("vae", point.resolution, point.batch)], "image": result.images}
+                  "vae": shared[("vae", point.resolution, point.batch, point.frames)], "image": result.images}
         rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status)
         timings.points += 1
         med = statistics.median(r.energy_j for r in result.images)

@@ -59,6 +59,16 @@ def size_kwargs(spec: ModelSpec, resolution: int, frames: int | None = None) -> 
     return {"height": resolution, "width": resolution}
 
 
+def output_keys(spec: ModelSpec, resolution: int, frames: int | None = None) -> dict[str, Any]:
+    """What a measured row says of its output: frames, and a video's height, width and fps."""
+    frames = spec.default_frames if frames is None else frames
+    spec.check_frames(frames)
+    if spec.video is None:
+        return {"frames": frames}
+    height, width = spec.frame_size(resolution)
+    return {"frames": frames, "height": height, "width": width, "fps": float(spec.video.fps)}
+
+
 def text_inputs(spec: ModelSpec, comp: ComponentSpec, n_prompts: int, device: Device) -> dict[str, Any]:
     return family_of(spec).text_inputs(spec, comp, n_prompts, device)
 

@@ -7,7 +7,9 @@ over the 226 text tokens and the video tokens. CogVideoX 1.0 (2B) adds 3D sincos
 positions inside the transformer; 1.5 patches two latent frames per token, so the
 pipeline pads the latent frames to an even count (21 -> 22 for 81 frames), passes
 a 3D rotary embedding it computes once per call, and drops the pad before the VAE.
-The VAE decodes two latent frames at a time with a convolution cache.
+The VAE decodes two latent frames at a time with a convolution cache; it returns the
+frames asked for when the latent frames are odd (49 frames: 13, 81: 21), 4 per latent frame
+otherwise, as the pipeline's own decode does.
 """
 
 from __future__ import annotations
