@@ -133,3 +133,43 @@ def test_findings_name_the_chosen_law_its_errors_per_kind_and_the_baselines(tmp_
     assert "flops " in text and "ecologits" in text and "400.0%" in text
     assert "(peak FLOP/s)^0.30" in text and "Example (held out):" in text
     assert findings.findings(tmp_path / "nothing") == ["Findings: no law fitted (no measured points yet)."]
+
+
+class _Constant:
+    """A stand-in law predicting a constant energy."""
+
+    def __init__(self, joules: float) -> None:
+        self.joules, self.precisions, self.sources, self.gpus = joules, ("fp16",), ("s",), ("h100",)
+
+    def predict(self, frame: pd.DataFrame, level: float) -> baselines.Prediction:
+        e = np.full(len(frame), self.joules)
+        return baselines.Prediction(e, e / 2, e * 2, level)
+
+
+def test_a_blend_is_the_geometric_mean_of_its_parts() -> None:
+    from diffusion_energy.laws.blend import BlendFit
+
+    pred = BlendFit("image", "b", {"x": _Constant(100.0), "y": _Constant(400.0)}).predict(
+        _points([1e12]), None, 0.9)  # type: ignore[arg-type]
+    assert pred.energy_j[0] == pytest.approx(200.0)
+    assert (pred.low_j[0], pred.high_j[0]) == pytest.approx((100.0, 400.0))
+
+
+def test_a_gpu_kind_measured_on_one_architecture_shifts_only_that_architecture() -> None:
+    from diffusion_energy.laws import powerlaw
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for model, gpu, shift in (("a", "h100", 0.0), ("b", "h100", 0.0), ("c", "h100", 0.0), ("a", "a100", 0.3),
+                              ("b", "a100", 0.3), ("d", "h200", 1.0)):
+        for f in np.geomspace(1e12, 1e14, 4) * rng.uniform(0.8, 1.2):
+            rows.append({"model": model, "gpu": gpu, "source": "s", "precision": "fp16", "resolution": 512,
+                         "steps": 25, "batch": 1, "flops": f, "energy_j": 1e-11 * f * np.exp(shift)})
+    frame = pd.DataFrame(rows)
+    law = powerlaw.fit_law(frame, IMAGE, scope="pooled", name="flops", optional=("beta_gpu",), n_boot=0,
+                           rng=np.random.default_rng(0))
+    assert law.design.confined == {"beta_gpu_h200": ("d",)} and "beta_gpu_a100" not in law.design.confined
+    new = pd.DataFrame({"model": ["d", "e", "e"], "gpu": ["h200", "h200", "h100"], "flops": [1e13] * 3})
+    e = law.predict(new, 0.9).energy_j
+    assert e[0] == pytest.approx(np.exp(1.0) * 1e2, rel=1e-6)  # d keeps its own shift
+    assert e[1] == pytest.approx(e[2]) == pytest.approx(1e2, rel=1e-6)  # e on h200: the reference kind's

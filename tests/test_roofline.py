@@ -16,7 +16,7 @@ from diffusion_energy.laws.analysis_io import _clean
 from diffusion_energy.laws.targets import TARGETS
 from diffusion_energy.models import zoo
 
-KEYS = {"model": "toy", "resolution": 64, "cfg": True, "batch": 1}
+KEYS = {"model": "toy", "resolution": 64, "frames": 1, "cfg": True, "batch": 1}
 
 
 def _toy_tables() -> tuple[pd.DataFrame, pd.DataFrame]:

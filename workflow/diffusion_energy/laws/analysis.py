@@ -39,6 +39,7 @@ from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW, V1_DEFAULTS, single_gpu_raw
 from . import baselines, crossval, intervals, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
+from .blend import BlendFit, load_law
 from .crossval import ALL, Candidate
 from .powerlaw import NotIdentifiable
 from .targets import IMAGE_TARGETS, STAGE_TARGETS, TARGETS, Prediction, Target
@@ -75,8 +76,12 @@ DESCRIPTIONS = {
     "roofline_idle": "roofline energy model per GPU kind, static power = measured idle power",
     "roofline_datasheet": "roofline energy model across GPU kinds: rates and powers in datasheet units, a "
                           "time factor per measured kind, trends in peak FLOP/s and J/FLOP for the others",
+    "roofline_kernels": "the roofline model across GPU kinds and the power law in FLOPs and kernel launches, "
+                        "their predictions averaged in logs",
     "ecologits": "EcoLogits' draft constant energy per FLOP (FLOPs x 1.1 x 3.73e-18 kWh; nothing fitted)",
 }
+#: Blends: name -> the candidates whose predictions it averages in logs (``blend``).
+BLENDS = {"roofline_kernels": ("roofline_datasheet", "flops_kernels")}
 #: Candidates that fit nothing: scored held out beside the laws, never chosen.
 UNFITTED = ("ecologits",)
 #: The baselines every law is compared with in the tables: FLOPs only, the paper's law, EcoLogits.
@@ -178,7 +183,33 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
     if not target.dynamic:
         out.append(Candidate("ecologits", DESCRIPTIONS["ecologits"],
                              lambda tr: baselines.fit_ecologits(tr, target)))
+    out = _memoised(out)
+    by_name = {c.name: c for c in out}
+    for name, parts in BLENDS.items():
+        if all(p in by_name for p in parts):
+            out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, parts=parts: _BoundRoofline(
+                BlendFit(target.name, name, {p: _unbound(by_name[p].fit(tr)) for p in parts}), inputs)))
     return out
+
+
+def _unbound(fitted: Any) -> Any:
+    """The law inside a candidate's fit (a roofline fit is bound to its inputs for cross-validation)."""
+    return fitted.fit if isinstance(fitted, _BoundRoofline) else fitted
+
+
+def _memoised(cands: list[Candidate]) -> list[Candidate]:
+    """The same candidates, each fit kept per training set, so a blend reuses its parts' fits."""
+    memo: dict[tuple[str, tuple[int, ...]], Any] = {}
+
+    def wrap(c: Candidate) -> Candidate:
+        def fit(tr: pd.DataFrame) -> Any:
+            key = (c.name, tuple(tr["point_id"].astype(int)))
+            if key not in memo:
+                memo[key] = c.fit(tr)
+            return memo[key]
+        return Candidate(c.name, c.description, fit)
+
+    return [wrap(c) for c in cands]
 
 
 def run_crossval(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings: Settings
@@ -371,6 +402,11 @@ def run_fit(
                 entry["unseen_gpu_candidates"][cand] = {"law": rf.to_dict(),
                                                         "description": DESCRIPTIONS[cand]}
             roof_rows.extend(roofline.constants_rows(rf, cand))
+        for cand, parts in BLENDS.items():
+            for store in (entry["candidates"], entry["unseen_gpu_candidates"]):
+                if all(p in store for p in parts):
+                    blend = BlendFit(name, cand, {p: load_law(store[p]["law"]) for p in parts})
+                    store[cand] = {"law": blend.to_dict(), "description": DESCRIPTIONS[cand]}
         _select(entry, name, rows, lomo_predictions, lomo_metrics, logo_predictions, logo_metrics, settings)
         payload["pooled"][name] = entry
     tables = {

@@ -30,8 +30,8 @@ from __future__ import annotations
 import logging
 import warnings
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -92,17 +92,32 @@ class DesignSpec:
     condition_number: float = 1.0
     #: The source a prediction speaks for (its indicator is 0): the most frequent one in the fit.
     source_reference: str = ""
+    #: Indicators of a GPU kind or source measured on one architecture only (pooled laws): their shift is
+    #: confounded with that architecture's own, so only its points get it; another architecture there
+    #: is predicted at the reference level (SD 1.5, launch-bound, is the only one on our H200).
+    confined: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "terms": list(self.terms), "gpu_reference": self.gpu_reference,
-                "source_reference": self.source_reference,
+                "source_reference": self.source_reference, "confined": {t: list(m) for t, m in
+                                                                        self.confined.items()},
                 "dropped": {t: r for t, r in self.dropped}, "condition_number": self.condition_number}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DesignSpec:
         return cls(d["target"], tuple(d["terms"]), d.get("gpu_reference", ""),
                    tuple((t, r) for t, r in d.get("dropped", {}).items()),
-                   float(d.get("condition_number") or np.nan), d.get("source_reference", ""))
+                   float(d.get("condition_number") or np.nan), d.get("source_reference", ""),
+                   {t: tuple(m) for t, m in (d.get("confined") or {}).items()})
+
+    def prediction_matrix(self, frame: pd.DataFrame, target: Target) -> np.ndarray:
+        """The design matrix of points to predict, confined indicators 0 for other architectures."""
+        X = design_matrix(frame, target, self.terms)
+        if self.confined and "model" in frame:
+            models = frame["model"].astype(str).to_numpy()
+            for term, own in self.confined.items():
+                X[~np.isin(models, list(own)), self.terms.index(term)] = 0.0
+        return X
 
 
 def term_column(frame: pd.DataFrame, target: Target, term: str) -> np.ndarray:
@@ -166,13 +181,15 @@ def choose_design(
     optional: Sequence[str] = PAPER_TERMS,
     max_condition: float = MAX_CONDITION,
     min_dof: int = 1,
+    min_models_per_level: int = 1,
 ) -> DesignSpec:
     """The identifiable terms of a law on ``frame``; raises ``NotIdentifiable`` if alpha is not.
 
     Optional terms are tried in ``OPTIONAL_ORDER``; each is kept only if the
     data vary in it, the design keeps full rank and the scaled condition
     number stays below ``max_condition``. Terms are then dropped from the end
-    until ``min_dof`` residual degrees of freedom remain.
+    until ``min_dof`` residual degrees of freedom remain. An indicator whose level was measured on
+    fewer than ``min_models_per_level`` architectures is ``confined`` to them (pooled laws: 2).
     """
     n = len(frame)
     base = ["log_A", "alpha"]
@@ -254,8 +271,17 @@ def choose_design(
             references[group] = ""
         dropped.append((group, f"too few points ({n}) for {len(terms) + 1} terms"))
         X = design_matrix(frame, target, terms)
+    confined: dict[str, tuple[str, ...]] = {}
+    if min_models_per_level > 1 and "model" in frame:
+        for group, column in CATEGORICAL.items():
+            for term in [t for t in terms if t.startswith(group + "_")]:
+                here = frame[frame[column].astype(str) == term.removeprefix(group + "_")]
+                models = tuple(sorted(set(here["model"].astype(str))))
+                if len(models) < min_models_per_level:
+                    confined[term] = models
     return DesignSpec(target.name, tuple(terms), references["beta_gpu"], tuple(dropped),
-                      scaled_condition(design_matrix(frame, target, terms)), references["beta_source"])
+                      scaled_condition(design_matrix(frame, target, terms)), references["beta_source"],
+                      confined)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -364,7 +390,7 @@ class LawFit:
     def predict_log(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Mean log energy and the variance of a new observation's log, per row."""
         target = TARGETS[self.target]
-        X = design_matrix(frame, target, self.design.terms)
+        X = self.design.prediction_matrix(frame, target)
         mean = X @ np.asarray(self.coef)
         cov = np.asarray(self.cov_params)
         var = np.einsum("ij,jk,ik->i", X, cov, X) + self.sigma_log ** 2
@@ -463,7 +489,8 @@ def fit_law(
                  int((~valid).sum()), len(frame), target.energy_col)
     if len(rows) < min_points:
         raise NotIdentifiable(f"{len(rows)} points < min_points {min_points}")
-    design = choose_design(rows, target, optional)
+    per_level = 2 if scope.startswith("pooled") else 1
+    design = choose_design(rows, target, optional, min_models_per_level=per_level)
     return fit_ols(rows, target, design, scope=scope, name=name, n_boot=n_boot, rng=rng,
                    cluster_col=cluster_col)
 
@@ -503,7 +530,7 @@ class MixedFit:
         return dict(zip(self.design.terms, self.coef, strict=True))
 
     def predict(self, frame: pd.DataFrame, level: float) -> Prediction:
-        X = design_matrix(frame, TARGETS[self.target], self.design.terms)
+        X = self.design.prediction_matrix(frame, TARGETS[self.target])
         mean = X @ np.asarray(self.coef)
         re = frame["model"].astype(str).map(self.random_effects)
         seen = re.notna().to_numpy()
@@ -538,7 +565,7 @@ def fit_mixed(frame: pd.DataFrame, target: Target, optional: Sequence[str] = PAP
     groups = rows["model"].astype(str).to_numpy()
     if len(set(groups)) < 3:
         raise NotIdentifiable(f"{len(set(groups))} architecture(s): a random effect needs at least 3")
-    design = choose_design(rows, target, optional, min_dof=2)
+    design = choose_design(rows, target, optional, min_dof=2, min_models_per_level=2)
     X = design_matrix(rows, target, design.terms)
     y = np.log(target.energy_j(rows))
     # Centre the regressors (log FLOPs ~ 30 +- 2 makes the intercept ill-conditioned; L-BFGS then

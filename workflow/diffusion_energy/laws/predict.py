@@ -37,8 +37,9 @@ from ..errors import UsageError
 from ..models import zoo
 from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW
-from . import intervals, powerlaw, roofline
+from . import intervals, roofline
 from .analysis_io import NoLawError
+from .blend import BlendFit, load_law
 from .crossval import ALL
 from .targets import TARGETS, Prediction
 
@@ -162,7 +163,7 @@ def _half(p: str) -> str:
 
 
 def law_object(d: dict[str, Any]) -> Any:
-    return roofline.RooflineFit.from_dict(d) if d.get("kind") == "roofline" else powerlaw.law_from_dict(d)
+    return load_law(d)
 
 
 def _covers_precision(law: Any, precision: str) -> bool:
@@ -230,6 +231,8 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
 def _source_for(payload: dict[str, Any], law: Any, model: str, gpu: str, asked: str | None) -> str:
     """The source an answer speaks for: asked, else the one that measured this model on this kind."""
     sources = set(getattr(law, "sources", ()) or [])
+    if isinstance(law, BlendFit):
+        sources = set(law.sources)
     if isinstance(law, roofline.RooflineFit):
         sources = {s for c in law.constants for s in c.sources}
     if asked:
@@ -321,7 +324,7 @@ def predict_energy(
     fit = law_object(chosen.law)
     if not _covers_precision(fit, prec):
         raise NoLawError(f"precision {prec} is not in the fitted data ({', '.join(fit.precisions)})")
-    is_roof = getattr(fit, "kind", "") == "roofline"
+    is_roof = getattr(fit, "kind", "") in ("roofline", "blend")  # these predict from the counted kernels
     if is_roof and fit.by_gpu and gpu not in fit.gpus:
         raise NoLawError(f"GPU kind {gpu!r} is not in the fitted data of {chosen.description} "
                          f"(fitted: {', '.join(fit.gpus)})")
