@@ -79,7 +79,11 @@ def coverage_line(lomo: pd.DataFrame | None, logo: pd.DataFrame | None, cand: st
 
 
 def constants_line(law: Mapping[str, Any]) -> str:
-    """The fitted constants of a roofline law (across kinds), or a power law's exponents."""
+    """The fitted constants of a roofline law (across kinds), a power law's exponents, or each part's of
+    a blend."""
+    if law.get("kind") == "blend":
+        return "\n".join(constants_line(part).replace("  Fitted:", f"  Fitted ({name}):", 1)
+                          for name, part in law.get("parts", {}).items())
     if law.get("kind") == "roofline":
         c = law["constants"][0]
         eff = ", ".join(f"{k} {v:.2f}" for k, v in c["efficiency"].items())
@@ -92,7 +96,7 @@ def constants_line(law: Mapping[str, Any]) -> str:
                 f"limit; static {c['pi_static']:.2f}, per FLOP {c['pi_flop']:.2f}, "
                 f"per byte {c['pi_byte']:.2f} (units of the power limit)")
     coef = law.get("coefficients", {})
-    return "  Fitted: " + ", ".join(f"{k} {v:.3f}" for k, v in coef.items())
+    return "  Fitted: " + ", ".join(f"{k} {v:.3f}" for k, v in coef.items() if k != "log_A")
 
 
 def paper_law_lines(laws: pd.DataFrame | None, terms: pd.DataFrame | None) -> list[str]:
