@@ -27,24 +27,33 @@ def errors(r: pd.Series) -> str:
     return f"{pct(r['median_ape'])} | {pct(r['p90_ape'])} | {pct(r['max_ape'])} | {r['spearman']:.3f}"
 
 
+def role(candidate: str, chosen: str, baselines: list[str]) -> str:
+    """The chosen law in bold, the baselines marked."""
+    if candidate == chosen:
+        return f"{candidate} **(chosen)**"
+    return f"{candidate} (baseline)" if candidate in baselines else candidate
+
+
 def lomo_table(results: Path) -> str:
+    """Every candidate per GPU kind and over all kinds, architectures left out: errors and the held-out
+    coverage of the 90% intervals predict gives (calibrated without the architecture they predict)."""
     m = pd.read_csv(results / "tables" / "lomo_metrics.csv")
-    laws = json.loads((results / "laws" / "laws.json").read_text())
-    chosen = laws["pooled"]["image"]["selected_by_gpu"]
+    entry = json.loads((results / "laws" / "laws.json").read_text())["pooled"]["image"]
     m = m[(m["target"] == "image") & (m["held_out"] == "all")]
-    lines = ["| GPU | candidate | points | median APE | P90 APE | worst APE | Spearman |",
-             "|---|---|---|---|---|---|---|"]
-    for _, r in m.sort_values(["gpu", "p90_ape"]).iterrows():
-        star = " **(chosen)**" if chosen.get(r["gpu"]) == r["candidate"] else ""
-        lines.append(f"| {r['gpu']} | {r['candidate']}{star} | {int(r['n_points'])} | "
-                     f"{errors(r)} |")
+    lines = ["| GPU | candidate | points | median APE | P90 APE | worst APE | Spearman | "
+             "90% interval coverage |", "|---|---|---|---|---|---|---|---|"]
+    order = {g: i for i, g in enumerate(["all", "a100", "h100", "h200", "b200"])}
+    m = m.assign(o=m["gpu"].map(order).fillna(9)).sort_values(["o", "gpu", "p90_ape"])
+    for _, r in m.iterrows():
+        name = role(r["candidate"], entry["selected"], entry.get("baselines", []))
+        lines.append(f"| {r['gpu']} | {name} | {int(r['n_points'])} | {errors(r)} | {pct(r['coverage'])} |")
     return "\n".join(lines)
 
 
 def lomo_per_model(results: Path, gpu: str) -> str:
     m = pd.read_csv(results / "tables" / "lomo_metrics.csv")
     laws = json.loads((results / "laws" / "laws.json").read_text())
-    best = laws["pooled"]["image"]["selected_by_gpu"][gpu]
+    best = laws["pooled"]["image"]["selected"]
     m = m[(m["target"] == "image") & (m["gpu"] == gpu) & (m["held_out"] != "all")]
     wide = m.pivot_table(index="held_out", columns="candidate", values="median_ape")
     lines = [f"| held-out architecture ({gpu}) | points | " + " | ".join(wide.columns) + " |",
@@ -57,15 +66,37 @@ def lomo_per_model(results: Path, gpu: str) -> str:
 
 def logo_table(results: Path) -> str:
     m = pd.read_csv(results / "tables" / "logo_metrics.csv")
-    laws = json.loads((results / "laws" / "laws.json").read_text())
-    chosen = laws["pooled"]["image"]["selected_unmeasured_gpu"]
+    entry = json.loads((results / "laws" / "laws.json").read_text())["pooled"]["image"]
+    chosen = entry["selected_unmeasured_gpu"]
     m = m[(m["target"] == "image") & (m["held_out"] != "all")]
-    lines = ["| held-out GPU | candidate | points | median APE | P90 APE | worst APE | Spearman |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| held-out GPU | candidate | points | median APE | P90 APE | worst APE | Spearman | "
+             "90% interval coverage |", "|---|---|---|---|---|---|---|---|"]
     for _, r in m.sort_values(["held_out", "p90_ape"]).iterrows():
-        star = " **(chosen)**" if r["candidate"] == chosen else ""
-        lines.append(f"| {r['held_out']} | {r['candidate']}{star} | {int(r['n_points'])} | "
-                     f"{errors(r)} |")
+        lines.append(f"| {r['held_out']} | {role(r['candidate'], chosen, entry.get('baselines', []))} | "
+                     f"{int(r['n_points'])} | {errors(r)} | {pct(r['coverage'])} |")
+    return "\n".join(lines)
+
+
+def own_law_table(results: Path) -> str:
+    """The paper's law on this workflow's own points, per architecture and GPU kind, with its 95%
+    bootstrap intervals."""
+    laws = pd.read_csv(results / "tables" / "laws.csv")
+    terms = pd.read_csv(results / "tables" / "law_terms.csv")
+    own = laws[(laws["source"] == "this-workflow") & (laws["law"] == "paper") & (laws["status"] == "fitted")]
+    lines = ["| energy | architecture | points | α (95% CI) | β_res (95% CI) | R² (log) | dropped |",
+             "|---|---|---|---|---|---|---|"]
+    for _, f in own.sort_values(["target", "model"]).iterrows():
+        t = terms[(terms["source"] == "this-workflow") & (terms["law"] == "paper")
+                  & (terms["target"] == f["target"]) & (terms["model"] == f["model"])].set_index("term")
+
+        def est(term: str, t: pd.DataFrame = t) -> str:
+            if term not in t.index:
+                return "—"
+            r = t.loc[term]
+            return f"{r['estimate']:.3f} ({r['ci_low']:.3f}–{r['ci_high']:.3f})"
+
+        lines.append(f"| {f['target']} | {f['model']} | {int(f['n_points'])} | {est('alpha')} | "
+                     f"{est('beta_res')} | {f['r2_log']:.3f} | {f['dropped']} |")
     return "\n".join(lines)
 
 
@@ -134,6 +165,7 @@ def main() -> int:
                         ("Leave-one-model-out", lomo_table(results)),
                         ("Per held-out architecture", lomo_per_model(results, "h100")),
                         ("Leave-one-GPU-out", logo_table(results)),
+                        ("The paper's law on this workflow's own points", own_law_table(results)),
                         ("The paper's law on the paper's numbers", paper_table(results)),
                         ("Laws across modalities", modality_table(results)),
                         ("Per video architecture", modality_per_video_model(results))):
