@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the SLURM tests unless ``--slurm``; put files with slurm or slow tests first."""
+    """Deselect the SLURM tests unless ``--slurm``; hand out the files with slurm or slow tests first."""
     if not config.getoption("slurm"):
         skipped = [item for item in items if item.get_closest_marker("slurm")]
         if skipped:
@@ -50,12 +50,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             items[:] = [item for item in items if not item.get_closest_marker("slurm")]
             config.stash[_SLURM_DESELECTED] = len(skipped)
 
-    ranks: dict[Path, int] = {}
+    # Files with slurm tests, then files by their number of slow tests, then the rest; within a
+    # file the order stays.
+    slurm: dict[Path, int] = {}
+    slow: dict[Path, int] = {}
     for item in items:
-        rank = 0 if item.get_closest_marker("slurm") else 1 if item.get_closest_marker("slow") else 2
-        ranks[item.path] = min(rank, ranks.get(item.path, rank))
+        slurm[item.path] = slurm.get(item.path, 0) + bool(item.get_closest_marker("slurm"))
+        slow[item.path] = slow.get(item.path, 0) + bool(item.get_closest_marker("slow"))
     order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (ranks[item.path], order[id(item)]))
+    items.sort(key=lambda item: (-slurm[item.path], -slow[item.path], order[id(item)]))
 
 
 _SLURM_DESELECTED = pytest.StashKey[int]()
