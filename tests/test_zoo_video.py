@@ -229,3 +229,15 @@ def test_measured_rows_say_frames_and_size() -> None:
     image = grid.GridPoint("sd15", "fp16", 512, 50, True, 1)
     assert image.slug == "512px_50steps_cfg1_b1" and measure.point_keys(image, "h100", zoo.load_spec("sd15"))[
         "frames"] == 1
+
+
+def test_a_grid_may_list_frames() -> None:
+    """A subgrid's frames (default: each model's usual); an image model refuses frames other than 1."""
+    sub = {"models": ["tiny-wan", "tiny-sd"], "resolutions": [32], "steps": [2], "precisions": ["fp32"]}
+    grid.validate_schema({"grids": {"v": {**sub, "frames": [5, 9]}}, "protocol": {}})
+    points = grid.grid_points({"grids": {"v": {**sub, "models": ["tiny-wan"], "frames": [5, 9]},
+                                         "i": sub}})
+    assert sorted((p.model, p.frames) for p in points) == [("tiny-sd", 1), ("tiny-wan", 5), ("tiny-wan", 9)]
+    assert grid.flops_requests(points)["tiny-wan"]["frames"] == [5, 9]
+    with pytest.raises(grid.ConfigError, match=r"grids\.v\.frames: .*makes images"):
+        grid.grid_points({"grids": {"v": {**sub, "frames": [5]}}})
