@@ -119,6 +119,6 @@ def test_a_weights_folder_that_does_not_exist_is_refused_on_load(
 def test_counting_past_int64_tensor_sizes_is_a_usage_error() -> None:
     from diffusion_energy.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"^tiny-sd: text_encoder cannot be counted at a batch of "
-                                         r"1,152,921,504,606,846,976 \(its tensors would pass int64 sizes"):
+    with pytest.raises(UsageError, match=r"^tiny-sd: text_encoder cannot be counted at 32 px in calls of "
+                                         r"batch 1,152,921,504,606,846,976 \(its tensors would pass int64"):
         flops.count_shapes(zoo.load_spec("tiny-sd"), [(32, True, 2**60)])

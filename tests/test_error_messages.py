@@ -93,6 +93,43 @@ def test_collect_given_a_table_that_is_not_a_flops_table(
     assert "(it is an energy table)" in err
 
 
+@pytest.mark.parametrize(
+    ("command", "swap", "needle"),
+    [
+        ("crossval", "--flops", "{energy}: not a FLOPs table (results/flops.parquet, written by "),
+        ("crossval", "--ops", "{flops}: not a per-op table (results/flops_ops.parquet): no column(s) op, "),
+        ("fit", "--lomo-predictions", "{csv}: not a predictions table of `crossval`: no column(s) target, "
+                                      "candidate, held_out, measured_j, predicted_j"),
+        ("anchors", "--published", "{csv}: not the published anchors table (resources/anchors/"),
+        ("figure", "--metrics", "{csv}: not a metrics table of `crossval`: no column(s) target, candidate"),
+    ],
+)
+def test_a_table_given_in_anothers_place_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture, command: str, swap: str, needle: str) -> None:
+    energy, flops, csv = tmp_path / "energy.parquet", tmp_path / "flops.parquet", tmp_path / "other.csv"
+    dataset.collect_energy(rows(), flops_table()).to_parquet(energy)
+    flops_table().to_parquet(flops)
+    pd.DataFrame({"x": [1]}).to_csv(csv, index=False)
+    a, b, c, d, e = (str(tmp_path / f"{n}.csv") for n in "abcde")
+    args = {
+        "crossval": ["--energy", energy, "--flops", flops, "--ops", tmp_path / "ops.parquet",
+                     "--lomo-predictions", a, "--lomo-metrics", b, "--lomo-batch-metrics", c,
+                     "--logo-predictions", d, "--logo-metrics", e],
+        "fit": ["--energy", energy, "--lomo-predictions", a, "--lomo-metrics", b, "--laws", c,
+                "--laws-table", d, "--terms-table", e, "--roofline-table", a],
+        "anchors": ["--published", REPO / "resources/anchors/published.csv", "--energy", energy,
+                    "--laws", a, "--energy-out", b, "--laws-out", c],
+        "figure": ["lomo_predicted_vs_measured", "--metrics", a, "--out", tmp_path / "f.png"],
+    }[command]
+    args = [str(x) for x in args]
+    args[args.index(swap) + 1] = str({"--flops": energy, "--ops": flops}.get(swap, csv))
+    if command == "fit":  # the metrics it reads beside the predictions
+        pd.DataFrame(columns=["target", "candidate", "gpu", "held_out", "p90_ape"]).to_csv(b, index=False)
+    rc, err = run_cli(capsys, command, *args)
+    assert rc == 2
+    assert needle.format(energy=energy, flops=flops, csv=csv) in one_line(err), err
+
+
 def flops_table(model: str = "tiny-sd", per_step: float = 2e12) -> pd.DataFrame:
     """A FLOPs table of one shape: text encoder and VAE once per image, the denoiser once per step."""
     base = {"model": model, "architecture": "unet", "family": "sd", "resolution": 32, "cfg": True, "batch": 1,

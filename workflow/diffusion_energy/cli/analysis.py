@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -33,13 +34,30 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202 - analysis imported laz
                     min_points=args.min_points, prediction_level=args.level)
 
 
-def _optional_parquet(path: str | None) -> pd.DataFrame | None:
+#: Columns of the per-op table (``counting.flops.OPS_COLUMNS``) the roofline inputs read.
+_OPS_KEYS = ("model", "resolution", "cfg", "batch", "stage", "component", "op", "flops", "bytes", "count")
+#: Columns that tell each CSV input apart (a table given in another's place is refused, naming it).
+_PREDICTIONS = (("target", "candidate", "held_out", "measured_j", "predicted_j"),
+                "predictions table of `crossval`")
+_METRICS = (("target", "candidate", "gpu", "held_out", "p90_ape"), "metrics table of `crossval`")
+_ANCHOR_ENERGY = (("published_j", "measured_j", "ratio"), "energy table of `anchors`")
+_ANCHOR_LAWS = (("metric", "published", "ours"), "laws table of `anchors`")
+
+
+def _optional_parquet(path: str | None, what: str = "FLOPs table") -> pd.DataFrame | None:
+    """``--flops`` (a FLOPs table) or ``--ops`` (a per-op table), checked to be that table."""
+    from ..sources import dataset
+
     if not path:
         return None
     if not Path(path).is_file():
         log.warning("%s not found: the roofline model uses stage-level counts", path)
         return None
-    return pd.read_parquet(path)
+    frame = pd.read_parquet(path)
+    if what == "FLOPs table":
+        return dataset.check_flops_table(frame, path)
+    analysis_io.check_columns(frame, path, _OPS_KEYS, "per-op table (results/flops_ops.parquet)")
+    return frame
 
 
 def _sheets(args: argparse.Namespace):  # noqa: ANN202 - sources imported lazily
@@ -59,7 +77,8 @@ def _prepare(args: argparse.Namespace):  # noqa: ANN202
     sheets = _sheets(args)
     energy, left = exclusions.split(analysis_io.read_energy_table(args.energy), sheets)
     log.info("%d usable points from %s", len(energy), args.energy)
-    points, inputs = prepare(energy, _optional_parquet(args.flops), _optional_parquet(args.ops), sheets)
+    ops = _optional_parquet(args.ops, "per-op table")
+    points, inputs = prepare(energy, _optional_parquet(args.flops), ops, sheets)
     return points, inputs, left
 
 
@@ -88,10 +107,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from ..laws.analysis import LAW_COLUMNS, ROOFLINE_COLUMNS, TERM_COLUMNS, run_fit
 
     points, inputs, left = _prepare(args)
-    predictions = analysis_io.read_table(args.lomo_predictions)
-    metrics = analysis_io.read_table(args.lomo_metrics)
-    logo_p = analysis_io.read_table(args.logo_predictions) if args.logo_predictions else None
-    logo_m = analysis_io.read_table(args.logo_metrics) if args.logo_metrics else None
+    def table(path: str | None, kind: tuple[Sequence[str], str]) -> pd.DataFrame | None:
+        return analysis_io.read_table(path, *kind) if path else None
+
+    predictions, metrics = table(args.lomo_predictions, _PREDICTIONS), table(args.lomo_metrics, _METRICS)
+    logo_p, logo_m = table(args.logo_predictions, _PREDICTIONS), table(args.logo_metrics, _METRICS)
     payload, tables = run_fit(points, inputs, predictions, metrics, _settings(args), logo_p, logo_m,
                               _sheets(args))
     payload["left_out"] = left
@@ -123,15 +143,15 @@ def cmd_anchors(args: argparse.Namespace) -> int:
 
 def cmd_figure(args: argparse.Namespace) -> int:
     from ..figures import FigureInputs, draw
-
-    def table(path: str | None) -> pd.DataFrame | None:
-        return analysis_io.read_table(path) if path else None
+    def table(path: str | None, kind: tuple[Sequence[str], str] = ((), "table")) -> pd.DataFrame | None:
+        return analysis_io.read_table(path, *kind) if path else None
 
     inputs = FigureInputs(
         energy=analysis_io.read_energy(args.energy) if args.energy else None,
         laws=analysis_io.read_laws(args.laws) if args.laws else None,
-        predictions=table(args.predictions), metrics=table(args.metrics),
-        anchor_energy=table(args.anchor_energy), anchor_laws=table(args.anchor_laws),
+        predictions=table(args.predictions, _PREDICTIONS), metrics=table(args.metrics, _METRICS),
+        anchor_energy=table(args.anchor_energy, _ANCHOR_ENERGY),
+        anchor_laws=table(args.anchor_laws, _ANCHOR_LAWS),
         modality_predictions=table(args.modality_predictions),
     )
     draw(args.name, inputs, args.out)

@@ -486,9 +486,10 @@ def count_shapes(spec: ModelSpec, shapes: Iterable[tuple],
             }
         except (RuntimeError, OverflowError) as exc:
             if "overflow" in str(exc).lower():
-                largest = max(b for batches in needed.values() for b in batches)
-                raise UsageError(f"{spec.name}: {comp.name} cannot be counted at a batch of {largest:,} (its "
-                                 f"tensors would pass int64 sizes: {str(exc).splitlines()[0]})") from None
+                res, batch = max(r for r, *_ in mine), max(b for batches in needed.values() for b in batches)
+                raise UsageError(f"{spec.name}: {comp.name} cannot be counted at {res:,} px in calls of "
+                                 f"batch {batch:,} (its tensors would pass int64 sizes: "
+                                 f"{str(exc).splitlines()[0]})") from None
             if spec.source is None or spec.source.resolve().parent == MODELS_DIR.resolve():
                 raise  # a shipped architecture that fails is a bug: keep the traceback
             raise ZooError(f"{spec.source}: components.{comp.name} fails in a forward pass (counted on the "

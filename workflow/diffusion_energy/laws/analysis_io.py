@@ -114,9 +114,23 @@ def write_table(frame: pd.DataFrame, path: str | Path, columns: Sequence[str]) -
     log.info("wrote %d rows to %s", len(out), path)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV table written by ``write_table`` (empty tables keep their header)."""
-    return pd.read_csv(path)
+def read_table(path: str | Path, columns: Sequence[str] = (), what: str = "table") -> pd.DataFrame:
+    """A CSV table written by ``write_table`` (empty tables keep their header); one lacking any of
+    ``columns`` is refused naming the file and ``what`` it should be (another table given in its place)."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise dataset.DatasetError(f"{path}: not a readable CSV {what} ({detail})") from None
+    check_columns(frame, path, columns, what)
+    return frame
+
+
+def check_columns(frame: pd.DataFrame, path: str | Path, columns: Sequence[str], what: str) -> None:
+    """A DatasetError naming ``path`` when ``frame`` lacks any of ``columns``: not the ``what`` expected."""
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise dataset.DatasetError(f"{path}: not a {what}: no column(s) {', '.join(missing)}")
 
 
 def _clean(value: Any) -> Any:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..models import zoo
-from .schema import THIS_WORKFLOW
+from .schema import THIS_WORKFLOW, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,17 @@ LAW_COLUMNS = ["source", "published_model", "model", "published_gpu", "metric", 
                "ours_ci_low", "ours_ci_high", "our_gpus", "our_source", "our_points", "note"]
 
 
+#: Columns of the published anchors table (``resources/anchors/published.csv``).
+PUBLISHED_COLUMNS = ("source", "model", "gpu", "resolution", "steps", "precision", "cfg", "batch", "metric",
+                     "value", "unit")
+
+
 def read_published(path: str | Path) -> pd.DataFrame:
     frame = pd.read_csv(path, dtype={"value": str})
+    missing = [c for c in PUBLISHED_COLUMNS if c not in frame]
+    if missing:
+        raise DatasetError(f"{path}: not the published anchors table (resources/anchors/published.csv): "
+                           f"no column(s) {', '.join(missing)}")
     frame["zoo_model"] = frame["model"].str.lower().map(lambda m: MODEL_ALIASES.get(m, m))
     frame["gpu_kind"] = frame["gpu"].str.lower().map(lambda g: GPU_ALIASES.get(g, g))
     return frame

@@ -178,8 +178,9 @@ def _refuse_impossible(frame: pd.DataFrame, gpu_kinds: Mapping[str, Mapping[str,
     first = bad.index[0]
     more = f" (and {len(bad) - 1} more of {len(frame)} points)" if len(bad) > 1 else ""
     where, energy = frame.at[first, "upstream_file"], frame.at[first, "energy_j"]
-    raise SourceError(f"{where}: energy per image {energy:.4g} J is {reasons[first]}{more}; "
-                      "check the file's units (J, not kJ or Wh) and times")
+    kind = frame.at[first, "gpu"]
+    raise SourceError(f"{where}: energy per image {energy:.4g} J is {reasons[first]}{more}; check the "
+                      f"file's units (J, not kJ or Wh) and times, or gpu_kinds.{kind}.datasheet")
 
 
 def import_source(folder: str | Path, upstream_models: Mapping[str, str],
