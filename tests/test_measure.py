@@ -155,7 +155,7 @@ def test_a_slow_repeat_is_measured_again_and_named() -> None:
     results = run.repeats([("image", call)], calls=2)["image"]
     assert [r.time_s for r in results] == [0.5, 0.5, 0.5]
     assert [w.name for w in run.meter.closed] == ["image-0", "image-1", "image-2", "image-1"]
-    assert run.notes == ["image-1: 625.0 ms per call, +25% over the fastest repeat"]
+    assert run.notes == ["image-1: 625.0 ms per call, +25% off the median of its stage's windows"]
 
 
 def test_image_and_denoise_windows_interleave_and_stages_add_up() -> None:

@@ -139,6 +139,21 @@ def test_sigint_ends_the_job_with_one_line_and_keeps_every_measured_point(
     assert "stopped after 1" in (tmp_path / "job.json").read_text()
 
 
+def test_an_interrupt_before_any_point_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """The 2026-12-04 SIGINT reached a job inside diffusers (and one while importing): a traceback."""
+    from diffusion_energy import cli as cli_main
+    from diffusion_energy.cli import measurement as cli_measurement
+
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_measurement, "cmd_measure", interrupted)
+    code = cli_main.main(["measure", "--gpu", "h200", "--model", "sd15", "--precision", "fp16",
+                          "--points", "256px_10steps_cfg1_b1"])
+    assert code == 130 and capsys.readouterr().err == "diffusion-energy measure: stopped\n"
+
+
 def test_sigterm_stops_a_job_as_sigint_does() -> None:
     import signal
 

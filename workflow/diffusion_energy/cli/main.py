@@ -81,7 +81,11 @@ def _drop_image_processor_notice(record: logging.LogRecord) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Bad input (``errors.is_user_error``) ends with one clear line and exit
     status 2; a bug keeps its traceback."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:  # SIGINT while importing (a time limit): one line, no traceback
+        print("diffusion-energy: stopped while starting", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -91,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("transformers.utils.import_utils").addFilter(_drop_image_processor_notice)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # commands that keep partial work (measure) say what they kept
+        print(f"diffusion-energy {args.command}: stopped", file=sys.stderr)
+        return 130
     except Exception as exc:
         if not report_error(args.command, exc, args):
             raise

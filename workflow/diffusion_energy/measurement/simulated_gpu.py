@@ -80,7 +80,7 @@ class Calibration:
     #: idle second (assumed +8% time, decaying over 0.3 s of busy time)
     ramp: float = 0.08
     ramp_tau_s: float = 0.3
-    #: assumed: call-to-call power noise (relative sd)
+    #: assumed: call-to-call power noise (relative sd; one denoising step is one call)
     power_sd: float = 0.01
     #: run2 job.json: start-up and imports 3.6-4.7 s, build 2.3-2.7 s
     startup_s: float = 4.0
@@ -198,11 +198,12 @@ class SimulatedGpu:
         self._host = self._host * decay + noise
         return self._host
 
-    def run(self, seconds: float, watts: float, launch_share: float) -> None:
+    def run(self, seconds: float, watts: float, launch_share: float, calls: int = 1) -> None:
         """Busy work that takes ``seconds`` at ``watts`` on a fast, warm GPU and a quiet host.
 
         The host's drift stretches the launch-bound share (the GPU waits at idle power), clocks
-        that ramp up after idling stretch the rest, and a stall adds idle time.
+        that ramp up after idling stretch the rest, and a stall adds idle time. ``calls``
+        back-to-back calls (e.g. denoising steps) average their power noise.
         """
         cal = self.cal
         if self._idle_since is not None:
@@ -213,7 +214,7 @@ class SimulatedGpu:
         host = launch_share * self._host_drift()
         busy_s = seconds * (1 + ramp)
         wait_s = max(seconds * host, -0.5 * seconds)  # launch-bound: host time the GPU spends idle
-        power = watts * (1 + cal.power_sd * self.rng.gauss(0, 1))
+        power = watts * (1 + cal.power_sd / math.sqrt(max(calls, 1)) * self.rng.gauss(0, 1))
         total = busy_s + wait_s
         energy = busy_s * power + wait_s * cal.idle_w
         self._draw(total, energy / total)
@@ -302,7 +303,7 @@ class SimulatedWorkload:
         if key not in self._warm:
             self._warm.add(key)
             self.gpu.run(cost.cold_s, cost.watts, 0.0)
-        self.gpu.run(cost.seconds * repeat, cost.watts, cost.launch_share)
+        self.gpu.run(cost.seconds * repeat, cost.watts, cost.launch_share, repeat)
 
     def text_fn(self, cfg: bool, batch: int) -> Callable[[], None]:
         cost = self._costs(512, cfg, batch)["text"]
