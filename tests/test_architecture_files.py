@@ -122,3 +122,13 @@ def test_counting_past_int64_tensor_sizes_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match=r"^tiny-sd: text_encoder cannot be counted at 32 px in calls of "
                                          r"batch 1,152,921,504,606,846,976 \(its tensors would pass int64"):
         flops.count_shapes(zoo.load_spec("tiny-sd"), [(32, True, 2**60)])
+
+
+def test_a_scheduler_config_the_scheduler_refuses_names_the_file_and_key(tmp_path: Path) -> None:
+    raw = raw_of("tiny-sd")
+    raw["scheduler"]["config"]["beta_schedule"] = "nonsense"
+    path = write(tmp_path, raw)
+    with pytest.raises(zoo.ZooError) as err:
+        zoo.build_scheduler(zoo.load_spec(path))
+    assert str(err.value).startswith(f"{path}: scheduler.config does not build a DDIMScheduler: nonsense is "
+                                     "not implemented"), str(err.value)

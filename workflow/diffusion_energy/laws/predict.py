@@ -208,7 +208,8 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
             raise NoLawError(f"{spec_name}'s own law covers {', '.join(law.gpus)} / "
                              f"{', '.join(law.precisions)}, not {gpu} / {precision}")
     if choice == "architecture":
-        raise NoLawError("an architecture file is never a measured model" if from_path else
+        raise NoLawError("--law architecture and --model <architecture file> conflict: an architecture file "
+                         "is never a measured model (use --law auto or --law pooled)" if from_path else
                          f"no per-architecture law for {spec_name!r} measured by this workflow")
     pooled = payload.get("pooled", {}).get(target, {})
     if not pooled.get("candidates"):

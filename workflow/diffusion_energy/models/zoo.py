@@ -142,8 +142,8 @@ class ModelSpec:
         if self.video is None and frames != 1:
             raise ZooError(f"model {self.name!r} makes images: frames must be 1, not {frames}")
         if self.video and (frames - 1) % self.video.temporal_stride:
-            raise ZooError(f"frames {frames} is not 1 + a multiple of {self.video.temporal_stride}, "
-                           f"the temporal stride of model {self.name!r}'s VAE (e.g. {self.video.frames})")
+            raise ZooError(f"frames {frames} is not 1 + a multiple of {self.video.temporal_stride}, the "
+                           f"temporal stride of the VAE of model {self.name!r} (e.g. {self.video.frames})")
 
     @property
     def resolution_multiple(self) -> int:
