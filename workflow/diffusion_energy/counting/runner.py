@@ -79,7 +79,8 @@ def _count_one(job: tuple[str, list[Shape]]) -> Counted:
 def _cost(model: str, shapes: set[Shape]) -> float:
     """A rough cost, to count the costliest models first: the calls traced (two batches per
     resolution and frames at most) times the denoiser's depth (the sum of its config's layer
-    counts), times 10 for a video model (its causal 3D VAE's decode is most of its counting)."""
+    counts), twice that for a video model (it also traces a 3D VAE's decode of a whole video: about
+    1.5 s of one core per video model, as much as FLUX.1-dev)."""
     def layers(value: object) -> int:
         return sum(layers(v) for v in value) if isinstance(value, list) else int(value) \
             if isinstance(value, int) else 0
@@ -88,7 +89,7 @@ def _cost(model: str, shapes: set[Shape]) -> float:
     depth = sum(layers(v) for k, v in spec.denoiser.config.items() if "layers" in k) or 1
     sizes = {(r, f) for r, _, _, f in shapes}
     traces = sum(min(2, len({b for r2, _, b, f2 in shapes if (r2, f2) == rf})) for rf in sizes)
-    return traces * depth * (10 if spec.video else 1)
+    return traces * depth * (2 if spec.video else 1)
 
 
 def count_all(shapes: Mapping[str, set[Shape]], jobs: int = 1) -> list[Counted]:
