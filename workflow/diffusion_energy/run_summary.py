@@ -84,7 +84,8 @@ def _points(frame: pd.DataFrame) -> pd.DataFrame:
 def _origin(row: pd.Series, root: Path, local_kinds: Sequence[str], reference_dir: str) -> str:
     if row["source"] != THIS_WORKFLOW:
         return f"{row['source']} (published)"
-    slug = point_slug(int(row["resolution"]), int(row["steps"]), bool(row["cfg"]), int(row["batch"]))
+    frames = int(row["frames"]) if "frames" in row and pd.notna(row["frames"]) else 1
+    slug = point_slug(int(row["resolution"]), int(row["steps"]), bool(row["cfg"]), int(row["batch"]), frames)
     local = root / "results" / "measurements" / str(row["gpu"]) / str(row["model"]) / str(row["precision"])
     if row["gpu"] in local_kinds and (local / f"{slug}.parquet").is_file():
         return f"{THIS_WORKFLOW}, measured on this machine"
