@@ -210,3 +210,13 @@ def test_huge_step_counts_and_batches_count_positive_flops() -> None:
     assert float(one.features["flops"].iloc[0]) == pytest.approx(per_step * steps, rel=1e-6)
     assert float(huge.features["flops"].iloc[0]) == pytest.approx(float(one.features["flops"].iloc[0]),
                                                                   rel=1e-9)
+
+
+def test_the_law_of_an_architecture_file_conflicts_with_law_architecture(
+        fitted: tuple, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "tiny-sd.yaml"
+    path.write_text(zoo.resolve_model_path("tiny-sd").read_text())
+    rc, out, err = _predict(capsys, fitted[0], path, 64, 20, "--gpu", "h100", "--law", "architecture")
+    assert rc == 2 and out == ""
+    assert ("error: --law architecture and --model <architecture file> conflict: an architecture file is "
+            "never a measured model (use --law auto or --law pooled)") in err
