@@ -139,10 +139,10 @@ def tiny_sd_raw() -> dict[str, Any]:
     return yaml.safe_load((zoo.MODELS_DIR / "tiny-sd.yaml").read_text())
 
 
-def write_spec(tmp_path: Path, raw: dict[str, Any], name: str | None = None) -> Path:
-    """The architecture file ``name`` (default: the file name its ``name:`` key asks for)."""
-    path = tmp_path / (name or f"{raw.get('name', 'broken')}.yaml")
-    path.write_text(yaml.safe_dump(raw))
+def write_spec(tmp_path: Path, raw: dict[str, Any], name: str = "broken.yaml") -> Path:
+    """The architecture file ``name``, its ``name:`` key (where it has one) set to match the file name."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({**raw, "name": path.stem} if "name" in raw else raw))
     return path
 
 
@@ -265,8 +265,8 @@ def test_local_weights_are_used_instead_of_random_init(tmp_path: Path) -> None:
     for name, module in saved.items():
         module.save_pretrained(weights / name)
     raw = tiny_sd_raw()
-    raw["weights"], raw["name"] = str(weights), "tiny-sd-local"
-    local = zoo.load_spec(write_spec(tmp_path, raw))
+    raw["weights"] = str(weights)
+    local = zoo.load_spec(write_spec(tmp_path, raw, "tiny-sd-local.yaml"))
     assert local.weights == weights
     assert zoo.weights_source(local) == f"local:{weights}"
 
@@ -286,7 +286,7 @@ def test_local_weights_are_used_instead_of_random_init(tmp_path: Path) -> None:
 def test_missing_local_weights_fail_without_download(tmp_path: Path) -> None:
     raw = tiny_sd_raw()
     raw["weights"] = str(tmp_path / "absent")
-    with pytest.raises(zoo.ZooError, match=r"tiny-sd.yaml: weights: .*absent is not a folder"):
+    with pytest.raises(zoo.ZooError, match=r"broken.yaml: weights: .*absent is not a folder"):
         zoo.load_spec(write_spec(tmp_path, raw))
     (tmp_path / "absent").mkdir()  # a folder without the components' weights: no download either
     spec = zoo.load_spec(write_spec(tmp_path, raw))

@@ -603,7 +603,12 @@ def build_components(
 def build_scheduler(spec: ModelSpec) -> Any:
     """The default scheduler, built outside any device context (see NOTES.md)."""
     cls = import_object(spec.scheduler_class)
-    return cls.from_config(dict(spec.scheduler_config))
+    try:
+        return cls.from_config(dict(spec.scheduler_config))
+    except Exception as exc:  # noqa: BLE001 - a scheduler fails on its config only; cause kept
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ZooError(f"{spec.source or spec.name}: scheduler.config does not build a "
+                       f"{spec.scheduler_class.rsplit('.', 1)[-1]}: {detail}") from exc
 
 
 def count_parameters(module: torch.nn.Module) -> int:
