@@ -173,3 +173,17 @@ def test_a_gpu_kind_measured_on_one_architecture_shifts_only_that_architecture()
     e = law.predict(new, 0.9).energy_j
     assert e[0] == pytest.approx(np.exp(1.0) * 1e2, rel=1e-6)  # d keeps its own shift
     assert e[1] == pytest.approx(e[2]) == pytest.approx(1e2, rel=1e-6)  # e on h200: the reference kind's
+
+
+def test_blend_weights_are_inverse_held_out_squared_errors_from_the_other_groups() -> None:
+    from diffusion_energy.laws.blend import heldout_blend, inverse_mse_weights
+
+    low = 1 / 1.2
+    p = _predictions({"x": {"m1": [1.1] * 4, "m2": [1.1] * 4}, "y": {"m1": [low] * 4, "m2": [low] * 4}})
+    w = inverse_mse_weights(p, ["x", "y"])
+    assert w is not None and w["x"] / w["y"] == pytest.approx((np.log(1.2) / np.log(1.1)) ** 2)
+    blend = heldout_blend(p, "xy", ["x", "y"])
+    assert len(blend) == 8 and set(blend["candidate"]) == {"xy"}
+    expected = np.exp(w["x"] * np.log(110.0) + w["y"] * np.log(100 / 1.2))
+    assert blend["predicted_j"].to_numpy() == pytest.approx([expected] * 8)
+    assert heldout_blend(p, "xz", ["x", "z"]).empty

@@ -39,7 +39,7 @@ from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW, V1_DEFAULTS, single_gpu_raw
 from . import baselines, crossval, intervals, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
-from .blend import BlendFit, load_law
+from .blend import BlendFit, heldout_blend, inverse_mse_weights, load_law
 from .crossval import ALL, Candidate
 from .powerlaw import NotIdentifiable
 from .targets import IMAGE_TARGETS, STAGE_TARGETS, TARGETS, Prediction, Target
@@ -77,7 +77,7 @@ DESCRIPTIONS = {
     "roofline_datasheet": "roofline energy model across GPU kinds: rates and powers in datasheet units, a "
                           "time factor per measured kind, trends in peak FLOP/s and J/FLOP for the others",
     "roofline_kernels": "the roofline model across GPU kinds and the power law in FLOPs and kernel launches, "
-                        "their predictions averaged in logs",
+                        "averaged in logs, each weighted by its inverse held-out squared error",
     "ecologits": "EcoLogits' draft constant energy per FLOP (FLOPs x 1.1 x 3.73e-18 kWh; nothing fitted)",
 }
 #: Blends: name -> the candidates whose predictions it averages in logs (``blend``).
@@ -183,33 +183,17 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
     if not target.dynamic:
         out.append(Candidate("ecologits", DESCRIPTIONS["ecologits"],
                              lambda tr: baselines.fit_ecologits(tr, target)))
-    out = _memoised(out)
-    by_name = {c.name: c for c in out}
-    for name, parts in BLENDS.items():
-        if all(p in by_name for p in parts):
-            out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, parts=parts: _BoundRoofline(
-                BlendFit(target.name, name, {p: _unbound(by_name[p].fit(tr)) for p in parts}), inputs)))
     return out
 
 
-def _unbound(fitted: Any) -> Any:
-    """The law inside a candidate's fit (a roofline fit is bound to its inputs for cross-validation)."""
-    return fitted.fit if isinstance(fitted, _BoundRoofline) else fitted
-
-
-def _memoised(cands: list[Candidate]) -> list[Candidate]:
-    """The same candidates, each fit kept per training set, so a blend reuses its parts' fits."""
-    memo: dict[tuple[str, tuple[int, ...]], Any] = {}
-
-    def wrap(c: Candidate) -> Candidate:
-        def fit(tr: pd.DataFrame) -> Any:
-            key = (c.name, tuple(tr["point_id"].astype(int)))
-            if key not in memo:
-                memo[key] = c.fit(tr)
-            return memo[key]
-        return Candidate(c.name, c.description, fit)
-
-    return [wrap(c) for c in cands]
+def with_blends(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Held-out predictions with every blend's (``BLENDS``), built from its parts' held-out predictions."""
+    if predictions.empty:
+        return predictions
+    extra = [heldout_blend(predictions[predictions["target"] == t], name, parts)
+             for t in sorted(set(predictions["target"])) for name, parts in BLENDS.items()]
+    extra = [e for e in extra if len(e)]
+    return pd.concat([predictions, *extra], ignore_index=True) if extra else predictions
 
 
 def run_crossval(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings: Settings
@@ -228,8 +212,8 @@ def run_crossval(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings
     logo_p = pd.concat(logo, ignore_index=True) if logo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
     # Intervals as predict gives them (held-out quantiles widened with the distance), each group's
     # calibrated without it: the coverage in the metrics is a held-out coverage.
-    lomo_p = intervals.cross_calibrated(lomo_p, settings.prediction_level)
-    logo_p = intervals.cross_calibrated(logo_p, settings.prediction_level)
+    lomo_p = intervals.cross_calibrated(with_blends(lomo_p), settings.prediction_level)
+    logo_p = intervals.cross_calibrated(with_blends(logo_p), settings.prediction_level)
     return {"lomo_predictions": lomo_p, "lomo_metrics": crossval.metrics(lomo_p),
             "lomo_batch_metrics": crossval.batch_metrics(lomo_p),
             "logo_predictions": logo_p, "logo_metrics": crossval.metrics(logo_p)}
@@ -402,10 +386,12 @@ def run_fit(
                 entry["unseen_gpu_candidates"][cand] = {"law": rf.to_dict(),
                                                         "description": DESCRIPTIONS[cand]}
             roof_rows.extend(roofline.constants_rows(rf, cand))
+        held = pooled_heldout(lomo_predictions, logo_predictions, name)
         for cand, parts in BLENDS.items():
+            weights = inverse_mse_weights(held, parts) if len(held) else None
             for store in (entry["candidates"], entry["unseen_gpu_candidates"]):
                 if all(p in store for p in parts):
-                    blend = BlendFit(name, cand, {p: load_law(store[p]["law"]) for p in parts})
+                    blend = BlendFit(name, cand, {p: load_law(store[p]["law"]) for p in parts}, weights or {})
                     store[cand] = {"law": blend.to_dict(), "description": DESCRIPTIONS[cand]}
         _select(entry, name, rows, lomo_predictions, lomo_metrics, logo_predictions, logo_metrics, settings)
         payload["pooled"][name] = entry
