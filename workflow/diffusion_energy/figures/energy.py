@@ -109,9 +109,10 @@ def energy_vs_batch(energy: pd.DataFrame, predictions: pd.DataFrame, metrics: pd
     colours = style.model_colours(models)
     fig, axes = _per_gpu_panels(gpus, width=4.4, height=4.6)
     pred = predictions[predictions["target"] == target] if len(predictions) else predictions
+    # One law for every GPU kind: the smallest held-out P90 over all kinds' points (as the laws choose it).
+    best = crossval.select_candidate(metrics, target) if len(metrics) else None
     for ax, gpu in zip(axes.flat, gpus, strict=True):
         part = frame[frame["gpu"] == gpu]
-        best = crossval.select_candidate(metrics, target, gpu=gpu) if len(metrics) else None
         for (m, source), g in part.groupby(["model", "source"]):
             g = g.sort_values("batch")
             ax.plot(g["batch"], g["energy_j"], color=colours[m], marker=style.source_marker(source), ms=4,
