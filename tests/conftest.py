@@ -78,7 +78,13 @@ def pytest_testnodedown(node, error) -> None:  # noqa: ANN001 - xdist's WorkerCo
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    """Workers for ``-n auto``: one per core, at most MAX_WORKERS and, where the command line
+    names files, at most one per file; none (one process) for a single file."""
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    paths = [config.invocation_params.dir / str(arg).split("::")[0] for arg in config.args]
+    if paths and all(path.is_file() for path in paths):
+        workers = min(workers, len(set(paths)))
+    return workers if workers > 1 else 0
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
