@@ -32,9 +32,10 @@ README_FIGURE = REPO_ROOT / "docs" / "figures" / "energy_vs_flops.png"
 #: What the chosen candidates reach on the shipped data (leave-one-model-out on H100, every batch size;
 #: leave-one-GPU-out per held-out kind): the test holds them to it.
 H100_MEDIAN_APE, H100_P90_APE, H100_SPEARMAN = 0.07, 0.20, 0.99
-#: Median error per held-out kind: the published kinds' points are mid-size and large models; the H200's
-#: are SD 1.5 alone, launch-bound below 768 px, which no other kind measured (about 21% off).
-LOGO_MEDIAN_APE = {"a100": 0.10, "h100": 0.15, "b200": 0.10, "h200": 0.25}
+#: Median error per held-out kind of the law chosen for a kind nobody measured (the blend of the roofline
+#: and the FLOPs-and-kernels law at 291a31c: a100 13.1%, b200 9.4%, h100 8.9%, h200 10.7%; the H200's
+#: points are SD 1.5 alone, launch-bound below 768 px, which no other kind measured).
+LOGO_MEDIAN_APE = {"a100": 0.14, "h100": 0.10, "b200": 0.10, "h200": 0.12}
 
 
 @pytest.fixture(scope="module")
