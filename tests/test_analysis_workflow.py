@@ -83,7 +83,7 @@ def test_default_target_requests_every_analysis_output(workflow_copy: Path) -> N
         ("energy_vs_flops", CROSSVAL | FIT),
         ("j_per_pflop", CROSSVAL | FIT),
         ("energy_vs_batch", CROSSVAL),
-        ("lomo_predicted_vs_measured", CROSSVAL),
+        ("lomo_predicted_vs_measured", CROSSVAL | FIT),
         ("published_anchors", CROSSVAL | FIT | ANCHORS),
         ("video_energy_vs_flops", MODALITIES),
     ],
