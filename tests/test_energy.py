@@ -60,6 +60,25 @@ def test_aligned_windows_beat_reading_the_counter_at_the_edges() -> None:
     assert errors[True] < 0.002 < 0.05 < errors[False]
 
 
+def test_a_minimum_tail_counts_the_works_end_when_the_counter_lags() -> None:
+    """If an update showed the energy up to 30 ms before it, a window closed at the first update
+    after its work could miss the work's last 30 ms; closing 50 ms after it (min_tail_s) does not."""
+    lagging = dataclasses.replace(QUIET, counter_lag_s=0.03)
+    errors = {}
+    for tail in (0.0, 0.05):
+        gpu = sg.SimulatedGpu(lagging, seed=2)
+        meter = sg.simulated_meter(gpu, min_tail_s=tail)
+        meter.set_idle_power(QUIET.idle_w)
+        worst = 0.0
+        for i in range(20):
+            seconds = 0.5 + 0.0137 * i  # the work ends at every phase of the counter's period
+            meter.begin(f"w-{i}")
+            gpu.run(seconds, 300.0, 0.0)
+            worst = max(worst, abs(meter.end(f"w-{i}").energy_j / (seconds * 300.0) - 1))
+        errors[tail] = worst
+    assert errors[0.05] < 0.002 < 0.01 < errors[0.0]
+
+
 def test_a_window_shorter_than_two_counter_updates_is_refused() -> None:
     gpu, meter = quiet_meter()
     meter.set_idle_power(QUIET.idle_w)

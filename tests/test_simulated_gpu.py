@@ -43,7 +43,7 @@ def test_a_cold_first_text_call_does_not_size_the_window() -> None:
 
 def _measure(seed: int, protocol: measure.Protocol, aligned: bool = True, points: list | None = None):
     gpu = sg.SimulatedGpu("h200", seed=seed)
-    meter = sg.simulated_meter(gpu, aligned=aligned)
+    meter = sg.simulated_meter(gpu, aligned=aligned, min_tail_s=protocol.min_tail_s)
     timings = measure.JobTimings()
     out = list(measure.measure_group(
         SD15, points or GRID, "h200", meter, protocol, "cpu", gpu.snapshot, timings,

@@ -186,9 +186,9 @@ def _bench(device: str, simulated: str | None, uuid: str | None, protocol: Any,
                            process_age=process_age_s)
     windows_log.parent.mkdir(parents=True, exist_ok=True)
     if simulated:
-        return bench.simulated_bench(simulated, protocol.aligned, windows_log)
+        return bench.simulated_bench(simulated, protocol.aligned, windows_log, min_tail_s=protocol.min_tail_s)
     return bench.gpu_bench(uuid, lambda: {**gpu.snapshot(uuid), "gpu_index": 0}, protocol.aligned,
-                           windows_log, process_age_s)
+                           windows_log, process_age_s, protocol.min_tail_s)
 
 
 DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25steps_cfg1_b1"

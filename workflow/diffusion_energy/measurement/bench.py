@@ -50,22 +50,23 @@ def simulated_kind() -> str | None:
     return os.environ.get(simulated_gpu.ENV) or None
 
 
-def simulated_bench(name: str, aligned: bool, log_file: str | Path | None = None, seed: int = 0) -> Bench:
+def simulated_bench(name: str, aligned: bool, log_file: str | Path | None = None, seed: int = 0,
+                    min_tail_s: float = 0.0) -> Bench:
     gpu = simulated_gpu.SimulatedGpu(name, seed=seed)
-    meter = simulated_gpu.simulated_meter(gpu, aligned=aligned, log_file=log_file)
+    meter = simulated_gpu.simulated_meter(gpu, aligned=aligned, log_file=log_file, min_tail_s=min_tail_s)
     return Bench(meter, "cpu", gpu.snapshot,
                  {"workload_factory": lambda spec, precision, _device: simulated_gpu.SimulatedWorkload(
                      gpu, spec, precision), "clock": gpu.clock, "sleep": gpu.sleep, "sync_fn": gpu.sync},
                  simulated=gpu)
 
 
-def gpu_bench(uuid: str, context: Callable[[], dict[str, Any]], aligned: bool,
-              log_file: str | Path | None, process_age: Callable[[], float]) -> Bench:
+def gpu_bench(uuid: str, context: Callable[[], dict[str, Any]], aligned: bool, log_file: str | Path | None,
+              process_age: Callable[[], float], min_tail_s: float = 0.0) -> Bench:
     """CUDA device 0 (already claimed: ``cli.measurement.claim_gpu``), its counter probed now."""
     import torch
 
     counter = NvmlEnergyCounter(uuid)
     info = probe(counter.read_mj, time.perf_counter, time.sleep)
     meter = CounterMeter(counter.read_mj, info, time.perf_counter, time.sleep,
-                         lambda: torch.cuda.synchronize(0), aligned, log_file)
+                         lambda: torch.cuda.synchronize(0), aligned, log_file, min_tail_s=min_tail_s)
     return Bench(meter, "cuda", context, process_age=process_age)

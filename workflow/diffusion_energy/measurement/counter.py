@@ -90,10 +90,14 @@ class CounterMeter:
         aligned: bool = True,
         log_file: str | Path | None = None,
         poll_s: float = POLL_S,
+        min_tail_s: float = 0.0,
     ) -> None:
         self.read_mj, self.info, self.clock, self.sleep, self.sync = read_mj, info, clock, sleep, sync
         self.aligned = aligned
         self.poll_s = poll_s
+        #: a window closes at the first update at least this long after its work: if an update
+        #: shows the energy up to a moment before it (a lag), the work's end is still counted
+        self.min_tail_s = min_tail_s
         self.log_file = Path(log_file) if log_file else None
         #: idle power (W) for the tail after the work; unknown (NaN) until ``set_idle_power``
         self.idle_w = math.nan
@@ -130,6 +134,8 @@ class CounterMeter:
         done = self.clock()
         if self.aligned:
             stop, last = self._next_update()
+            while stop - done < self.min_tail_s:
+                stop, last = self._next_update()
         else:
             stop, last = done, self.read_mj()
         counted_j = (last - first) / 1000

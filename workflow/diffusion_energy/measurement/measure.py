@@ -76,6 +76,7 @@ class Protocol:
     outlier_tolerance: float = 0.03
     max_remeasure: int = 12
     aligned: bool = True
+    min_tail_s: float = 0.05
 
     @classmethod
     def from_config(cls, raw: dict[str, Any] | None, where: str = "protocol") -> Protocol:

@@ -45,6 +45,9 @@ class Calibration:
     counter_jitter_s: float = 0.002
     #: run2_zeus_windows_sd15_fp16.csv: every energy is a whole number of mJ
     counter_resolution_j: float = 0.001
+    #: how old the energy an update shows is (not observable in the traces; 0 assumed; the
+    #: protocol's min_tail_s guards against up to that much)
+    counter_lag_s: float = 0.0
     #: h200_sd15.parquet text rows: 6.46-7.02 ms per encode; 0.92-1.01 J (about 143 W; README 145 W)
     text: tuple[float, float] = (0.0067, 143.0)
     #: README run 1: the first (cold) text-encoder call took over 1 s
@@ -132,7 +135,8 @@ class SimulatedCounter:
         gpu, cal = self.gpu, self.gpu.cal
         self.reads += 1
         while self._next <= gpu.t:
-            self._value = int(math.floor(gpu.energy_at(self._next) / self.unit_j)) * round(self.unit_j * 1000)
+            shown = gpu.energy_at(max(self._next - cal.counter_lag_s, 0.0))
+            self._value = int(math.floor(shown / self.unit_j)) * round(self.unit_j * 1000)
             self._next += cal.counter_period_s + gpu.rng.uniform(-cal.counter_jitter_s, cal.counter_jitter_s)
         return self._value
 
@@ -339,9 +343,11 @@ class SimulatedWorkload:
         return run
 
 
-def simulated_meter(gpu: SimulatedGpu, aligned: bool = True, log_file: Any = None) -> CounterMeter:
+def simulated_meter(gpu: SimulatedGpu, aligned: bool = True, log_file: Any = None,
+                    min_tail_s: float = 0.0) -> CounterMeter:
     """The measure job's meter on the simulated GPU: its counter probed, as on a real one."""
     info = probe(gpu.counter.read_mj, gpu.clock, gpu.sleep)
-    meter = CounterMeter(gpu.counter.read_mj, info, gpu.clock, gpu.sleep, gpu.sync, aligned, log_file)
+    meter = CounterMeter(gpu.counter.read_mj, info, gpu.clock, gpu.sleep, gpu.sync, aligned, log_file,
+                         min_tail_s=min_tail_s)
     meter.energy_status = f"simulated: {gpu.cal.gpu_name} calibration, not a measurement"
     return meter
