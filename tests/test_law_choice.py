@@ -79,6 +79,24 @@ def test_cross_calibrated_intervals_come_from_the_other_groups_only() -> None:
     assert m[(m["held_out"] == ALL) & (m["gpu"] == ALL)]["coverage"].iloc[0] == pytest.approx(20 / 30)
 
 
+def test_a_kind_left_out_gets_a_symmetric_interval_the_size_of_the_other_kinds_errors() -> None:
+    # Each kind's errors lean its own way (two read high, one low): kept where they lie, the other
+    # kinds' errors point the wrong way for the kind that leans alone; only their size carries over.
+    rng = np.random.default_rng(1)
+    shifts = {"a100": 1 / 1.15, "b200": 1 / 1.1, "h100": 1.12}
+    errors = {g: list(s * np.exp(rng.normal(0, 0.03, 20))) for g, s in shifts.items()}
+    p = _predictions({"x": errors}, by="gpu")
+    shifted = intervals.cross_calibrated(p, 0.9)
+    symmetric = intervals.cross_calibrated(p, 0.9, symmetric=True)
+    inside = {name: (o["measured_j"] >= o["low_j"]) & (o["measured_j"] <= o["high_j"])
+              for name, o in (("shifted", shifted), ("symmetric", symmetric))}
+    h100 = p["held_out"] == "h100"
+    assert inside["shifted"][h100].mean() < 0.2 and inside["symmetric"][h100].mean() == 1.0
+    assert inside["symmetric"].mean() >= 0.8 > inside["shifted"].mean()
+    rule = intervals.calibrate(p["log_ratio"], p["distance"], 0.9, symmetric=True)
+    assert rule is not None and rule.lo == pytest.approx(-rule.hi) and rule.hi > np.log(1.1)
+
+
 def test_one_model_for_every_kind_by_pooled_held_out_error_never_a_baseline() -> None:
     lomo = _predictions({"a": {"m1": [1.05] * 5, "m2": [1.05] * 5}, "b": {"m1": [1.02] * 5, "m2": [1.3] * 5},
                          "ecologits": {"m1": [1.0] * 5, "m2": [1.0] * 5}})

@@ -211,9 +211,10 @@ def run_crossval(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings
     lomo_p = pd.concat(lomo, ignore_index=True) if lomo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
     logo_p = pd.concat(logo, ignore_index=True) if logo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
     # Intervals as predict gives them (held-out quantiles widened with the distance), each group's
-    # calibrated without it: the coverage in the metrics is a held-out coverage.
+    # calibrated without it: the coverage in the metrics is a held-out coverage. A GPU kind left out
+    # gets a symmetric interval (its shift's sign is its own; see intervals).
     lomo_p = intervals.cross_calibrated(with_blends(lomo_p), settings.prediction_level)
-    logo_p = intervals.cross_calibrated(with_blends(logo_p), settings.prediction_level)
+    logo_p = intervals.cross_calibrated(with_blends(logo_p), settings.prediction_level, symmetric=True)
     return {"lomo_predictions": lomo_p, "lomo_metrics": crossval.metrics(lomo_p),
             "lomo_batch_metrics": crossval.batch_metrics(lomo_p),
             "logo_predictions": logo_p, "logo_metrics": crossval.metrics(logo_p)}
@@ -414,8 +415,8 @@ def _metric(metrics: pd.DataFrame | None, target: str, cand: str, gpu: str) -> d
     return {k: float(m.iloc[0][k]) for k in (*_LOMO_KEYS, "n_points")} if len(m) else {}
 
 
-def _rule(predictions: pd.DataFrame | None, target: str, cand: str, level: float, gpu: str = ALL
-          ) -> dict[str, Any]:
+def _rule(predictions: pd.DataFrame | None, target: str, cand: str, level: float, gpu: str = ALL,
+          symmetric: bool = False) -> dict[str, Any]:
     """The interval rule of ``cand`` from its held-out errors (on ``gpu``'s points, or all)."""
     if predictions is None or predictions.empty:
         return {"n_points": 0}
@@ -423,7 +424,7 @@ def _rule(predictions: pd.DataFrame | None, target: str, cand: str, level: float
     if gpu != ALL:
         p = p[p["gpu"].astype(str) == gpu]
     dist = p["distance"] if "distance" in p else pd.Series(0.0, index=p.index)
-    rule = intervals.calibrate(p["log_ratio"].to_numpy(float), dist.to_numpy(float), level)
+    rule = intervals.calibrate(p["log_ratio"].to_numpy(float), dist.to_numpy(float), level, symmetric)
     if rule is None:
         return {"n_points": 0}
     return {"log_ratio_low": rule.lo, "log_ratio_high": rule.hi, "n_groups": int(p["held_out"].nunique()),
@@ -476,7 +477,7 @@ def _select(entry: dict[str, Any], target: str, rows: pd.DataFrame, lomo_predict
                            **_metric(lomo_metrics, target, cand, gpu)} for gpu in [ALL, *gpus]}
     for cand, d in entry["unseen_gpu_candidates"].items():
         d["logo"] = _metric(logo_metrics, target, cand, ALL)
-        d["logo_interval"] = _rule(logo_predictions, target, cand, level)
+        d["logo_interval"] = _rule(logo_predictions, target, cand, level, symmetric=True)
     unseen = list(entry["unseen_gpu_candidates"])
     chosen, why = choose_one(lomo_predictions, logo_predictions, target, names, unseen)
     fallback = BASELINE if BASELINE in names else (sorted(names)[0] if names else None)
