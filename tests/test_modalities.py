@@ -75,6 +75,29 @@ def test_image_laws_predict_videos_of_the_same_law(joint: tuple) -> None:
     assert set(m.columns) == set(modalities.METRIC_COLUMNS)
 
 
+def test_every_experiment_scores_the_blends(joint: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tiny kinds have no datasheets (no roofline across kinds): blend two parts fitted here instead.
+    monkeypatch.setattr(analysis, "BLENDS", {"blend": ("roofline", "flops_kernels")})
+    monkeypatch.setitem(analysis.DESCRIPTIONS, "blend", "the roofline and the FLOPs and kernels law")
+    p = modalities.run_modalities(joint[0], joint[1], settings())["modality_predictions"]
+    for name, parts in analysis.BLENDS.items():
+        for exp in modalities.EXPERIMENTS:
+            mine = p[(p["experiment"] == exp) & (p["candidate"] == name)].set_index("point_id")
+            part = [p[(p["experiment"] == exp) & (p["candidate"] == c)].set_index("point_id") for c in parts]
+            assert len(mine) == len(part[0]) > 0, (exp, name)
+            lo = np.minimum(*(q.loc[mine.index, "predicted_j"] for q in part))
+            hi = np.maximum(*(q.loc[mine.index, "predicted_j"] for q in part))
+            # A weighted mean in logs: between its parts, and not one of them alone.
+            e = mine["predicted_j"]
+            assert (e >= lo * (1 - 1e-9)).all() and (e <= hi * (1 + 1e-9)).all(), (exp, name)
+            assert all((e != q.loc[mine.index, "predicted_j"]).any() for q in part), (exp, name)
+    payload = modalities.joint_laws(joint[0], joint[1], p, settings())
+    for name in analysis.BLENDS:
+        law = payload["pooled"]["image"]["candidates"][name]
+        assert law["law"]["kind"] == "blend" and law["lomo"][ALL]["n_points"] > 0
+        assert abs(sum(law["law"]["weights"].values()) - 1) < 1e-9
+
+
 def test_image_only_fit_never_sees_a_video(joint: tuple) -> None:
     points, inputs, _ = joint
     seen: list[set[str]] = []

@@ -111,17 +111,27 @@ def heldout_blend(predictions: pd.DataFrame, name: str, parts: Sequence[str]) ->
         weights = inverse_mse_weights(predictions[~here], parts)
         if weights is None:
             continue
-        rows = predictions[here & predictions["candidate"].isin(parts)]
-        by_part = {c: rows[rows["candidate"] == c].set_index("point_id") for c in parts}
-        ids = sorted(set.intersection(*(set(f.index) for f in by_part.values())))
-        if not ids:
-            continue
-        first = by_part[parts[0]].loc[ids]
-        logs = {k: sum(weights[c] * np.log(by_part[c].loc[ids, k].to_numpy(float)) for c in parts)
-                for k in ("predicted_j", "low_j", "high_j")}
-        part = first.reset_index().assign(candidate=name, **{k: np.exp(v) for k, v in logs.items()})
-        measured = part["measured_j"].astype(float)
-        part["ape"] = np.abs(part["predicted_j"] / measured - 1)
-        part["log_ratio"] = np.log(measured / part["predicted_j"])
-        out.append(part.reindex(columns=cols))
+        part = combined(predictions[here], name, parts, weights)
+        if len(part):
+            out.append(part)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+
+
+def combined(predictions: pd.DataFrame, name: str, parts: Sequence[str], weights: Mapping[str, float]
+             ) -> pd.DataFrame:
+    """The blend's predictions of the points every part predicted: its parts' ``predictions`` (and
+    intervals) averaged in logs with ``weights``; empty where a part predicted none of them."""
+    cols = list(predictions.columns)
+    rows = predictions[predictions["candidate"].isin(parts)]
+    by_part = {c: rows[rows["candidate"] == c].set_index("point_id") for c in parts}
+    ids = sorted(set.intersection(*(set(f.index) for f in by_part.values())))
+    if not ids:
+        return pd.DataFrame(columns=cols)
+    first = by_part[parts[0]].loc[ids]
+    logs = {k: sum(weights[c] * np.log(by_part[c].loc[ids, k].to_numpy(float)) for c in parts)
+            for k in ("predicted_j", "low_j", "high_j")}
+    part = first.reset_index().assign(candidate=name, **{k: np.exp(v) for k, v in logs.items()})
+    measured = part["measured_j"].astype(float)
+    part["ape"] = np.abs(part["predicted_j"] / measured - 1)
+    part["log_ratio"] = np.log(measured / part["predicted_j"])
+    return part.reindex(columns=cols)

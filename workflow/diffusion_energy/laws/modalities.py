@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..sources import gpu_datasheets
 from ..sources.schema import single_gpu_raw
-from . import analysis, crossval, roofline
+from . import analysis, blend, crossval, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .crossval import ALL
 from .powerlaw import NotIdentifiable
@@ -143,14 +143,32 @@ def run_modalities(points: pd.DataFrame, inputs: roofline.RooflineInputs, settin
         def cands() -> list[crossval.Candidate]:
             return analysis.candidates(target, inputs, settings)
 
-        parts.append(_tag(crossval.leave_one_out(video, "model", cands(), target, level), "video_lomo", rows))
-        parts.append(predict_unseen(image, video, cands(), "image_to_video", level))
-        parts.append(_tag(crossval.leave_one_out(rows, "model", cands(), target, level), "joint_lomo", rows))
+        def lomo(frame: pd.DataFrame) -> pd.DataFrame:
+            return analysis.with_blends(crossval.leave_one_out(frame, "model", cands(), target, level))
+
+        joint = _tag(lomo(rows), "joint_lomo", rows)
+        parts.append(_tag(lomo(video), "video_lomo", rows))
+        parts.append(with_unseen_blends(predict_unseen(image, video, cands(), "image_to_video", level),
+                                        joint[joint["modality"] == "image"]))
+        parts.append(joint)
     else:
         log.info("no video points: nothing to compare across modalities")
     parts = [p for p in parts if len(p)]
     predictions = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PREDICTION_COLUMNS))
     return {"modality_predictions": predictions, "modality_metrics": metrics(predictions)}
+
+
+def with_unseen_blends(predictions: pd.DataFrame, image_heldout: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` (a fit that never saw a video) with every blend's (``analysis.BLENDS``), its parts
+    weighted by their errors on held-out image architectures (``image_heldout``): no video point's error
+    enters its own prediction."""
+    extra = []
+    for name, parts in analysis.BLENDS.items():
+        weights = blend.inverse_mse_weights(image_heldout, parts) if len(image_heldout) else None
+        if weights is not None and len(predictions):
+            extra.append(blend.combined(predictions, name, parts, weights))
+    extra = [e for e in extra if len(e)]
+    return pd.concat([predictions, *extra], ignore_index=True) if extra else predictions
 
 
 # --------------------------------------------------------------------------- the joint model
@@ -201,6 +219,18 @@ def joint_laws(points: pd.DataFrame, inputs: roofline.RooflineInputs, prediction
             lomo[gpu] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi}
         entry["candidates"][cand.name] = {"law": law, "description": cand.description,
                                           "lomo": lomo}
+    for name, parts in analysis.BLENDS.items():
+        weights = blend.inverse_mse_weights(held, parts) if len(held) else None
+        if weights is None or not all(p in entry["candidates"] for p in parts):
+            continue
+        mix = blend.BlendFit(TARGET, name, {p: blend.load_law(entry["candidates"][p]["law"]) for p in parts},
+                             weights)
+        lomo = {}
+        for gpu in [ALL, *gpus]:
+            lo, hi, n = crossval.log_ratio_quantiles(held, TARGET, name, settings.prediction_level, gpu)
+            lomo[gpu] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi}
+        entry["candidates"][name] = {"law": mix.to_dict(), "description": analysis.DESCRIPTIONS[name],
+                                     "lomo": lomo}
     scores = metrics(held) if len(held) else pd.DataFrame(columns=METRIC_COLUMNS)
     names = list(entry["candidates"])
 
