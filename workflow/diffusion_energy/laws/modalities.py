@@ -3,7 +3,8 @@
 A video point is a pipeline output with more than one frame (``frames > 1``):
 its energy and FLOPs are per video. The same pooled candidates as the image
 laws (``analysis.candidates``: the OLS power laws, the mixed law, the roofline
-model), on the same single-GPU raw points, answer three questions:
+model; and the blends, ``analysis.BLENDS``, built from their parts' predictions),
+on the same single-GPU raw points, answer three questions:
 
 ``video_lomo``
     Leave-one-model-out over the video models alone: each video architecture
