@@ -171,7 +171,11 @@ def findings(root: str | Path = ".") -> list[str]:
         payload = {}
     entry = payload.get("pooled", {}).get(TARGET, {}) if isinstance(payload, dict) else {}
     if payload.get("status") != "ok" or not entry.get("selected"):
-        return ["Findings: no law fitted (no measured points yet)."]
+        reasons = sorted(set((entry.get("not_fitted") or {}).values())) if isinstance(entry, dict) else []
+        if not reasons:
+            return ["Findings: no law fitted (no measured points yet)."]
+        return [f"Findings: no law fitted ({payload.get('n_points', 0)} single-GPU points: "
+                f"{'; '.join(reasons)})."]
     tables = root / "results" / "tables"
     lomo, logo = _read_csv(tables / "lomo_metrics.csv"), _read_csv(tables / "logo_metrics.csv")
     chosen = entry["selected"]
