@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..zoo import ModelSpec
-from .base import Device, Modules, Tensor, register
+from .base import Device, Tensor, register
 from .video import VideoFamily, text_width
 
 
@@ -50,11 +50,6 @@ class CogVideoX(VideoFamily):
     def denoiser_frames(self, spec: ModelSpec, frames: int) -> int:
         latent, p_t = self.latent_frames(spec, frames), self.temporal_patch(spec)
         return latent + (-latent) % p_t  # the pipeline's additional_frames
-
-    def encode_prompts(self, spec: ModelSpec, modules: Modules, n_prompts: int, device: Device
-                       ) -> dict[str, Tensor]:
-        te = spec.component("text_encoder")
-        return {"prompt_embeds": modules[te.name](**self.text_inputs(spec, te, n_prompts, device))[0]}
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype, frames: int | None = None) -> dict[str, Any]:

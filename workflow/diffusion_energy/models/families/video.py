@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec, ZooError
-from .base import Call, Device, Family, latent_channels
+from .base import Call, Device, Family, Modules, Tensor, latent_channels
 
 
 def video_of(spec: ModelSpec):  # noqa: ANN201 - VideoSpec
@@ -38,6 +38,13 @@ def video_of(spec: ModelSpec):  # noqa: ANN201 - VideoSpec
 
 class VideoFamily(Family):
     """A text-to-video pipeline family (subclass per family)."""
+
+    def encode_prompts(self, spec: ModelSpec, modules: Modules, n_prompts: int, device: Device
+                       ) -> dict[str, Tensor]:
+        """One text encoder's last hidden states (Wan's UMT5, CogVideoX's T5); a family with more
+        encoders overrides this."""
+        te = spec.component("text_encoder")
+        return {"prompt_embeds": modules[te.name](**self.text_inputs(spec, te, n_prompts, device))[0]}
 
     def latent_size(self, spec: ModelSpec, resolution: int) -> tuple[int, int]:
         """(height, width) of a latent frame."""

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..zoo import ModelSpec
-from .base import Device, Modules, Tensor, mid_timestep, register
+from .base import Device, mid_timestep, register
 from .video import VideoFamily, text_width
 
 
@@ -23,11 +23,6 @@ class Wan(VideoFamily):
     """Wan 2.1 T2V (``WanTransformer3DModel``, ``AutoencoderKLWan``)."""
 
     name = "wan"
-
-    def encode_prompts(self, spec: ModelSpec, modules: Modules, n_prompts: int, device: Device
-                       ) -> dict[str, Tensor]:
-        te = spec.component("text_encoder")
-        return {"prompt_embeds": modules[te.name](**self.text_inputs(spec, te, n_prompts, device))[0]}
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype, frames: int | None = None) -> dict[str, Any]:
