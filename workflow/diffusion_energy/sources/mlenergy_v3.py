@@ -54,6 +54,21 @@ def optional_power(entry: dict[str, Any]) -> float:
     return float(power) if isinstance(power, int | float) and not isinstance(power, bool) else float("nan")
 
 
+def point_fields(entry: dict[str, Any], where: str, energy_key: str) -> dict[str, Any]:
+    """The ``UpstreamPoint`` fields every v3 configuration has, images and videos alike (the
+    size is the task's own; ``energy_key`` names the energy per image or per video)."""
+    num_gpus, ulysses, ring = parallel_degrees(entry, where)
+    return dict(
+        where=where, upstream_model=expect(entry, "model_id", str, where),
+        gpu_name=expect(entry, "gpu_model", str, where),
+        steps=expect(entry, "inference_steps", int, where),
+        precision=precision_name(expect(entry, "weight_precision", str, where), where),
+        batch=expect(entry, "batch_size", int, where),
+        energy_per_image_j=float(expect(entry, energy_key, (int, float), where)),
+        batch_time_s=float(expect(entry, "batch_latency_s", (int, float), where)),
+        avg_power_w=optional_power(entry), num_gpus=num_gpus, ulysses_degree=ulysses, ring_degree=ring)
+
+
 def read(folder: Path) -> list[UpstreamPoint]:
     """Every configuration of ``folder/text-to-image.json`` (or of the file given)."""
     points = []
@@ -63,15 +78,6 @@ def read(folder: Path) -> list[UpstreamPoint]:
         if height != width:
             raise SourceError(f"{where}: image {width}x{height} is not square; a point of this project "
                               "has one resolution, width = height")
-        num_gpus, ulysses, ring = parallel_degrees(entry, where)
-        points.append(UpstreamPoint(
-            where=where, upstream_model=expect(entry, "model_id", str, where),
-            gpu_name=expect(entry, "gpu_model", str, where), resolution=height,
-            steps=expect(entry, "inference_steps", int, where),
-            precision=precision_name(expect(entry, "weight_precision", str, where), where),
-            batch=expect(entry, "batch_size", int, where),
-            energy_per_image_j=float(expect(entry, "energy_per_image_joules", (int, float), where)),
-            batch_time_s=float(expect(entry, "batch_latency_s", (int, float), where)),
-            avg_power_w=optional_power(entry),
-            num_gpus=num_gpus, ulysses_degree=ulysses, ring_degree=ring))
+        fields = point_fields(entry, where, "energy_per_image_joules")
+        points.append(UpstreamPoint(**fields, resolution=height))
     return points

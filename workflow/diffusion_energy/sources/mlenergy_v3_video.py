@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .importing import UpstreamPoint, expect, precision_name
-from .mlenergy_v3 import configurations, optional_power, parallel_degrees
+from .importing import UpstreamPoint, expect
+from .mlenergy_v3 import configurations, point_fields
 from .provenance import SourceError
 
 FILE = "text-to-video.json"
@@ -34,16 +34,8 @@ def read(folder: Path) -> list[UpstreamPoint]:
     for where, entry in configurations(folder, FILE, "text-to-video"):
         height = int(_positive(entry, "video_height", int, where))
         width = int(_positive(entry, "video_width", int, where))
-        num_gpus, ulysses, ring = parallel_degrees(entry, where)
         points.append(UpstreamPoint(
-            where=where, upstream_model=expect(entry, "model_id", str, where),
-            gpu_name=expect(entry, "gpu_model", str, where), resolution=height,
-            steps=expect(entry, "inference_steps", int, where),
-            precision=precision_name(expect(entry, "weight_precision", str, where), where),
-            batch=expect(entry, "batch_size", int, where),
-            energy_per_image_j=float(expect(entry, "energy_per_video_joules", (int, float), where)),
-            batch_time_s=float(expect(entry, "batch_latency_s", (int, float), where)),
-            avg_power_w=optional_power(entry), num_gpus=num_gpus, ulysses_degree=ulysses, ring_degree=ring,
+            **point_fields(entry, where, "energy_per_video_joules"), resolution=height,
             frames=int(_positive(entry, "num_frames", int, where)),
             fps=float(_positive(entry, "fps", (int, float), where)), height=height, width=width))
     return points
