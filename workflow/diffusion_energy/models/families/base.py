@@ -242,6 +242,19 @@ class Family:
 REGISTRY: dict[str, Family] = {}
 
 
+class DistilledGuidance:
+    """For a guidance-distilled denoiser (FLUX.1-dev, HunyuanVideo): ``guidance_scale`` is the
+    embedded distillation guidance, always passed; ``true_cfg_scale`` > 1 switches the second
+    (negative-prompt) call on. Put it before the family class: ``class X(DistilledGuidance, Family)``."""
+
+    def pipeline_call_kwargs(self, spec: ModelSpec, positive: Mapping[str, Tensor],
+                             negative: Mapping[str, Tensor] | None, cfg: bool) -> dict[str, Any]:
+        kwargs = super().pipeline_call_kwargs(spec, positive, negative, cfg)  # type: ignore[misc]
+        kwargs["true_cfg_scale"] = 4.0 if cfg else 1.0
+        kwargs["guidance_scale"] = spec.guidance_scale
+        return kwargs
+
+
 def register(cls: type[Family]) -> type[Family]:
     """Class decorator: make a family known by its ``name``."""
     if not cls.name or cls.name in REGISTRY:

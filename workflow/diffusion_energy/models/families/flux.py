@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ..zoo import ModelSpec
-from .base import Device, Family, Modules, Tensor, latent_side, register
+from .base import Device, DistilledGuidance, Family, Modules, Tensor, latent_side, register
 from .sd import width
 
 
 @register
-class Flux(Family):
+class Flux(DistilledGuidance, Family):
     """FLUX.1-dev: guidance-distilled; true CFG (a second call per step) only when asked."""
 
     name = "flux"
@@ -24,14 +23,6 @@ class Flux(Family):
         t5_out = modules[t5.name](**self.text_inputs(spec, t5, n_prompts, device))
         clip_out = modules[clip.name](**self.text_inputs(spec, clip, n_prompts, device))
         return {"prompt_embeds": t5_out.last_hidden_state, "pooled_prompt_embeds": clip_out.pooler_output}
-
-    def pipeline_call_kwargs(self, spec: ModelSpec, positive: Mapping[str, Tensor],
-                             negative: Mapping[str, Tensor] | None, cfg: bool) -> dict[str, Any]:
-        # guidance_scale is distillation guidance; true_cfg_scale > 1 switches the second call on.
-        kwargs = super().pipeline_call_kwargs(spec, positive, negative, cfg)
-        kwargs["true_cfg_scale"] = 4.0 if cfg else 1.0
-        kwargs["guidance_scale"] = spec.guidance_scale
-        return kwargs
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype) -> dict[str, Any]:

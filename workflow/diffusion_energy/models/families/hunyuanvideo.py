@@ -11,13 +11,12 @@ more than 16 frames in overlapping temporal tiles (``use_framewise_decoding``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ..zoo import ComponentSpec, ModelSpec
-from .base import Device, Modules, Tensor, mid_timestep, random_ids, register
+from .base import Device, DistilledGuidance, Modules, Tensor, mid_timestep, random_ids, register
 from .video import VideoFamily, text_width
 
 #: Template tokens the pipeline drops from the Llama encoder's output (DEFAULT_PROMPT_TEMPLATE crop_start).
@@ -27,7 +26,7 @@ HIDDEN_STATE = -3
 
 
 @register
-class HunyuanVideo(VideoFamily):
+class HunyuanVideo(DistilledGuidance, VideoFamily):
     """HunyuanVideo text-to-video (``HunyuanVideoTransformer3DModel``, ``AutoencoderKLHunyuanVideo``)."""
 
     name = "hunyuanvideo"
@@ -47,14 +46,6 @@ class HunyuanVideo(VideoFamily):
         pooled = modules[clip.name](**self.text_inputs(spec, clip, n_prompts, device)).pooler_output
         return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled,
                 "prompt_attention_mask": torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)}
-
-    def pipeline_call_kwargs(self, spec: ModelSpec, positive: Mapping[str, Tensor],
-                             negative: Mapping[str, Tensor] | None, cfg: bool) -> dict[str, Any]:
-        # guidance_scale is distillation guidance; true_cfg_scale > 1 switches the second call on.
-        kwargs = super().pipeline_call_kwargs(spec, positive, negative, cfg)
-        kwargs["true_cfg_scale"] = 4.0 if cfg else 1.0
-        kwargs["guidance_scale"] = spec.guidance_scale
-        return kwargs
 
     def denoiser_inputs(self, spec: ModelSpec, resolution: int, call_batch: int, device: Device,
                         dtype: torch.dtype, frames: int | None = None) -> dict[str, Any]:
