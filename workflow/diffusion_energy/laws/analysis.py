@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW, V1_DEFAULTS, single_gpu_raw
-from . import baselines, crossval, intervals, powerlaw, roofline
+from . import baselines, crossval, intervals, offsets, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .blend import BlendFit, heldout_blend, inverse_mse_weights, load_law
 from .crossval import ALL, Candidate
@@ -82,6 +82,8 @@ DESCRIPTIONS = {
 }
 #: Blends: name -> the candidates whose predictions it averages in logs (``blend``).
 BLENDS = {"roofline_kernels": ("roofline_datasheet", "flops_kernels")}
+#: Our candidates that carry an offset per architecture measured (``offsets``); the baselines do not.
+WITH_OFFSETS = ("roofline_datasheet", "flops_kernels")
 #: Candidates that fit nothing: scored held out beside the laws, never chosen.
 UNFITTED = ("ecologits",)
 #: The baselines every law is compared with in the tables: FLOPs only, the paper's law, EcoLogits.
@@ -113,6 +115,13 @@ class _BoundRoofline:
 
     def predict(self, frame: pd.DataFrame, level: float) -> Prediction:
         return self.fit.predict(frame, self.inputs, level)
+
+
+def with_offsets(fit: Any, frame: pd.DataFrame, target: Target, inputs: roofline.RooflineInputs) -> Any:
+    """``fit`` with the shrunk offset of each architecture in ``frame`` from its residuals there."""
+    pred = (fit.predict(frame, inputs, 0.5) if isinstance(fit, roofline.RooflineFit)
+            else fit.predict(frame, 0.5))
+    return replace(fit, model_offsets=offsets.residual_offsets(frame, target, pred.energy_j))
 
 
 def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.DataFrame | None,
@@ -162,13 +171,16 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
     datasheet term in place of the GPU indicator; the roofline model across kinds).
     """
     out = []
+
+    def offset(name: str, fit: Any, train: pd.DataFrame) -> Any:
+        return with_offsets(fit, train, target, inputs) if name in WITH_OFFSETS else fit
+
     for name, optional in POOLED_OLS.items():
         if unseen_gpu:
             optional = unseen_gpu_terms(optional)
-        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional:
-                             powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional,
-                                              n_boot=0, rng=np.random.default_rng(0),
-                                              min_points=settings.min_points)))
+        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional: offset(
+            name, powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional, n_boot=0,
+                                   rng=np.random.default_rng(0), min_points=settings.min_points), tr)))
     mixed_terms = unseen_gpu_terms(MIXED_TERMS) if unseen_gpu else MIXED_TERMS
     out.append(Candidate("mixed", DESCRIPTIONS["mixed"],
                          lambda tr: powerlaw.fit_mixed(enough(tr, target, settings), target, mixed_terms)))
@@ -177,9 +189,9 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
             continue
         cache: dict = {}
         out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name, g=by_gpu, c=cache:
-                             _BoundRoofline(roofline.fit_roofline(
+                             _BoundRoofline(offset(n, roofline.fit_roofline(
                                  enough(tr, target, settings), inputs, target, v, by_gpu=g, name=n,
-                                 gpu_factors=not g, cache=c), inputs)))
+                                 gpu_factors=not g, cache=c), tr), inputs)))
     if not target.dynamic:
         out.append(Candidate("ecologits", DESCRIPTIONS["ecologits"],
                              lambda tr: baselines.fit_ecologits(tr, target)))
@@ -366,6 +378,8 @@ def run_fit(
             for cand in [*POOLED_OLS, "mixed"]:
                 try:
                     fit = _fit_pooled(rows, target, cand, settings, unseen)
+                    if cand in WITH_OFFSETS:
+                        fit = with_offsets(fit, rows, target, inputs)
                 except NotIdentifiable as exc:
                     law_rows.append(_skip_row(name, cand, scope, "all", "all", str(exc)))
                     entry.setdefault("not_fitted", {})[f"{cand} ({scope})"] = str(exc)
@@ -378,6 +392,8 @@ def run_fit(
                 rf = roofline.fit_roofline(enough(rows, target, settings), inputs, target, variant,
                                            by_gpu=by_gpu, name=cand,
                                            gpu_factors=not by_gpu)
+                if cand in WITH_OFFSETS:
+                    rf = with_offsets(rf, rows, target, inputs)
             except NotIdentifiable as exc:
                 law_rows.append(_skip_row(name, cand, "pooled", "all", "all", str(exc)))
                 entry.setdefault("not_fitted", {})[cand] = str(exc)

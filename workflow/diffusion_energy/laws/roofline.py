@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from . import offsets
 from .powerlaw import NotIdentifiable
 from .targets import TARGETS, Prediction, Target
 
@@ -355,6 +356,8 @@ class RooflineFit:
     name: str = "roofline"
     scope: str = "pooled"
     kind: str = "roofline"
+    #: Shrunk log offset of each architecture fitted (``offsets``); none: the shared model alone.
+    model_offsets: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -441,12 +444,13 @@ class RooflineFit:
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
         half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
-        return Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
+        pred = Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
+        return offsets.shifted(frame, pred, self.model_offsets)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "variant": self.variant, "granularity": self.granularity,
                 "by_gpu": self.by_gpu, "name": self.name, "scope": self.scope, "kind": self.kind,
-                "constants": [asdict(c) for c in self.constants]}
+                "constants": [asdict(c) for c in self.constants], "model_offsets": dict(self.model_offsets)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RooflineFit:
@@ -454,7 +458,8 @@ class RooflineFit:
             RooflineConstants(**{**{k: (np.nan if v is None else v) for k, v in c.items()},
                                  "precisions": tuple(c["precisions"]), "sources": tuple(c["sources"])})
             for c in d["constants"])
-        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"])
+        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"],
+                   model_offsets=dict(d.get("model_offsets") or {}))
 
 
 def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
