@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,6 +65,56 @@ def test_collect_joins_medians_with_per_image_flops() -> None:
     assert row["flops"] == row["text_flops"] + row["denoise_flops"] + row["vae_flops"]
     assert row["flops"] == flops.per_image_totals(table, 2)["flops"].iloc[0]
     assert list(energy.columns) == list(dataset.ENERGY_COLUMNS)
+
+
+def sd15_flops_table(per_evaluation: float) -> pd.DataFrame:
+    """A FLOPs table of SD 1.5 at 512 px: text encoder twice and VAE once per image, the U-Net once per
+    denoiser evaluation."""
+    base = {"model": "sd15", "architecture": "unet", "family": "sd", "resolution": 512, "cfg": True,
+            "batch": 1, "params": 1000, "params_nonembedding": 900, "call_batch": 2, "tokens": 77,
+            "kernels": 100, "bytes": 1000, "flops_analytic": 10}
+    return pd.DataFrame([
+        base | {"stage": "text", "component": "text_encoder", "calls": 2, "per": "image", "flops": 1e9},
+        base | {"stage": "denoise", "component": "unet", "calls": 1, "per": "step", "flops": per_evaluation},
+        base | {"stage": "vae", "component": "vae", "calls": 1, "per": "image", "flops": 3e9},
+    ])
+
+
+def test_per_image_costs_count_every_denoiser_evaluation() -> None:
+    # SD 1.5's PNDM scheduler runs the U-Net steps + 1 times (the H200 hook counted 11, 26, 51).
+    unet = 1.6e12
+    points = pd.DataFrame([{"gpu": "h200", "model": "sd15", "precision": "fp16", "resolution": 512,
+                            "steps": s, "cfg": True, "batch": 1} for s in (1, 10, 25)])
+    costs = dataset.per_image_costs(points, sd15_flops_table(unet)).set_index("steps")
+    assert list(costs["denoiser_evaluations"]) == [1, 11, 26]
+    assert costs.loc[25, "denoise_flops"] == 26 * unet
+    assert costs.loc[10, "denoise_flops"] == 11 * unet and costs.loc[1, "denoise_flops"] == unet
+    assert costs.loc[25, "flops"] == 2e9 + 26 * unet + 3e9
+    assert costs.loc[25, "denoise_kernels"] == 26 * 100
+    assert costs.loc[25, "flops_analytic"] == 10 * (2 + 26 + 1)
+    # Per step as the per-step energy is: the denoise total over the user's steps.
+    assert costs.loc[25, "denoise_flops_per_step"] == pytest.approx(26 / 25 * unet)
+
+
+def test_per_image_costs_refuse_a_model_whose_evaluations_are_unknown() -> None:
+    table = sd15_flops_table(1e12).assign(model="my-unet")
+    points = pd.DataFrame([{"gpu": "h200", "model": "my-unet", "precision": "fp16", "resolution": 512,
+                            "steps": 20, "cfg": True, "batch": 1}])
+    with pytest.raises(dataset.EvaluationsError, match="model 'my-unet' at 20 steps.*unknown model"):
+        dataset.per_image_costs(points, table)
+    given = dataset.per_image_costs(points.assign(denoiser_evaluations=21), table)
+    assert given["denoise_flops"].iloc[0] == 21e12
+
+
+def test_shipped_denoiser_calls_are_the_schedulers_evaluations() -> None:
+    # The hook of the H200 measurements counted the U-Net forwards: what the FLOPs multiply by.
+    shipped = pd.read_parquet(Path(__file__).resolve().parents[1] / "resources/measurements/h200.parquet")
+    image = shipped[(shipped["stage"] == "image") & shipped["denoiser_calls"].notna()]
+    assert len(image)
+    for r in image.drop_duplicates(["model", "steps", "cfg"]).itertuples():
+        spec = zoo.load_spec(r.model)
+        calls = spec.denoiser_evaluations(int(r.steps)) * spec.denoiser_calls_per_step(bool(r.cfg))
+        assert r.denoiser_calls == calls, (r.model, r.steps)
 
 
 def test_collect_keeps_oom_points_and_drops_energy_absent_ones() -> None:

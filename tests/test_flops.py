@@ -120,14 +120,17 @@ def test_cfg_encodes_the_negative_prompt_too(model: str) -> None:
 # --- per-image totals ----------------------------------------------------------------------------
 
 
-def test_per_image_totals_add_up_stages_and_steps() -> None:
+def test_per_image_totals_add_up_stages_and_denoiser_evaluations() -> None:
+    # SD 1.5's PNDM scheduler runs the U-Net 51 times for 50 steps (its PLMS warm-up repeats a timestep).
     totals = flops.per_image_totals(counted("sd15"), steps=50).set_index(["resolution", "cfg"])
     unet = 1_606_546_882_560
     vae = row("sd15", "vae", 512)["flops"]
     text = row("sd15", "text_encoder", 512)["flops"]
-    assert totals.loc[(512, True), "flops"] == 50 * unet + vae + 2 * text
-    assert totals.loc[(512, False), "flops"] == 50 * unet // 2 + vae + text
+    assert totals.loc[(512, True), "flops"] == 51 * unet + vae + 2 * text
+    assert totals.loc[(512, False), "flops"] == 51 * unet // 2 + vae + text
     assert set(totals.columns) >= {"model", "batch", "flops", "kernels", "bytes"}
+    given = flops.per_image_totals(counted("sd15"), steps=50, evaluations=50).set_index(["resolution", "cfg"])
+    assert given.loc[(512, True), "flops"] == 50 * unet + vae + 2 * text
 
 
 def test_per_image_totals_scale_denoising_with_steps_and_calls() -> None:

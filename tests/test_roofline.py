@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from analysis_support import REAL_MODELS, REAL_RESOLUTIONS, counted_flops, energy_table, settings
 
 from diffusion_energy.counting import flops
@@ -15,6 +17,7 @@ from diffusion_energy.laws import analysis, crossval, roofline, simulate
 from diffusion_energy.laws.analysis_io import _clean
 from diffusion_energy.laws.targets import TARGETS
 from diffusion_energy.models import zoo
+from diffusion_energy.sources import dataset
 
 KEYS = {"model": "toy", "resolution": 64, "frames": 1, "cfg": True, "batch": 1}
 
@@ -82,7 +85,8 @@ def _toy_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _toy_points(precisions: tuple[str, ...] = ("fp16",)) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"point_id": i, **KEYS, "steps": 20, "precision": p} for i, p in enumerate(precisions)]
+        [{"point_id": i, **KEYS, "steps": 20, "denoiser_evaluations": 20, "precision": p}
+         for i, p in enumerate(precisions)]
     )
 
 
@@ -135,6 +139,29 @@ def test_op_table_of_a_real_architecture_adds_up_to_the_energy_table() -> None:
     np.testing.assert_allclose(inputs.total_bytes(ids), feats["bytes"].astype(float), rtol=1e-12)
     kernels = inputs.per_point(inputs.kernels * inputs.executions, ids)
     np.testing.assert_allclose(kernels, feats["kernels"].astype(float), rtol=1e-12)
+
+
+def test_op_inputs_count_every_denoiser_evaluation_of_a_pndm_model(tmp_path: Path) -> None:
+    # A model given as a file (not in the zoo by name) with SD 1.5's PNDM scheduler: 7 steps run the
+    # denoiser 8 times, in the energy table's FLOPs and in the roofline's inputs alike.
+    raw = yaml.safe_load((zoo.MODELS_DIR / "tiny-sd.yaml").read_text())
+    raw["name"] = "tiny-sd-pndm"
+    raw["scheduler"] = yaml.safe_load((zoo.MODELS_DIR / "sd15.yaml").read_text())["scheduler"]
+    path = tmp_path / "tiny-sd-pndm.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = zoo.load_spec(path)
+    assert spec.denoiser_evaluations(7) == 8
+    table, ops = flops.count_model_ops(spec, [32], [True], [1])
+    feats = point_features([Point("h100", spec.name, "unet", "fp16", 32, 7, True, 1,
+                                  spec.denoiser_evaluations(7))], table).assign(point_id=0)
+    per_step = table.loc[table["stage"] == "denoise", "flops"].sum()
+    assert feats["denoise_flops"].iloc[0] == 8 * per_step
+    assert feats["denoise_flops_per_step"].iloc[0] == pytest.approx(8 / 7 * per_step)
+    inputs = roofline.build_inputs(feats, ops, table)
+    assert inputs.granularity == "op"
+    np.testing.assert_allclose(inputs.total_flops(np.array([0])), feats["flops"], rtol=1e-12)
+    with pytest.raises(dataset.EvaluationsError, match="model 'tiny-sd-pndm' at 7 steps"):
+        roofline.build_inputs(feats.drop(columns="denoiser_evaluations"), ops, table)
 
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,23 @@ def write_spec(tmp_path: Path, raw: dict[str, Any], name: str = "broken.yaml") -
     return path
 
 
+def test_denoiser_evaluations_are_the_schedulers_timesteps() -> None:
+    # PNDM (SD 1.5, Openjourney) repeats a timestep in its PLMS warm-up: steps + 1 U-Net calls from 2 steps.
+    sd15 = zoo.load_spec("sd15")
+    assert [sd15.denoiser_evaluations(n) for n in (1, 2, 10, 25, 50)] == [1, 3, 11, 26, 51]
+    assert zoo.load_spec("openjourney-v4").denoiser_evaluations(25) == 26
+    for name in ("flux-dev", "sdxl", "sd35-large", "wan2.1-t2v-1.3b"):  # flow-match with dynamic shift too
+        spec = zoo.load_spec(name)
+        assert [spec.denoiser_evaluations(n) for n in (1, 10, 25, 50)] == [1, 10, 25, 50], name
+    with pytest.raises(zoo.ZooError, match="steps must be a positive integer"):
+        sd15.denoiser_evaluations(0)
+
+
+def test_every_zoo_model_answers_its_denoiser_evaluations() -> None:
+    for name in zoo.available_models():
+        assert zoo.load_spec(name).denoiser_evaluations(4) in (4, 5), name
+
+
 def test_unknown_model_lists_known_models() -> None:
     with pytest.raises(zoo.ZooError, match=r"unknown model 'sd16'.*sd15"):
         zoo.load_spec("sd16")

@@ -29,6 +29,9 @@ class Point:
     steps: int
     cfg: bool
     batch: int = 1
+    #: Denoiser evaluations per image (``ModelSpec.denoiser_evaluations(steps)``); None: the zoo's
+    #: model of this name answers (a model given as a file must pass its spec's own).
+    denoiser_evaluations: int | None = None
 
 
 def point_features(points: Iterable[Point], flops: pd.DataFrame) -> pd.DataFrame:
@@ -40,9 +43,10 @@ def point_features(points: Iterable[Point], flops: pd.DataFrame) -> pd.DataFrame
     """
     keys = pd.DataFrame(
         [{"gpu": p.gpu, "model": p.model, "architecture": p.architecture, "precision": p.precision,
-          "resolution": p.resolution, "steps": p.steps, "cfg": bool(p.cfg), "batch": p.batch}
+          "resolution": p.resolution, "steps": p.steps, "cfg": bool(p.cfg), "batch": p.batch,
+          "denoiser_evaluations": p.denoiser_evaluations}
          for p in points],
-        columns=[*dataset.GRID_KEYS, "architecture"],
+        columns=[*dataset.GRID_KEYS, "architecture", "denoiser_evaluations"],
     )
     costs = dataset.per_image_costs(keys, flops) if len(keys) else keys
     for col in dataset.ENERGY_COLUMNS:

@@ -15,6 +15,7 @@ inputs and output, as flash attention runs it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +31,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 from ..errors import UsageError
-from ..models import families
+from ..models import families, zoo
 from ..models.families import Call
 from ..models.zoo import MODELS_DIR, ComponentSpec, ModelSpec, ZooError, build_component, count_parameters
 
@@ -515,17 +516,31 @@ def count_shapes(spec: ModelSpec, shapes: Iterable[tuple],
     return frame, ops
 
 
+@functools.cache
+def _zoo_spec(model: str) -> ModelSpec:
+    return zoo.load_spec(model)
+
+
 def _decoder_parameters(module: torch.nn.Module) -> int:
     """Parameters a VAE decode uses (not the encoder's)."""
     return sum(p.numel() for name, p in module.named_parameters()
                if not name.startswith(("encoder", "quant")))
 
 
-def per_image_totals(flops: pd.DataFrame, steps: int) -> pd.DataFrame:
+def per_image_totals(flops: pd.DataFrame, steps: int, evaluations: int | None = None) -> pd.DataFrame:
     """FLOPs, kernels and bytes per image (or video) at ``steps`` steps, by (model, res, frames, cfg,
-    batch); a table without ``frames`` is of images."""
+    batch); a table without ``frames`` is of images.
+
+    A per-step call runs once per denoiser evaluation: ``evaluations`` where given (a model given
+    as a file), else each zoo model's own (``ModelSpec.denoiser_evaluations``; steps + 1 for PNDM).
+    """
+    if evaluations is None:
+        per_model = {m: _zoo_spec(m).denoiser_evaluations(steps) for m in flops["model"].astype(str).unique()}
+        per_step = flops["model"].astype(str).map(per_model).astype(float)
+    else:
+        per_step = pd.Series(float(evaluations), index=flops.index)
     # float64: per-call counts x calls x steps can pass int64's range (and would wrap round).
-    mult = flops["calls"].astype(float) * flops["per"].map({"image": 1.0, "step": float(steps)})
+    mult = flops["calls"].astype(float) * per_step.where(flops["per"] == "step", 1.0)
     scaled = flops.assign(
         flops=flops["flops"].astype(float) * mult, kernels=flops["kernels"].astype(float) * mult,
         bytes=flops["bytes"].astype(float) * mult

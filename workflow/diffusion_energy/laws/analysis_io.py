@@ -36,7 +36,8 @@ LAWS_SCHEMA_VERSION = 2
 _NUMERIC = [
     c for c in dataset.ENERGY_COLUMNS
     if c.endswith(("_j", "_s", "_w", "flops", "kernels", "bytes", "_spread", "_error", "_params"))
-    or c in ("resolution", "steps", "batch", "n_repeats", "flops_analytic", "denoise_flops_per_step")
+    or c in ("resolution", "steps", "batch", "n_repeats", "flops_analytic", "denoise_flops_per_step",
+             "denoiser_evaluations")
 ]
 
 

@@ -151,7 +151,8 @@ def count_point(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
     batches = {batch} | ({1, 2} if batch > 2 else set())
     table, ops = flops_mod.count_shapes(spec, [(resolution, cfg, b) for b in sorted(batches)])
     table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
-    point = Point(gpu, spec.name, spec.architecture, precision, resolution, steps, cfg, batch)
+    point = Point(gpu, spec.name, spec.architecture, precision, resolution, steps, cfg, batch,
+                  spec.denoiser_evaluations(steps))
     feats = point_features([point], table).assign(point_id=0)
     if feats.empty:
         raise ValueError(f"no FLOPs counted for {spec.name} at {resolution} px")

@@ -112,7 +112,8 @@ def count_video(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
     table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
     keys = pd.DataFrame([{"gpu": gpu, "model": at.name, "architecture": at.architecture,
                           "precision": precision, "resolution": resolution, "steps": steps, "cfg": bool(cfg),
-                          "batch": batch, "frames": frames}])
+                          "batch": batch, "frames": frames,
+                          "denoiser_evaluations": at.denoiser_evaluations(steps)}])
     feats = dataset.per_image_costs(keys, table)
     if feats.empty:
         raise ValueError(f"no FLOPs counted for {at.name} at {resolution} px, {frames} frames")

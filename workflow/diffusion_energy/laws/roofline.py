@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ..sources import dataset
 from . import offsets
 from .powerlaw import NotIdentifiable
 from .targets import TARGETS, Prediction, Target
@@ -155,7 +156,8 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
     """
     calls = flops_table[KEYS + ["stage", "component", "calls", "per"]].drop_duplicates()
     o = ops.merge(calls, on=KEYS + ["stage", "component"], how="inner")
-    pts = points[["point_id", *KEYS, "steps", "precision"]].copy()
+    pts = points[["point_id", *KEYS, "steps", "precision"]].assign(
+        denoiser_evaluations=dataset.denoiser_evaluations(points))
     for frame in (pts, o):
         frame["cfg"] = frame["cfg"].astype(bool)
         frame["resolution"] = frame["resolution"].astype(int)
@@ -166,7 +168,8 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
         lacking = pts[pts["point_id"].isin(missing)][KEYS].drop_duplicates().head(3).to_dict("records")
         raise ValueError(f"{len(missing)} point(s) have no per-op counts, e.g. {lacking}")
     # Per pipeline call (of ``batch`` images) -> per image.
-    per_image = (np.where(m["per"].to_numpy() == "step", m["steps"].to_numpy(dtype=float), 1.0)
+    # A per-step call runs once per denoiser evaluation (steps + 1 for PNDM), as dataset.per_image_costs.
+    per_image = (np.where(m["per"].to_numpy() == "step", m["denoiser_evaluations"].to_numpy(dtype=float), 1.0)
                  / m["batch"].to_numpy(dtype=float))
     flops = m["flops"].to_numpy(dtype=float)
     return RooflineInputs(

@@ -15,8 +15,10 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +197,23 @@ class ModelSpec:
     def denoiser_call_batch(self, batch: int, cfg: bool) -> int:
         """Batch of one denoiser forward: doubled when CFG is batched."""
         return 2 * batch if cfg and self.cfg_mode == "batch" else batch
+
+    def denoiser_evaluations(self, steps: int) -> int:
+        """Denoiser evaluations (timesteps the pipeline loops over) of one generation at ``steps`` steps.
+
+        Not always ``steps``: PNDM's PLMS warm-up (``skip_prk_steps``, SD 1.5, Openjourney) repeats
+        its first timestep, so ``set_timesteps(n)`` gives n + 1 timesteps for n >= 2 and a pipeline
+        called with 25 steps runs the U-Net 26 times. Per-image FLOPs, kernels and bytes multiply a
+        step's counts by this number, which is what the scheduler itself answers.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+            raise ZooError(f"steps must be a positive integer, not {steps!r}")
+        config = json.dumps(dict(self.scheduler_config), sort_keys=True, default=str)
+        # Beyond _ASKED_UP_TO steps the surplus there carries over (a warm-up adds a fixed number):
+        # 10^15 timesteps would be allocated, and DDIM refuses more than its 1000 training steps.
+        asked = min(steps, _ASKED_UP_TO)
+        evaluations = _scheduler_timesteps(self.scheduler_class, config, asked, str(self.source or self.name))
+        return evaluations + (steps - asked)
 
     def precision(self, precision: str) -> str:
         """Resolve ``default`` to the model's usual precision; check the name."""
@@ -609,6 +628,37 @@ def build_scheduler(spec: ModelSpec) -> Any:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ZooError(f"{spec.source or spec.name}: scheduler.config does not build a "
                        f"{spec.scheduler_class.rsplit('.', 1)[-1]}: {detail}") from exc
+
+
+#: Steps up to which the scheduler itself is asked for its timesteps (its training steps, for DDIM).
+_ASKED_UP_TO = 1000
+
+#: ``mu`` (log of the resolution-dependent time shift) given to a scheduler that shifts its
+#: timesteps by the image size: the shift changes where the timesteps lie, not how many there are.
+_NEUTRAL_MU = 0.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _scheduler_timesteps(scheduler_class: str, config_json: str, steps: int, where: str) -> int:
+    """``len(scheduler.timesteps)`` after ``set_timesteps(steps)`` (cached: keyed on the class and a
+    frozen JSON of its config, so every model with the same scheduler shares one answer)."""
+    cls = import_object(scheduler_class)
+    # On CPU even inside a caller's meta/CUDA device context (schedulers fail there, NOTES.md); a
+    # terminal shift at one step divides by zero in the timestep values, never in their number.
+    try:
+        with torch.device("cpu"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            scheduler = cls.from_config(json.loads(config_json))
+            kwargs: dict[str, Any] = {}
+            if ("mu" in inspect.signature(scheduler.set_timesteps).parameters
+                    and scheduler.config.get("use_dynamic_shifting", False)):
+                kwargs["mu"] = _NEUTRAL_MU
+            scheduler.set_timesteps(steps, device="cpu", **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a scheduler fails on its config only; cause kept
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ZooError(f"{where}: the scheduler {scheduler_class.rsplit('.', 1)[-1]} cannot set {steps} "
+                       f"timesteps: {detail}") from exc
+    return int(len(scheduler.timesteps))
 
 
 def count_parameters(module: torch.nn.Module) -> int:

@@ -17,6 +17,7 @@ Units are in the names: ``_j`` joules, ``_s`` seconds, ``_w`` watts.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
@@ -25,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from .. import atomic
+from ..errors import UserError
+from ..models import zoo
 from . import duplicates
 from .schema import (  # noqa: F401 - the schema's names are the dataset's
     GRID_KEYS,
@@ -79,11 +82,15 @@ ENERGY_COLUMNS: dict[str, str] = {
     "avg_power_w": MEASUREMENT_COLUMNS["avg_power_w"],
     "energy_scope": MEASUREMENT_COLUMNS["energy_scope"],
     "weights_source": MEASUREMENT_COLUMNS["weights_source"],
-    "flops": "FLOPs per image: text + steps x denoiser calls + VAE decode",
+    "denoiser_evaluations": "denoiser evaluations per image: the scheduler's timesteps at steps (steps + 1 "
+                            "for PNDM, SD 1.5 and Openjourney, whose PLMS warm-up repeats a timestep)",
+    "flops": "FLOPs per image: text + denoiser_evaluations x denoiser calls + VAE decode",
     "text_flops": "FLOPs of all text encoders per image",
     "denoise_flops": "FLOPs of all denoiser calls per image",
     "vae_flops": "FLOPs of the VAE decode per image",
-    "denoise_flops_per_step": "FLOPs of the denoiser calls of one step",
+    "denoise_flops_per_step": "FLOPs of the denoiser calls of one step: denoise_flops / steps (a PNDM "
+                              "step's share includes the repeated evaluation, as the per-step energy "
+                              "denoise_energy_j / steps does)",
     "kernels": "kernels (non-view ATen ops, SDPA fused) per image",
     "text_kernels": "per image",
     "denoise_kernels": "per image",
@@ -265,11 +272,49 @@ def _flops_keys(flops: pd.DataFrame) -> list[str]:
     return ["model", "resolution", *(["frames"] if "frames" in flops else []), "cfg", "batch"]
 
 
+class EvaluationsError(UserError):
+    """The denoiser evaluations of a point cannot be known (its model is not in the zoo by name)."""
+
+
+@functools.cache
+def _zoo_spec(model: str) -> zoo.ModelSpec:
+    return zoo.load_spec(model)
+
+
+def denoiser_evaluations(points: pd.DataFrame) -> pd.Series:
+    """Denoiser evaluations per image of each point (float, aligned with ``points``).
+
+    The ``denoiser_evaluations`` column where it has a value (a model given as an
+    architecture file carries its spec's own); else the zoo's model of that name
+    at the point's steps (``ModelSpec.denoiser_evaluations``: PNDM runs steps + 1).
+    Never ``steps`` by default: a model the zoo does not know is an error naming it.
+    """
+    given = (pd.to_numeric(points["denoiser_evaluations"], errors="coerce")
+             if "denoiser_evaluations" in points else pd.Series(np.nan, index=points.index))
+    missing = given.isna()
+    if not missing.any():
+        return given.astype(float)
+    pairs = points.loc[missing, ["model", "steps"]].drop_duplicates()
+    answers = {}
+    for model, steps in pairs.itertuples(index=False):
+        try:
+            answers[(str(model), int(steps))] = _zoo_spec(str(model)).denoiser_evaluations(int(steps))
+        except zoo.ZooError as exc:
+            raise EvaluationsError(f"cannot count the denoiser evaluations of model {model!r} at {steps} "
+                                   f"steps (per-image FLOPs need them): {exc}") from None
+    filled = [answers[(str(m), int(s))] for m, s in points.loc[missing, ["model", "steps"]].itertuples(
+        index=False)]
+    return given.where(~missing, pd.Series(filled, index=given.index[missing], dtype=float)).astype(float)
+
+
 def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
     """``points`` (grid keys and precision) with FLOPs, kernels and bytes per image added.
 
-    Per stage and in total: text encoders + steps x the denoiser calls of a step +
-    the VAE decode, from the per-call FLOPs table. Measured and predicted points
+    Per stage and in total: text encoders + denoiser evaluations x the denoiser calls
+    of a step + the VAE decode, from the per-call FLOPs table. The evaluations are
+    the scheduler's timesteps (``denoiser_evaluations``; steps + 1 for PNDM), not
+    ``steps``; ``denoise_flops_per_step`` is the denoise FLOPs / steps, as the
+    per-step energy is the denoise energy / steps. Measured and predicted points
     share this one definition of "per image". Points without FLOPs in ``flops``
     (a model not in the current grid) are left out with a log line.
     """
@@ -287,7 +332,9 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
         log.warning("%d points have no FLOPs in the FLOPs table and are left out: %s",
                     int(missing.sum()), sorted(joined.loc[missing, "model"].unique()))
         joined = joined[~missing].copy()
+    joined["denoiser_evaluations"] = denoiser_evaluations(joined)
     steps = joined["steps"].astype(float)
+    evals = joined["denoiser_evaluations"]
     # The counts are per pipeline call, which makes ``batch`` images: FLOPs per image do not
     # change with the batch, kernel launches and weight traffic per image fall with it.
     per_image = 1.0 / joined["batch"].astype(float)
@@ -295,14 +342,14 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
     byte_scale = joined["precision"].map({"fp32": 2.0}).fillna(1.0)
     for stage in ("text", "denoise", "vae"):
         j = joined
-        joined[f"{stage}_flops"] = (j[f"{stage}__f_img"] + steps * j[f"{stage}__f_step"]) * per_image
-        joined[f"{stage}_kernels"] = (j[f"{stage}__k_img"] + steps * j[f"{stage}__k_step"]) * per_image
-        joined[f"{stage}_bytes"] = ((j[f"{stage}__b_img"] + steps * j[f"{stage}__b_step"]) * byte_scale
+        joined[f"{stage}_flops"] = (j[f"{stage}__f_img"] + evals * j[f"{stage}__f_step"]) * per_image
+        joined[f"{stage}_kernels"] = (j[f"{stage}__k_img"] + evals * j[f"{stage}__k_step"]) * per_image
+        joined[f"{stage}_bytes"] = ((j[f"{stage}__b_img"] + evals * j[f"{stage}__b_step"]) * byte_scale
                                     * per_image)
-    joined["denoise_flops_per_step"] = joined["denoise__f_step"] * per_image
+    joined["denoise_flops_per_step"] = joined["denoise__f_step"] * evals / steps * per_image
     joined["denoiser_params"] = joined["denoise__p_den"]
     joined["flops_analytic"] = sum(
-        joined[f"{s}__a_img"] + steps * joined[f"{s}__a_step"] for s in ("text", "denoise", "vae")
+        joined[f"{s}__a_img"] + evals * joined[f"{s}__a_step"] for s in ("text", "denoise", "vae")
     ) * per_image
     for what in ("flops", "kernels", "bytes"):
         joined[what] = sum(joined[f"{s}_{what}"] for s in ("text", "denoise", "vae"))
