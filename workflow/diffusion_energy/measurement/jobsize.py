@@ -44,7 +44,9 @@ def job_size(spec: ModelSpec, points: list[GridPoint], repeats: int, warmup: int
     warm: set[tuple[int, bool, int]] = set()
     for p in points:
         cfg_factor = 2 if p.cfg else 1
-        image_s = (SECONDS_PER_STEP_BPARAM_1024 * p.steps * max(denoiser_b, 0.5) * cfg_factor
+        # Per denoiser evaluation (PNDM runs steps + 1); the FLUX reference's evaluations are its steps.
+        image_s = (SECONDS_PER_STEP_BPARAM_1024 * spec.denoiser_evaluations(p.steps) * max(denoiser_b, 0.5)
+                   * cfg_factor
                    * p.batch * (p.resolution / 1024) ** 2)
         # repeats, each window at least ~1 s, plus text/VAE windows; warm-up only for a new shape
         windows = repeats if p.shape in warm else warmup + repeats

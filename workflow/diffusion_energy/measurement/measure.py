@@ -454,16 +454,17 @@ class Runner:
         return ImageResult(found["image"], found["denoise"], float(calls_per_image), warm_calls, warm_s)
 
 
-def paced_image_s(previous: list[StageResult], previous_steps: int, steps: int,
+def paced_image_s(previous: list[StageResult], previous_evaluations: int, evaluations: int,
                   text: list[StageResult], vae: list[StageResult]) -> float:
-    """Expected time of one image at ``steps``, from a point of the same shape at ``previous_steps``.
+    """Expected time of one image of ``evaluations`` denoiser evaluations, from a point of the same
+    shape with ``previous_evaluations`` (``ModelSpec.denoiser_evaluations`` of their steps).
 
     Text encoding and VAE decoding do not depend on the steps; the rest of the
-    image (the denoising) scales with them.
+    image (the denoising) scales with the evaluations.
     """
     image_s = statistics.median(r.time_s for r in previous)
     fixed_s = statistics.median(r.time_s for r in text) + statistics.median(r.time_s for r in vae)
-    return fixed_s + max(image_s - fixed_s, 0.0) * steps / previous_steps
+    return fixed_s + max(image_s - fixed_s, 0.0) * evaluations / previous_evaluations
 
 
 def spread(values: list[float]) -> float:
@@ -640,7 +641,10 @@ def measure_group(
                 single_s = None
                 if point.shape in warm:
                     steps, previous = warm[point.shape]
-                    single_s = paced_image_s(previous, steps, point.steps, shared[text_key], shared[vae_key])
+                    # Denoising scales with the denoiser's evaluations (steps + 1 for PNDM), not the steps.
+                    single_s = paced_image_s(previous, spec.denoiser_evaluations(steps),
+                                             spec.denoiser_evaluations(point.steps), shared[text_key],
+                                             shared[vae_key])
                 t0 = clock()
                 rest_s = (statistics.median(r.time_s for r in shared[text_key])
                           + statistics.median(r.time_s for r in shared[vae_key]))
