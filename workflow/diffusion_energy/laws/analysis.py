@@ -440,7 +440,8 @@ def _rule(predictions: pd.DataFrame | None, target: str, cand: str, level: float
     if gpu != ALL:
         p = p[p["gpu"].astype(str) == gpu]
     dist = p["distance"] if "distance" in p else pd.Series(0.0, index=p.index)
-    rule = intervals.calibrate(p["log_ratio"].to_numpy(float), dist.to_numpy(float), level, symmetric)
+    rule = intervals.calibrate(p["log_ratio"].to_numpy(float), dist.to_numpy(float), level, symmetric,
+                               None if symmetric else p["held_out"].astype(str).to_numpy())
     if rule is None:
         return {"n_points": 0}
     return {"log_ratio_low": rule.lo, "log_ratio_high": rule.hi, "n_groups": int(p["held_out"].nunique()),

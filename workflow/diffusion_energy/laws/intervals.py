@@ -14,6 +14,15 @@ extrapolation always widens). The intervals in the cross-validation tables are
 calibrated without the group they predict (leave-one-group-out over the
 held-out errors), so their coverage there is a held-out coverage.
 
+The errors of one architecture share its offset, so they are not independent
+draws, and the next architecture is a new draw of an offset: given the groups,
+the interval is the classical prediction interval of a new draw from G group
+means, mean +- t(G - 1) x sqrt(s_between^2 (1 + 1/G) + s_within^2) (normal
+errors; Student's t for the G estimated means). Point quantiles, where each
+architecture counts by its number of points and G ~ 13 groups pin the 5% tails
+poorly, covered 82.9% of the architectures left out at 90% (simulated: 80%
+for quantiles, 90% for this rule).
+
 For a GPU kind never measured the rule is symmetric (``symmetric=True``): the
 level's quantile of |log(measured / predicted)| on each side. A kind left out
 is off by a shift of its own whose sign differs between kinds (on the shipped
@@ -30,6 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .targets import Target
 
@@ -97,21 +107,38 @@ class IntervalRule:
         return asdict(self)
 
 
-def calibrate(log_ratio: np.ndarray, dist: np.ndarray, level: float, symmetric: bool = False
-              ) -> IntervalRule | None:
+def grouped_bounds(log_ratio: np.ndarray, groups: np.ndarray, level: float) -> tuple[float, float]:
+    """The prediction interval of a new group's error from errors in groups (module docstring)."""
+    labels, index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    n_groups = len(labels)
+    means = np.bincount(index, weights=log_ratio) / np.bincount(index)
+    within = float(((log_ratio - means[index]) ** 2).sum() / max(len(log_ratio) - n_groups, 1))
+    between = float(means.var(ddof=1)) if n_groups > 1 else 0.0
+    half = stats.t.ppf(0.5 + level / 2, max(n_groups - 1, 1)) * np.sqrt(between * (1 + 1 / n_groups) + within)
+    center = float(means.mean())
+    return center - half, center + half
+
+
+def calibrate(log_ratio: np.ndarray, dist: np.ndarray, level: float, symmetric: bool = False,
+              groups: np.ndarray | None = None) -> IntervalRule | None:
     """The rule from held-out errors ``log_ratio`` at distances ``dist``; None without points.
 
-    ``symmetric``: the errors' size only (the level's quantile of their absolute value, on each side)."""
+    ``symmetric``: the errors' size only (the level's quantile of their absolute value, on each side).
+    ``groups``: the held-out group of each error (an architecture): the interval of a new group's error
+    (``grouped_bounds``)."""
     r, d = np.asarray(log_ratio, float), np.asarray(dist, float)
     ok = np.isfinite(r) & np.isfinite(d)
     r, d = r[ok], d[ok]
     if len(r) == 0:
         return None
     inside = d <= INSIDE
-    base = r[inside] if inside.sum() >= max(5, len(r) // 4) else r
+    use = inside if inside.sum() >= max(5, len(r) // 4) else np.ones(len(r), bool)
+    base = r[use]
     if symmetric:
         hi = float(np.quantile(np.abs(base), level))
         lo = -hi
+    elif groups is not None:
+        lo, hi = grouped_bounds(base, np.asarray(groups, dtype=str)[ok][use], level)
     else:
         lo, hi = (float(x) for x in np.quantile(base, [0.5 - level / 2, 0.5 + level / 2]))
     out = ~inside
@@ -139,7 +166,8 @@ def cross_calibrated(predictions: pd.DataFrame, level: float, symmetric: bool = 
         for g in groups.unique():
             here = part.index[groups == g]
             rest = part.index[groups != g]
-            rule = calibrate(out.loc[rest, "log_ratio"], out.loc[rest, "distance"], level, symmetric)
+            rule = calibrate(out.loc[rest, "log_ratio"], out.loc[rest, "distance"], level, symmetric,
+                             None if symmetric else groups.loc[rest].to_numpy())
             if rule is None:
                 continue
             lo, hi = rule.bounds(out.loc[here, "predicted_j"].to_numpy(float),
