@@ -149,9 +149,10 @@ def test_a_kind_outside_the_fit_gets_the_trend_across_kinds_and_a_measured_kind_
         gpu="all", efficiency={"matmul": 0.5, "memory": 0.8}, launch_s={"s": 1e-5}, time_factor={"s": 1.0},
         pi_static=0.2, pi_flop=1.0, pi_byte=0.5, pi_source={}, idle_power_w=float("nan"), reference={},
         source_reference="s", sigma_log=0.1, dof=10, n_points=20, precisions=("fp16",), sources=("s",),
-        gpu_factor={"h100": 0.9}, peak_exponent=0.3, energy_exponent=-0.2)
+        gpu_factor={"h100": 0.9, "a100": 1.6}, peak_exponent=0.3, energy_exponent=-0.2)
     assert c.gpu_time_factor("h100", 1e15) == pytest.approx(0.9)
-    assert c.gpu_time_factor("b200", 2.25e15) == pytest.approx(2.25 ** 0.3)
+    # A kind outside the fit: the typical (geometric mean) factor of the measured kinds, times the trend.
+    assert c.gpu_time_factor("b200", 2.25e15) == pytest.approx(np.sqrt(0.9 * 1.6) * 2.25 ** 0.3)
     assert c.energy_factor(np.array([1e-12, 0.5e-12])) == pytest.approx([1.0, 0.5 ** -0.2])
 
 

@@ -64,7 +64,7 @@ def _toy_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
                 **KEYS,
                 "stage": "denoise",
                 "component": "unet",
-                "op": "sdpa",
+                "op": "sdpa[d=64]",
                 "flops": 1e12,
                 "bytes": 1e7,
                 "count": 2,
@@ -103,6 +103,30 @@ def test_time_sums_the_slowest_roof_of_every_op() -> None:
     per_image = 6e9 + 20 * (40e12 + 2e12) + 10e12
     np.testing.assert_allclose(inputs.total_flops(np.array([0, 1])), [per_image, per_image])
     assert inputs.total_bytes(np.array([1]))[0] == pytest.approx(2 * inputs.total_bytes(np.array([0]))[0])
+
+
+def test_attention_time_counts_its_exponentials_by_head_dimension() -> None:
+    """Equal attention FLOPs with heads of 32 or 128: four times the scores (one exponential each)."""
+    calls, ops = _toy_tables()
+    small = ops.assign(op=ops["op"].replace({"sdpa[d=64]": "sdpa[d=32]"}))
+    large = ops.assign(op=ops["op"].replace({"sdpa[d=64]": "sdpa[d=128]"}))
+    pts = _toy_points(("fp16",))
+    a, b = (roofline.inputs_from_ops(pts, o, calls) for o in (small, large))
+    names = pd.Series(["sdpa[d=64]", "sdpa", "mm.default"])
+    assert roofline.op_classes(names, np.array([1, 1, 1])).tolist() == [1, 1, 0]
+    attn = a.op_class == 1
+    assert a.scores()[attn] == pytest.approx(1e12 / (4 * 32))
+    assert b.scores()[attn] == pytest.approx(1e12 / (4 * 128))
+    assert not a.scores()[~attn].any()
+    scales = {"peak_flop_s": np.array([1e15]), "peak_fp32_flop_s": np.array([1e14]),
+              "peak_bandwidth_byte_s": np.array([1e12])}
+    eff = np.array([0.5, 0.5, 0.5, 0.5, 0.5])
+    times = [roofline._TimeModel(x, np.array([0]), scales, np.array([0]))(eff, 1.0, np.array([1e-9]), s)
+             for x in (a, b) for s in (np.inf, 1e-3)]
+    assert times[0] == pytest.approx(times[2])  # without an exponential cost the head size is invisible
+    # 20 steps x 2 kernels x scores / (1e-3 x peak): the smaller heads' extra time is exactly that
+    extra = 20 * 2 * (1e12 / 128 - 1e12 / 512) / (1e-3 * 1e15)
+    assert times[1] - times[3] == pytest.approx(extra)
 
 
 def test_a_point_without_ops_is_refused_and_the_stage_fallback_is_used() -> None:

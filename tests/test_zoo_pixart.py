@@ -160,7 +160,8 @@ def test_transformer_flops_sanity_value(counted: dict[str, Any]) -> None:
     estimate = pixart_flops(d, cfg["num_layers"], (RES // 16) ** 2, 300)
     assert total.flops == pytest.approx(estimate, rel=0.01)
     # two fused attention kernels per block: self and cross
-    assert int(table.loc[table["op"] == "sdpa", "count"].sum()) == 2 * cfg["num_layers"]
+    head = cfg["attention_head_dim"]
+    assert int(table.loc[table["op"] == f"sdpa[d={head}]", "count"].sum()) == 2 * cfg["num_layers"]
 
 
 # --- the tiny model on CPU ----------------------------------------------------------------------

@@ -210,7 +210,8 @@ def test_denoiser_flops_sanity_value(counted: dict[str, Any], model: str) -> Non
     estimate = mmdit_flops(d, cfg["num_layers"], img, 333, dual)
     assert total.flops == pytest.approx(estimate, rel=0.02)
     # One fused attention kernel per joint attention, and one more per dual-attention block.
-    assert int(table.loc[table["op"] == "sdpa", "count"].sum()) == cfg["num_layers"] + dual
+    head = cfg["attention_head_dim"]
+    assert int(table.loc[table["op"] == f"sdpa[d={head}]", "count"].sum()) == cfg["num_layers"] + dual
 
 
 def test_dual_attention_costs_what_it_adds(counted: dict[str, Any]) -> None:

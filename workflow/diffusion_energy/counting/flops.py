@@ -34,6 +34,7 @@ from ..errors import UsageError
 from ..models import families, zoo
 from ..models.families import Call
 from ..models.zoo import MODELS_DIR, ComponentSpec, ModelSpec, ZooError, build_component, count_parameters
+from .op_names import attention_op
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class _KernelCounter(TorchDispatchMode):
 
 
 class _FusedAttention(TorchFunctionMode):
-    """Records each ``F.scaled_dot_product_attention`` as one fused kernel, ``sdpa``."""
+    """Records each ``F.scaled_dot_product_attention`` as one fused kernel, ``sdpa[d=<head dim>]``."""
 
     def __init__(self, counter: _KernelCounter) -> None:
         super().__init__()
@@ -103,7 +104,9 @@ class _FusedAttention(TorchFunctionMode):
             inner_flops = self.counter.fused[0]
         finally:
             self.counter.fused = None
-        self.counter.ops.append(("sdpa", inner_flops, _tensor_bytes((args, kwargs, out))))
+        query = args[0] if args else kwargs["query"]
+        self.counter.ops.append((attention_op(int(query.shape[-1])), inner_flops,
+                                 _tensor_bytes((args, kwargs, out))))
         return out
 
 

@@ -86,7 +86,10 @@ def constants_line(law: Mapping[str, Any]) -> str:
                           for name, part in law.get("parts", {}).items())
     if law.get("kind") == "roofline":
         c = law["constants"][0]
-        eff = ", ".join(f"{k} {v:.2f}" for k, v in c["efficiency"].items())
+        eff = ", ".join(f"{k} {v:.2g}" if k == "softmax" else f"{k} {v:.2f}"
+                        for k, v in c["efficiency"].items())
+        if "softmax" in c["efficiency"]:
+            eff += " (softmax: attention's exponentials, one per score, after its FLOPs)"
         launch = ", ".join(f"{s} {v * 1e6:.1f} us" for s, v in c["launch_s"].items())
         kinds = ", ".join(f"{g} {v:.2f}" for g, v in (c.get("gpu_factor") or {}).items())
         return (f"  Fitted: efficiencies (share of datasheet peak) {eff}; launch cost per kernel {launch}; "

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ..counting.op_names import attention_head_dim
 from ..sources import dataset
 from . import offsets
 from .powerlaw import NotIdentifiable
@@ -75,7 +76,8 @@ def op_classes(op: pd.Series, flops: np.ndarray) -> np.ndarray:
     """Index into ``OP_CLASSES`` of every op: ``sdpa`` attention, convolutions, other FLOPs, none."""
     name = op.astype(str).to_numpy()
     conv = np.char.find(name.astype(str), "convolution") >= 0
-    return np.where(name == "sdpa", 1, np.where(conv, 2, np.where(flops > 0, 0, 3)))
+    attention = np.char.startswith(name.astype(str), "sdpa")
+    return np.where(attention, 1, np.where(conv, 2, np.where(flops > 0, 0, 3)))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -98,10 +100,21 @@ class RooflineInputs:
     fp32: np.ndarray
     granularity: str
     op_class: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    #: Head dimension of each fused attention entry (NaN elsewhere, and where the table has none).
+    head_dim: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         if len(self.op_class) != len(self.point_id):
             object.__setattr__(self, "op_class", np.where(self.flops > 0, 0, 3))
+        if len(self.head_dim) != len(self.point_id):
+            object.__setattr__(self, "head_dim", np.full(len(self.point_id), np.nan))
+
+    def scores(self) -> np.ndarray:
+        """Attention scores (one exponential each) per execution of each entry: FLOPs / (4 x head dim)
+        for fused attention with a known head dimension, else 0."""
+        d = self.head_dim
+        known = (self.op_class == 1) & np.isfinite(d) & (d > 0)
+        return np.where(known, self.flops / (4.0 * np.where(known, d, 1.0)), 0.0)
 
     def per_point(self, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Sum ``values`` (one per entry) per point, in the order of ``ids``."""
@@ -181,6 +194,8 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
         fp32=m["precision"].astype(str).to_numpy() == "fp32",
         granularity="op",
         op_class=op_classes(m["op"], flops),
+        head_dim=np.array([np.nan if d is None else float(d)
+                           for d in map(attention_head_dim, m["op"].astype(str))]),
     )
 
 
@@ -256,8 +271,12 @@ class RooflineConstants:
         return (np.asarray(j_per_flop, float) / JPF_UNIT) ** self.energy_exponent
 
     def gpu_time_factor(self, gpu: str, peak_flop_s: float) -> float:
+        """How much slower than the datasheet ``gpu`` runs: its own factor times the trend; a kind never
+        measured gets the typical (geometric mean) factor of the measured ones, not 1: the factors and
+        the efficiencies share one scale, which only the ridge on the factors pins."""
         trend = (peak_flop_s / PEAK_UNIT) ** self.peak_exponent if np.isfinite(peak_flop_s) else 1.0
-        return float(self.gpu_factor.get(gpu, 1.0)) * trend
+        typical = float(np.exp(np.mean(np.log(list(self.gpu_factor.values()))))) if self.gpu_factor else 1.0
+        return float(self.gpu_factor.get(gpu, typical)) * trend
 
     # Absolute figures at the reference (what the roofline table reports).
     @property
@@ -330,16 +349,19 @@ class _TimeModel:
         compute_ref = np.where(fp32, scales["peak_fp32_flop_s"][pos], scales["peak_flop_s"][pos])
         self.pos, self.n = pos, len(ids)
         self.flops_s = inputs.flops[keep] / compute_ref  # seconds at the peak
+        self.scores_s = inputs.scores()[keep] / compute_ref  # exponentials, in seconds at the peak
         self.bytes_s = inputs.bytes[keep] / scales["peak_bandwidth_byte_s"][pos]
         self.kernels = inputs.kernels[keep]
         self.executions = inputs.executions[keep]
         self.klass = np.where(fp32, 4, inputs.op_class[keep])
         self.source = np.asarray(source_codes)[pos]
 
-    def __call__(self, efficiency: np.ndarray, memory: float, launch: np.ndarray) -> np.ndarray:
-        """Time per image of each point; ``efficiency`` in ``_EFF_ORDER``, ``launch`` per source code."""
-        per = np.maximum(np.maximum(self.flops_s / efficiency[self.klass], self.bytes_s / memory),
-                         self.kernels * launch[self.source])
+    def __call__(self, efficiency: np.ndarray, memory: float, launch: np.ndarray,
+                 softmax: float = np.inf) -> np.ndarray:
+        """Time per image of each point; ``efficiency`` in ``_EFF_ORDER``, ``launch`` per source code,
+        ``softmax`` the share of the peak at which attention's exponentials run (after its FLOPs)."""
+        compute = self.flops_s / efficiency[self.klass] + self.scores_s / softmax
+        per = np.maximum(np.maximum(compute, self.bytes_s / memory), self.kernels * launch[self.source])
         return np.bincount(self.pos, weights=per * self.executions, minlength=self.n)
 
 
@@ -391,7 +413,7 @@ class RooflineFit:
         codes = np.array([levels.index(s) for s in known], dtype=int)
         model = _TimeModel(inputs, ids, scales, codes)
         t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
-                  np.array([c.launch_s[s] for s in levels]))
+                  np.array([c.launch_s[s] for s in levels]), c.efficiency.get("softmax", np.inf))
         t = t * np.array([c.time_factor.get(s, 1.0) for s in known])
         if c.gpu_factor:
             t = t * np.array([c.gpu_time_factor(g, p) for g, p in zip(frame["gpu"].astype(str),
@@ -482,7 +504,8 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     reference_source, others = levels[0], levels[1:]
     has_fp32 = int((frame["precision"].astype(str) == "fp32").sum()) >= 2
     classes = _present_classes(inputs, ids)
-    eff_names = classes + (["fp32"] if has_fp32 else []) + ["memory"]
+    softmax = "attention" in classes and bool(inputs.scores()[np.isin(inputs.point_id, ids)].sum() > 0)
+    eff_names = classes + (["fp32"] if has_fp32 else []) + (["softmax"] if softmax else []) + ["memory"]
     kinds = sorted(set(frame["gpu"].astype(str))) if gpu_factors and datasheet_units else []
     if len(kinds) < 2:
         kinds = []
@@ -535,7 +558,8 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         launch = r[len(eff_names):len(eff_names) + len(levels)]
         factors = np.concatenate([[1.0], r[len(eff_names) + len(levels):n_head]])
         by_kind = r[n_head:n_head + len(kinds)][kind_of] * peak_rel ** z[-1] if kinds else 1.0
-        return model(_efficiency_vector(eff), eff["memory"], launch) * factors[factor_of] * by_kind
+        return (model(_efficiency_vector(eff), eff["memory"], launch, eff.get("softmax", np.inf))
+                * factors[factor_of] * by_kind)
 
     ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
     ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
