@@ -74,6 +74,29 @@ def test_measured_architecture_uses_its_own_law(fitted: tuple, capsys: pytest.Ca
     assert result["cfg"] is True and result["precision"] == "fp32"
 
 
+def test_a_measured_architecture_the_pooled_model_fits_better_is_answered_by_it(
+    fitted: tuple, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """The fit compares, on our own points of each architecture, its paper-form law with the pooled model;
+    on data simulated from the paper law its own law fits them better. Where the pooled model fits better
+    (SD 1.5 on our H200, launch-bound), predict answers with it; --law architecture still gives the own."""
+    laws_path, _, _ = fitted
+    payload = json.loads(laws_path.read_text())
+    versus = payload["own_or_pooled"]["image"]["tiny-sd"]
+    assert versus["answer"] == "architecture" and versus["own_rms_log"] < versus["pooled_rms_log"]
+    versus["answer"] = "pooled"
+    swapped = tmp_path / "laws.json"
+    swapped.write_text(json.dumps(payload))
+    rc, out, err = _predict(capsys, swapped, "tiny-sd", 64, 30, "--gpu", "h200", "--json")
+    assert rc == 0, err
+    law = json.loads(out)["law"]
+    assert law.startswith("pooled") and "its own paper-form law (--law architecture" in law
+    rc, out, err = _predict(capsys, swapped, "tiny-sd", 64, 30, "--gpu", "h200", "--json", "--law",
+                            "architecture")
+    assert rc == 0, err
+    assert "per-architecture" in json.loads(out)["law"]
+
+
 def test_text_output_gives_joules_watt_hours_and_the_interval(
     fitted: tuple, capsys: pytest.CaptureFixture
 ) -> None:

@@ -4,7 +4,9 @@ The FLOPs, kernels and bytes of the asked point (any batch size) are counted
 on the meta device, as the workflow counts them. The answer comes from:
 
 * an architecture this workflow measured itself (its own paper-form law), where
-  that law covers the GPU kind and precision;
+  that law covers the GPU kind and precision and fits the architecture's points
+  better than the pooled model does (``analysis.own_or_pooled``: for SD 1.5 on
+  our H200, launch-bound, the pooled model fits better and answers);
 * otherwise the one pooled model chosen for every GPU kind by held-out error,
   with an empirical prediction interval (the quantiles of log(measured /
   predicted) over held-out architectures on that kind, or on every kind where
@@ -200,7 +202,9 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
             measured: bool, precision: str) -> _Choice:
     """The law that answers: the model's own, or the pooled candidate chosen for this GPU kind."""
     own = payload.get("per_architecture", {}).get(target, {}).get(THIS_WORKFLOW, {}).get(spec_name)
-    if choice in ("auto", "architecture") and not from_path and own:
+    versus = payload.get("own_or_pooled", {}).get(target, {}).get(spec_name, {})
+    pooled_fits_better = choice == "auto" and versus.get("answer") == "pooled"
+    if choice in ("auto", "architecture") and not from_path and own and not pooled_fits_better:
         law = law_object(own)
         if gpu in law.gpus and _covers_precision(law, precision):
             return _Choice("architecture", "paper", own, f"per-architecture paper law of {spec_name} "
@@ -226,6 +230,10 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
                              f"({', '.join(payload.get('gpus', []))}) and no model was cross-validated "
                              "across GPU kinds (measure a second kind first)")
     entry = pooled["candidates" if measured else "unseen_gpu_candidates"][cand]
+    if pooled_fits_better and own and not from_path:
+        why += (f"; on {spec_name}'s {versus['n_points']} points measured by this workflow its RMS log "
+                f"error is {versus['pooled_rms_log']:.3f} against {versus['own_rms_log']:.3f} for its own "
+                "paper-form law (--law architecture answers with that)")
     return _Choice("pooled", cand, entry["law"], f"pooled {cand}: {entry.get('description', '')} ({why})",
                    entry)
 
