@@ -30,12 +30,12 @@ PUBLIC = REPO_ROOT / "resources" / "public"
 SHIPPED_H200 = REPO_ROOT / "resources" / "measurements" / "h200.parquet"
 README_FIGURE = REPO_ROOT / "docs" / "figures" / "energy_vs_flops.png"
 #: What the chosen candidates reach on the shipped data (leave-one-model-out on H100, every batch size;
-#: leave-one-GPU-out per held-out kind): the test holds them to it.
-H100_MEDIAN_APE, H100_P90_APE, H100_SPEARMAN = 0.07, 0.20, 0.99
+#: leave-one-GPU-out per held-out kind): the test holds them to it, with a little slack.
+H100_MEDIAN_APE, H100_P90_APE, H100_SPEARMAN = 0.06, 0.14, 0.99
 #: Median error per held-out kind of the law chosen for a kind nobody measured (the blend of the roofline
-#: and the FLOPs-and-kernels law at 291a31c: a100 13.1%, b200 9.4%, h100 8.9%, h200 10.7%; the H200's
-#: points are SD 1.5 alone, launch-bound below 768 px, which no other kind measured).
-LOGO_MEDIAN_APE = {"a100": 0.14, "h100": 0.10, "b200": 0.10, "h200": 0.12}
+#: and the FLOPs-and-kernels law, with architecture offsets, at b270580: a100 12.2%, b200 10.1%, h100 6.9%,
+#: h200 5.3%; the H200's points are SD 1.5 alone, launch-bound below 768 px, which no other kind measured).
+LOGO_MEDIAN_APE = {"a100": 0.13, "h100": 0.08, "b200": 0.11, "h200": 0.07}
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,11 @@ and GPU kinds left out), and writes what ``predict`` needs into one JSON: each
 candidate's held-out interval rule (``intervals``) and, per GPU kind, the
 newest software stack measured there (what an answer speaks for by default).
 Baselines are scored on the same held-out points: the FLOPs-only law, the
-paper's law and EcoLogits' constant energy per FLOP (``baselines``).
+paper's law and EcoLogits' constant energy per FLOP (``baselines``). Our own
+candidates (the roofline across kinds, the law in FLOPs and kernels) carry a
+shrunk offset per architecture in their fit (``offsets``), fitted fold by fold
+like the rest; ``own_or_pooled`` tells ``predict`` whether an architecture this
+workflow measured is answered by its own paper-form law or by the pooled model.
 """
 
 from __future__ import annotations
