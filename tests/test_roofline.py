@@ -17,7 +17,7 @@ from diffusion_energy.laws import analysis, crossval, roofline, simulate
 from diffusion_energy.laws.analysis_io import _clean
 from diffusion_energy.laws.targets import TARGETS
 from diffusion_energy.models import zoo
-from diffusion_energy.sources import dataset
+from diffusion_energy.sources import dataset, gpu_datasheets
 
 KEYS = {"model": "toy", "resolution": 64, "frames": 1, "cfg": True, "batch": 1}
 
@@ -199,6 +199,45 @@ def roofline_data(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, rooflin
     measurements = simulate.simulate_roofline(points, table, ops, truth, np.random.default_rng(9))
     pts, inputs = analysis.prepare(energy_table(measurements, table), table, ops)
     return pts, inputs, truth
+
+
+#: Three GPU kinds by datasheet (dense half-precision peak TFLOP/s, GB/s, W), for the trend across kinds.
+TREND_SHEETS = {"old": (300, 1500, 400), "mid": (1000, 3300, 700), "new": (2250, 8000, 1000)}
+
+
+@pytest.fixture(scope="module")
+def kinds_data(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, roofline.RooflineInputs]:
+    """Real architectures on three kinds whose times follow one trend in the peak: a kind runs at
+    efficiency x peak / (peak / 1 PFLOP/s)^0.4, so a kind twice as fast on paper is 2^0.6 faster."""
+    table, ops = counted_flops(getattr(request.config, "cache", None), REAL_MODELS, REAL_RESOLUTIONS)
+    truth = {}
+    for gpu, (tflops, gbs, watts) in TREND_SHEETS.items():
+        slow = (tflops / 1000) ** 0.4
+        truth[gpu] = simulate.RooflineTruth(
+            compute_flop_per_s=0.5 * tflops * 1e12 / slow, compute_fp32_flop_per_s=0.5 * tflops * 1e11 / slow,
+            bandwidth_byte_per_s=0.8 * gbs * 1e9 / slow, launch_s=8e-6 * slow, idle_power_w=0.0,
+            static_power_w=0.3 * watts, energy_per_flop_j=0.6e-12 * watts / tflops * 1e3 / 700)
+    points = simulate.grid(table, [10, 25, 50], gpus=list(TREND_SHEETS))
+    measurements = simulate.simulate_roofline(points, table, ops, truth, np.random.default_rng(4))
+    sheets = {g: gpu_datasheets.Datasheet.from_config({"half_tflop_s": t, "fp32_tflop_s": t / 10,
+                                                        "bandwidth_gb_s": b, "power_limit_w": w})
+              for g, (t, b, w) in TREND_SHEETS.items()}
+    pts, inputs = analysis.prepare(energy_table(measurements, table), table, ops, sheets)
+    return pts, inputs
+
+
+def test_the_trend_across_kinds_is_recovered_and_predicts_a_kind_left_out(kinds_data: tuple) -> None:
+    points, inputs = kinds_data
+    full = roofline.fit_roofline(points, inputs, TARGETS["image"], by_gpu=False, gpu_factors=True)
+    c = full.constants[0]
+    assert c.peak_exponent == pytest.approx(0.4, abs=0.05)
+    assert all(f == pytest.approx(1.0, abs=0.05) for f in c.gpu_factor.values()), c.gpu_factor
+    # Each end of the range left out is read from the trend of the other two kinds.
+    for gone in ("old", "new"):
+        train, test = points[points["gpu"] != gone], points[points["gpu"] == gone]
+        fit = roofline.fit_roofline(train, inputs, TARGETS["image"], by_gpu=False, gpu_factors=True)
+        ratio = test["time_s"].to_numpy(float) / fit.time_s(test, inputs)
+        assert np.median(np.abs(np.log(ratio))) < 0.05, (gone, np.median(ratio))
 
 
 def test_roofline_recovers_its_constants(roofline_data: tuple) -> None:
