@@ -129,6 +129,32 @@ def test_attention_time_counts_its_exponentials_by_head_dimension() -> None:
     assert times[1] - times[3] == pytest.approx(extra)
 
 
+def test_power_above_the_limit_caps_energy_where_timed_and_stretches_time_where_not() -> None:
+    """A GPU never draws more than its power limit. For a kind whose times were fitted the energy is
+    capped at limit x time; for a kind known by its datasheet only the time is what is uncertain, so the
+    work takes as long as the limit allows: t' = work energy / (limit - static power)."""
+    calls, ops = _toy_tables()
+    inputs = roofline.inputs_from_ops(_toy_points(("fp16",)), ops, calls)
+    sheet = gpu_datasheets.Datasheet.from_config({"half_tflop_s": 1000, "fp32_tflop_s": 100,
+                                                  "bandwidth_gb_s": 3000, "power_limit_w": 700})
+    c = roofline.RooflineConstants(
+        gpu="all", efficiency={"matmul": 0.5, "memory": 0.8}, launch_s={"s": 1e-5}, time_factor={"s": 1.0},
+        pi_static=0.2, pi_flop=3.0, pi_byte=0.0, pi_source={}, idle_power_w=float("nan"), reference={},
+        source_reference="s", sigma_log=0.1, dof=10, n_points=20, precisions=("fp16",), sources=("s",),
+        gpu_factor={"timed": 1.0})
+    fit = roofline.RooflineFit("image", "fitted_static", "op", False, (c,))
+    frames = {g: gpu_datasheets.with_datasheets(_toy_points(("fp16",)).assign(gpu=g, source="s"), {g: sheet})
+              for g in ("timed", "sheet_only")}
+    t = fit.time_s(frames["timed"], inputs)[0]
+    ideal = inputs.total_flops(np.array([0]))[0] / 1e15
+    work, static = 700 * 3.0 * ideal, 700 * 0.2
+    assert work + static * t > 700 * t, "the toy point's power must exceed the limit"
+    timed = fit.predict(frames["timed"], inputs, 0.9).energy_j[0]
+    stretched = fit.predict(frames["sheet_only"], inputs, 0.9).energy_j[0]
+    assert timed == pytest.approx(700 * t)
+    assert stretched == pytest.approx(700 * work / (700 - static)) and stretched > work + static * t
+
+
 def test_a_point_without_ops_is_refused_and_the_stage_fallback_is_used() -> None:
     calls, ops = _toy_tables()
     points = pd.concat([_toy_points(), _toy_points().assign(point_id=1, resolution=128)], ignore_index=True)

@@ -453,19 +453,25 @@ class RooflineFit:
                                       "only through its datasheet")
             t, ic, ib, plimit, known, ps = self._parts(c, part, inputs)
             src_power = np.array([c.pi_source.get(s, 0.0) for s in known])
-            e = plimit * c.energy_factor(plimit / ps) * ((c.pi_static + src_power) * t + c.pi_flop * ic
-                                                           + c.pi_byte * ib)
+            unit = plimit * c.energy_factor(plimit / ps)
+            work = unit * (c.pi_flop * ic + c.pi_byte * ib)  # energy of the work itself, J
+            static = unit * (c.pi_static + src_power)  # power drawn for as long as it runs, W
             if np.isfinite(c.idle_power_w) and not dynamic:
                 idle = part["idle_power_w"].astype(float).to_numpy() if "idle_power_w" in part else \
                     np.full(len(part), np.nan)
-                e = e + np.where(np.isfinite(idle), idle, c.idle_power_w) * t
+                static = static + np.where(np.isfinite(idle), idle, c.idle_power_w)
+            e = work + static * t
             if "power_limit_sheet_w" in part:
-                # A GPU's average power never exceeds its power limit (FLUX.1-dev at 1024 px runs at it);
-                # only where the kind's times were fitted: from a datasheet alone the time is too uncertain
-                # to cap with (an A100 left out is predicted 2x too fast, its energy per FLOP is not).
+                # A GPU's average power never exceeds its power limit (FLUX.1-dev at 1024 px runs at it).
+                # Where the kind's times were fitted, the time holds and the energy is capped; for a kind
+                # known by its datasheet only, the time is the uncertain part: the work then takes as long
+                # as the power limit allows (its clocks throttle), static power drawn all along.
                 timed = np.array([self.by_gpu or g in c.gpu_factor for g in part["gpu"].astype(str)])
-                cap = part["power_limit_sheet_w"].astype(float).to_numpy() * t
-                e = np.where(np.isfinite(cap) & timed, np.minimum(e, cap), e)
+                limit = part["power_limit_sheet_w"].astype(float).to_numpy()
+                over = np.isfinite(limit) & (e > limit * t)
+                throttled = over & ~timed & (limit > static)
+                t_limit = np.where(throttled, work / np.where(throttled, limit - static, 1.0), t)
+                e = np.where(over & timed, limit * t, np.where(throttled, limit * t_limit, e))
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
         half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
