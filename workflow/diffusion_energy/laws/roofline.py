@@ -10,12 +10,17 @@ The ``idle_static`` variant fixes ``pi_static`` to 0 (the issue's exact form).
 
 Each kernel runs at the slowest of its roofs: compute at the rate of its class
 (matrix multiplies, fused attention and convolutions reach different fractions
-of the peak; kernels without FLOPs are memory-bound), memory at the bandwidth,
-or the cost of launching it from Python, which depends on the software stack
-(a data source). Rates are fractions (efficiencies) of the GPU's datasheet
+of the peak; kernels without FLOPs are memory-bound; a fused attention also
+pays one exponential per score, FLOPs / (4 x head dimension), at a rate of its
+own), memory at the bandwidth, or the cost of launching it from Python, which
+depends on the software stack (a data source). Rates are fractions (efficiencies) of the GPU's datasheet
 peaks and powers are in units of its power limit, so one fit spans GPU kinds
 and a kind nobody measured is predicted from its datasheet (``by_gpu=False``);
 fitted per GPU kind (``by_gpu=True``) the datasheet only sets the units.
+Across kinds, time follows a trend in the datasheet peak (fitted first, every
+kind's factor at 1) and each measured kind a factor around it; no kind's average
+power exceeds its power limit (energy capped where the kind's times were fitted,
+time stretched where it is known by its datasheet only).
 
 Why: energy per FLOP varies threefold between a launch-bound SD 1.5 at batch 1
 and a compute-bound FLUX.1-dev; a FLOPs-only law cannot see kernel launches, nor
@@ -273,7 +278,7 @@ class RooflineConstants:
     def gpu_time_factor(self, gpu: str, peak_flop_s: float) -> float:
         """How much slower than the datasheet ``gpu`` runs: its own factor times the trend; a kind never
         measured gets the typical (geometric mean) factor of the measured ones, not 1: the factors and
-        the efficiencies share one scale, which only the ridge on the factors pins."""
+        the efficiencies share one scale, so 1 is not the typical kind's."""
         trend = (peak_flop_s / PEAK_UNIT) ** self.peak_exponent if np.isfinite(peak_flop_s) else 1.0
         typical = float(np.exp(np.mean(np.log(list(self.gpu_factor.values()))))) if self.gpu_factor else 1.0
         return float(self.gpu_factor.get(gpu, typical)) * trend
