@@ -15,7 +15,6 @@ inputs and output, as flash attention runs it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -519,11 +518,6 @@ def count_shapes(spec: ModelSpec, shapes: Iterable[tuple],
     return frame, ops
 
 
-@functools.cache
-def _zoo_spec(model: str) -> ModelSpec:
-    return zoo.load_spec(model)
-
-
 def _decoder_parameters(module: torch.nn.Module) -> int:
     """Parameters a VAE decode uses (not the encoder's)."""
     return sum(p.numel() for name, p in module.named_parameters()
@@ -538,7 +532,8 @@ def per_image_totals(flops: pd.DataFrame, steps: int, evaluations: int | None = 
     as a file), else each zoo model's own (``ModelSpec.denoiser_evaluations``; steps + 1 for PNDM).
     """
     if evaluations is None:
-        per_model = {m: _zoo_spec(m).denoiser_evaluations(steps) for m in flops["model"].astype(str).unique()}
+        models = flops["model"].astype(str).unique()
+        per_model = {m: zoo.zoo_spec(m).denoiser_evaluations(steps) for m in models}
         per_step = flops["model"].astype(str).map(per_model).astype(float)
     else:
         per_step = pd.Series(float(evaluations), index=flops.index)

@@ -43,7 +43,7 @@ from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW, V1_DEFAULTS, single_gpu_raw
 from . import baselines, crossval, intervals, offsets, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
-from .blend import BlendFit, heldout_blend, inverse_mse_weights, load_law
+from .blend import BlendFit, heldout_blend, inverse_mse_weights, load_law, predict_law
 from .crossval import ALL, Candidate
 from .powerlaw import NotIdentifiable
 from .targets import IMAGE_TARGETS, STAGE_TARGETS, TARGETS, Prediction, Target
@@ -123,8 +123,7 @@ class _BoundRoofline:
 
 def with_offsets(fit: Any, frame: pd.DataFrame, target: Target, inputs: roofline.RooflineInputs) -> Any:
     """``fit`` with the shrunk offset of each architecture in ``frame`` from its residuals there."""
-    pred = (fit.predict(frame, inputs, 0.5) if isinstance(fit, roofline.RooflineFit)
-            else fit.predict(frame, 0.5))
+    pred = predict_law(fit, frame, inputs, 0.5)
     return replace(fit, model_offsets=offsets.residual_offsets(frame, target, pred.energy_j))
 
 
@@ -448,8 +447,7 @@ def own_or_pooled(rows: pd.DataFrame, inputs: roofline.RooflineInputs, target: T
             continue
         measured = np.log(target.energy_j(part))
         own = powerlaw.law_from_dict(law_dict).predict(part, 0.9).energy_j
-        other = (pooled.predict(part, inputs, 0.9) if getattr(pooled, "kind", "") in ("roofline", "blend")
-                 else pooled.predict(part, 0.9)).energy_j
+        other = predict_law(pooled, part, inputs, 0.9).energy_j
         rms = {k: float(np.sqrt(np.mean((measured - np.log(v)) ** 2))) for k, v in (("own", own),
                                                                                      ("pooled", other))}
         out[model] = {"own_rms_log": rms["own"], "pooled_rms_log": rms["pooled"], "pooled": chosen,

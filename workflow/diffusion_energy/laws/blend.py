@@ -24,6 +24,14 @@ from . import powerlaw, roofline
 from .targets import Prediction
 
 
+def predict_law(law: Any, frame: pd.DataFrame, inputs: roofline.RooflineInputs, level: float) -> Prediction:
+    """Any fitted law's predictions of ``frame``: a roofline model or a blend from the counted kernels
+    (``inputs``), a power law from the frame's columns alone."""
+    if getattr(law, "kind", "") in ("roofline", "blend"):
+        return law.predict(frame, inputs, level)
+    return law.predict(frame, level)
+
+
 def load_law(d: dict[str, Any]) -> Any:
     """A law from its JSON form: a roofline fit, a blend, or a power law."""
     if d.get("kind") == "roofline":
@@ -65,8 +73,7 @@ class BlendFit:
         return tuple(sorted({g for p in self.parts.values() for g in getattr(p, "gpus", ())}))
 
     def predict(self, frame: pd.DataFrame, inputs: roofline.RooflineInputs, level: float) -> Prediction:
-        preds = [p.predict(frame, inputs, level) if isinstance(p, roofline.RooflineFit)
-                 else p.predict(frame, level) for p in self.parts.values()]
+        preds = [predict_law(p, frame, inputs, level) for p in self.parts.values()]
 
         w = np.array([self.weights.get(n, 1.0) for n in self.parts], float)
         w = w / w.sum()

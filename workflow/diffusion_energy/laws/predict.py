@@ -41,7 +41,7 @@ from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW
 from . import intervals, roofline
 from .analysis_io import NoLawError
-from .blend import BlendFit, load_law
+from .blend import BlendFit, load_law, predict_law
 from .crossval import ALL
 from .targets import TARGETS, Prediction
 
@@ -348,7 +348,7 @@ def predict_energy(
         # Never the random effect of a measured model that happens to share the file's name.
         feats = feats.assign(model=f"file:{spec.source}")
     level = float(payload["settings"]["prediction_level"])
-    pred: Prediction = fit.predict(feats, point.inputs, level) if is_roof else fit.predict(feats, level)
+    pred: Prediction = predict_law(fit, feats, point.inputs, level)
     interval = "from the law's residuals"
     if chosen.scope == "pooled":
         lomo = chosen.entry.get("lomo", {})

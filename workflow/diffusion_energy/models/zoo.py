@@ -230,6 +230,13 @@ def available_models(models_dir: Path = MODELS_DIR) -> list[str]:
     return catalog.available_models(models_dir)
 
 
+@functools.cache
+def zoo_spec(name: str) -> ModelSpec:
+    """The zoo's architecture ``name``, loaded once per process (a spec is frozen): for the many points
+    of one model that each need a property of it (its denoiser evaluations)."""
+    return load_spec(name)
+
+
 def resolve_model_path(model: str | Path, models_dir: Path = MODELS_DIR) -> Path:
     """A zoo name or a path to an architecture file -> the file's path."""
     candidate = Path(model)

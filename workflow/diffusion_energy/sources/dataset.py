@@ -17,7 +17,6 @@ Units are in the names: ``_j`` joules, ``_s`` seconds, ``_w`` watts.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
@@ -276,11 +275,6 @@ class EvaluationsError(UserError):
     """The denoiser evaluations of a point cannot be known (its model is not in the zoo by name)."""
 
 
-@functools.cache
-def _zoo_spec(model: str) -> zoo.ModelSpec:
-    return zoo.load_spec(model)
-
-
 def denoiser_evaluations(points: pd.DataFrame) -> pd.Series:
     """Denoiser evaluations per image of each point (float, aligned with ``points``).
 
@@ -298,7 +292,7 @@ def denoiser_evaluations(points: pd.DataFrame) -> pd.Series:
     answers = {}
     for model, steps in pairs.itertuples(index=False):
         try:
-            answers[(str(model), int(steps))] = _zoo_spec(str(model)).denoiser_evaluations(int(steps))
+            answers[(str(model), int(steps))] = zoo.zoo_spec(str(model)).denoiser_evaluations(int(steps))
         except zoo.ZooError as exc:
             raise EvaluationsError(f"cannot count the denoiser evaluations of model {model!r} at {steps} "
                                    f"steps (per-image FLOPs need them): {exc}") from None
