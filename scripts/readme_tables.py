@@ -133,16 +133,27 @@ def sources_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def predict_marks(entry: dict) -> dict[str, str]:
+    """Candidate -> the GPU kinds ``predict`` answers a video model on with it: each kind's own choice
+    (``selected_by_gpu``), and ``selected`` for every other kind."""
+    kinds: dict[str, list[str]] = {}
+    for gpu, candidate in sorted(entry.get("selected_by_gpu", {}).items()):
+        kinds.setdefault(candidate, []).append(gpu)
+    kinds.setdefault(entry["selected"], []).append("other kinds")
+    return {c: f" **(predict: {', '.join(g)})**" for c, g in kinds.items()}
+
+
 def modality_table(results: Path) -> str:
-    """Laws across modalities: every experiment and candidate over all GPU kinds, per modality."""
+    """Laws across modalities: every experiment and candidate over all GPU kinds, per modality; the rows
+    of the joint model on videos marked with the GPU kinds ``predict`` answers with each."""
     m = pd.read_csv(results / "tables" / "modality_metrics.csv")
-    chosen = json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"]["selected"]
+    marks = predict_marks(json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"])
     m = m[(m["gpu"] == "all") & (m["held_out"] == "all")]
     lines = ["| experiment | predicts | candidate | points | median APE | P90 APE | worst APE | Spearman |",
              "|---|---|---|---|---|---|---|---|"]
     for _, r in m.sort_values(["experiment", "modality", "p90_ape"]).iterrows():
-        star = " **(predict)**" if r["experiment"] == "joint_lomo" and r["modality"] == "video" \
-            and r["candidate"] == chosen else ""
+        star = marks.get(r["candidate"], "") if (r["experiment"], r["modality"]) == ("joint_lomo", "video") \
+            else ""
         lines.append(f"| {r['experiment']} | {r['modality']} | {r['candidate']}{star} | "
                      f"{int(r['n_points'])} | {errors(r)} |")
     return "\n".join(lines)
