@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tokenize
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -223,6 +224,7 @@ def test_citation_file_is_valid_cff_1_2_0() -> None:
     cff = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
     jsonschema.validate(cff, schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
     assert cff["authors"] == [{"name": "diffusion-energy contributors"}] and cff["license"] == "Apache-2.0"
+    assert cff["version"] == tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
     ids = {i["value"] for ref in cff["references"] for i in ref.get("identifiers", [])}
     assert {"arXiv:2511.17031", "arXiv:2505.06371"} <= ids
 
