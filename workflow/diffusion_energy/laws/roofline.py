@@ -721,8 +721,10 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
 
     n_factors = len(others) + len(kinds)
     eff_bounds = [SOFTMAX_BOUNDS if name == "softmax" else EFFICIENCY_BOUNDS for name in eff_names]
-    lo = np.log([b[0] for b in eff_bounds] + [LAUNCH_BOUNDS[0]] * len(levels) + [FACTOR_BOUNDS[0]] * n_factors)
-    hi = np.log([b[1] for b in eff_bounds] + [LAUNCH_BOUNDS[1]] * len(levels) + [FACTOR_BOUNDS[1]] * n_factors)
+    lo = np.log([b[0] for b in eff_bounds] + [LAUNCH_BOUNDS[0]] * len(levels)
+                + [FACTOR_BOUNDS[0]] * n_factors)
+    hi = np.log([b[1] for b in eff_bounds] + [LAUNCH_BOUNDS[1]] * len(levels)
+                + [FACTOR_BOUNDS[1]] * n_factors)
     if kinds:
         lo, hi = np.append(lo, PEAK_EXPONENT_BOUNDS[0]), np.append(hi, PEAK_EXPONENT_BOUNDS[1])
 
