@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusion_energy.laws import analysis, baselines, findings, intervals, roofline
+from diffusion_energy.laws import analysis, baselines, choice, findings, intervals, roofline
 from diffusion_energy.laws.crossval import ALL, PREDICTION_COLUMNS, metrics
 from diffusion_energy.laws.targets import TARGETS
 
@@ -127,15 +127,28 @@ def test_a_kind_left_out_gets_a_symmetric_interval_the_size_of_the_other_kinds_e
     assert rule is not None and rule.lo == pytest.approx(-rule.hi) and rule.hi > np.log(1.1)
 
 
-def test_one_model_for_every_kind_by_pooled_held_out_error_never_a_baseline() -> None:
-    lomo = _predictions({"a": {"m1": [1.05] * 5, "m2": [1.05] * 5}, "b": {"m1": [1.02] * 5, "m2": [1.3] * 5},
-                         "ecologits": {"m1": [1.0] * 5, "m2": [1.0] * 5}})
-    logo = _predictions({"a": {"h100": [1.1] * 5}, "b": {"h100": [1.02] * 5},
-                         "ecologits": {"h100": [1.0] * 5}}, by="gpu")
-    chosen, why = analysis.choose_one(lomo, logo, "image", ["a", "b", "per_kind"], ["a", "b", "ecologits"])
-    assert chosen == "a" and "pooled over kinds" in why  # b's P90 is 30% on the pooled points
-    lomo_only, _ = analysis.choose_one(lomo, None, "image", ["a", "b"], [])
-    assert lomo_only == "a"
+def test_the_simplest_law_within_one_standard_error_of_the_best_is_chosen_never_a_baseline() -> None:
+    """Occam: a more complex law answers only where it beats a simpler one by more than the spread of the
+    errors between held-out groups shows is noise; EcoLogits (fitted on nothing) is never chosen."""
+    groups = [f"m{i}" for i in range(8)]
+    rng = np.random.default_rng(3)
+    spread = rng.normal(0, 0.05, len(groups))
+
+    def errors(scale: float) -> dict[str, list[float]]:
+        return {g: [float(np.exp(scale + e))] * 4 for g, e in zip(groups, spread, strict=True)}
+
+    # roofline_datasheet 0.10 mean error, flops_kernels 0.11: within one standard error -> the simpler.
+    close = _predictions({"roofline_datasheet": errors(0.10), "flops_kernels": errors(0.11),
+                          "ecologits": errors(0.0)})
+    decided = choice.choose(close, 0.9)
+    assert decided.candidate == "flops_kernels" and "one standard error" in decided.why
+    # Far apart (0.10 against 0.30): the better law has earned its place.
+    far = choice.choose(_predictions({"roofline_datasheet": errors(0.10), "flops_kernels": errors(0.30),
+                                      "ecologits": errors(0.0)}), 0.9)
+    assert far.candidate == "roofline_datasheet"
+    # A candidate that skipped points is not compared (it would look better for skipping the hard ones).
+    partial = _predictions({"jpf": {g: [1.0] * 2 for g in groups}, "flops_kernels": errors(0.11)})
+    assert choice.choose(partial, 0.9).candidate == "flops_kernels"
 
 
 def test_the_newest_stack_is_our_own_where_present_else_the_latest_release() -> None:
