@@ -11,21 +11,22 @@ Figures quoted from a paper are not raw data: they get their own
 per-architecture law (the paper's law on the paper's numbers) and never train
 a pooled model. Multi-GPU rows are kept for their own figure.
 
-``crossval`` fits each candidate without one architecture (leave-one-model-out,
-reported per GPU kind) or without one GPU kind (leave-one-GPU-out, the kind
-entering only through its datasheet). ``fit`` fits the paper's law per
+``crossval`` cross-validates every candidate, nested (``nested``): each
+architecture left out in turn (reported per GPU kind), and each GPU kind left
+out in turn (the kind entering only through its datasheet), every choice made
+from data made inside the outer fold (``choice``); the non-nested held-out
+predictions stay beside as a diagnostic. ``fit`` fits the paper's law per
 architecture and source, the per-stage laws and every pooled candidate on all
-points, picks one candidate for every GPU kind, measured or not: the smallest
-90th-percentile error over all held-out points pooled (architectures left out
-and GPU kinds left out), and writes what ``predict`` needs into one JSON: each
-candidate's held-out interval rule (``intervals``) and, per GPU kind, the
-newest software stack measured there (what an answer speaks for by default).
-Baselines are scored on the same held-out points: the FLOPs-only law, the
-paper's law and EcoLogits' constant energy per FLOP (``baselines``). Our own
-candidates (the roofline across kinds, the law in FLOPs and kernels) carry a
-shrunk offset per architecture in their fit (``offsets``), fitted fold by fold
-like the rest; ``own_or_pooled`` tells ``predict`` whether an architecture this
-workflow measured is answered by its own paper-form law or by the pooled model.
+points, makes the same choice (``choice``) on all held-out errors: one law for
+every GPU kind, the simplest within one standard error of the best, a kind
+known by its datasheet only answered by the same law; and writes what
+``predict`` needs into one JSON: each candidate's held-out interval rules
+(``intervals``) and, per GPU kind, the newest software stack measured there
+(what an answer speaks for by default). Baselines are scored on the same folds:
+one energy per FLOP per GPU kind, the FLOPs-only law, the paper's law and
+EcoLogits' constant energy per FLOP (``baselines``). ``own_or_pooled`` tells
+``predict`` whether an architecture this workflow measured is answered by its
+own paper-form law or by the pooled model.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ import pandas as pd
 
 from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW, V1_DEFAULTS, single_gpu_raw
-from . import baselines, choice, crossval, intervals, nested, offsets, powerlaw, roofline
+from . import baselines, choice, crossval, intervals, nested, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .blend import BlendFit, load_law, predict_law
 from .crossval import ALL, Candidate
@@ -83,8 +84,6 @@ DESCRIPTIONS = {
     "jpf": "one constant energy per FLOP per GPU kind (a kind outside the fit: scaled by its datasheet's "
            "power limit / peak)",
 }
-#: Our candidates that carry an offset per architecture measured (``offsets``); the baselines do not.
-WITH_OFFSETS = ("roofline_datasheet", "flops_kernels")
 #: Candidates that fit nothing: scored held out beside the laws, never chosen.
 UNFITTED = choice.UNFITTED
 #: The baselines every law is compared with in the tables: one J/FLOP per GPU kind, FLOPs only, the
@@ -117,12 +116,6 @@ class _BoundRoofline:
 
     def predict(self, frame: pd.DataFrame, level: float) -> Prediction:
         return self.fit.predict(frame, self.inputs, level)
-
-
-def with_offsets(fit: Any, frame: pd.DataFrame, target: Target, inputs: roofline.RooflineInputs) -> Any:
-    """``fit`` with the shrunk offset of each architecture in ``frame`` from its residuals there."""
-    pred = predict_law(fit, frame, inputs, 0.5)
-    return replace(fit, model_offsets=offsets.residual_offsets(frame, target, pred.energy_j))
 
 
 def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.DataFrame | None,
@@ -176,15 +169,13 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
     out = []
     starts = {} if starts is None else starts
 
-    def offset(name: str, fit: Any, train: pd.DataFrame) -> Any:
-        return with_offsets(fit, train, target, inputs) if name in WITH_OFFSETS else fit
-
     for name, optional in POOLED_OLS.items():
         if unseen_gpu:
             optional = unseen_gpu_terms(optional)
-        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional: offset(
-            name, powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional, n_boot=0,
-                                   rng=np.random.default_rng(0), min_points=settings.min_points), tr)))
+        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional:
+                             powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional,
+                                              n_boot=0, rng=np.random.default_rng(0),
+                                              min_points=settings.min_points)))
 
     def roof(train: pd.DataFrame) -> roofline.RooflineFit:
         return roofline.fit_roofline(enough(train, target, settings), inputs, target, ROOFLINE_VARIANT,
@@ -199,7 +190,7 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
                 starts[target.name] = None
 
     out.append(Candidate(ROOFLINE, DESCRIPTIONS[ROOFLINE],
-                         lambda tr: _BoundRoofline(offset(ROOFLINE, roof(tr), tr), inputs), warm))
+                         lambda tr: _BoundRoofline(roof(tr), inputs), warm))
     out.append(Candidate("jpf", DESCRIPTIONS["jpf"],
                          lambda tr: baselines.fit_jpf(enough(tr, target, settings), target)))
     if not target.dynamic:
@@ -409,8 +400,6 @@ def run_fit(
             for cand in POOLED_OLS:
                 try:
                     fit = _fit_pooled(rows, target, cand, settings, unseen)
-                    if cand in WITH_OFFSETS:
-                        fit = with_offsets(fit, rows, target, inputs)
                 except NotIdentifiable as exc:
                     law_rows.append(_skip_row(name, cand, scope, "all", "all", str(exc)))
                     entry.setdefault("not_fitted", {})[f"{cand} ({scope})"] = str(exc)
@@ -427,7 +416,6 @@ def run_fit(
         try:
             rf = roofline.fit_roofline(enough(rows, target, settings), inputs, target, ROOFLINE_VARIANT,
                                        by_gpu=False, name=ROOFLINE, gpu_factors=True)
-            rf = with_offsets(rf, rows, target, inputs)
             for store in (entry["candidates"], entry["unseen_gpu_candidates"]):
                 store[ROOFLINE] = {"law": rf.to_dict(), "description": DESCRIPTIONS[ROOFLINE]}
             roof_rows.extend(roofline.constants_rows(rf, ROOFLINE))
@@ -465,7 +453,7 @@ def own_or_pooled(rows: pd.DataFrame, inputs: roofline.RooflineInputs, target: T
 
     Why: the paper's form, one power of FLOPs and of the image area, cannot follow a launch-bound
     architecture (SD 1.5 on our H200 is off by 13-16% at 512 and 1024 px), where the pooled model,
-    its launch costs and its offset for that architecture, can.
+    its launch costs, can.
     """
     chosen = entry.get("selected")
     if not chosen or chosen not in entry.get("candidates", {}):

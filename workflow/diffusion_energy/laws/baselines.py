@@ -12,7 +12,7 @@ measured half-precision energy.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,6 @@ class JoulePerFlop:
     kind: str = "jpf"
     by_gpu: bool = False
     scope: str = "pooled"
-    model_offsets: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def gpus(self) -> tuple[str, ...]:

@@ -56,7 +56,6 @@ from scipy import optimize, stats
 
 from ..counting.op_names import attention_head_dim
 from ..sources import dataset
-from . import offsets
 from .powerlaw import NotIdentifiable
 from .targets import TARGETS, Prediction, Target
 
@@ -266,6 +265,26 @@ def build_inputs(points: pd.DataFrame, ops: pd.DataFrame | None, flops_table: pd
 
 
 # --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The roofline model's optional terms, all on by default. ``benchmarks/law_terms.py`` judges each by
+    the held-out error of the model without it: a term stays where it earns its place."""
+
+    #: Attention and convolutions at rates of their own (else every FLOP at the matrix-multiply rate).
+    class_efficiencies: bool = True
+    #: Attention's exponentials at a fitted rate (else at the fastest the hardware allows, SOFTMAX_MAX).
+    exponentials: bool = True
+    #: A time factor per measured GPU kind, around the trend (across kinds only).
+    kind_factors: bool = True
+    #: Time as a power of the datasheet peak across kinds (across kinds only).
+    trend: bool = True
+    #: Energy as a power of the datasheet J/FLOP across kinds, beyond the power limit (across kinds only).
+    energy_trend: bool = True
+    #: A time factor per software stack (data source) beside its launch cost.
+    stack_factors: bool = True
+
 
 
 @dataclass(frozen=True)
@@ -483,8 +502,6 @@ class RooflineFit:
     name: str = "roofline"
     scope: str = "pooled"
     kind: str = "roofline"
-    #: Shrunk log offset of each architecture fitted (``offsets``); none: the shared model alone.
-    model_offsets: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -578,13 +595,12 @@ class RooflineFit:
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
         half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
-        pred = Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
-        return offsets.shifted(frame, pred, self.model_offsets)
+        return Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "variant": self.variant, "granularity": self.granularity,
                 "by_gpu": self.by_gpu, "name": self.name, "scope": self.scope, "kind": self.kind,
-                "constants": [asdict(c) for c in self.constants], "model_offsets": dict(self.model_offsets)}
+                "constants": [asdict(c) for c in self.constants]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RooflineFit:
@@ -592,8 +608,7 @@ class RooflineFit:
             RooflineConstants(**{**{k: (np.nan if v is None else v) for k, v in c.items()},
                                  "precisions": tuple(c["precisions"]), "sources": tuple(c["sources"])})
             for c in d["constants"])
-        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"],
-                   model_offsets=dict(d.get("model_offsets") or {}))
+        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"])
 
 
 def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
@@ -604,8 +619,8 @@ def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
 
 
 def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Target, variant: str,
-             datasheet_units: bool, gpu_factors: bool = False, start: RooflineConstants | None = None
-             ) -> RooflineConstants:
+             datasheet_units: bool, gpu_factors: bool = False, start: RooflineConstants | None = None,
+             terms: Terms = Terms()) -> RooflineConstants:
     ids = frame["point_id"].to_numpy(dtype=int)
     n = len(ids)
     energy = target.energy_j(frame)
@@ -613,8 +628,8 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     levels = sorted(set(sources), key=lambda s: (-int((sources == s).sum()), s))
     reference_source, others = levels[0], levels[1:]
     has_fp32 = int((frame["precision"].astype(str) == "fp32").sum()) >= 2
-    classes = _present_classes(inputs, ids)
-    softmax = "attention" in classes and bool(inputs.scores()[np.isin(inputs.point_id, ids)].sum() > 0)
+    classes = _present_classes(inputs, ids) if terms.class_efficiencies else ["matmul"]
+    softmax = terms.exponentials and bool(inputs.scores()[np.isin(inputs.point_id, ids)].sum() > 0)
     eff_names = classes + (["fp32"] if has_fp32 else []) + (["softmax"] if softmax else []) + ["memory"]
     kinds = sorted(set(frame["gpu"].astype(str))) if gpu_factors and datasheet_units else []
     if len(kinds) < 2:
@@ -748,6 +763,11 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
                 + [FACTOR_BOUNDS[1]] * n_factors)
     if kinds:
         lo, hi = np.append(lo, PEAK_EXPONENT_BOUNDS[0]), np.append(hi, PEAK_EXPONENT_BOUNDS[1])
+    if not terms.stack_factors:  # every stack's time factor held at 1
+        first = len(eff_names) + len(levels)
+        lo[first:n_head], hi[first:n_head] = -1e-9, 1e-9
+    if kinds and not terms.trend:  # no trend in the peak: its exponent held at 0
+        lo[-1], hi[-1] = -1e-9, 1e-9
 
     def least_squares(lo: np.ndarray, hi: np.ndarray, start: np.ndarray | None = None) -> Any:
         """From ``start`` where given (a fit on nearly the same points), else from ``STARTS`` in turn; a
@@ -788,10 +808,11 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         second = trend.x.copy()
         if warm is not None:
             second[n_head:n_head + len(kinds)] = warm[n_head:n_head + len(kinds)]
-        best = least_squares(lo, hi, start=second)
+        best = least_squares(lo, hi, start=second) if terms.kind_factors else trend
     else:
         best = least_squares(lo, hi, start=warm)
-    linear, predicted, energy_exponent = solve(best.x, ENERGY_EXPONENTS if kinds else None)
+    linear, predicted, energy_exponent = solve(best.x, ENERGY_EXPONENTS if kinds and terms.energy_trend
+                                               else None)
     eff, launch, factor = unpack(best.x)
     pi_static = float(linear[0]) if variant == "fitted_static" else 0.0
     k = 1 if variant == "fitted_static" else 0
@@ -824,6 +845,7 @@ def fit_roofline(
     gpu_factors: bool = False,
     cache: dict[Any, RooflineConstants] | None = None,
     start: RooflineFit | None = None,
+    terms: Terms = Terms(),
 ) -> RooflineFit:
     """Fit the constants of each GPU kind (``by_gpu``), or one set across kinds in datasheet units.
 
@@ -842,7 +864,7 @@ def fit_roofline(
         for g, part in rows.groupby("gpu", sort=True):
             key = (str(g), target.name, variant, tuple(part["point_id"].astype(int)))
             if cache is None or key not in cache:
-                one = _fit_one(str(g), part, inputs, target, variant, datasheet_units=False)
+                one = _fit_one(str(g), part, inputs, target, variant, datasheet_units=False, terms=terms)
                 if cache is None:
                     fits.append(one)
                     continue
@@ -851,7 +873,8 @@ def fit_roofline(
         consts = tuple(fits)
     else:
         consts = (_fit_one("all", rows, inputs, target, variant, datasheet_units=True,
-                           gpu_factors=gpu_factors, start=start.constants[0] if start is not None else None),)
+                           gpu_factors=gpu_factors, start=start.constants[0] if start is not None else None,
+                           terms=terms),)
     return RooflineFit(target.name, variant, inputs.granularity, by_gpu, consts, name)
 
 
