@@ -36,7 +36,8 @@ UPSTREAM = {
 CROSSVAL = {
     f"results/tables/{n}.csv"
     for n in ("nested_lomo_predictions", "nested_lomo_metrics", "nested_logo_predictions",
-              "nested_logo_metrics", "lomo_predictions", "lomo_metrics", "lomo_batch_metrics", "logo_predictions", "logo_metrics")
+              "nested_logo_metrics", "lomo_predictions", "lomo_metrics", "lomo_batch_metrics",
+              "logo_predictions", "logo_metrics")
 }
 FIT = {"results/laws/laws.json", *(f"results/tables/{n}.csv" for n in ("laws", "law_terms", "roofline"))}
 ANCHORS = {"results/tables/anchors_energy.csv", "results/tables/anchors_laws.csv"}
