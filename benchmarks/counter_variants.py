@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("variants", nargs="*", default=VARIANTS)
     args = parser.parse_args()
     shapes = ALL if args.points == "all" else SMALL
-    print(f"SD 1.5 fp16, {len(shapes)} points x {args.seeds} seeds per variant; image energy per repeat vs the "
-          "energy the simulated GPU really spent")
+    print(f"SD 1.5 fp16, {len(shapes)} points x {args.seeds} seeds per variant; image energy per repeat "
+          "vs the energy the simulated GPU really spent")
     for variant in args.variants:
         t0 = time.process_time()
         found = [run(variant, seed, shapes) for seed in range(args.seeds)]
@@ -68,11 +68,13 @@ def main() -> None:
         signed = [b for f in found for b in f["biases"]]
         print(f"{variant:64s} spread median {statistics.median(spreads):5.2%} worst {max(spreads):5.2%}; "
               f"bias median {statistics.median(signed):+6.2%} worst {max(biases):5.2%}; "
-              f"re-measured {sum(f['remeasured'] for f in found) / sum(f['points'] for f in found):.1f}/point; "
+              f"re-measured {sum(f['remeasured'] for f in found) / sum(f['points'] for f in found):.1f}"
+              "/point; "
               f"host noise {statistics.median(f['noise'] for f in found):.1%}; "
               f"job {statistics.mean(f['virtual_s'] for f in found):.0f} s virtual "
               f"({time.process_time() - t0:.0f} CPU-s)")
-        print(f"    probe: {found[0]['physics']}" + (f"; NOT READY: {found[0]['problem']}" if found[0]['problem'] else ""))
+        problem = found[0]["problem"]
+        print(f"    probe: {found[0]['physics']}" + (f"; NOT READY: {problem}" if problem else ""))
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ def test_the_counter_is_read_through_zeus_device_layer(monkeypatch: pytest.Monke
         return made[-1]
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb-2222,GPU-aaaa-1111")
-    counter_ = energy.ZeusEnergyCounter(get_gpus=get_gpus, nvml_uuids=lambda: ["GPU-aaaa-1111", "GPU-bbbb-2222"])
+    counter_ = energy.ZeusEnergyCounter(get_gpus=get_gpus,
+                                        nvml_uuids=lambda: ["GPU-aaaa-1111", "GPU-bbbb-2222"])
     assert made[0].visible == "1,0"  # what Zeus read while it started
     import os
 
@@ -234,6 +235,7 @@ def test_windows_corrected_for_the_measured_physics_read_the_energy_really_spent
 
 def test_a_counter_the_probe_cannot_explain_is_named() -> None:
     assert "fits no model" in counter.CounterPhysics(fit_error=0.4, measured=True).problem()
-    assert "integrates only 25%" in counter.CounterPhysics(sampled_fraction=0.25, fit_error=0.01, measured=True).problem()
+    sampling = counter.CounterPhysics(sampled_fraction=0.25, fit_error=0.01, measured=True)
+    assert "integrates only 25%" in sampling.problem()
     assert counter.CounterPhysics(sampled_fraction=0.6, fit_error=0.01, measured=True).problem() == ""
     assert counter.UNMEASURED.problem() == "" and "not measured" in counter.UNMEASURED.describe()

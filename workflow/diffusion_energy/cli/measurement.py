@@ -181,9 +181,9 @@ def check_simulated_kind(setting: str, requested: str) -> None:
     spec = simulated_gpu.parse(setting)
     allowed = [spec.kind, spec.cal.name]
     if requested not in allowed:
-        raise UsageError(f"{simulated_gpu.ENV}={setting!r} simulates an {spec.cal.gpu_name}: it cannot measure "
-                         f"--gpu {requested}; use --gpu {spec.kind} (or unset {simulated_gpu.ENV} on a machine "
-                         f"with a real {requested} GPU)")
+        raise UsageError(f"{simulated_gpu.ENV}={setting!r} simulates an {spec.cal.gpu_name}: it cannot "
+                         f"measure --gpu {requested}; use --gpu {spec.kind} (or unset {simulated_gpu.ENV} "
+                         f"on a machine with a real {requested} GPU)")
 
 
 @contextlib.contextmanager
@@ -262,7 +262,8 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         if not sim:
             return line
         head, _, rest = line.partition(":")
-        return f"{head} on the simulated {sim.cal.gpu_name} ({simulated_gpu.ENV}={simulated}; not a real GPU):{rest}"
+        return (f"{head} on the simulated {sim.cal.gpu_name} ({simulated_gpu.ENV}={simulated}; "
+                f"not a real GPU):{rest}")
 
     with contextlib.ExitStack() as stack:
         try:
@@ -305,7 +306,8 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     total = where.total_s()
     fixed = timings.fixed_s(total)
-    print(f"job wall time {total:.1f} s (cap {args.time_cap:.0f} s): start-up and imports {where.startup_s():.1f} s, "
+    print(f"job wall time {total:.1f} s (cap {args.time_cap:.0f} s): start-up and imports "
+          f"{where.startup_s():.1f} s, "
           f"build {timings.build_s:.1f} s, idle {timings.idle_s:.1f} s, "
           f"text/VAE windows {timings.shared_stages_s:.1f} s, warm-up {timings.warmup_s:.1f} s, "
           f"image repeats {timings.repeats_s:.1f} s; fixed cost {fixed:.1f} s ({fixed / total:.0%})")

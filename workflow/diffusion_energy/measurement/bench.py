@@ -78,8 +78,8 @@ def gpu_bench(uuid: str, context: Callable[[], dict[str, Any]], protocol: Any, l
     info = probe(counter.read_mj, time.perf_counter, time.sleep)
     physics = (step_response(counter.read_mj, time.perf_counter, time.sleep, _cuda_load(), info)
                if protocol.step_probe and protocol.aligned else UNMEASURED)
-    meter = CounterMeter(counter.read_mj, info, time.perf_counter, time.sleep, sync, protocol.aligned, log_file,
-                         min_tail_s=protocol.min_tail_s, physics=physics)
+    meter = CounterMeter(counter.read_mj, info, time.perf_counter, time.sleep, sync, protocol.aligned,
+                         log_file, min_tail_s=protocol.min_tail_s, physics=physics)
     meter.provenance = counter.provenance
     noise = hostnoise.measure(_cuda_launch_block(sync), time.perf_counter, sync)
     return Bench(meter, "cuda", context, {"host_noise": noise}, process_age=process_age, started_s=started)

@@ -104,13 +104,15 @@ class CounterPhysics:
                     f"(misfit {self.fit_error:.0%} of the load's power)")
         if self.sampled_fraction < MIN_SAMPLED_FRACTION:
             return (f"the energy counter integrates only {self.sampled_fraction:.0%} of each update period "
-                    f"(step probe): power changes inside a window (text and VAE inside an image, host stalls) "
+                    "(step probe): power changes inside a window (text and VAE inside an image, host stalls) "
                     f"are missed or counted at random, several % per window (corrected down to "
                     f"{MIN_SAMPLED_FRACTION:.0%} sampled)")
         if self.lag_s >= MAX_LAG_S - 0.01:
-            return f"the energy counter lags its work by {self.lag_s:.2f} s or more, beyond what the probe resolves"
+            return (f"the energy counter lags its work by {self.lag_s:.2f} s or more, beyond what the probe "
+                    "resolves")
         if self.tail_s > 1.0:
-            return f"the GPU's power takes {self.tail_s:.1f} s (time constant) to fall back to idle after work"
+            return (f"the GPU's power takes {self.tail_s:.1f} s (time constant) to fall back to idle after "
+                    "work")
         return ""
 
 
@@ -419,7 +421,8 @@ class CounterMeter:
         counted_j = (last - op.value_mj) / 1000
         if not math.isfinite(self.idle_w):
             # the idle window itself: all it counted is idle, so its mean power is exact
-            energy = counted_j * (done - op.start_s) / (stop - op.update_s) if stop > op.update_s else math.nan
+            energy = (counted_j * (done - op.start_s) / (stop - op.update_s) if stop > op.update_s
+                      else math.nan)
             correction = 0.0
         else:
             base = counted_j - self.idle_w * ((op.start_s - op.update_s) + (stop - done))
@@ -519,7 +522,8 @@ class CounterMeter:
             raise EnergyError(f"window {window.name!r} read {window.energy_j} J over {window.time_s:.2f} s: "
                               "the GPU was not measured (0 J is never a result)")
 
-    def _log(self, window: Window, start: float, counted_j: float, tail_s: float, correction_j: float) -> None:
+    def _log(self, window: Window, start: float, counted_j: float, tail_s: float,
+             correction_j: float) -> None:
         if self.log_file is None:
             return
         new = not self.log_file.exists()

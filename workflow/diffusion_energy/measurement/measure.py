@@ -570,7 +570,8 @@ def point_rows(
                 "repeat_spread": image_spread, "flag": "; ".join(flags),
                 "warmup": protocol.warmup, "warmup_s": protocol.warmup_s,
                 "min_window_s": protocol.min_window_s,
-                **({"simulated_true_energy_j": res.true_energy_j} if math.isfinite(res.true_energy_j) else {}),
+                **({"simulated_true_energy_j": res.true_energy_j}
+                   if math.isfinite(res.true_energy_j) else {}),
                 **context,
             })
     return pd.DataFrame(rows)
@@ -588,7 +589,8 @@ def failed_rows(point: GridPoint, gpu_kind: str, spec: ModelSpec, status: str, e
 def _context(base: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     """The columns every row of a point carries: the job's and the GPU's state before the point."""
     return {**base, "gpu_name": before.get("gpu_name", ""), "gpu_uuid": before.get("gpu_uuid", ""),
-            "gpu_index": before.get("gpu_index", math.nan), "driver_version": before.get("driver_version", ""),
+            "gpu_index": before.get("gpu_index", math.nan),
+            "driver_version": before.get("driver_version", ""),
             "power_limit_w": before.get("power_limit_w", math.nan),
             "temperature_before_c": before.get("temperature_c", math.nan)}
 

@@ -176,8 +176,8 @@ def parse(value: str) -> SimulatedSpec:
         key, sep, raw = knob.partition("=")
         key = key.strip()
         if not sep or key not in KNOBS:
-            raise UsageError(f"{ENV}={value!r}: unknown knob {key or knob!r}; allowed knobs (as name=value after "
-                             f"the calibration): {allowed}")
+            raise UsageError(f"{ENV}={value!r}: unknown knob {key or knob!r}; allowed knobs (as name=value "
+                             f"after the calibration): {allowed}")
         target, kind, low, high = KNOBS[key]
         if kind is str:
             if not raw.strip():
