@@ -299,11 +299,6 @@ class Runner:
         # text and VAE windows only feed the stage sums (a few J of an image's tens to thousands):
         # three counter updates suffice for them
         updates = self.protocol.min_window_updates if stage not in ("text", "vae") else 3
-        physics = getattr(self.meter, "physics", UNMEASURED)
-        if physics.samples and stage not in ("text", "vae"):
-            # a counter that samples part of each period misses power changes inside an image (text,
-            # VAE) at random: the error falls as the square root of the periods a window spans
-            seconds /= math.sqrt(physics.sampled_fraction)
         return max(seconds, updates * period)
 
     def timed(self, fn: Callable[[], Any]) -> float:
