@@ -185,9 +185,9 @@ def test_calls_to_fill(single: float, minimum: float, calls: int) -> None:
 #: Counters and GPUs unlike the H200's (as DIFFUSION_ENERGY_SIMULATED_GPU knobs set them).
 PHYSICS = {
     "lag 250 ms": {"counter_lag_s": 0.25},
-    "samples half of each period": {"counter_sampled_fraction": 0.5},
+    "samples half of each period": {"sampled_fraction": 0.5},
     "power tail 300 ms": {"power_tail_s": 0.3},
-    "all three": {"counter_lag_s": 0.1, "counter_sampled_fraction": 0.5, "power_tail_s": 0.1},
+    "all three": {"counter_lag_s": 0.1, "sampled_fraction": 0.5, "power_tail_s": 0.1},
 }
 
 
@@ -197,7 +197,7 @@ def test_the_step_probe_measures_the_counters_lag_sampling_and_power_tail(knobs:
     info = counter.probe(gpu.counter.read_mj, gpu.clock, gpu.sleep)
     found = counter.step_response(gpu.counter.read_mj, gpu.clock, gpu.sleep, gpu.load, info)
     assert found.lag_s == pytest.approx(knobs.get("counter_lag_s", 0.0), abs=0.005)
-    assert found.sampled_fraction == pytest.approx(knobs.get("counter_sampled_fraction", 1.0), abs=0.05)
+    assert found.sampled_fraction == pytest.approx(knobs.get("sampled_fraction", 1.0), abs=0.05)
     assert found.tail_s == pytest.approx(knobs.get("power_tail_s", 0.0), abs=0.01)
     assert found.idle_w == pytest.approx(QUIET.idle_w, rel=0.01) and found.fit_error < 0.02
     assert found.problem() == ""

@@ -404,21 +404,3 @@ def test_startup_is_the_process_age_when_the_bench_is_made_not_the_jobs_total() 
     made = bench.Bench(TimeOnlyMeter(), "cpu", dict, process_age=lambda: next(ages))  # type: ignore[arg-type]
     made.started_s = made.process_age()
     assert made.total_s() == 95.0 and made.startup_s() == 4.2
-
-
-def test_the_code_version_is_a_hash_of_the_package_source_without_git(tmp_path: Path) -> None:
-    """The GPU machine gets the tree without .git: the version must come from the source itself."""
-    import shutil
-
-    from diffusion_energy import code_version as cv
-
-    copy = tmp_path / "diffusion_energy"
-    shutil.copytree(cv.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "__pycache__").mkdir(exist_ok=True)
-    (copy / "__pycache__" / "junk.py").write_text("ignored")
-    assert not (tmp_path / ".git").exists()
-    here = cv.code_version()
-    assert here.startswith("source sha256:") and len(here) == len("source sha256:") + 12
-    assert cv.code_version.__wrapped__(copy) == here  # the same code anywhere: the same version
-    (copy / "grid.py").write_text((copy / "grid.py").read_text() + "\n# changed\n")
-    assert cv.code_version.__wrapped__(copy) != here

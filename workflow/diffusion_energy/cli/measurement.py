@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -100,9 +101,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         # The GPU first: nothing journaled is copied into the outputs before this job knows it
         # runs on the right GPU (a refused job leaves no output behind).
-        simulated = bench.simulated_setting()
-        if simulated:
-            check_simulated_kind(simulated, args.gpu)
+        simulated = bench.simulated_kind()
+        check_simulated_kind(simulated, args.gpu)
         uuid = None if args.device == "cpu" or simulated else claim_gpu(
             stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
         expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions())
@@ -172,18 +172,22 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_simulated_kind(setting: str, requested: str) -> None:
-    """A simulated GPU measures only as itself: ``h200`` simulates an H200, so ``--gpu h100`` is refused
-    (its rows would say gpu h100 and gpu_name "NVIDIA H200 (simulated)")."""
+def check_simulated_kind(setting: str | None, requested: str) -> None:
+    """A simulated GPU measures only as its own kind (``h200`` -> ``h200-simulated``): ``--gpu h100``
+    (e26a971: rows saying gpu h100 and gpu_name "NVIDIA H200 (simulated)") or ``--gpu h200`` (a real
+    kind) is refused, and so is a simulated kind without the simulated GPU."""
     from ..errors import UsageError
     from ..measurement import simulated_gpu
 
-    spec = simulated_gpu.parse(setting)
-    allowed = [spec.kind, spec.cal.name]
-    if requested not in allowed:
-        raise UsageError(f"{simulated_gpu.ENV}={setting!r} simulates an {spec.cal.gpu_name}: it cannot "
-                         f"measure --gpu {requested}; use --gpu {spec.kind} (or unset {simulated_gpu.ENV} "
-                         f"on a machine with a real {requested} GPU)")
+    kind = simulated_gpu.simulated_kind(setting or "")
+    if kind and requested != kind:
+        cal = simulated_gpu.calibration(setting or "")
+        raise UsageError(f"{simulated_gpu.ENV}={setting!r} simulates an {cal.gpu_name}, whose rows are kind "
+                         f"{kind}: it cannot measure --gpu {requested}; use --gpu {kind} (or unset "
+                         f"{simulated_gpu.ENV} on a machine with a real {requested} GPU)")
+    if not kind and simulated_gpu.is_simulated_kind(requested):
+        raise UsageError(f"--gpu {requested} is a simulated GPU's kind: set {simulated_gpu.ENV}="
+                         f"{requested.removesuffix(simulated_gpu.KIND_SUFFIX)} to measure it")
 
 
 @contextlib.contextmanager
@@ -241,9 +245,9 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     config = grid.load_config(args.config)
     grid.validate_schema(config)
     kinds = config.get("gpu_kinds", {})
-    simulated = bench.simulated_setting()
-    sim = simulated_gpu.parse(simulated) if simulated else None
-    local = [sim.kind] if sim else gpu.local_kinds(kinds)
+    simulated = bench.simulated_kind()
+    sim = simulated_gpu.calibration(simulated) if simulated else None
+    local = [simulated_gpu.simulated_kind(simulated)] if simulated else gpu.local_kinds(kinds)
     if not local:
         raise gpu.GpuError(f"GPU not present: no configured GPU kind found (NVML names: "
                            f"{gpu.device_names() or 'none'}); to try the check without a GPU, run it on the "
@@ -262,7 +266,7 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         if not sim:
             return line
         head, _, rest = line.partition(":")
-        return (f"{head} on the simulated {sim.cal.gpu_name} ({simulated_gpu.ENV}={simulated}; "
+        return (f"{head} on the simulated {sim.gpu_name} ({simulated_gpu.ENV}={simulated}; "
                 f"not a real GPU):{rest}")
 
     with contextlib.ExitStack() as stack:
@@ -274,11 +278,21 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
             print(say(f"not ready: GPU busy: {exc}"))
             return 1
         where = _bench("cuda", simulated, uuid, protocol, Path(args.windows_log))
+        marks = [where.total_s()]  # the job's time after its probes, then after each point
+
+        def out_of_time(_point: Any) -> bool:
+            """A point would end past the cap (the first always runs: it sizes the others)."""
+            if len(marks) < 2:
+                return False
+            per_point = statistics.median(b - a for a, b in zip(marks, marks[1:], strict=False))
+            return where.total_s() + per_point > args.time_cap
+
         try:
             for _, rows in measure.measure_group(spec, points, kind, where.meter, protocol, where.device,
                                                  where.context, timings, **where.run_kwargs,
-                                                 time_left=lambda: args.time_cap - where.total_s()):
+                                                 stop=out_of_time):
                 frames.append(dataset.conform(rows))
+                marks.append(where.total_s())
         except KeyboardInterrupt:
             print(say(f"not ready: stopped after {len(frames)} of {len(points)} point(s)"))
             return 130

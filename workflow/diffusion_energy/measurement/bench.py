@@ -49,14 +49,14 @@ class Bench:
         return self.process_age()
 
 
-def simulated_setting() -> str | None:
+def simulated_kind() -> str | None:
     """The value of ``DIFFUSION_ENERGY_SIMULATED_GPU`` (calibration and knobs), or None (a real GPU)."""
     return os.environ.get(simulated_gpu.ENV) or None
 
 
 def simulated_bench(setting: str, protocol: Any, log_file: str | Path | None = None) -> Bench:
-    spec = simulated_gpu.parse(setting)
-    gpu = simulated_gpu.SimulatedGpu.from_spec(spec)
+    """The simulated GPU ``setting`` names (``h200,knob=value,...``), its counter and host probed."""
+    gpu = simulated_gpu.SimulatedGpu(setting)
     meter = simulated_gpu.simulated_meter(gpu, aligned=protocol.aligned, log_file=log_file,
                                           min_tail_s=protocol.min_tail_s, physics=protocol.step_probe)
     noise = hostnoise.measure(lambda: gpu.run(0.1, gpu.cal.idle_w + 40.0, 1.0), gpu.clock, gpu.sync)

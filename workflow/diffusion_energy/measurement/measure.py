@@ -25,8 +25,8 @@ had a repeat more than 3% off: a fixed 3% re-measured up to 12 windows per point
 ``max_remeasure`` windows per point and ``max_remeasure_job`` per job are measured again, each
 named in ``remeasured``. A point that still cannot be measured is recorded with status ``error``
 and the reason, an out-of-memory point (also one inside a window) with status ``oom``; the job
-goes on. Each point's rows are written atomically as soon as it is measured; given ``time_left``,
-a point that would not fit in it is not started.
+goes on. Each point's rows are written atomically as soon as it is measured; ``stop(point)`` is
+asked before each point (a time budget): True ends the job there.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..code_version import code_version
 from ..errors import UsageError
 from ..grid import GridPoint
 from ..models import families
@@ -623,7 +622,7 @@ def measure_group(
     sleep: Callable[[float], None] = time.sleep,
     sync_fn: Callable[[], None] | None = None,
     host_noise: float = math.nan,
-    time_left: Callable[[], float] | None = None,
+    stop: Callable[[GridPoint], bool] | None = None,
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
     """Measure every point of one (model, precision) group; yield each point's rows.
 
@@ -633,9 +632,8 @@ def measure_group(
     pipeline and time; a simulated GPU (``measurement.simulated_gpu``) replaces them.
     A point that runs out of memory is recorded as ``oom``, one whose windows cannot be
     measured (``WindowError``, ``EnergyError``) as ``error`` with the reason; the job goes on.
-    ``host_noise`` (``hostnoise.measure``) sets the re-measure tolerance. With ``time_left``
-    (seconds), a point is not started when the job's points so far took longer (median) than
-    what is left: the job ends early, every point it measured kept.
+    ``host_noise`` (``hostnoise.measure``) sets the re-measure tolerance. ``stop(point)`` is asked
+    before each point: True ends the job there, every point it measured kept.
     """
     device = torch.device(device)
     timings = timings or JobTimings()
@@ -646,7 +644,6 @@ def measure_group(
     physics = getattr(meter, "physics", UNMEASURED)
     runner = Runner(meter, protocol, device, clock=clock, sleep=sleep, sync_fn=sync_fn, host_noise=host_noise)
     base = {"weights_source": weights_source(spec), "hostname": socket.gethostname(), **library_versions(),
-            "code_version": code_version(),
             "energy_counter": getattr(meter, "provenance", "") or (
                 "none: energy not measured" if not meter.measures_energy else ""),
             "counter_period_s": info.period_s if info else math.nan,
@@ -677,13 +674,11 @@ def measure_group(
     shared: dict[tuple, list[StageResult]] = {}
     # shape (resolution, cfg, batch) -> (steps, image repeats) of the last point measured at it
     warm: dict[tuple[int, bool, int], tuple[int, list[StageResult]]] = {}
-    took: list[float] = []  # wall time of each point measured
     for n, point in enumerate(points):
-        if time_left is not None and took and time_left() < statistics.median(took):
-            log.warning("time budget: %.0f s left, a point takes about %.0f s: %d of %d point(s) not started",
-                        time_left(), statistics.median(took), len(points) - n, len(points))
+        if stop is not None and stop(point):
+            log.warning("stopped before %s: %d of %d point(s) not started", point.slug, len(points) - n,
+                        len(points))
             return
-        point_t0 = clock()
         before = snapshot()
         context = _context(base, before)
         runner.start_point()
@@ -741,7 +736,6 @@ def measure_group(
                   "vae": shared[("vae", point.resolution, point.batch, point.frames)], "image": result.images}
         rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status, job_flags)
         timings.points += 1
-        took.append(clock() - point_t0)
         med = statistics.median(r.energy_j for r in result.images)
         log.info("%s: %.1f J/image, %.3f s/image, spread %.1f%%, stage sum %+.1f%%", point.slug, med,
                  statistics.median(r.time_s for r in result.images), 100 * rows["repeat_spread"].iloc[0],

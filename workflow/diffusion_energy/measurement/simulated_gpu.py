@@ -13,13 +13,14 @@ clocks that ramp up after the GPU idled. It plugs into the measure job's seams: 
 really spent (``simulated_true_energy_j``), so that a test can measure the protocol's bias.
 
 The variable also takes knobs after the calibration, for counters and GPUs unlike the H200's
-(``parse``): ``DIFFUSION_ENERGY_SIMULATED_GPU="h200,counter_lag_s=0.1,sampled_fraction=0.25,
-power_tail_s=0.1,uuid=GPU-2"``. Knobs: ``counter_lag_s`` (an update shows the energy up to this
-long before it), ``sampled_fraction`` (the counter integrates the last part of each period only,
-and scales it to the period; reported for A100/H100: 25 ms of every 100 ms), ``power_tail_s`` (after
-work the power decays to idle with this time constant), ``host_sd`` and ``stall_rate_hz`` (host
-noise), ``oom_above_px`` (a denoising call above this resolution runs out of memory inside its
-window), ``uuid`` (the GPU's UUID) and ``seed``.
+(``calibration``): ``DIFFUSION_ENERGY_SIMULATED_GPU="h200,counter_lag_s=0.1,sampled_fraction=0.25,
+power_tail_s=0.1,uuid=GPU-2"``. A knob is any number or text field of ``Calibration``, e.g.
+``counter_lag_s`` (an update shows the energy up to this long before it), ``sampled_fraction`` (the
+counter integrates the last part of each period only and scales it to the period; reported for
+A100/H100: 25 ms of every 100 ms), ``power_tail_s`` (after work the power decays to idle with this
+time constant), ``host_sd`` and ``stall_rate_hz`` (host noise), ``oom_above_px`` (a denoising call
+above this resolution runs out of memory inside its window), ``uuid`` (the GPU's UUID) and ``seed``.
+Simulated rows carry their own GPU kind (``simulated_kind``: ``h200-simulated``).
 
 Every number of ``H200`` names where it comes from: the files of ``resources/gpu-runs/h200-2026-12-04/``
 (their README quotes the run's job.json files) and the run's 11 SD 1.5 points, shipped as
@@ -32,6 +33,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
+import os
 import random
 from collections import deque
 from collections.abc import Callable
@@ -40,8 +42,12 @@ from typing import Any
 
 from .counter import CounterMeter, CounterPhysics, probe, step_response
 
-#: Environment variable that selects a simulated GPU (its value: a calibration name and knobs, e.g. h200).
+#: Environment variable that selects a simulated GPU: a calibration name, then optional knobs that
+#: change its fields, e.g. ``h200`` or ``h200,counter_lag_s=0.1,uuid=GPU-2``.
 ENV = "DIFFUSION_ENERGY_SIMULATED_GPU"
+#: What a simulated GPU's kind name ends with (``h200-simulated``): its rows, result paths and jobs
+#: are never those of a real kind, so they can never stand in for real measurements.
+KIND_SUFFIX = "-simulated"
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class Calibration:
     counter_lag_s: float = 0.0
     #: share of each period the counter integrates (not observable in the traces: 1 assumed; knob
     #: ``sampled_fraction``)
-    counter_sampled_fraction: float = 1.0
+    sampled_fraction: float = 1.0
     #: time constant of the power's decay to idle after work (not observable in the traces: 0
     #: assumed; knob ``power_tail_s``)
     power_tail_s: float = 0.0
@@ -115,86 +121,76 @@ class Calibration:
     driver_version: str = "580.159.04"
     #: the step probe's known load (a large fp16 matmul; assumed near the 1024 px denoiser's 640 W)
     probe_load_w: float = 600.0
+    #: a denoising call above this resolution runs out of memory inside its window (0: none)
+    oom_above_px: int = 0
+    #: the UUID the GPU reports (knob ``uuid=GPU-2``: two simulated cards of one kind); empty:
+    #: ``GPU-simulated-<name>``
+    uuid: str = ""
+    #: the simulated GPU's random stream (another seed: another run of the same GPU)
+    seed: int = 0
 
 
 CALIBRATIONS = {"h200": Calibration("h200", "NVIDIA H200")}
 
-#: Knob -> (calibration field or option, type, lowest, highest).
-KNOBS: dict[str, tuple[str, type, float, float]] = {
-    "counter_lag_s": ("counter_lag_s", float, 0.0, 1.0),
-    "sampled_fraction": ("counter_sampled_fraction", float, 0.05, 1.0),
-    "power_tail_s": ("power_tail_s", float, 0.0, 2.0),
-    "host_sd": ("host_sd", float, 0.0, 0.5),
-    "stall_rate_hz": ("stall_rate_hz", float, 0.0, 10.0),
-    "oom_above_px": ("oom_above_px", int, 1, 100_000),
-    "uuid": ("uuid", str, 0, 0),
-    "seed": ("seed", int, 0, 2**31),
+#: Knobs with a range (others: any value of their field's type); NaN is refused everywhere.
+KNOB_RANGES: dict[str, tuple[float, float]] = {
+    "counter_lag_s": (0.0, 1.0), "sampled_fraction": (0.05, 1.0), "power_tail_s": (0.0, 2.0),
+    "host_sd": (0.0, 0.5), "stall_rate_hz": (0.0, 10.0), "oom_above_px": (0, 100_000), "seed": (0, 2**31),
+    "counter_period_s": (0.001, 10.0), "counter_jitter_s": (0.0, 1.0), "counter_resolution_j": (1e-6, 1.0),
 }
 
 
-@dataclass(frozen=True)
-class SimulatedSpec:
-    """What ``DIFFUSION_ENERGY_SIMULATED_GPU`` asks for: a calibration with its knobs turned."""
-
-    cal: Calibration
-    uuid: str = ""
-    oom_above_px: int | None = None
-    seed: int = 0
-
-    @property
-    def kind(self) -> str:
-        return simulated_kind(self.cal.name)
+def knobs() -> list[str]:
+    """The fields a knob may set: every number or text field but the calibration's names."""
+    return [f.name for f in dataclasses.fields(Calibration)
+            if f.name not in ("name", "gpu_name") and f.type in ("float", "int", "str")]
 
 
-def simulated_kind(name: str) -> str:
-    """The GPU kind a simulated GPU measures as: ``simulated_kind("h200") -> "h200-simulated"``
-    (also for a whole variable's value, knobs and all), so that its rows never mix with a real
-    GPU's."""
-    calibration_name = name.split(",", 1)[0].strip().lower()
-    return calibration_name if calibration_name.endswith("-simulated") else f"{calibration_name}-simulated"
-
-
-def calibration(name: str) -> Calibration:
+def calibration(value: str) -> Calibration:
+    """The calibration a value of ``ENV`` names (``h200``), with its knobs (``,field=value``) applied;
+    a bad knob is one line naming it and the allowed ones."""
     from ..errors import UsageError
 
+    name, *settings = [part.strip() for part in value.split(",")]
     try:
-        return CALIBRATIONS[name.lower()]
+        cal = CALIBRATIONS[name.lower()]
     except KeyError:
-        raise UsageError(f"{ENV}={name!r}: no such simulated GPU; known: {sorted(CALIBRATIONS)}") from None
-
-
-def parse(value: str) -> SimulatedSpec:
-    """``h200,counter_lag_s=0.1,...`` -> the calibration and knobs; a bad knob is one clear line."""
-    from ..errors import UsageError
-
-    name, *knobs = [part.strip() for part in value.split(",")]
-    cal = calibration(name)
-    fields: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    allowed = ", ".join(KNOBS)
-    for knob in knobs:
-        key, sep, raw = knob.partition("=")
-        key = key.strip()
-        if not sep or key not in KNOBS:
-            raise UsageError(f"{ENV}={value!r}: unknown knob {key or knob!r}; allowed knobs (as name=value "
-                             f"after the calibration): {allowed}")
-        target, kind, low, high = KNOBS[key]
+        raise UsageError(f"{ENV}={value!r}: no such simulated GPU; known: {sorted(CALIBRATIONS)}") from None
+    allowed = knobs()
+    changes: dict[str, Any] = {}
+    for knob in settings:
+        key, sep, text = (part.strip() for part in knob.partition("="))
+        if not sep or key not in allowed:
+            raise UsageError(f"{ENV}={value!r}: {key or knob!r} is not a knob; give name=value after the "
+                             f"calibration, name one of: {', '.join(allowed)}")
+        kind = type(getattr(cal, key))
         if kind is str:
-            if not raw.strip():
+            if not text:
                 raise UsageError(f"{ENV}={value!r}: knob {key} needs a value")
-            parsed: Any = raw.strip()
-        else:
-            try:
-                parsed = kind(raw)
-            except ValueError:
-                raise UsageError(f"{ENV}={value!r}: knob {key}={raw!r} is not a {kind.__name__}") from None
-            if not (low <= parsed <= high):  # also refuses NaN
-                raise UsageError(f"{ENV}={value!r}: knob {key}={raw} is out of range [{low:g}, {high:g}]")
-        if target in Calibration.__dataclass_fields__:
-            fields[target] = parsed
-        else:
-            options[target] = parsed
-    return SimulatedSpec(dataclasses.replace(cal, **fields), **options)
+            changes[key] = text
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise UsageError(f"{ENV}={value!r}: knob {key} must be a number, not {text!r}") from None
+        low, high = KNOB_RANGES.get(key, (-math.inf, math.inf))
+        if not (low <= number <= high) or (kind is int and not number.is_integer()):  # also refuses NaN
+            raise UsageError(f"{ENV}={value!r}: knob {key}={text} is out of range [{low:g}, {high:g}]"
+                             + (" (a whole number)" if kind is int else ""))
+        changes[key] = kind(number)
+    return dataclasses.replace(cal, **changes)
+
+
+def simulated_kind(value: str | None = None) -> str | None:
+    """The GPU kind simulated rows carry, ``h200-simulated`` for ``ENV=h200[,knobs]`` (``value``, or
+    the environment's); None when no simulated GPU is selected."""
+    value = os.environ.get(ENV, "") if value is None else value
+    return calibration(value).name + KIND_SUFFIX if value else None
+
+
+def is_simulated_kind(kind: str) -> bool:
+    """Whether a GPU kind name is a simulated GPU's (never a real measurement)."""
+    return str(kind).endswith(KIND_SUFFIX)
 
 
 def _interpolate(table: dict[int, tuple[float, ...]], resolution: int) -> tuple[float, ...]:
@@ -237,7 +233,7 @@ class SimulatedCounter:
         while self._next <= gpu.t:
             width = self._next - self._last
             end = max(self._next - cal.counter_lag_s, 0.0)
-            begin = max(end - cal.counter_sampled_fraction * width, 0.0)
+            begin = max(end - cal.sampled_fraction * width, 0.0)
             sampled = gpu.energy_between(begin, end)
             self._energy += sampled * width / (end - begin) if end > begin else 0.0
             self._value = int(math.floor(self._energy / self.unit_j)) * round(self.unit_j * 1000)
@@ -255,12 +251,9 @@ class SimulatedGpu:
     tail still to come, less ``attributed_j`` at its start.
     """
 
-    def __init__(self, cal: Calibration | str = "h200", seed: int = 0, uuid: str = "",
-                 oom_above_px: int | None = None) -> None:
+    def __init__(self, cal: Calibration | str = "h200", seed: int | None = None) -> None:
         self.cal = calibration(cal) if isinstance(cal, str) else cal
-        self.rng = random.Random(seed)
-        self.uuid = uuid or f"GPU-simulated-{self.cal.name}"
-        self.oom_above_px = oom_above_px
+        self.rng = random.Random(self.cal.seed if seed is None else seed)
         self.t = 0.0
         self.energy_j = 0.0
         self.attributed_j = 0.0
@@ -278,11 +271,6 @@ class SimulatedGpu:
         self._load: tuple[float, float] | None = None  # (end, watts) of asynchronous work (the probe's)
         self.in_window = False  # a measured window is open (the oom_above_px knob fails inside one)
         self.counter = SimulatedCounter(self)
-
-    @classmethod
-    def from_spec(cls, spec: SimulatedSpec | str) -> SimulatedGpu:
-        spec = parse(spec) if isinstance(spec, str) else spec
-        return cls(spec.cal, seed=spec.seed, uuid=spec.uuid, oom_above_px=spec.oom_above_px)
 
     # -- the seams the measure job takes
     def clock(self) -> float:
@@ -433,7 +421,8 @@ class SimulatedGpu:
 
     def snapshot(self) -> dict[str, Any]:
         """What ``gpu.snapshot`` gives for a real GPU (name, driver, limit, clocks, temperature)."""
-        return {"gpu_name": f"{self.cal.gpu_name} (simulated)", "gpu_uuid": self.uuid,
+        return {"gpu_name": f"{self.cal.gpu_name} (simulated)",
+                "gpu_uuid": self.cal.uuid or f"GPU-simulated-{self.cal.name}",
                 "gpu_index": 0, "driver_version": self.cal.driver_version,
                 "power_limit_w": self.cal.power_limit_w, "sm_clock_mhz": 1980.0, "temperature_c": 40.0,
                 "throttle": []}
@@ -521,10 +510,10 @@ class SimulatedWorkload:
     def denoise_fn(self, point: Any) -> Callable[[], None]:
         cost = self._costs(point.resolution, point.cfg, point.batch)["denoise_step"]
         key = ("denoise", point.resolution, point.cfg, point.batch)
-        limit = self.gpu.oom_above_px
+        limit = self.gpu.cal.oom_above_px
 
         def run() -> None:
-            if limit is not None and point.resolution > limit and self.gpu.in_window:
+            if limit and point.resolution > limit and self.gpu.in_window:
                 # memory that grows with back-to-back calls: half the steps run, then the allocation fails
                 self._call(key, cost, max(1, point.steps // 2))
                 raise RuntimeError(f"CUDA out of memory. Tried to allocate 2.00 GiB (simulated: "

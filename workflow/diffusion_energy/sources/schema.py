@@ -20,7 +20,7 @@ import pandas as pd
 
 #: Version 2 added the source and multi-GPU columns (version 1 rows are this workflow's, one GPU);
 #: version 3 the video columns (frames, fps, height, width; older rows are images: one frame);
-#: version 4 the counter's physics, host noise and code columns (empty in older rows).
+#: version 4 the counter's physics and host noise columns (empty in older rows).
 SCHEMA_VERSION = 4
 GRID_KEYS = ["gpu", "model", "precision", "resolution", "steps", "cfg", "batch"]
 #: What makes a point unique across sources: the grid keys plus where it comes from and how
@@ -112,7 +112,6 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
                            "(noise_factor x host_noise, at least the protocol's outlier_tolerance)",
     "energy_counter": "what read the energy counter (e.g. zeus 0.16.0: zeus.device.get_gpus() "
                       "NVIDIAGPUs[0].get_total_energy_consumption), or that it was simulated",
-    "code_version": "the measuring code: sha256 of the diffusion_energy package's source",
     "simulated_true_energy_j": "simulated GPU only: the energy it really spent per image for this stage, "
                                "J (energy_j is what the protocol measured of it)",
     "remeasured": "windows measured again and why (too short, or a repeat slower than the others: "
