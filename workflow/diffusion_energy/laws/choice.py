@@ -37,8 +37,7 @@ from .blend import combined, heldout_blend, inverse_mse_weights
 ALL = "all"
 #: Candidates from simplest to most complex: the number of things each fits from data, roughly. A
 #: candidate missing here counts as the most complex.
-COMPLEXITY = ("jpf", "flops", "paper", "flops_kernels", "mixed", "roofline_idle", "roofline",
-              "roofline_datasheet", "roofline_kernels")
+COMPLEXITY = ("jpf", "flops", "paper", "flops_kernels", "roofline_datasheet", "roofline_kernels")
 #: Blends: name -> the candidates whose predictions it averages in logs.
 BLENDS = {"roofline_kernels": ("roofline_datasheet", "flops_kernels")}
 #: Candidates that fit nothing (EcoLogits' constant): scored beside the laws, never chosen.
