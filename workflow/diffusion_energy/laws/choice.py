@@ -33,8 +33,6 @@ import pandas as pd
 from . import intervals
 from .blend import combined, heldout_blend, inverse_mse_weights
 
-#: The held_out / gpu value of "every group" (as ``crossval.ALL``).
-ALL = "all"
 #: Candidates from simplest to most complex: the number of things each fits from data, roughly. A
 #: candidate missing here counts as the most complex.
 COMPLEXITY = ("jpf", "flops", "paper", "flops_kernels", "roofline_datasheet", "roofline_kernels")
@@ -44,8 +42,6 @@ BLENDS = {"roofline_kernels": ("roofline_datasheet", "flops_kernels")}
 UNFITTED = ("ecologits",)
 #: Fewest held-out points for an empirical interval (below: the law's own).
 MIN_EMPIRICAL = 10
-#: The candidate a procedure with nothing to choose from falls back to.
-FALLBACK = "flops"
 
 
 @dataclass(frozen=True)
@@ -56,8 +52,8 @@ class Choice:
     why: str
     #: blend -> part -> weight in the mean of logs.
     weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    #: candidate -> GPU kind (or ``ALL``) -> interval rule.
-    rules: Mapping[str, Mapping[str, intervals.IntervalRule]] = field(default_factory=dict)
+    #: candidate -> its interval rule (one for every GPU kind).
+    rules: Mapping[str, intervals.IntervalRule] = field(default_factory=dict)
     #: candidate -> (mean absolute log error per group, its standard error, groups).
     scores: Mapping[str, tuple[float, float, int]] = field(default_factory=dict)
 
@@ -69,7 +65,7 @@ class Choice:
                       key=lambda c: (self.scores[c][0], c))
         return ([self.candidate] if self.candidate else []) + rest
 
-    def with_rules(self, rules: Mapping[str, Mapping[str, intervals.IntervalRule]]) -> Choice:
+    def with_rules(self, rules: Mapping[str, intervals.IntervalRule]) -> Choice:
         return Choice(self.candidate, self.why, self.weights, rules, self.scores)
 
 
@@ -119,16 +115,15 @@ def pick(scores: Mapping[str, tuple[float, float, int]], allowed: Sequence[str] 
     return chosen, why
 
 
-def rules(heldout: pd.DataFrame, level: float, symmetric: bool
-          ) -> dict[str, dict[str, intervals.IntervalRule]]:
-    """Every candidate's interval rule from its held-out errors over every GPU kind (key ``ALL``)."""
-    out: dict[str, dict[str, intervals.IntervalRule]] = {}
+def rules(heldout: pd.DataFrame, level: float, symmetric: bool) -> dict[str, intervals.IntervalRule]:
+    """Every candidate's interval rule from its held-out errors over every GPU kind."""
+    out: dict[str, intervals.IntervalRule] = {}
     for cand, p in heldout.groupby("candidate"):
         dist = p["distance"] if "distance" in p else pd.Series(0.0, index=p.index)
         rule = intervals.calibrate(p["log_ratio"].to_numpy(float), dist.to_numpy(float), level, symmetric,
                                    p["held_out"].astype(str).to_numpy())
         if rule is not None:
-            out[str(cand)] = {ALL: rule}
+            out[str(cand)] = rule
     return out
 
 
@@ -143,22 +138,16 @@ def envelope(a: intervals.IntervalRule | None, b: intervals.IntervalRule | None
                                   max(a.n_groups, b.n_groups))
 
 
-def unseen_rules(measured: Choice, unseen: Mapping[str, Mapping[str, intervals.IntervalRule]]
-                 ) -> dict[str, dict[str, intervals.IntervalRule]]:
+def unseen_rules(measured: Choice, unseen: Mapping[str, intervals.IntervalRule]
+                 ) -> dict[str, intervals.IntervalRule]:
     """Rules for a GPU kind known by its datasheet only: per candidate, the envelope of its symmetric rule
-    from GPU kinds left out (``unseen``) and its rule from architectures left out, over every kind."""
+    from GPU kinds left out (``unseen``) and its rule from architectures left out."""
     out = {}
     for cand in set(measured.rules) | set(unseen):
-        rule = envelope(unseen.get(cand, {}).get(ALL), measured.rules.get(cand, {}).get(ALL))
+        rule = envelope(unseen.get(cand), measured.rules.get(cand))
         if rule is not None:
-            out[cand] = {ALL: rule}
+            out[cand] = rule
     return out
-
-
-def rule_for(by_gpu: Mapping[str, intervals.IntervalRule], gpu: str) -> intervals.IntervalRule | None:
-    """The rule ``gpu``'s points get: the one over every kind (see the module docstring)."""
-    del gpu
-    return by_gpu.get(ALL)
 
 
 def choose(heldout: pd.DataFrame, level: float, allowed: Sequence[str] | None = None,
@@ -186,15 +175,9 @@ def apply(choice: Choice, predictions: pd.DataFrame, selected: str = "selected")
             parts.append(blend)
     out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else predictions.copy()
     out["chosen"] = ""
-    for cand, by_gpu in choice.rules.items():
-        here = out["candidate"] == cand
-        if not here.any():
-            continue
-        for gpu in set(out.loc[here, "gpu"].astype(str)):
-            rule = rule_for(by_gpu, gpu)
-            rows = out.index[here & (out["gpu"].astype(str) == gpu)]
-            if rule is None:
-                continue
+    for cand, rule in choice.rules.items():
+        rows = out.index[out["candidate"] == cand]
+        if len(rows):
             lo, hi = rule.bounds(out.loc[rows, "predicted_j"].to_numpy(float),
                                  out.loc[rows, "distance"].to_numpy(float))
             out.loc[rows, "low_j"], out.loc[rows, "high_j"] = lo, hi

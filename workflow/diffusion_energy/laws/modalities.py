@@ -239,8 +239,7 @@ def joint_laws(points: pd.DataFrame, inputs: roofline.RooflineInputs, prediction
                              weights)
         entry["candidates"][name] = {"law": mix.to_dict(), "description": analysis.DESCRIPTIONS[name]}
     for cand, d in entry["candidates"].items():
-        rules = decided.rules.get(cand, {})
-        d["lomo"] = {gpu: analysis.rule_dict(choice.rule_for(rules, gpu)) for gpu in [ALL, *gpus]}
+        d["lomo"] = {gpu: analysis.rule_dict(decided.rules.get(cand)) for gpu in [ALL, *gpus]}
     names = list(entry["candidates"])
     chosen = next((c for c in decided.ranking if c in names), None)
     entry["selected"] = chosen or (analysis.BASELINE if analysis.BASELINE in names else None)
