@@ -114,7 +114,9 @@ def test_a_table_given_in_anothers_place_is_named(
     args = {
         "crossval": ["--energy", energy, "--flops", flops, "--ops", tmp_path / "ops.parquet",
                      "--lomo-predictions", a, "--lomo-metrics", b, "--lomo-batch-metrics", c,
-                     "--logo-predictions", d, "--logo-metrics", e],
+                     "--logo-predictions", d, "--logo-metrics", e,
+                     "--nested-lomo-predictions", a, "--nested-lomo-metrics", b,
+                     "--nested-logo-predictions", d, "--nested-logo-metrics", e],
         "fit": ["--energy", energy, "--lomo-predictions", a, "--lomo-metrics", b, "--laws", c,
                 "--laws-table", d, "--terms-table", e, "--roofline-table", a],
         "anchors": ["--published", REPO / "resources/anchors/published.csv", "--energy", energy,
