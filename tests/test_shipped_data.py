@@ -220,6 +220,29 @@ def test_laws_across_modalities_and_predict_for_a_video_model_nobody_measured(de
     assert h100["cogvideox-2b"] < answer["energy_j"] < h100["hunyuanvideo"], "between the smaller and larger"
 
 
+#: The figures the shipped data leave empty (with the reason they give).
+EMPTY_ON_SHIPPED_DATA = {"precision_ratio": "no fp32 measurements yet"}
+
+
+def test_every_caption_says_what_its_figure_draws(default_run: Path, tmp_path: Path) -> None:
+    """Each caption's checkable claims (tests/caption_checks.py: line styles, units, the series drawn,
+    flagged points marked, labels and legends off the data) hold for the figure the default run draws."""
+    from caption_checks import check_caption
+
+    from diffusion_energy import figures
+    from diffusion_energy.cli.analysis import figure_inputs
+
+    results = default_run / "results"
+    tables = results / "tables"
+    inputs = figure_inputs(str(results / "energy.parquet"), str(results / "laws" / "laws.json"),
+                           str(tables / "lomo_predictions.csv"), str(tables / "lomo_metrics.csv"),
+                           str(tables / "anchors_energy.csv"), str(tables / "anchors_laws.csv"),
+                           str(tables / "modality_predictions.csv"))
+    for name in figures.FIGURES:
+        fig = figures.draw(name, inputs, [tmp_path / f"{name}.png"])
+        assert check_caption(name, fig, inputs) == (name not in EMPTY_ON_SHIPPED_DATA), name
+
+
 def test_readme_figure_is_what_the_workflow_draws(default_run: Path) -> None:
     from matplotlib.image import imread
 
