@@ -8,6 +8,9 @@
   handed out first: the longest work does not start last.
 * ``tiny_workflow_run``: the tiny config's whole workflow, run once per session (one run
   shared by the xdist workers through a file lock) for every test that only reads its outputs.
+* torch runs one thread per process (``OMP_NUM_THREADS=1`` unless set): the workers and the
+  Snakemake jobs already use every core.
+* No test depends on wall time: commands run as long as they make progress (tests/watched.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ import pytest
 from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# One thread per torch process (before torch is imported; Snakemake jobs and the CLI inherit it).
+# xdist runs one file per core and the workflow tests run Snakemake jobs beside them: torch's default,
+# a thread per core in every process, oversubscribes the cores, and its OpenMP threads spin waiting
+# for each other. A tiny model's measurement path on the CPU took 46-67 s with 2 threads and 4.6 s
+# with 1 on a loaded 2-core machine. A value already set is kept.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 #: What a Snakemake run needs from the repository (results, logs and caches aside).
 WORKFLOW_PATHS = (
@@ -154,7 +165,7 @@ def tiny_workflow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.rmtree(work, ignore_errors=True)
             repo_results = REPO_ROOT / "results"
             before = sorted(repo_results.rglob("*")) if repo_results.exists() else []
-            run = run_snakemake(list(TINY_RUN_ARGS), copy_workflow(work), deterministic_env(), timeout_s=900)
+            run = run_snakemake(list(TINY_RUN_ARGS), copy_workflow(work), deterministic_env())
             (work / "run.log").write_text(run.log)
             assert run.returncode == 0, f"the tiny workflow run failed:\n{run.log[-4000:]}"
             after = sorted(repo_results.rglob("*")) if repo_results.exists() else []

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import watched
 from conftest import REPO_ROOT
 from test_dataset import rows
 
@@ -124,11 +124,11 @@ def test_default_run_without_gpu_collects_the_shipped_rows(workflow_copy: Path) 
     ref.mkdir(parents=True)
     shipped = pd.concat([rows(energy=100.0), rows(energy=250.0, resolution=64)])
     shipped.assign(model="tiny-sd").to_parquet(ref / "h100.parquet")
-    result = subprocess.run(
+    result = watched.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", "results/energy.parquet",
          "--configfile", "tests/configs/tiny.yaml", "--replace-workflow-config",
          "--config", "reference_dir=tests/data/reference"],
-        cwd=workflow_copy, capture_output=True, text=True, timeout=600)
+        cwd=workflow_copy)
     assert result.returncode == 0, result.stderr[-3000:]
     merged = pd.read_parquet(workflow_copy / "results" / "measurements.parquet")
     assert len(merged) == len(shipped)

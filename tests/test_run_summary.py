@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import watched
 from test_dataset import rows
 
 from diffusion_energy import run_summary
@@ -124,7 +124,7 @@ def test_the_summary_command_writes_results_summary_txt(
 
 @pytest.mark.skipif(bool(gpu.device_names()), reason="this machine has an NVIDIA GPU")
 def test_snakemake_measurements_without_a_gpu_says_there_is_nothing_to_measure(workflow_copy: Path) -> None:
-    proc = subprocess.run(
+    proc = watched.run(
         [
             sys.executable,
             "-m",
@@ -139,9 +139,6 @@ def test_snakemake_measurements_without_a_gpu_says_there_is_nothing_to_measure(w
             "measure_gpus=auto",
         ],
         cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to measure here" in proc.stdout
@@ -154,7 +151,7 @@ def test_the_default_run_ends_with_the_summary(workflow_copy: Path) -> None:
     ref = workflow_copy / "tests" / "data" / "reference"
     ref.mkdir(parents=True)
     pd.concat([rows(energy=100.0), rows(energy=250.0, resolution=64)]).to_parquet(ref / "h100.parquet")
-    proc = subprocess.run(
+    proc = watched.run(
         [
             sys.executable,
             "-m",
@@ -168,9 +165,6 @@ def test_the_default_run_ends_with_the_summary(workflow_copy: Path) -> None:
             "reference_dir=tests/data/reference",
         ],
         cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = (workflow_copy / "results" / "summary.txt").read_text()

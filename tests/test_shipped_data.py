@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import watched
 import yaml
 from conftest import REPO_ROOT, WORKFLOW_PATHS
 
@@ -49,8 +50,8 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         elif src.is_file():
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, work / rel)
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--config", "measure_gpus=[]"],
-                         cwd=work, capture_output=True, text=True, timeout=1800)
+    run = watched.run([sys.executable, "-m", "snakemake", "--cores", "2", "--config", "measure_gpus=[]"],
+                      cwd=work)
     assert run.returncode == 0, run.stderr[-4000:]
     (work / "run.log").write_text(run.stdout + run.stderr)
     return work

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import watched
 
 from diffusion_energy import grid
 from diffusion_energy.measurement import measure
@@ -92,8 +93,8 @@ def test_the_old_two_second_protocol_is_as_imprecise_on_the_simulated_h200_as_on
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffusion_energy.cli", *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, sg.ENV: "h200", **env}, cwd=ROOT)
+    return watched.run([sys.executable, "-m", "diffusion_energy.cli", *args],
+                       env={**os.environ, sg.ENV: "h200", **env}, cwd=ROOT)
 
 
 def test_measure_job_runs_on_the_simulated_gpu_and_journals_every_point(tmp_path: Path) -> None:
