@@ -6,8 +6,12 @@
 * Test files run in parallel (pytest-xdist; ``addopts`` in pyproject.toml), one file on one
   worker, so a module fixture is built once. Files holding ``slurm`` or ``slow`` tests are
   handed out first: the longest work does not start last.
-* ``tiny_workflow_run``: the tiny config's whole workflow, run once per session (one run
-  shared by the xdist workers through a file lock) for every test that only reads its outputs.
+* ``tiny_workflow_run`` and ``tiny_reference_run``: the tiny config's whole workflow without and
+  with reference rows, each run once per session (shared by the xdist workers through a file lock)
+  for every test that only reads its outputs.
+* torch runs one thread per process (``OMP_NUM_THREADS=1`` unless set): the workers and the
+  Snakemake jobs already use every core.
+* No test depends on wall time: commands run as long as they make progress (tests/watched.py).
 """
 
 from __future__ import annotations
@@ -15,12 +19,21 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# One thread per torch process (before torch is imported; Snakemake jobs and the CLI inherit it).
+# xdist runs one file per core and the workflow tests run Snakemake jobs beside them: torch's default,
+# a thread per core in every process, oversubscribes the cores, and its OpenMP threads spin waiting
+# for each other. A tiny model's measurement path on the CPU took 46-67 s with 2 threads and 4.6 s
+# with 1 on a loaded 2-core machine. A value already set is kept.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 #: What a Snakemake run needs from the repository (results, logs and caches aside).
 WORKFLOW_PATHS = (
@@ -136,28 +149,58 @@ def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def _run_once(tmp_path_factory: pytest.TempPathFactory, name: str, args: tuple[str, ...],
+              prepare: Callable[[Path], None] = lambda work: None) -> Path:
+    """A working copy in which Snakemake ran ``args`` once per session, whichever xdist worker asks
+    first (the others wait for it, through a file lock); fails every test that uses it if the run
+    fails or writes into the repository's ``results/``."""
+    from slurm_cluster import run_snakemake
+
+    shared = _shared_folder(tmp_path_factory)
+    work, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(work, ignore_errors=True)
+            repo_results = REPO_ROOT / "results"
+            before = sorted(repo_results.rglob("*")) if repo_results.exists() else []
+            copy_workflow(work)
+            prepare(work)
+            run = run_snakemake(list(args), work, deterministic_env())
+            (work / "run.log").write_text(run.log)
+            assert run.returncode == 0, f"the {name} run failed:\n{run.log[-4000:]}"
+            after = sorted(repo_results.rglob("*")) if repo_results.exists() else []
+            assert after == before, f"the {name} run wrote into the repository's results/"
+            done.write_text(f"{run.seconds:.1f} s\n")
+    return work
+
+
 @pytest.fixture(scope="session")
 def tiny_workflow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A working copy in which ``snakemake --workflow-profile profiles/local`` ran the tiny
     config's default target (tests/configs/tiny.yaml: nothing measured, no reference rows).
 
-    Run once per session, whichever worker asks first; the others wait for it. Read only:
-    a test that runs Snakemake again copies it first (``shutil.copytree`` keeps the mtimes
-    and ``.snakemake``, so the copy is up to date). Fails every test that uses it if the run
-    fails or writes into the repository's ``results/``."""
-    from slurm_cluster import run_snakemake
+    Run once per session (``_run_once``). Read only: a test that runs Snakemake again copies it first
+    (``shutil.copytree`` keeps the mtimes and ``.snakemake``, so the copy is up to date)."""
+    return _run_once(tmp_path_factory, "tiny_workflow_run", TINY_RUN_ARGS)
 
-    shared = _shared_folder(tmp_path_factory)
-    work, done = shared / "tiny_workflow_run", shared / "tiny_workflow_run.done"
-    with FileLock(str(shared / "tiny_workflow_run.lock")):
-        if not done.is_file():
-            shutil.rmtree(work, ignore_errors=True)
-            repo_results = REPO_ROOT / "results"
-            before = sorted(repo_results.rglob("*")) if repo_results.exists() else []
-            run = run_snakemake(list(TINY_RUN_ARGS), copy_workflow(work), deterministic_env(), timeout_s=900)
-            (work / "run.log").write_text(run.log)
-            assert run.returncode == 0, f"the tiny workflow run failed:\n{run.log[-4000:]}"
-            after = sorted(repo_results.rglob("*")) if repo_results.exists() else []
-            assert after == before, "the tiny workflow run wrote into the repository's results/"
-            done.write_text(f"{run.seconds:.1f} s\n")
-    return work
+
+#: Where ``tiny_reference_run`` puts its reference rows, and the config that reads them.
+TINY_REFERENCE_DIR = "tests/data/reference"
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny config's default run as a newcomer without a GPU makes it, on shipped reference rows:
+    two tiny-sd points on the H100 (32 and 64 px, 100 J and 250 J; tests/test_dataset.py's ``rows``)
+    in ``TINY_REFERENCE_DIR/h100.parquet``. Run once per session for every test that reads it (the
+    merge rule's, the run summary's); its terminal output is ``run.log``. Read only."""
+    import pandas as pd
+    from test_dataset import rows
+
+    def shipped(work: Path) -> None:
+        ref = work / TINY_REFERENCE_DIR
+        ref.mkdir(parents=True)
+        pd.concat([rows(energy=100.0), rows(energy=250.0, resolution=64)]).to_parquet(ref / "h100.parquet")
+
+    args = (*TINY_RUN_ARGS, "--config", f"reference_dir={TINY_REFERENCE_DIR}")
+    return _run_once(tmp_path_factory, "tiny_reference_run", args, shipped)

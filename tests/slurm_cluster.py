@@ -16,10 +16,16 @@ error on a CPU machine. The node claims 16 CPUs and 128 GB (``config_overrides``
 measurement jobs, which ask for 8 CPUs per GPU and 16 GB or more, are accepted as they are.
 
 There is no accounting database: Snakemake's SLURM plugin must be run with
-``--slurm-status-command squeue``, and ``MinJobAge`` (300 s) must stay at least
-3 x ``--slurm-init-seconds-before-status-checks``, otherwise the plugin falls back to sacct,
-which fails here, and Snakemake waits forever. ``run_snakemake`` therefore always runs
-Snakemake under a timeout that sends SIGINT.
+``--slurm-status-command squeue``, and ``MinJobAge`` must stay at least 3 x
+``--slurm-init-seconds-before-status-checks``, otherwise the plugin falls back to sacct, which
+fails here, and Snakemake waits forever. ``MinJobAge`` is a day here, not SLURM's 300 s: a slow
+run on a loaded machine must still find its finished jobs in squeue (SLURM forgot them after 300 s
+when a suite took 87 minutes on a loaded 2-core machine).
+
+No wait here is bounded by the clock alone. ``run_snakemake`` stops Snakemake (SIGINT, which it
+obeys while it waits for SLURM jobs) only when it has made no progress for ``watched.STALL_S`` (no
+job started or finished; for a local run, no CPU used either): a slow machine makes a run slower,
+never a failure; a hung run still ends. The daemons' start waits fail at once if a daemon exits.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import watched
+
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "srun", "squeue", "sinfo", "scontrol")
@@ -47,8 +55,12 @@ SBIN = ("/usr/sbin", "/sbin", "/usr/bin")
 NODE = "denode"
 PARTITIONS = ("main", "cpu", "gpu-h100")
 GPU_TYPE = "h100"
-#: ``MinJobAge`` of the test cluster, seconds: finished jobs stay visible to squeue this long.
-MIN_JOB_AGE_S = 300
+#: ``MinJobAge`` of the test cluster, seconds: finished jobs stay visible to squeue this long (a day;
+#: SLURM's default, 300 s, is shorter than a slow run).
+MIN_JOB_AGE_S = 86400
+#: Lines Snakemake writes when a job starts, is submitted or finishes (local and SLURM runs).
+JOB_EVENT = re.compile(r"^\s*(?:(?:local)?rule \S+:|checkpoint \S+:|Job \d+ has been submitted|"
+                       r"Finished jobid|\d+ of \d+ steps|Error in rule|Building DAG|Nothing to be done)")
 
 
 class SlurmUnavailable(RuntimeError):
@@ -224,7 +236,7 @@ class SlurmCluster:
             time.sleep(0.2)
         raise RuntimeError(f"SLURM test cluster: {what} not ready after {timeout_s:.0f} s:\n{self.logs()}")
 
-    def start(self, timeout_s: float = 60) -> float:
+    def start(self, timeout_s: float = 600) -> float:
         """Start munged, slurmctld and slurmd; return seconds until the node was idle."""
         start = time.monotonic()
         self.write_config()
@@ -273,7 +285,7 @@ class SlurmCluster:
                 shutil.rmtree(root, ignore_errors=True)
 
     # -- queries ---------------------------------------------------------------------------
-    def run(self, *cmd: str, check: bool = True, timeout_s: float = 30) -> subprocess.CompletedProcess:
+    def run(self, *cmd: str, check: bool = True, timeout_s: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(list(cmd), env=self.env(), capture_output=True, text=True,
                               timeout=timeout_s, check=check)
 
@@ -318,27 +330,29 @@ class SnakemakeRun:
 
 
 def run_snakemake(
-    args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, timeout_s: float = 300
+    args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, stall_s: float = watched.STALL_S,
+    cpu: bool = True,
 ) -> SnakemakeRun:
-    """Run the Snakemake CLI in ``cwd``; on timeout send SIGINT (Snakemake ignores SIGTERM
-    while it waits for SLURM jobs), then kill, and fail loudly instead of hanging CI."""
+    """Run the Snakemake CLI in ``cwd`` for as long as it makes progress: a job starts or finishes
+    (``JOB_EVENT`` in its log) or, with ``cpu``, it or its local jobs use CPU. A SLURM run passes
+    ``cpu=False``: its jobs run under slurmd, and a Snakemake that polls a status command in vain uses
+    CPU too. After ``stall_s`` without progress it is interrupted (SIGINT) and the run fails loudly."""
     cmd = [sys.executable, "-m", "snakemake", *args]
     log_path = Path(cwd) / ".snakemake-test.log"
     start = time.monotonic()
-    with log_path.open("w") as log:
+    with log_path.open("w") as log, log_path.open("rb") as reader:
         proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env or os.environ), stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        partial = [b""]
+
+        def job_event() -> bool:
+            *lines, partial[0] = (partial[0] + reader.read()).split(b"\n")
+            return any(JOB_EVENT.match(line.decode(errors="replace")) for line in lines)
+
         try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            watched.wait(proc, job_event, f"snakemake {' '.join(args)}", stall_s, cpu=cpu)
+        except watched.Stalled as exc:
             text = log_path.read_text(errors="replace")
-            raise TimeoutError(f"snakemake {' '.join(args)} ran past {timeout_s:.0f} s and was "
-                               f"interrupted; log tail:\n{text[-4000:]}") from None
+            raise watched.Stalled(f"{exc}; log tail:\n{text[-4000:]}") from None
     return SnakemakeRun(list(args), proc.returncode, log_path.read_text(errors="replace"),
                         time.monotonic() - start)

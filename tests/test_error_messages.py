@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import watched
 from test_bad_inputs import one_line, run_cli
 from test_dataset import rows
 from test_sources import CONFIG, REPO, refused, v2  # noqa: F401 - v2 is a fixture
@@ -178,8 +178,8 @@ def test_a_yaml_error_in_the_workflow_config_gives_line_and_column(tmp_path: Pat
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text("measure_gpus: auto\ngrids:\n  main: {models: [sd15\n"
                                                      "reference_dir: resources/measurements\n")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
-                           "--directory", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    proc = watched.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                        "--directory", str(tmp_path)])
     said = proc.stdout + proc.stderr  # Snakemake prints a Snakefile's error on stdout
     assert proc.returncode != 0
     assert ("config/config.yaml:4:14: invalid YAML at line 4, column 14: expected ',' or ']', but got ':' "

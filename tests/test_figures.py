@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
+from caption_checks import check_caption
+from matplotlib.figure import Figure
 
 from diffusion_energy import cli, figures
 from diffusion_energy.figures import style
@@ -48,12 +50,16 @@ def analysed(request: pytest.FixtureRequest) -> dict:
             "anchor_laws": anchors.compare_laws(published, payload)}
 
 
-def _draw(name: str, d: dict, outs: list[Path]) -> None:
+def _inputs(d: dict) -> figures.FigureInputs:
     no_videos = pd.DataFrame(columns=modalities.PREDICTION_COLUMNS)
-    figures.draw(name, figures.FigureInputs(
+    return figures.FigureInputs(
         energy=d["energy"], laws=d["payload"], predictions=d["lomo_predictions"], metrics=d["lomo_metrics"],
         anchor_energy=d["anchor_energy"], anchor_laws=d["anchor_laws"],
-        modality_predictions=d.get("modality_predictions", no_videos)), outs)
+        modality_predictions=d.get("modality_predictions", no_videos))
+
+
+def _draw(name: str, d: dict, outs: list[Path]) -> Figure:
+    return figures.draw(name, _inputs(d), outs)
 
 
 #: Figures whose data the simulated set (tiny models, batch 1, one GPU) does not hold, and what they say.
@@ -84,14 +90,16 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)
 def test_figure_on_simulated_data(name: str, analysed: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                   ) -> None:
+    """Every figure draws the simulated data, and what it draws is what its caption says."""
     said = _recording(monkeypatch)
     outs = _outs(tmp_path, name)
-    _draw(name, analysed, outs)
+    fig = _draw(name, analysed, outs)
     _check(outs)
     if name in NEEDS_PUBLISHED:
         assert said == NEEDS_PUBLISHED[name], said
     else:
         assert not said, f"{name} said there was no data: {said}"
+        assert check_caption(name, fig, _inputs(analysed))
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +116,13 @@ def test_figures_of_the_published_batch_sweeps_and_multi_gpu_runs(
         name: str, published_points: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     said = _recording(monkeypatch)
     outs = _outs(tmp_path, name)
-    figures.draw(name, figures.FigureInputs(
+    inputs = figures.FigureInputs(
         energy=published_points, predictions=pd.DataFrame(columns=crossval.PREDICTION_COLUMNS),
-        metrics=pd.DataFrame(columns=crossval.METRIC_COLUMNS)), outs)
+        metrics=pd.DataFrame(columns=crossval.METRIC_COLUMNS))
+    fig = figures.draw(name, inputs, outs)
     _check(outs)
     assert not said, said
+    assert check_caption(name, fig, inputs)
 
 
 @pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)

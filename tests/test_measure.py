@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
+import watched
 from tiny_support import FAST, assert_runs_on_cpu, tiny_models
 
 from diffusion_energy import grid
@@ -342,8 +343,7 @@ def test_other_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffusion_energy.cli", *args],
-                          capture_output=True, text=True, timeout=600)
+    return watched.run([sys.executable, "-m", "diffusion_energy.cli", *args])
 
 
 PROTOCOL = '{"idle_s": 0, "min_window_s": 0, "repeats": 2, "warmup": 1, "warmup_s": 0}'

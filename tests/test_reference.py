@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_REFERENCE_DIR
 from test_dataset import rows
 
 from diffusion_energy import cli, grid
@@ -118,18 +116,11 @@ def test_anchor_ratios_match_on_settings() -> None:
     assert ratios["ratio"].iloc[0] == pytest.approx(400.0 / 387.0)
 
 
-def test_default_run_without_gpu_collects_the_shipped_rows(workflow_copy: Path) -> None:
+@pytest.mark.slow
+def test_default_run_without_gpu_collects_the_shipped_rows(tiny_reference_run: Path) -> None:
     """The merge rule reads resources-style reference files; nothing local is measured."""
-    ref = workflow_copy / "tests" / "data" / "reference"
-    ref.mkdir(parents=True)
-    shipped = pd.concat([rows(energy=100.0), rows(energy=250.0, resolution=64)])
-    shipped.assign(model="tiny-sd").to_parquet(ref / "h100.parquet")
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "results/energy.parquet",
-         "--configfile", "tests/configs/tiny.yaml", "--replace-workflow-config",
-         "--config", "reference_dir=tests/data/reference"],
-        cwd=workflow_copy, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    workflow_copy = tiny_reference_run
+    shipped = pd.read_parquet(workflow_copy / TINY_REFERENCE_DIR / "h100.parquet")
     merged = pd.read_parquet(workflow_copy / "results" / "measurements.parquet")
     assert len(merged) == len(shipped)
     energy = pd.read_parquet(workflow_copy / "results" / "energy.parquet")

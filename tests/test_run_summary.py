@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import watched
 from test_dataset import rows
 
 from diffusion_energy import run_summary
@@ -124,7 +124,7 @@ def test_the_summary_command_writes_results_summary_txt(
 
 @pytest.mark.skipif(bool(gpu.device_names()), reason="this machine has an NVIDIA GPU")
 def test_snakemake_measurements_without_a_gpu_says_there_is_nothing_to_measure(workflow_copy: Path) -> None:
-    proc = subprocess.run(
+    proc = watched.run(
         [
             sys.executable,
             "-m",
@@ -139,9 +139,6 @@ def test_snakemake_measurements_without_a_gpu_says_there_is_nothing_to_measure(w
             "measure_gpus=auto",
         ],
         cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to measure here" in proc.stdout
@@ -149,32 +146,11 @@ def test_snakemake_measurements_without_a_gpu_says_there_is_nothing_to_measure(w
 
 
 @pytest.mark.slow
-def test_the_default_run_ends_with_the_summary(workflow_copy: Path) -> None:
+def test_the_default_run_ends_with_the_summary(tiny_reference_run: Path) -> None:
     """A newcomer's run on a machine without a GPU: nothing measured here, the shipped rows used."""
-    ref = workflow_copy / "tests" / "data" / "reference"
-    ref.mkdir(parents=True)
-    pd.concat([rows(energy=100.0), rows(energy=250.0, resolution=64)]).to_parquet(ref / "h100.parquet")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "2",
-            "--configfile",
-            "tests/configs/tiny.yaml",
-            "--replace-workflow-config",
-            "--config",
-            "reference_dir=tests/data/reference",
-        ],
-        cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    workflow_copy = tiny_reference_run
     summary = (workflow_copy / "results" / "summary.txt").read_text()
-    assert summary in proc.stdout, "the summary is printed on the terminal"
+    assert summary in (workflow_copy / "run.log").read_text(), "the summary is printed on the terminal"
     assert "Measured on this machine: nothing. Why: measure_gpus is [] in the config" in summary
     assert "Shipped reference files in tests/data/reference: h100.parquet" in summary
     assert "this-workflow, shipped reference (tests/data/reference/h100.parquet)  h100      2 points" \

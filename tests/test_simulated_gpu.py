@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import watched
 
 from diffusion_energy import grid
 from diffusion_energy.errors import UsageError
@@ -102,8 +103,7 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, sg.ENV: "h200", **env}
     if not environment[sg.ENV]:
         del environment[sg.ENV]
-    return subprocess.run([sys.executable, "-m", "diffusion_energy.cli", *args], capture_output=True,
-                          text=True, timeout=600, env=environment, cwd=ROOT)
+    return watched.run([sys.executable, "-m", "diffusion_energy.cli", *args], env=environment, cwd=ROOT)
 
 
 def test_measure_job_runs_on_the_simulated_gpu_and_journals_every_point(tmp_path: Path) -> None:

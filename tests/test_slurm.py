@@ -2,12 +2,14 @@
 
 Run only with ``pytest --slurm`` (marker ``slurm``; tests/conftest.py): the cluster is then
 installed (Debian packages, about 6 s) and started once for this module. Where SLURM cannot be
-installed (not root, no apt-get) every test here is skipped with the reason. Snakemake always
-runs under a timeout that sends SIGINT (run_snakemake).
+installed (not root, no apt-get) every test here is skipped with the reason. Snakemake runs as long
+as its jobs keep starting and finishing, and is interrupted (SIGINT) only when none has for
+watched.STALL_S (run_snakemake): a loaded machine makes the runs slower, not failed.
 
 The test cluster has no accounting database, so every run adds
 ``--slurm-status-command squeue --slurm-init-seconds-before-status-checks 1`` to the
-profile (MinJobAge 300 s >= 3 x 1 s).
+profile (MinJobAge, a day on the test cluster, >= 3 x 1 s; finished jobs stay in squeue however
+slow the run).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ TINY = "tests/configs/tiny.yaml"
 CONFIG = ["--configfile", TINY, "--replace-workflow-config"]
 SLURM = ["--workflow-profile", "profiles/slurm", "--slurm-status-command", "squeue",
          "--slurm-init-seconds-before-status-checks", "1"]
-TIMEOUT_S = 900  # per Snakemake run; the SLURM run of the tiny config takes about 100-250 s on 2 cores
 #: Rules that must never be submitted (``localrule: True`` or no shell command).
 LOCAL_ONLY = ("all", "import_public", "merge_measurements", "collect")
 
@@ -82,7 +83,7 @@ def test_tiny_workflow_through_slurm_equals_local_run(
     env = deterministic_env()
     # The partition as a user gives it (profiles/slurm reads it from the environment).
     env["DIFFUSION_ENERGY_SLURM_PARTITION"] = "cpu"
-    run = run_snakemake([*SLURM, *CONFIG, "--verbose"], workflow_copy, slurm.env(env), TIMEOUT_S)
+    run = run_snakemake([*SLURM, *CONFIG, "--verbose"], workflow_copy, slurm.env(env), cpu=False)
     assert run.returncode == 0, run.log[-4000:] + "\n" + slurm.logs()
     print(f"SLURM run: {run.seconds:.0f} s, {len(submitted_jobs(run.log))} jobs submitted")
     (tmp_path / "slurm_run.log").write_text(run.log)
@@ -126,7 +127,7 @@ def test_measurement_job_asks_slurm_for_one_gpu_of_its_kind(
 
     run = run_snakemake(
         [*SLURM, *CONFIG, "--slurm-partition-config", str(partitions), "--verbose", target],
-        workflow_copy, slurm.env(deterministic_env()), TIMEOUT_S,
+        workflow_copy, slurm.env(deterministic_env()), cpu=False,
     )
     assert run.returncode != 0, "a measurement cannot succeed without a GPU"
 

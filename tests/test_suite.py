@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import watched
 from conftest import REPO_ROOT
 
 TESTS = {
@@ -33,8 +33,7 @@ def test_ci_runs_the_readme_test_command_verbatim_and_it_runs_every_test() -> No
 
 
 def run_pytest(folder: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *args],
-                          cwd=folder, capture_output=True, text=True, timeout=300)
+    proc = watched.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *args], cwd=folder)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

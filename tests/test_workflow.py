@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import watched
 import yaml
 from workflow_support import TINY_CONFIG, run_workflow
 
@@ -44,10 +45,10 @@ def test_a_config_file_replaces_the_default_as_a_slurm_job_reads_it(workflow_cop
     # A SLURM job is started with --configfiles but never with --replace-workflow-config:
     # without that flag the plan must be the one the main process made with it.
     def plan(*flags: str) -> list[str]:
-        out = subprocess.run(
+        out = watched.run(
             [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(TINY_CONFIG),
              *flags, "--printshellcmds"],
-            cwd=workflow_copy, capture_output=True, text=True, check=True, timeout=300,
+            cwd=workflow_copy, check=True,
         ).stdout
         # The run summary's command carries the start time; every other command is compared whole.
         return sorted(line.strip() for line in out.splitlines()
@@ -143,11 +144,11 @@ def test_bad_config_on_the_command_line(workflow_copy: Path) -> None:
 def test_measurement_jobs_run_in_the_configured_order(workflow_copy: Path, order: list[str]) -> None:
     # On this machine without a GPU every measurement job fails at once ("GPU not
     # present"); --keep-going runs them all, one at a time (gpu=1), in priority order.
-    proc = subprocess.run(
+    proc = watched.run(
         [sys.executable, "-m", "snakemake", "measurements", "--configfile", str(TINY_CONFIG),
          "--replace-workflow-config", "--config", "measure_gpus=[h100]",
          f"measure_order=[{','.join(order)}]", "--cores", "2", "--resources", "gpu=1", "--keep-going"],
-        cwd=workflow_copy, capture_output=True, text=True, timeout=600,
+        cwd=workflow_copy,
     )
     output = proc.stdout + proc.stderr
     started = [line.split()[-1].rstrip(":") for line in output.splitlines()

@@ -14,12 +14,16 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import UsageError, json_argument
 from ..laws import analysis_io
 from ..laws.analysis_io import FIGURE_NAMES
+
+if TYPE_CHECKING:
+    from ..figures import FigureInputs
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +147,30 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_figure(args: argparse.Namespace) -> int:
-    from ..figures import FigureInputs, draw
+def figure_inputs(energy: str | None = None, laws: str | None = None, predictions: str | None = None,
+                  metrics: str | None = None, anchor_energy: str | None = None,
+                  anchor_laws: str | None = None, modality_predictions: str | None = None) -> FigureInputs:
+    """The figures' inputs read from their files (each checked as its reader checks it); None where not
+    given."""
+    from ..figures import FigureInputs
+
     def table(path: str | None, kind: tuple[Sequence[str], str] = ((), "table")) -> pd.DataFrame | None:
         return analysis_io.read_table(path, *kind) if path else None
 
-    inputs = FigureInputs(
-        energy=analysis_io.read_energy(args.energy) if args.energy else None,
-        laws=analysis_io.read_laws(args.laws) if args.laws else None,
-        predictions=table(args.predictions, _PREDICTIONS), metrics=table(args.metrics, _METRICS),
-        anchor_energy=table(args.anchor_energy, _ANCHOR_ENERGY),
-        anchor_laws=table(args.anchor_laws, _ANCHOR_LAWS),
-        modality_predictions=table(args.modality_predictions),
+    return FigureInputs(
+        energy=analysis_io.read_energy(energy) if energy else None,
+        laws=analysis_io.read_laws(laws) if laws else None,
+        predictions=table(predictions, _PREDICTIONS), metrics=table(metrics, _METRICS),
+        anchor_energy=table(anchor_energy, _ANCHOR_ENERGY), anchor_laws=table(anchor_laws, _ANCHOR_LAWS),
+        modality_predictions=table(modality_predictions),
     )
+
+
+def cmd_figure(args: argparse.Namespace) -> int:
+    from ..figures import draw
+
+    inputs = figure_inputs(args.energy, args.laws, args.predictions, args.metrics, args.anchor_energy,
+                           args.anchor_laws, args.modality_predictions)
     draw(args.name, inputs, args.out)
     return 0
 

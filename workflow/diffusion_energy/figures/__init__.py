@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ..errors import UsageError
 from . import anchors, crossval, energy, hardware, video
@@ -30,7 +31,7 @@ class FigureInputs:
     modality_predictions: pd.DataFrame | None = None
 
 
-Draw = Callable[[FigureInputs, Sequence[str | Path]], None]
+Draw = Callable[[FigureInputs, Sequence[str | Path]], Figure]
 
 #: Figure name -> (how to draw it, the inputs it needs).
 FIGURES: dict[str, tuple[Draw, tuple[str, ...]]] = {
@@ -53,10 +54,11 @@ FIGURES: dict[str, tuple[Draw, tuple[str, ...]]] = {
 }
 
 
-def draw(name: str, inputs: FigureInputs, outputs: Sequence[str | Path]) -> None:
-    """Draw figure ``name`` from ``inputs`` into every output path (PDF, PNG)."""
+def draw(name: str, inputs: FigureInputs, outputs: Sequence[str | Path]) -> Figure:
+    """Draw figure ``name`` from ``inputs`` into every output path (PDF, PNG); return the figure drawn
+    (tests check its captions' claims against its artists)."""
     fn, needs = FIGURES[name]
     missing = [n for n in needs if getattr(inputs, n) is None]
     if missing:
         raise UsageError(f"figure {name} needs {' '.join('--' + n.replace('_', '-') for n in missing)}")
-    fn(inputs, outputs)
+    return fn(inputs, outputs)

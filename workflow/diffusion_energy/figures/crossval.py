@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..laws import crossval
@@ -28,19 +29,18 @@ def chosen_candidate(laws: dict[str, Any] | None, metrics: pd.DataFrame, target:
 
 def lomo_predicted_vs_measured(predictions: pd.DataFrame, metrics: pd.DataFrame,
                                outputs: Sequence[str | Path], target: str = "image",
-                               laws: dict[str, Any] | None = None) -> None:
+                               laws: dict[str, Any] | None = None) -> Figure:
     """Leave-one-model-out, per GPU kind: predicted vs measured energy of every held-out point, the law
     chosen for every kind beside the baselines scored on the same points (FLOPs-only, the paper's law,
-    EcoLogits' constant energy per FLOP), with y = x."""
+    EcoLogits' constant energy per FLOP), with y = x. Each candidate's points carry its name as ``gid``."""
     from ..laws.analysis import BASELINES
 
     xlabel, ylabel = "measured energy per image (J)", "predicted energy per image (J)"
     pred = predictions[predictions["target"] == target] if len(predictions) else predictions
     if pred.empty:
-        style.empty_figure("Leave-one-model-out predictions", xlabel, ylabel, outputs,
-                           hint=style.NO_DATA_HINT
-                           + "\n(leave-one-model-out needs at least two architectures)")
-        return
+        return style.empty_figure("Leave-one-model-out predictions", xlabel, ylabel, outputs,
+                                  hint=style.NO_DATA_HINT
+                                  + "\n(leave-one-model-out needs at least two architectures)")
     chosen = chosen_candidate(laws, metrics, target)
     shown = [chosen] + [b for b in BASELINES if b != chosen and b in set(pred["candidate"])]
     looks = {c: _CHOSEN_STYLE if c == chosen else _BASELINE_STYLE.get(c, {"color": "0.5", "marker": "D"})
@@ -59,15 +59,17 @@ def lomo_predicted_vs_measured(predictions: pd.DataFrame, metrics: pd.DataFrame,
             colours = ({"color": look["color"]} if look["marker"] == "x" else
                        {"facecolor": look["color"] if filled else "none", "edgecolor": look["color"]})
             ax.scatter(part["measured_j"], part["predicted_j"], s=18, marker=look["marker"], linewidth=0.9,
-                       alpha=0.9 if cand == chosen else 0.6, zorder=3 if cand == chosen else 2, **colours)
+                       alpha=0.9 if cand == chosen else 0.6, zorder=3 if cand == chosen else 2, gid=cand,
+                       **colours)
         for cand in shown:
             m = metrics[(metrics["target"] == target) & (metrics["candidate"] == cand)
                         & (metrics["held_out"] == crossval.ALL) & (metrics["gpu"].astype(str) == gpu)]
             if len(m):
                 r = m.iloc[0]
                 lines.append(f"{cand}: median {100 * r['median_ape']:.1f}%, P90 {100 * r['p90_ape']:.1f}%")
-        ax.plot([lo, hi], [lo, hi], color="0.2", lw=1)
-        ax.fill_between([lo, hi], [lo / 1.2, hi / 1.2], [lo * 1.2, hi * 1.2], color="0.5", alpha=0.12)
+        ax.plot([lo, hi], [lo, hi], color="0.2", lw=1, gid="identity")
+        ax.fill_between([lo, hi], [lo / 1.2, hi / 1.2], [lo * 1.2, hi * 1.2], color="0.5", alpha=0.12,
+                        gid="band")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
@@ -92,3 +94,4 @@ def lomo_predicted_vs_measured(predictions: pd.DataFrame, metrics: pd.DataFrame,
     fig.suptitle("Leave-one-model-out: every point of an architecture predicted without it, "
                  "the chosen law beside the baselines")
     style.save(fig, outputs)
+    return fig

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..laws import powerlaw
@@ -21,15 +22,18 @@ def _per_gpu_panels(gpus: Sequence[str], width: float = 4.6, height: float = 4.4
     return fig, axes
 
 
-def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence[str | Path]) -> None:
+def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence[str | Path]) -> Figure:
     """Energy per image vs FLOPs per image, one panel per GPU kind: every single-GPU point of every
-    source, the pooled FLOPs-only law of each source, each architecture's own law where its FLOPs
-    vary, and the GPU's physical limit (datasheet power limit / peak FLOP/s)."""
+    source, the pooled FLOPs-only law, each architecture's own law where its FLOPs vary, and the GPU's
+    physical limit (datasheet power limit / peak FLOP/s).
+
+    The pooled law is one solid line per panel; only where it has a source term (``beta_source``)
+    does it differ by source, then solid for its reference source and dashed for another. The lines
+    carry a ``gid`` (``pooled-law``, ``own-law``, ``physical-limit``) so that a test can find them."""
     xlabel, ylabel = "compute per image (TFLOP)", "GPU energy per image (J)"
     frame = style.single_gpu(energy)
     if frame.empty:
-        style.empty_figure("Energy vs FLOPs per architecture", xlabel, ylabel, outputs)
-        return
+        return style.empty_figure("Energy vs FLOPs per architecture", xlabel, ylabel, outputs)
     gpus = style.gpu_order(frame["gpu"].unique())
     models = style.model_order(frame["model"].unique())
     colours = style.model_colours(models)
@@ -37,26 +41,30 @@ def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequ
     ok = payload.get("status") == "ok"
     pooled = payload.get("pooled", {}).get("image", {}).get("candidates", {}).get("flops") if ok else None
     law = powerlaw.LawFit.from_dict(pooled["law"]) if pooled else None
+    by_source = law is not None and any(t.startswith("beta_source_") for t in law.design.terms)
     per_arch = payload.get("per_architecture", {}).get("image", {}) if ok else {}
     sheets = {k: gpu_datasheets.Datasheet.from_config(v) for k, v in payload.get("datasheets", {}).items()}
     lo, hi = frame["flops"].min() / 1.6, frame["flops"].max() * 1.6
     grid = np.geomspace(lo, hi, 50)
+    styles_drawn: set[str] = set()  # the pooled law's line styles, "own-law", "physical-limit"
     for ax, gpu in zip(axes.flat, gpus, strict=True):
         part = frame[frame["gpu"] == gpu]
         for (m, source), g in part.groupby(["model", "source"]):
             ax.scatter(g["flops"] / 1e12, g["energy_j"], color=colours[m], marker=style.source_marker(source),
                        s=np.clip(46 / np.sqrt(g["batch"].astype(float)), 8, 46), alpha=0.85, edgecolor="none")
-        if law is not None:
-            for source in sorted(set(part["source"])):
-                if source not in law.sources or not part["quoted"].eq(False).any():
-                    continue
+        fitted = sorted(set(part["source"]) & set(law.sources)) if law is not None else []
+        if fitted and part["quoted"].eq(False).any():
+            # Without a source term the law is the same for every source: one line, not one per source.
+            for source in fitted if by_source else [law.design.source_reference or fitted[0]]:
                 line = pd.DataFrame({"flops": grid, "gpu": gpu, "source": source, "precision": "fp16",
                                      "resolution": 1024, "model": "", "batch": 1, "kernels": 1.0})
                 line = gpu_datasheets.with_datasheets(line, sheets)
                 if not np.isfinite(line["physical_j_per_flop"]).all() and "delta_phys" in law.design.terms:
                     continue
-                ax.plot(grid / 1e12, law.predict(line, 0.9).energy_j, color="0.35", lw=1,
-                        linestyle="--" if source != law.design.source_reference else "-")
+                ls = "--" if by_source and source != law.design.source_reference else "-"
+                styles_drawn.add(ls)
+                ax.plot(grid / 1e12, law.predict(line, 0.9).energy_j, color="0.35", lw=1, linestyle=ls,
+                        gid="pooled-law")
         for source, laws in per_arch.items():
             for m, d in laws.items():
                 fit = powerlaw.LawFit.from_dict(d)
@@ -67,10 +75,13 @@ def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequ
                 # across resolutions, and one line through all points would zig-zag.
                 for _, same in pts.groupby("resolution"):
                     same = same.sort_values("flops")
-                    ax.plot(same["flops"] / 1e12, fit.predict(same, 0.9).energy_j, color=colours[m], lw=1.4)
+                    ax.plot(same["flops"] / 1e12, fit.predict(same, 0.9).energy_j, color=colours[m], lw=1.4,
+                            gid="own-law")
+                    styles_drawn.add("own-law")
         if gpu in sheets:
             limit = grid * sheets[gpu].physical_j_per_flop("fp16")
-            ax.plot(grid / 1e12, limit, color="k", lw=1, linestyle=":")
+            ax.plot(grid / 1e12, limit, color="k", lw=1, linestyle=":", gid="physical-limit")
+            styles_drawn.add("physical-limit")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(lo / 1e12, hi / 1e12)
@@ -79,19 +90,29 @@ def energy_vs_flops(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequ
         ax.grid(True, which="both", alpha=0.2)
     axes[0, 0].set_ylabel(ylabel)
     extra = style.source_handles(frame["source"].unique())
-    extra += [Line2D([], [], color="0.35", lw=1, label="pooled FLOPs-only law\n(dashed: other source)"),
-              Line2D([], [], color="0.5", lw=1.4, label="an architecture's own law"),
-              Line2D([], [], color="k", lw=1, linestyle=":", label="physical limit\n(power limit / peak)")]
+    if "-" in styles_drawn:
+        reference = f"\n({style.source_label(law.design.source_reference)})" if by_source else ""
+        extra.append(Line2D([], [], color="0.35", lw=1, label="pooled FLOPs-only law (grey)" + reference))
+    if "--" in styles_drawn:
+        extra.append(Line2D([], [], color="0.35", lw=1, linestyle="--", label="pooled FLOPs-only law\n"
+                            "(another source)"))
+    if "own-law" in styles_drawn:
+        extra.append(Line2D([], [], color="0.5", lw=1.4, label="an architecture's own law\n(its colour)"))
+    if "physical-limit" in styles_drawn:
+        extra.append(Line2D([], [], color="k", lw=1, linestyle=":",
+                            label="physical limit\n(power limit / peak)"))
     fig.legend(handles=style.model_handles(models, colours) + extra, fontsize=7, loc="outside right upper",
                title="smaller marker: larger batch", title_fontsize=7)
     fig.suptitle("Energy per image vs FLOPs per image (single GPU; every batch size)")
     style.save(fig, outputs)
+    return fig
 
 
 def energy_vs_batch(energy: pd.DataFrame, predictions: pd.DataFrame, metrics: pd.DataFrame,
-                    outputs: Sequence[str | Path], target: str = "image") -> None:
+                    outputs: Sequence[str | Path], target: str = "image") -> Figure:
     """Energy per image vs batch size per model and GPU kind, with the leave-one-model-out predictions
-    of the candidate chosen for that kind (and of the FLOPs-only law, which cannot see the batch)."""
+    of the candidate chosen for that kind (and of the FLOPs-only law, which cannot see the batch). Lines
+    carry a ``gid``: ``measured``, ``predicted-chosen`` (dashed), ``predicted-flops`` (dotted)."""
     from ..laws import crossval
     from ..laws.analysis import BASELINE
 
@@ -100,10 +121,9 @@ def energy_vs_batch(energy: pd.DataFrame, predictions: pd.DataFrame, metrics: pd
     if len(frame):
         frame = frame[frame.groupby(["gpu", "model", "source"])["batch"].transform("nunique") > 1]
     if frame.empty:
-        style.empty_figure("Energy vs batch size", xlabel, ylabel, outputs,
-                           message="no batch sweeps measured",
-                           hint="the published ML.ENERGY data (results/public/) hold batch sweeps")
-        return
+        return style.empty_figure("Energy vs batch size", xlabel, ylabel, outputs,
+                                  message="no batch sweeps measured",
+                                  hint="the published ML.ENERGY data (results/public/) hold batch sweeps")
     gpus = style.gpu_order(frame["gpu"].unique())
     models = style.model_order(frame["model"].unique())
     colours = style.model_colours(models)
@@ -116,14 +136,15 @@ def energy_vs_batch(energy: pd.DataFrame, predictions: pd.DataFrame, metrics: pd
         for (m, source), g in part.groupby(["model", "source"]):
             g = g.sort_values("batch")
             ax.plot(g["batch"], g["energy_j"], color=colours[m], marker=style.source_marker(source), ms=4,
-                    lw=1.2)
-            for cand, ls in ((best, "--"), (BASELINE, ":")):
+                    lw=1.2, gid="measured")
+            for cand, ls, gid in ((best, "--", "predicted-chosen"), (BASELINE, ":", "predicted-flops")):
                 if cand is None or pred.empty:
                     continue
                 p = pred[(pred["candidate"] == cand) & (pred["gpu"] == gpu) & (pred["model"] == m)
                          & (pred["source"] == source)].sort_values("batch")
                 if len(p):
-                    ax.plot(p["batch"], p["predicted_j"], color=colours[m], lw=1, linestyle=ls, alpha=0.9)
+                    ax.plot(p["batch"], p["predicted_j"], color=colours[m], lw=1, linestyle=ls, alpha=0.9,
+                            gid=gid)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
@@ -138,24 +159,29 @@ def energy_vs_batch(energy: pd.DataFrame, predictions: pd.DataFrame, metrics: pd
     fig.legend(handles=style.model_handles(models, colours) + extra, fontsize=7, loc="outside right upper")
     fig.suptitle("Energy per image falls with the batch (FLOPs per image do not): measured and predicted")
     style.save(fig, outputs)
+    return fig
 
 
-def stage_shares(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
-    """Share of the image's energy in text encoding, denoising and VAE decoding, per (resolution, steps)."""
+def stage_shares(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
+    """Each stage's share of the sum of the three stages' energies (text encoding, denoising, VAE
+    decoding), per (resolution, steps). The sum is not the whole image's energy (the stages are measured
+    in runs of their own; ``stage_sum_error``), so the axis names the stage sum. A flagged point
+    (``flag``: its stage sum or its repeats disagree) is kept and marked (``gid`` ``flagged``)."""
+    ylabel = "share of the stage sum (%)"
     frame = _default_precision(energy[energy["text_energy_j"].notna()]) if len(energy) else energy
     if frame.empty:
-        style.empty_figure("Stage shares of energy", "resolution (px) / steps", "share of image energy (%)",
-                           outputs, message="no per-stage measurements yet", hint=style.NO_OWN_DATA_HINT)
-        return
+        return style.empty_figure("Stage shares of energy", "resolution (px) / steps", ylabel, outputs,
+                                  message="no per-stage measurements yet", hint=style.NO_OWN_DATA_HINT)
     counts = frame["gpu"].value_counts()
     gpu = sorted(counts.index, key=lambda g: (-counts[g], g))[0]  # the most measured GPU kind
     frame = frame[frame["gpu"] == gpu]
     models = style.model_order(frame["model"].unique())
     ncols = min(3, len(models))
     nrows = int(np.ceil(len(models) / ncols))
-    fig, axes = style.figure(nrows, ncols, width=4.2 * ncols, height=3.2 * nrows + 0.6)
+    fig, axes = style.figure(nrows, ncols, width=max(4.2 * ncols, 5.6), height=3.2 * nrows + 1.4)
     for ax in axes.flat[len(models):]:
         ax.set_visible(False)
+    flagged: list[Line2D] = []
     for ax, m in zip(axes.flat, models, strict=False):
         part = frame[frame["model"] == m].sort_values(["resolution", "steps"])
         stages = part[[f"{s}_energy_j" for s in style.STAGE_COLOURS]].to_numpy(dtype=float)
@@ -166,16 +192,30 @@ def stage_shares(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
             share = 100 * np.nan_to_num(stages[:, j]) / np.where(total > 0, total, np.nan)
             ax.bar(x, share, bottom=bottom, color=colour, label=stage, width=0.8)
             bottom += np.nan_to_num(share)
+        flags = part["flag"].fillna("").astype(str).to_numpy() if "flag" in part else np.full(len(part), "")
+        marked = flags != ""
+        if marked.any():
+            ax.plot(x[marked], np.full(marked.sum(), 104.0), linestyle="none", marker="v", color="k", ms=6,
+                    gid="flagged")
+            flagged += [Line2D([], [], color="k", marker="v", linestyle="none",
+                               label=f"{m}, {int(r)} px, {int(st)} steps: {f}")
+                        for r, st, f in zip(part["resolution"][marked], part["steps"][marked], flags[marked],
+                                            strict=True)]
         ticks = [f"{int(r)}\n{int(s)}" for r, s in zip(part["resolution"], part["steps"], strict=True)]
         ax.set_xticks(x, ticks, fontsize=7)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 109)
+        ax.set_yticks(range(0, 101, 20))
         ax.set_title(f"{m} ({part['precision'].iloc[0]})", fontsize=10)
-        ax.set_ylabel("share of image energy (%)", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.set_xlabel("resolution (px) / steps", fontsize=8)
     handles = [Line2D([], [], color=c, linewidth=8, label=s) for s, c in style.STAGE_COLOURS.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
-    fig.suptitle(f"Stage shares of energy on {gpu}")
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9, title="stage", title_fontsize=9)
+    if flagged:
+        fig.legend(handles=flagged, loc="outside lower center", fontsize=7, title="flagged points (kept)",
+                   title_fontsize=7)
+    fig.suptitle(f"Stage shares of the stage sum on {gpu}")
     style.save(fig, outputs)
+    return fig
 
 
 def _default_precision(frame: pd.DataFrame) -> pd.DataFrame:
@@ -190,28 +230,37 @@ def _default_precision(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _energy_lines(energy: pd.DataFrame, outputs: Sequence[str | Path], x: str, panel: str, xlabel: str,
-                  panel_label: Callable[[float], str], title: str, unit: str) -> None:
-    """Energy vs ``x`` per (model, GPU kind, source) at batch 1, where a series has several ``x``."""
+                  panel_label: Callable[[float], str], title: str, unit: str, panel_name: str) -> Figure:
+    """Energy vs ``x`` per (model, GPU kind, source) at batch 1, where a series has several ``x``: one panel
+    per GPU kind and ``panel`` value (energies of different GPUs never share a panel). Each series' line
+    has the label ``model (gpu)``."""
     ylabel = "GPU energy per image (J)"
     frame = style.single_gpu(energy)
     frame = _default_precision(frame[frame["batch"] == 1]) if len(frame) else frame
     if len(frame):
         frame = frame[frame.groupby(["model", "gpu", "source", panel])[x].transform("nunique") > 1]
     if frame.empty:
-        style.empty_figure(title, xlabel, ylabel, outputs, message=f"no points where the {x} varies",
-                           hint="this workflow's grid varies it (a GPU run);\nthe published sources fix it")
-        return
-    panels = sorted(frame[panel].unique())
-    fig, axes = style.figure(1, len(panels), width=3.9 * len(panels) + 2.0, height=4.2)
+        return style.empty_figure(title, xlabel, ylabel, outputs, message=f"no points where the {x} varies",
+                                  hint="this workflow's grid varies it (a GPU run);\n"
+                                  "the published sources fix it")
+    # One panel per (GPU kind, panel value) that holds a series, GPU kinds in order; rows of at most 5,
+    # as even as they can be.
+    panels = [(gpu, value) for gpu in style.gpu_order(frame["gpu"].unique())
+              for value in sorted(frame.loc[frame["gpu"] == gpu, panel].unique())]
+    nrows = -(-len(panels) // 5)
+    ncols = -(-len(panels) // nrows)
+    fig, axes = style.figure(nrows, ncols, width=3.9 * ncols + 2.0, height=3.6 * nrows + 0.6)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     models = style.model_order(frame["model"].unique())
     colours = style.model_colours(models)
     series = ["model", "gpu", "source"]
     # What a series measured in any panel: a value it lacks in one panel is a gap, named there.
     everywhere = frame.groupby(series)[x].agg(lambda v: set(v.astype(int)))
-    for ax, value in zip(axes.flat, panels, strict=True):
-        part = frame[frame[panel] == value]
+    for i, (ax, (gpu, value)) in enumerate(zip(axes.flat, panels, strict=False)):
+        part = frame[(frame[panel] == value) & (frame["gpu"] == gpu)]
         gaps = []
-        for (m, gpu, source), g in part.groupby(series):
+        for (m, _, source), g in part.groupby(series):
             g = g.sort_values(x)
             ax.plot(g[x], g["energy_j"], color=colours[m], marker=style.source_marker(source), ms=4,
                     label=f"{m} ({gpu})")
@@ -219,38 +268,43 @@ def _energy_lines(energy: pd.DataFrame, outputs: Sequence[str | Path], x: str, p
             gaps += [f"{m} ({gpu}, {style.source_label(source)}): {v} {unit} not measured"
                      for v in lacking]
         if gaps:
-            ax.text(0.98, 0.03, "\n".join(gaps), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
-                    color="0.3")
+            ax.text(0.98, 0.03, "\n".join(gaps), transform=ax.transAxes, ha="right", va="bottom",
+                    fontsize=7, color="0.3")
         ax.set_yscale("log")
         ax.set_xticks(sorted(part[x].unique()))
         ax.set_xlabel(xlabel)
-        ax.set_title(panel_label(value), fontsize=10)
+        if i % ncols == 0:
+            ax.set_ylabel(ylabel)
+        ax.set_title(f"{gpu}, {panel_label(value)}", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
-    axes[0, 0].set_ylabel(ylabel)
     kinds = {src: ", ".join(style.gpu_order(g)) for src, g in frame.groupby("source")["gpu"].unique().items()}
     sources = [Line2D([], [], color="0.3", marker=style.source_marker(src), linestyle="none",
                       markerfacecolor="none", label=f"{style.source_label(src)}: {g}")
                for src, g in kinds.items()]
     fig.legend(handles=style.model_handles(models, colours) + sources, loc="outside right upper", fontsize=8,
                title="source: GPU kinds", title_fontsize=8)
-    fig.suptitle(title + " (batch 1)")
+    fig.suptitle(f"{title} (batch 1; one panel per GPU kind and {panel_name})")
     style.save(fig, outputs)
+    return fig
 
 
-def energy_vs_resolution(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
-    """Energy per image vs resolution, one panel per step count (each model's default precision)."""
-    _energy_lines(energy, outputs, "resolution", "steps", "resolution (px per side)",
-                  lambda v: f"{int(v)} steps", "Energy vs resolution", "px")
+def energy_vs_resolution(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
+    """Energy per image vs resolution, one panel per GPU kind and step count (each model's default
+    precision)."""
+    return _energy_lines(energy, outputs, "resolution", "steps", "resolution (px per side)",
+                         lambda v: f"{int(v)} steps", "Energy vs resolution", "px", "step count")
 
 
-def energy_vs_steps(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
-    """Energy per image vs denoising steps, one panel per resolution (each model's default precision)."""
-    _energy_lines(energy, outputs, "steps", "resolution", "denoising steps",
-                  lambda v: f"{int(v)} px", "Energy vs steps", "steps")
+def energy_vs_steps(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
+    """Energy per image vs denoising steps, one panel per GPU kind and resolution (each model's default
+    precision)."""
+    return _energy_lines(energy, outputs, "steps", "resolution", "denoising steps",
+                         lambda v: f"{int(v)} px", "Energy vs steps", "steps", "resolution")
 
 
-def precision_ratio(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
-    """Energy in fp32 over energy in half precision at otherwise identical settings."""
+def precision_ratio(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
+    """Energy in fp32 over energy in half precision at otherwise identical settings; each model's median a
+    dashed line (``gid`` ``median``)."""
     xlabel, ylabel = "resolution (px per side)", "energy ratio fp32 / half precision"
     keys = ["source", "gpu", "model", "resolution", "steps", "cfg", "batch"]
     pairs = pd.DataFrame()
@@ -259,12 +313,11 @@ def precision_ratio(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None
         half = energy[energy["precision"] != "fp32"]
         pairs = fp32.merge(half, on=[k for k in keys if k in energy], suffixes=("_fp32", "_half"))
     if pairs.empty:
-        style.empty_figure("Precision ratio", xlabel, ylabel, outputs,
-                           message=style.NO_DATA if energy.empty else "no fp32 measurements yet",
-                           hint=style.NO_DATA_HINT if energy.empty else
-                           "the fp32 subgrid of config/config.yaml (a GPU run);\nthe published sources ran "
-                           "fp16/bf16 only")
-        return
+        return style.empty_figure("Precision ratio", xlabel, ylabel, outputs,
+                                  message=style.NO_DATA if energy.empty else "no fp32 measurements yet",
+                                  hint=style.NO_DATA_HINT if energy.empty else
+                                  "the fp32 subgrid of config/config.yaml (a GPU run);\n"
+                                  "the published sources ran fp16/bf16 only")
     fig, axes = style.figure(width=7.0, height=4.4)
     ax = axes[0, 0]
     pairs["ratio"] = pairs["energy_j_fp32"] / pairs["energy_j_half"]
@@ -277,7 +330,7 @@ def precision_ratio(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None
         jitter = (models.index(m) - (len(models) - 1) / 2) * 8
         for s, gs in g.groupby("steps"):
             ax.scatter(gs["resolution"] + jitter, gs["ratio"], color=colours[m], marker=markers[s], s=30)
-        ax.axhline(float(g["ratio"].median()), color=colours[m], lw=0.8, linestyle="--")
+        ax.axhline(float(g["ratio"].median()), color=colours[m], lw=0.8, linestyle="--", gid="median")
     ax.set_xticks(sorted(pairs["resolution"].unique()))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -288,3 +341,4 @@ def precision_ratio(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None
     ax.legend(handles=style.model_handles(models, colours) + extra, fontsize=8, loc="best")
     ax.set_title("Precision ratio: fp32 vs fp16/bf16, same points")
     style.save(fig, outputs)
+    return fig

@@ -8,20 +8,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..sources import gpu_datasheets
 from . import style
 
 
-def j_per_pflop(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence[str | Path]) -> None:
+def j_per_pflop(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence[str | Path]) -> Figure:
     """Energy per PFLOP of every single-GPU point, per GPU kind, against the kind's physical limit
-    (datasheet power limit / dense half-precision peak): how far image generation is from the silicon."""
-    xlabel, ylabel = "GPU kind", "energy per PFLOP of the image (J)"
+    (datasheet power limit / dense half-precision peak): how far image generation is from the silicon.
+    The median and its multiple of the limit are in the label under each kind; the limit bars carry the
+    ``gid`` ``physical-limit``."""
+    xlabel, ylabel = "GPU kind", "energy per PFLOP of the image (J/PFLOP)"
     frame = style.single_gpu(energy)
     if frame.empty:
-        style.empty_figure("Energy per PFLOP vs the physical limit", xlabel, ylabel, outputs)
-        return
+        return style.empty_figure("Energy per PFLOP vs the physical limit", xlabel, ylabel, outputs)
     sheets = {k: gpu_datasheets.Datasheet.from_config(v) for k, v in payload.get("datasheets", {}).items()}
     gpus = style.gpu_order(frame["gpu"].unique())
     models = style.model_order(frame["model"].unique())
@@ -42,7 +44,7 @@ def j_per_pflop(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence
         tick = f"{gpu}\nmedian {med:,.0f} J/PFLOP"
         if gpu in sheets:
             limit = sheets[gpu].physical_j_per_flop("fp16") * 1e15
-            ax.hlines(limit, i - 0.4, i + 0.4, color="k", lw=2)
+            ax.hlines(limit, i - 0.4, i + 0.4, color="k", lw=2, gid="physical-limit")
             ax.text(i + 0.42, limit, f"{limit:.0f}", va="center", fontsize=8)
             tick += (f"\n= {med / limit:.1f}x the limit\n{sheets[gpu].power_limit_w:.0f} W, "
                      f"{sheets[gpu].half_flop_s / 1e12:.0f} TFLOP/s")
@@ -58,40 +60,61 @@ def j_per_pflop(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence
     fig.legend(handles=style.model_handles(models, colours) + extra, fontsize=7, loc="outside right upper")
     ax.set_title("Energy per PFLOP of image generation against each GPU's physical limit")
     style.save(fig, outputs)
+    return fig
 
 
-def multi_gpu(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> None:
-    """Energy per image (summed over the GPUs) against the number of GPUs, per model and GPU kind, at
-    batch 1 and each GPU count's cheapest sequence-parallel split: what sequence parallelism costs."""
-    xlabel, ylabel = "GPUs per image (xDiT sequence parallelism)", "energy per image on n GPUs / on one GPU"
+def multi_gpu(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
+    """Energy per output (an image, or a video) summed over the GPUs against the number of GPUs, per
+    model and GPU kind, at batch 1 and each GPU count's cheapest sequence-parallel split: what sequence
+    parallelism costs. Images and videos in rows of their own (their costs differ tenfold), each
+    architecture with its own colour and marker, dodged sideways a little (equal ratios stay visible);
+    each line's label is its architecture."""
+    xlabel = "GPUs per output (xDiT sequence parallelism)"
+    ylabel = "energy per {} on n GPUs / on one GPU"
     frame = energy[energy["num_gpus"].astype(float) > 0] if len(energy) and "num_gpus" in energy else energy
     if len(frame):
         several = frame.groupby(["gpu", "model", "source"])["num_gpus"].transform("nunique") > 1
         frame = frame[several & (frame["batch"] == 1)]
     if frame.empty:
-        style.empty_figure("Multi-GPU energy", xlabel, ylabel, outputs, message="no multi-GPU points",
-                           hint="ML.ENERGY v3 (results/public/mlenergy-v3.parquet) has them")
-        return
+        return style.empty_figure("Multi-GPU energy", xlabel, ylabel.format("output"), outputs,
+                                  message="no multi-GPU points",
+                                  hint="ML.ENERGY v3 (results/public/mlenergy-v3.parquet) has them")
     best = frame.loc[frame.groupby(["gpu", "model", "source", "num_gpus"])["energy_j"].idxmin()]
+    frames = best["frames"].astype(float) if "frames" in best else pd.Series(1.0, index=best.index)
+    kinds = [(name, best[sel]) for name, sel in (("image", frames == 1), ("video", frames > 1)) if sel.any()]
     gpus = style.gpu_order(best["gpu"].unique())
     models = style.model_order(best["model"].unique())
     colours = style.model_colours(models)
-    fig, axes = style.figure(1, len(gpus), width=4.6 * len(gpus) + 2.0, height=4.4)
-    for ax, gpu in zip(axes.flat, gpus, strict=True):
-        part = best[best["gpu"] == gpu]
-        for m, g in part.groupby("model"):
-            g = g.sort_values("num_gpus")
-            base = float(g[g["num_gpus"] == g["num_gpus"].min()]["energy_j"].iloc[0])
-            ax.plot(g["num_gpus"], g["energy_j"] / base, color=colours[m], marker="s", ms=4)
-        ax.axhline(1.0, color="0.4", lw=0.8)
-        ax.set_xscale("log", base=2)
-        counts = sorted(part["num_gpus"].unique())
-        ax.set_xticks(counts, [str(int(v)) for v in counts])
-        ax.set_xlabel(xlabel)
-        ax.set_title(f"{gpu}, batch 1", fontsize=10)
-        ax.grid(True, which="both", alpha=0.25)
-    axes[0, 0].set_ylabel(ylabel)
-    fig.legend(handles=style.model_handles(models, colours), fontsize=8, loc="outside right center")
-    fig.suptitle("What sequence parallelism costs: energy per image on n GPUs relative to one\n"
+    markers = style.model_markers(models)
+    fig, axes = style.figure(len(kinds), len(gpus), width=4.6 * len(gpus) + 2.2,
+                             height=3.9 * len(kinds) + 0.8)
+    for row, (kind, rows) in zip(axes, kinds, strict=True):
+        for ax, gpu in zip(row, gpus, strict=True):
+            part = rows[rows["gpu"] == gpu]
+            if part.empty:
+                ax.set_visible(False)
+                continue
+            here = style.model_order(part["model"].unique())
+            for i, m in enumerate(here):
+                g = part[part["model"] == m].sort_values("num_gpus")
+                base = float(g[g["num_gpus"] == g["num_gpus"].min()]["energy_j"].iloc[0])
+                # Dodged sideways (a few % of a doubling) so that equal ratios stay visible; the shorter
+                # series on top, so that a longer one never hides it.
+                dodge = 2.0 ** (0.05 * (i - (len(here) - 1) / 2))
+                ax.plot(g["num_gpus"] * dodge, g["energy_j"] / base, color=colours[m], marker=markers[m],
+                        ms=5, markerfacecolor="none", markeredgewidth=1.2, lw=1.3, alpha=0.9, label=m,
+                        zorder=3 + 1 / len(g))
+            ax.axhline(1.0, color="0.4", lw=0.8)
+            ax.set_xscale("log", base=2)
+            counts = sorted(part["num_gpus"].unique())
+            ax.set_xticks(counts, [str(int(v)) for v in counts])
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel.format(kind))
+            ax.set_title(f"{gpu}: {kind}s ({part['model'].nunique()} models), batch 1", fontsize=10)
+            ax.grid(True, which="both", alpha=0.25)
+    fig.legend(handles=style.model_handles(models, colours, markers, hollow=True), fontsize=8,
+               loc="outside right center")
+    fig.suptitle("What sequence parallelism costs: energy per image or video on n GPUs relative to one\n"
                  "(ML.ENERGY v3, the cheapest Ulysses x ring split for each n)")
     style.save(fig, outputs)
+    return fig

@@ -30,6 +30,11 @@ NO_OWN_DATA_HINT = ("needs this workflow's own per-stage measurements (a GPU run
 MODEL_ORDER = ("sd15", "sd21", "openjourney-v4", "kandinsky-2.2", "sdxl-turbo", "ssd-1b", "sdxl",
                "sd3-medium", "sd35-medium", "pixart-sigma", "sana15-1.6b", "sana15-4.8b", "hunyuandit-v1.2",
                "kandinsky-3", "sd35-large", "flux-dev", "qwen-image")
+#: The video architectures, coloured from a palette of their own: tab20 has 20 colours and the image
+#: architectures take 17, so a video model would otherwise share a colour with an image model.
+VIDEO_MODEL_ORDER = ("cogvideox-2b", "cogvideox1.5-5b", "hunyuanvideo", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b")
+#: Markers that tell series of one panel apart where colours are close (light and dark of a pair).
+SERIES_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 SOURCE_MARKERS = {THIS_WORKFLOW: "^", "mlenergy-v2": "o", "mlenergy-v3": "s", "paper-2511.17031": "D"}
 SOURCE_LABELS = {THIS_WORKFLOW: "this workflow", "mlenergy-v2": "ML.ENERGY v2",
                  "mlenergy-v3": "ML.ENERGY v3", "paper-2511.17031": "arXiv 2511.17031 (quoted)"}
@@ -62,12 +67,13 @@ def no_data(ax: Any, xlabel: str, ylabel: str, message: str = NO_DATA, hint: str
 
 
 def empty_figure(title: str, xlabel: str, ylabel: str, outputs: Sequence[str | Path], message: str = NO_DATA,
-                 hint: str = NO_DATA_HINT) -> None:
+                 hint: str = NO_DATA_HINT) -> Figure:
     """A one-panel figure that says why there is nothing to draw."""
     fig, axes = figure()
     no_data(axes[0, 0], xlabel, ylabel, message, hint)
     axes[0, 0].set_title(title)
     save(fig, outputs)
+    return fig
 
 
 def model_order(models: Sequence[str]) -> list[str]:
@@ -76,11 +82,16 @@ def model_order(models: Sequence[str]) -> list[str]:
 
 
 def model_colours(models: Sequence[str]) -> dict[str, Any]:
+    """Image architectures from tab20 without its two greys (grey is for laws and baselines), video
+    architectures from Dark2, each its own colour."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab20"]
-    order = list(MODEL_ORDER) + sorted(set(models) - set(MODEL_ORDER))
-    return {m: cmap(order.index(m) % 20) for m in models}
+    image = [c for i, c in enumerate(colormaps["tab20"].colors) if i not in (14, 15)]
+    video = colormaps["Dark2"]
+    known = set(MODEL_ORDER) | set(VIDEO_MODEL_ORDER)
+    order = list(MODEL_ORDER) + sorted(set(models) - known)
+    return {m: video(VIDEO_MODEL_ORDER.index(m) % 8) if m in VIDEO_MODEL_ORDER
+            else image[order.index(m) % len(image)] for m in models}
 
 
 def source_marker(source: str) -> str:
@@ -91,8 +102,15 @@ def source_label(source: str) -> str:
     return SOURCE_LABELS.get(source, source)
 
 
-def model_handles(models: Sequence[str], colours: dict[str, Any]) -> list[Line2D]:
-    return [Line2D([], [], color=colours[m], marker="o", linestyle="none", label=m) for m in models]
+def model_handles(models: Sequence[str], colours: dict[str, Any], markers: dict[str, str] | None = None,
+                  hollow: bool = False) -> list[Line2D]:
+    return [Line2D([], [], color=colours[m], marker=(markers or {}).get(m, "o"), linestyle="none", label=m,
+                   markerfacecolor="none" if hollow else colours[m]) for m in models]
+
+
+def model_markers(models: Sequence[str]) -> dict[str, str]:
+    """One marker per architecture, in order, so that two series of close colours differ in shape."""
+    return {m: SERIES_MARKERS[i % len(SERIES_MARKERS)] for i, m in enumerate(models)}
 
 
 def source_handles(sources: Sequence[str]) -> list[Line2D]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..sources.schema import single_gpu_raw
@@ -35,18 +36,18 @@ def chosen_candidate(predictions: pd.DataFrame, gpu: str) -> str | None:
 
 
 def video_energy_vs_flops(energy: pd.DataFrame, predictions: pd.DataFrame, outputs: Sequence[str | Path]
-                          ) -> None:
+                          ) -> Figure:
     """One panel per GPU kind that measured videos: every single-GPU image point (grey) and video point
     (coloured by architecture), and for each video point its held-out predictions (chosen candidate,
-    with its interval) from the joint fit and from the image-only fit."""
+    with its interval) from the joint fit and from the image-only fit. Point sets carry a ``gid``:
+    ``images``, ``video <model>``, and the experiment's name for predictions."""
     frames = energy["frames"].astype(float) if "frames" in energy else pd.Series(1.0, index=energy.index)
     frame = energy[single_gpu_raw(energy, videos=True)] if len(energy) else energy
     video = frame[frames.loc[frame.index] > 1] if len(frame) else frame
     if video.empty:
-        style.empty_figure("Energy vs FLOPs, images and videos", XLABEL, YLABEL, outputs,
-                           message="no video points", hint="the ML.ENERGY v3 text-to-video data "
-                           "(resources/public/mlenergy-v3-video) hold them")
-        return
+        return style.empty_figure("Energy vs FLOPs, images and videos", XLABEL, YLABEL, outputs,
+                                  message="no video points", hint="the ML.ENERGY v3 text-to-video data "
+                                  "(resources/public/mlenergy-v3-video) hold them")
     image = frame[frames.loc[frame.index] == 1]
     gpus = style.gpu_order(video["gpu"].unique())
     models = style.model_order(video["model"].unique())
@@ -57,9 +58,10 @@ def video_energy_vs_flops(energy: pd.DataFrame, predictions: pd.DataFrame, outpu
     for ax, gpu in zip(axes.flat, gpus, strict=True):
         imgs, vids = image[image["gpu"] == gpu], video[video["gpu"] == gpu]
         ax.scatter(imgs["flops"] / 1e12, imgs["energy_j"], color="0.65", s=14, marker="o", edgecolor="none",
-                   alpha=0.7)
+                   alpha=0.7, gid="images")
         for m, g in vids.groupby("model"):
-            ax.scatter(g["flops"] / 1e12, g["energy_j"], color=colours[m], s=34, marker="o", edgecolor="none")
+            ax.scatter(g["flops"] / 1e12, g["energy_j"], color=colours[m], s=34, marker="o", edgecolor="none",
+                       gid=f"video {m}")
         cand = chosen_candidate(predictions, gpu) if len(predictions) else None
         for exp, (marker, _) in DRAWN.items():
             p = predictions[(predictions["experiment"] == exp) & (predictions["candidate"] == cand)
@@ -68,7 +70,8 @@ def video_energy_vs_flops(energy: pd.DataFrame, predictions: pd.DataFrame, outpu
                 continue
             flops = p["flops"].astype(float)
             colour = [colours.get(m, "k") for m in p["model"]]
-            ax.scatter(flops / 1e12, p["predicted_j"], color=colour, marker=marker, s=40, linewidths=1.1)
+            ax.scatter(flops / 1e12, p["predicted_j"], color=colour, marker=marker, s=40, linewidths=1.1,
+                       gid=exp)
             if exp == "joint_lomo":
                 ax.vlines(flops / 1e12, p["low_j"], p["high_j"], colors=colour, lw=0.8, alpha=0.6)
         ax.set_xscale("log")
@@ -86,3 +89,4 @@ def video_energy_vs_flops(energy: pd.DataFrame, predictions: pd.DataFrame, outpu
     handles.append(Line2D([], [], color="0.3", lw=0.8, label="prediction interval (joint fit)"))
     fig.legend(handles=handles, fontsize=7, loc="outside right upper")
     style.save(fig, outputs)
+    return fig
