@@ -98,16 +98,16 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_measure_job_runs_on_the_simulated_gpu_and_journals_every_point(tmp_path: Path) -> None:
     points = "256px_10steps_cfg1_b1,256px_25steps_cfg1_b1"
-    result = cli("measure", "--gpu", "h200", "--model", "sd15", "--precision", "fp16", "--points", points,
-                 "--outdir", str(tmp_path / "m"), "--summary", str(tmp_path / "job.json"))
+    result = cli("measure", "--gpu", "h200-simulated", "--model", "sd15", "--precision", "fp16",
+                 "--points", points, "--outdir", str(tmp_path / "m"), "--summary", str(tmp_path / "job.json"))
     assert result.returncode == 0, result.stderr
     for slug in points.split(","):
-        journaled = tmp_path / "m" / ".journal" / "h200" / "sd15" / "fp16" / f"{slug}.parquet"
+        journaled = tmp_path / "m" / ".journal" / "h200-simulated" / "sd15" / "fp16" / f"{slug}.parquet"
         rows = pd.read_parquet(journaled)
         assert len(rows) == 12 and (rows["status"] == "ok").all()
         assert rows["energy_status"].iloc[0].startswith("simulated")  # never a measurement
         assert rows["gpu_name"].iloc[0] == "NVIDIA H200 (simulated)"
-    windows = pd.read_csv(tmp_path / "m" / "h200" / "sd15" / "fp16" / "_windows.csv")
+    windows = pd.read_csv(tmp_path / "m" / "h200-simulated" / "sd15" / "fp16" / "_windows.csv")
     assert windows["window_name"].iloc[0] == "idle" and (windows["elapsed_time"] > 0.2).all()
     summary = pd.read_json(tmp_path / "job.json", typ="series")
     assert summary["measured"] == 2 and 0 < summary["fixed_share"] < 1
@@ -127,14 +127,15 @@ def test_sigint_ends_the_job_with_one_line_and_keeps_every_measured_point(
 
     monkeypatch.setenv(sg.ENV, "h200")
     monkeypatch.setattr(measure, "measure_group", interrupted)
-    code = cli_main.main(["measure", "--gpu", "h200", "--model", "sd15", "--precision", "fp16", "--points",
-                          "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,768px_10steps_cfg1_b1",
+    code = cli_main.main(["measure", "--gpu", "h200-simulated", "--model", "sd15", "--precision", "fp16",
+                          "--points", "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,768px_10steps_cfg1_b1",
                           "--outdir", str(tmp_path / "m"), "--summary", str(tmp_path / "job.json")])
     err = capsys.readouterr().err
     assert code == 130
     assert "Traceback" not in err
-    assert "stopped after 1 of 3 point(s) to measure; they are in the journal" in err
-    journal = tmp_path / "m" / ".journal" / "h200" / "sd15" / "fp16"
+    assert ("[h200-simulated] diffusion-energy measure: stopped after 1 of 3 point(s) to measure; "
+            "they are in the journal") in err
+    journal = tmp_path / "m" / ".journal" / "h200-simulated" / "sd15" / "fp16"
     assert [p.name for p in journal.glob("*.parquet")] == ["256px_10steps_cfg1_b1.parquet"]
     assert "stopped after 1" in (tmp_path / "job.json").read_text()
 
@@ -171,9 +172,11 @@ def test_gpu_check_on_the_simulated_gpu_ends_with_a_verdict(tmp_path: Path) -> N
     result = cli("gpu-check", "--windows-log", str(tmp_path / "w.csv"))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("GPU: NVIDIA H200 (simulated)")
+    assert lines[0].startswith("[h200-simulated] GPU: NVIDIA H200 (simulated)")
     assert "energy counter: updates every" in result.stdout
-    assert lines[-1].startswith("ready: spread median"), lines[-1]
+    assert lines[-1].startswith("[h200-simulated] ready: spread median"), lines[-1]
+    # every line, printed or logged, says it is simulated (issue 25: none may pass as a real GPU's)
+    assert all("[h200-simulated] " in line for line in lines + result.stderr.strip().splitlines())
 
 
 def test_gpu_check_verdicts() -> None:

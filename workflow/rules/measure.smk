@@ -48,7 +48,7 @@ for (_model, _precision), _points in GROUPS.items():
             gpu_kinds=GPU_KINDS_JSON,
         resources:
             gpu=1,
-            gpu_model=lambda wc: GPU_KINDS[wc.gpu].get("slurm_gpu_model", wc.gpu),
+            gpu_model=lambda wc: GPU_KINDS.get(wc.gpu, {}).get("slurm_gpu_model", wc.gpu),
             cpus_per_gpu=lambda wc, m=_model, p=_precision: job_size(m, p).cpus_per_gpu,
             mem_mb=lambda wc, m=_model, p=_precision: job_size(m, p).mem_mb,
             runtime=lambda wc, m=_model, p=_precision: job_size(m, p).runtime_min,

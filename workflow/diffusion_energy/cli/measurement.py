@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,14 +75,100 @@ def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_time
     return uuid
 
 
+def simulated_selection(gpu_kind: str | None) -> str | None:
+    """The simulated GPU's selector (``DIFFUSION_ENERGY_SIMULATED_GPU``, e.g. ``h200``), or None for a
+    real GPU; refuses a job whose kind is not the selection's (``h200-simulated``): simulated rows
+    never carry a real kind, and a real job never runs on the simulated GPU. From then on, every
+    line the command logs or prints starts with the simulated kind."""
+    from ..errors import UsageError
+    from ..measurement import bench, simulated_gpu
+
+    selector = bench.simulated_kind()
+    kind = simulated_gpu.simulated_kind(selector or "")
+    if gpu_kind is not None:
+        if kind and gpu_kind != kind:
+            raise UsageError(f"{simulated_gpu.ENV}={selector} selects the simulated GPU, whose rows are kind "
+                             f"{kind}: measuring kind {gpu_kind!r} would let them stand in for a real GPU's; "
+                             f"pass --gpu {kind} (or unset {simulated_gpu.ENV})")
+        if not kind and simulated_gpu.is_simulated_kind(gpu_kind):
+            raise UsageError(f"--gpu {gpu_kind} is a simulated GPU's kind: set {simulated_gpu.ENV}="
+                             f"{gpu_kind.removesuffix(simulated_gpu.KIND_SUFFIX)} to measure it")
+    return selector
+
+
+class _Labelled(logging.Filter):
+    """Starts every log message with the simulated kind."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.label):
+            record.msg = f"{self.label}{record.msg}"
+        return True
+
+
+class _LabelledLines:
+    """A text stream whose every line starts with the simulated kind."""
+
+    def __init__(self, stream: Any, label: str) -> None:
+        self.stream, self.label, self._start = stream, label, True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            out.append((self.label if self._start else "") + piece)
+            self._start = piece.endswith("\n")
+        self.stream.write("".join(out))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def simulated_output() -> Iterator[None]:
+    """While a simulated GPU is selected, every line the command logs or prints starts with
+    ``[h200-simulated]``: a simulated run's output can never be read as a real GPU's."""
+    from ..measurement import simulated_gpu
+
+    kind = simulated_gpu.simulated_kind()
+    if not kind or isinstance(sys.stdout, _LabelledLines):
+        yield
+        return
+    label = f"[{kind}] "
+    stdout, stderr = sys.stdout, sys.stderr
+    handlers = logging.getLogger().handlers
+    tag = _Labelled(label)
+    sys.stdout, sys.stderr = _LabelledLines(stdout, label), _LabelledLines(stderr, label)
+    for handler in handlers:
+        handler.addFilter(tag)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+        for handler in handlers:
+            handler.removeFilter(tag)
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     """Measure a group's points; reuse journaled ones only once this job's GPU is claimed and they
     match it (``measurement.journal``); every point is journaled before it is written as output."""
+    _stop_on_sigterm()
+    simulated = simulated_selection(args.gpu)
+    with simulated_output():
+        return _measure(args, simulated)
+
+
+def _measure(args: argparse.Namespace, simulated: str | None) -> int:
     from .. import grid
-    from ..measurement import bench, journal, measure
+    from ..measurement import journal, measure
     from ..models import zoo
 
-    _stop_on_sigterm()
     spec = zoo.load_spec(args.model)
     precision = spec.precision(args.precision)
     points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
@@ -100,7 +187,6 @@ def cmd_measure(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         # The GPU first: nothing journaled is copied into the outputs before this job knows it
         # runs on the right GPU (a refused job leaves no output behind).
-        simulated = bench.simulated_kind()
         uuid = None if args.device == "cpu" or simulated else claim_gpu(
             stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
         expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions())
@@ -196,17 +282,23 @@ DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25step
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     """Measure a few small points with the measure job's protocol; print what a setup check needs
-    and end with one verdict line: ready, or not ready and why (exit status 1)."""
+    and end with one verdict line: ready, or not ready and why (exit status 1). On the simulated
+    GPU every line starts with its kind (``[h200-simulated]``)."""
+    _stop_on_sigterm()
+    simulated = simulated_selection(None)
+    with simulated_output():
+        return _gpu_check(args, simulated)
+
+
+def _gpu_check(args: argparse.Namespace, simulated: str | None) -> int:
     from .. import grid
-    from ..measurement import bench, gpu, measure
+    from ..measurement import gpu, measure, simulated_gpu
     from ..models import zoo
 
-    _stop_on_sigterm()
     config = grid.load_config(args.config)
     grid.validate_schema(config)
     kinds = config.get("gpu_kinds", {})
-    simulated = bench.simulated_kind()
-    local = [simulated] if simulated else gpu.local_kinds(kinds)
+    local = [simulated_gpu.simulated_kind(simulated)] if simulated else gpu.local_kinds(kinds)
     if not local:
         raise gpu.GpuError(f"GPU not present: no configured GPU kind found (NVML names: "
                            f"{gpu.device_names() or 'none'})")
@@ -343,7 +435,9 @@ def _read_parquet(path: str, what: str) -> pd.DataFrame:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     flops = dataset.check_flops_table(_read_parquet(args.flops, "FLOPs table"), args.flops)
-    energy = dataset.collect_energy(dataset.read_table(args.measurements), flops)
+    measurements = dataset.read_table(args.measurements)
+    dataset.refuse_simulated(measurements, args.measurements)
+    energy = dataset.collect_energy(measurements, flops)
     atomic.write_parquet(energy, args.out)
     log.info("%d grid points with GPU energy -> %s", len(energy), args.out)
     return 0

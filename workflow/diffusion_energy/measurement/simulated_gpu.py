@@ -18,7 +18,9 @@ Other architectures than SD 1.5 are scaled from SD 1.5 by denoiser parameters (n
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
+import os
 import random
 from collections import deque
 from collections.abc import Callable
@@ -27,8 +29,12 @@ from typing import Any
 
 from .counter import CounterMeter, probe
 
-#: Environment variable that selects a simulated GPU (its value: a calibration name, e.g. h200).
+#: Environment variable that selects a simulated GPU: a calibration name, then optional knobs that
+#: change its fields, e.g. ``h200`` or ``h200,counter_lag_s=0.1,uuid=GPU-2``.
 ENV = "DIFFUSION_ENERGY_SIMULATED_GPU"
+#: What a simulated GPU's kind name ends with (``h200-simulated``): its rows, result paths and jobs
+#: are never those of a real kind, so they can never stand in for real measurements.
+KIND_SUFFIX = "-simulated"
 
 
 @dataclass(frozen=True)
@@ -90,18 +96,48 @@ class Calibration:
     build_s: float = 2.5
     power_limit_w: float = 700.0
     driver_version: str = "580.159.04"
+    #: the UUID the GPU reports (knob ``uuid=GPU-2``: two simulated cards of one kind); empty:
+    #: ``GPU-simulated-<name>``
+    uuid: str = ""
 
 
 CALIBRATIONS = {"h200": Calibration("h200", "NVIDIA H200")}
 
 
-def calibration(name: str) -> Calibration:
+def calibration(value: str) -> Calibration:
+    """The calibration a value of ``ENV`` names, with its knobs (``name,field=value,...``) applied."""
     from ..errors import UsageError
 
+    name, *knobs = [part.strip() for part in value.split(",")]
     try:
-        return CALIBRATIONS[name.lower()]
+        cal = CALIBRATIONS[name.lower()]
     except KeyError:
-        raise UsageError(f"{ENV}={name!r}: no such simulated GPU; known: {sorted(CALIBRATIONS)}") from None
+        raise UsageError(f"{ENV}={value!r}: no such simulated GPU; known: {sorted(CALIBRATIONS)}") from None
+    fields = {f.name: f for f in dataclasses.fields(Calibration) if f.name not in ("name", "gpu_name")}
+    changes: dict[str, Any] = {}
+    for knob in knobs:
+        key, sep, text = knob.partition("=")
+        if not sep or key not in fields or not isinstance(getattr(cal, key), str | int | float):
+            raise UsageError(f"{ENV}={value!r}: {knob!r} is not a knob; give name=value with name one of "
+                             f"{sorted(k for k in fields if isinstance(getattr(cal, k), str | int | float))}")
+        kind = type(getattr(cal, key))
+        try:
+            changes[key] = text if kind is str else kind(float(text))
+        except ValueError:
+            raise UsageError(f"{ENV}={value!r}: {key} must be a number, not {text!r}") from None
+    return dataclasses.replace(cal, **changes)
+
+
+def simulated_kind(value: str | None = None) -> str | None:
+    """The GPU kind simulated rows carry, ``h200-simulated`` for ``ENV=h200[,knobs]`` (``value``, or
+    the environment's); None when no simulated GPU is selected."""
+    value = os.environ.get(ENV, "") if value is None else value
+    return calibration(value).name + KIND_SUFFIX if value else None
+
+
+def is_simulated_kind(kind: str) -> bool:
+    """Whether a GPU kind name is a simulated GPU's (never a real measurement)."""
+    return str(kind).endswith(KIND_SUFFIX)
 
 
 def _interpolate(table: dict[int, tuple[float, ...]], resolution: int) -> tuple[float, ...]:
@@ -232,7 +268,8 @@ class SimulatedGpu:
 
     def snapshot(self) -> dict[str, Any]:
         """What ``gpu.snapshot`` gives for a real GPU (name, driver, limit, clocks, temperature)."""
-        return {"gpu_name": f"{self.cal.gpu_name} (simulated)", "gpu_uuid": f"GPU-simulated-{self.cal.name}",
+        return {"gpu_name": f"{self.cal.gpu_name} (simulated)",
+                "gpu_uuid": self.cal.uuid or f"GPU-simulated-{self.cal.name}",
                 "gpu_index": 0, "driver_version": self.cal.driver_version,
                 "power_limit_w": self.cal.power_limit_w, "sm_clock_mhz": 1980.0, "temperature_c": 40.0,
                 "throttle": []}
