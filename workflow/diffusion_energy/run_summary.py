@@ -206,7 +206,7 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
                 else "point(s)")
         lines.append(f"This run: {measured} {what} measured, {reused} reused from the journal "
                      f"(results/measurements/.journal), in {len(jobs)} measuring job(s).")
-        again = [f"{j['model']} {j['precision']} {slug}: {why}" for j in jobs
+        again = [f"{j['model']} {slug}: {why}" for j in jobs
                  for slug, why in j.get("remeasured", {}).items()]
         if again:
             lines.append(f"Journaled points measured again ({len(again)}):")

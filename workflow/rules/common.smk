@@ -20,8 +20,8 @@ RUN_STARTED = time.time()
 # any job runs; folders it names must exist in the working directory.
 grid.validate_config(config, workdir=Path.cwd())
 POINTS = grid.grid_points(config)
-GROUPS = grid.measurement_groups(POINTS)
-MEASURE_PRIORITY = grid.measure_priorities(config, GROUPS)
+JOBS = grid.measurement_jobs(POINTS)
+MEASURE_PRIORITY = grid.measure_priorities(config, JOBS)
 FLOPS_REQUESTS = grid.flops_requests(POINTS)
 GPU_KINDS = config.get("gpu_kinds", {})
 # The kinds measured on this machine, and why (the end-of-run summary says it).

@@ -170,10 +170,10 @@ def _measure(args: argparse.Namespace, simulated: str | None) -> int:
     from ..models import zoo
 
     spec = zoo.load_spec(args.model)
-    precision = spec.precision(args.precision)
-    points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
+    points = job_points(spec, args.points, args.precision)
     for p in points:
         spec.check_resolution(p.resolution)
+    precisions = list(dict.fromkeys(p.precision for p in points))
     protocol = measure.Protocol.from_config(grid.protocol_settings(args.protocol), "--protocol")
     kinds = grid.gpu_kinds_settings(args.gpu_kinds)
     outdir = Path(args.outdir)
@@ -189,7 +189,8 @@ def _measure(args: argparse.Namespace, simulated: str | None) -> int:
         # runs on the right GPU (a refused job leaves no output behind).
         uuid = None if args.device == "cpu" or simulated else claim_gpu(
             stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
-        expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions())
+        code = journal.measurement_code(spec.name)
+        expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions(), code)
         superseded = set()
         for p in points:
             saved = grid.measurement_path(journal_dir, args.gpu, p)
@@ -199,32 +200,43 @@ def _measure(args: argparse.Namespace, simulated: str | None) -> int:
                 todo.append(p)
                 continue
             verdict = journal.verdict(saved, expected)
+            name = f"{p.precision}/{p.slug}"
             if verdict.reuse:
-                log.info("%s: reusing the journaled measurement %s", p.slug, saved)
+                log.info("%s: reusing the journaled measurement %s", name, saved)
                 with atomic.atomic_path(grid.measurement_path(outdir, args.gpu, p)) as tmp:
                     shutil.copyfile(saved, tmp)
-                reused.append(p.slug)
+                reused.append(name)
                 continue
             if saved.exists():
-                remeasured[p.slug] = verdict.reason
+                remeasured[name] = verdict.reason
                 if verdict.warning:
-                    log.warning("%s: %s", p.slug, verdict.reason)
-                    warnings.append(f"{p.slug}: {verdict.reason}")
+                    log.warning("%s: %s", name, verdict.reason)
+                    warnings.append(f"{name}: {verdict.reason}")
                 else:
-                    log.info("%s: measuring the journaled point again: %s", p.slug, verdict.reason)
+                    log.info("%s: measuring the journaled point again: %s", name, verdict.reason)
                 if verdict.measured or verdict.warning:
                     superseded.add(p)
             todo.append(p)
 
         where = _bench(args.device, simulated, uuid, protocol,
-                       outdir / args.gpu / spec.name / precision / "_windows.csv") if todo else None
+                       outdir / args.gpu / spec.name / "_windows.csv") if todo else None
         measured: list[str] = []
         stopped = ""
+        spent: list[float] = []  # the job's time when its budget stopped it
+
+        def out_of_time() -> bool:
+            if args.budget_s is not None and where.total_s() >= args.budget_s:
+                spent.append(where.total_s())
+                return True
+            return False
+
         found = measure.measure_group(spec, todo, args.gpu, where.meter, protocol, where.device,
-                                      where.context, timings, **where.run_kwargs) if where else iter(())
+                                      where.context, timings, stop=out_of_time,
+                                      **where.run_kwargs) if where else iter(())
         try:
             for point, rows in found:
-                frame = dataset.conform(rows)
+                frame = dataset.conform(rows.assign(protocol=journal.protocol_text(protocol),
+                                                    measurement_code=code))
                 dataset.check_measurements(frame, point.slug)
                 saved = grid.measurement_path(journal_dir, args.gpu, point)
                 if point in superseded:
@@ -233,15 +245,20 @@ def _measure(args: argparse.Namespace, simulated: str | None) -> int:
                 # measurement is kept and a rerun reuses it.
                 journal.write(frame, saved, asdict(protocol))
                 atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
-                measured.append(point.slug)
+                measured.append(f"{point.precision}/{point.slug}")
+            if spent:
+                stopped = (f"stopped at its time budget ({spent[0]:.0f} of {args.budget_s:g} s spent) after "
+                           f"{len(measured)} of {len(todo)} point(s) to measure; "
+                           f"{'they are' if measured else 'nothing is'} in the journal {journal_dir}")
         except KeyboardInterrupt:  # SIGINT, or SIGTERM (see _stop_on_sigterm): every measured point is kept
             stopped = (f"stopped after {len(measured)} of {len(todo)} point(s) to measure; "
                        f"{'they are' if measured else 'nothing is'} in the journal {journal_dir} "
                        "(a rerun measures the rest)")
     if args.summary:
         total = where.total_s() if where else process_age_s()
-        summary = {"model": spec.name, "precision": precision, "gpu": args.gpu,
-                   "points": len(points), "measured": len(measured), "reused": reused,
+        summary = {"model": spec.name, "precision": ",".join(precisions), "gpu": args.gpu,
+                   "points": len(points), "measured": len(measured), "measured_points": measured,
+                   "reused": reused,
                    "remeasured": remeasured, "warnings": warnings, "stopped": stopped,
                    "startup_s": where.startup_s() if where else process_age_s(),
                    "total_s": total, **asdict(timings)}
@@ -253,6 +270,27 @@ def _measure(args: argparse.Namespace, simulated: str | None) -> int:
         print(f"diffusion-energy measure: {stopped}", file=sys.stderr)
         return 130
     return 0
+
+
+def job_points(spec: Any, names: str, precision: str | None) -> list[Any]:
+    """The points of a measure job, in its order: ``fp16/512px_10steps_cfg1_b1,fp32/...`` (a job
+    measures a model in all its precisions), or bare names with ``--precision``."""
+    from .. import grid
+    from ..errors import UsageError
+
+    points = []
+    for name in names.split(","):
+        given, sep, slug = name.strip().rpartition("/")
+        if not sep and precision is None:
+            raise UsageError(f"--points: {name!r} names no precision: write {spec.default_precision}/{name} "
+                             "(or pass --precision for every point)")
+        chosen = spec.precision(given if sep else precision)
+        if sep and precision is not None and chosen != spec.precision(precision):
+            raise UsageError(f"--points: {name!r} is {chosen}, but --precision says {precision}")
+        points.append(grid.GridPoint.from_slug(spec.name, chosen, slug))
+    if len(set(points)) != len(points):
+        raise UsageError(f"--points: a point is named twice in {names!r}")
+    return points
 
 
 def _stop_on_sigterm() -> None:
@@ -458,11 +496,13 @@ def cmd_run_summary(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("measure", help="measure the grid points of one model and precision on one GPU")
+    p = sub.add_parser("measure", help="measure the grid points of one model (all its precisions) on one GPU")
     p.add_argument("--gpu", required=True, help="GPU kind this job measures, e.g. h100")
     p.add_argument("--model", required=True)
-    p.add_argument("--precision", required=True)
-    p.add_argument("--points", required=True, help="comma-separated point names, e.g. 512px_50steps_cfg1_b1")
+    p.add_argument("--precision", help="the precision of every point (or name it in each point)")
+    p.add_argument("--points", required=True,
+                   help="comma-separated points, in the order to measure them: fp16/512px_50steps_cfg1_b1 "
+                        "(or 512px_50steps_cfg1_b1 with --precision)")
     p.add_argument("--outdir", default="results/measurements")
     p.add_argument("--protocol", help="JSON of the config's protocol block")
     p.add_argument("--gpu-kinds", help="JSON of the config's gpu_kinds block")
@@ -471,6 +511,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--journal", help="folder of already measured points (default OUTDIR/.journal)")
     p.add_argument("--fresh", action="store_true", help="measure again even if journaled")
     p.add_argument("--summary", help="write the job's timings (fixed cost) as JSON here")
+    p.add_argument("--budget-s", type=float,
+                   help="start no point once the job has run this long, s (virtual on the simulated GPU); "
+                        "the job then ends as if stopped (status 130), every measured point kept")
     p.add_argument("--lock-timeout", type=float, default=0.0, help="seconds to wait for the GPU lock")
     p.add_argument("--allow-shared-gpu", action="store_true",
                    help="measure even if other processes use the GPU (not recommended)")

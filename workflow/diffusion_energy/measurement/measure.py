@@ -1,11 +1,12 @@
-"""One measurement job: the grid points of one (model, precision) on one GPU.
+"""One measurement job: the grid points of one model, in all its precisions, on one GPU.
 
-The protocol (README "Measurement protocol"): build the pipeline on the device; measure the
-energy counter's update period and unit (``counter.probe``); idle baseline with the CUDA
-context alive, between two counter updates; text encoding and VAE decoding in their own
-windows (once per CFG/batch and per resolution: they do not depend on the steps); then, per
-grid point, warm-up and ``repeats`` interleaved windows of the whole image (text + denoising
-+ VAE decode) and of the denoising alone. Every window opens at a counter update and closes at
+The protocol (README "Measurement protocol"): measure the energy counter's update period and
+unit (``counter.probe``), once per job; build the pipeline of a precision on the device; idle
+baseline with the CUDA context alive, between two counter updates, once per job; per new shape
+a warm-up with whole images, then text encoding and VAE decoding in their own windows (once per
+CFG/batch and per resolution: they do not depend on the steps); then, per grid point,
+``repeats`` interleaved windows of the whole image (text + denoising + VAE decode) and of the
+denoising alone. Every window opens at a counter update and closes at
 the first update after its work (``counter.CounterMeter``), and lasts at least
 ``min_window_s`` and ``min_window_updates`` counter periods (text and VAE: ``stage_window_s``
 and half the updates): shorter work is repeated back to back inside it and divided.
@@ -238,6 +239,11 @@ class Workload:
         return run
 
 
+#: Warm calls that size a stage's windows once its kernels ran inside a whole image's warm-up, s:
+#: enough calls of a 7 ms text encoder to take their median.
+WARM_SIZING_S = 0.05
+
+
 class WindowError(UsageError):
     """A window could not be measured however it was lengthened: its point is recorded as an error."""
 
@@ -289,19 +295,21 @@ class Runner:
         self._sync()
         return self.clock() - start
 
-    def warm_up(self, fn: Callable[[], Any], min_calls: int) -> tuple[float, int, float]:
+    def warm_up(self, fn: Callable[[], Any], min_calls: int, cold: bool = True) -> tuple[float, int, float]:
         """Run the first (cold) call, then warm calls: at least ``min_calls`` (>= 1) and ``warmup_s``.
 
         Returns the median of the later half of the warm calls (it sizes the windows; a cold call
         never does: the H200's first text-encoder call took over 1 s, a warm one 7 ms), the calls
-        run and their total time.
+        run and their total time. ``cold=False``: ``fn``'s kernels just ran inside a whole image's
+        warm-up (the clocks are up too), so no cold call runs and warm calls last ``WARM_SIZING_S``.
         """
-        total = self.timed(fn)
+        total = self.timed(fn) if cold else 0.0
+        least_s = self.protocol.warmup_s if cold else min(WARM_SIZING_S, self.protocol.warmup_s)
         warm: list[float] = []
-        while len(warm) < max(1, min_calls) or sum(warm) < self.protocol.warmup_s:
+        while len(warm) < max(1, min_calls) or sum(warm) < least_s:
             warm.append(self.timed(fn))
         total += sum(warm)
-        return statistics.median(warm[len(warm) // 2:]), 1 + len(warm), total
+        return statistics.median(warm[len(warm) // 2:]), int(cold) + len(warm), total
 
     def window(self, name: str, fn: Callable[[], Any], calls: int) -> Window:
         self.meter.begin(name)
@@ -419,9 +427,11 @@ class Runner:
                        f"VAE {(images[r].time_s - rest_s) * 1e3:.1f} ms ({off:+.1%})")
             found[r] = self.repeat(stage, fn, r, found[r].window_calls)
 
-    def stage(self, stage: str, fn: Callable[[], Any], warmup: int = 1) -> list[StageResult]:
-        """Warm up, size the window from the warm calls, then measure the repeats."""
-        single, _, _ = self.warm_up(fn, warmup)
+    def stage(self, stage: str, fn: Callable[[], Any], warmup: int = 1,
+              cold: bool = True) -> list[StageResult]:
+        """Warm up (``cold``: see ``warm_up``), size the window from the warm calls, then measure the
+        repeats."""
+        single, _, _ = self.warm_up(fn, warmup, cold)
         calls = calls_to_fill(single, self.target_s(stage))
         return self.repeats([(stage, fn)], calls, check=False)[stage]
 
@@ -576,19 +586,24 @@ def measure_group(
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
     sync_fn: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
-    """Measure every point of one (model, precision) group; yield each point's rows.
+    """Measure every point of one model, in all its precisions (one job); yield each point's rows.
 
-    ``gpu_context()`` returns the GPU's provenance now (name, driver, clocks,
-    temperature, throttling); it is called before and after each point.
-    ``workload_factory``, ``clock``, ``sleep`` and ``sync_fn`` default to the real
-    pipeline and time; a simulated GPU (``measurement.simulated_gpu``) replaces them.
-    A point that runs out of memory is recorded as ``oom``, one whose windows cannot be
-    measured (``WindowError``, ``EnergyError``) as ``error`` with the reason; the job goes on.
+    Points run in the given order, one precision's pipeline at a time (built when its first
+    point comes, freed after its last). The energy counter's probe (by the caller) and the idle
+    baseline are the job's, once; per precision the text/VAE windows and each shape's warm-up
+    are shared by its points. ``gpu_context()`` returns the GPU's provenance now (name, driver,
+    clocks, temperature, throttling); it is called before and after each point.
+    ``workload_factory``, ``clock``, ``sleep`` and ``sync_fn`` default to the real pipeline and
+    time; a simulated GPU (``measurement.simulated_gpu``) replaces them. A pipeline that does
+    not fit in memory is ``oom`` for each of its precision's points, a point that runs out of
+    memory is ``oom``, one whose windows cannot be measured (``WindowError``, ``EnergyError``)
+    ``error`` with the reason; the job goes on. ``stop()`` is asked before each point: True ends
+    the job there (its time budget is spent).
     """
     device = torch.device(device)
     timings = timings or JobTimings()
-    precision = points[0].precision
     energy_status = getattr(meter, "energy_status", None) or (
         "measured" if meter.measures_energy else f"absent: {meter.absent_reason}")
     info = getattr(meter, "info", None)
@@ -596,29 +611,76 @@ def measure_group(
             "counter_period_s": info.period_s if info else math.nan,
             "counter_resolution_j": info.resolution_j if info else math.nan}
     snapshot = gpu_context or (lambda: {})
-
-    t0 = clock()
-    try:
-        workload = (workload_factory or Workload)(spec, precision, device)
-    except Exception as exc:  # noqa: BLE001 - an OOM at build time is a result for every point
-        if not is_oom(exc):
-            raise
-        log.warning("%s %s does not fit in memory: %s", spec.name, precision, exc)
-        for p in points:
-            yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), {**base, **snapshot()})
-        return
-    timings.build_s = clock() - t0
-
     runner = Runner(meter, protocol, device, clock=clock, sleep=sleep, sync_fn=sync_fn)
-    t0 = clock()
-    idle_w = runner.idle_power_w()
-    timings.idle_s = clock() - t0
-    log.info("idle power %.1f W", idle_w)
+    idle: list[float] = []  # the job's idle power, measured once the first pipeline is on the GPU
 
+    stop = stop or (lambda: False)
+    for precision, group in _by_precision(points):
+        if stop():
+            return
+        t0 = clock()
+        try:
+            workload = (workload_factory or Workload)(spec, precision, device)
+        except Exception as exc:  # noqa: BLE001 - an OOM at build time is a result for every point
+            if not is_oom(exc):
+                raise
+            log.warning("%s %s does not fit in memory: %s", spec.name, precision, exc)
+            _free(device)
+            for p in group:
+                yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), {**base, **snapshot()})
+            continue
+        timings.build_s += clock() - t0
+        if not idle:
+            t0 = clock()
+            idle.append(runner.idle_power_w())
+            timings.idle_s = clock() - t0
+            log.info("idle power %.1f W", idle[0])
+        yield from _measure_precision(spec, group, gpu_kind, workload, runner, protocol, idle[0], base,
+                                      snapshot, timings, energy_status, clock, stop)
+        del workload
+        _free(device)
+        if stop():
+            return
+
+
+def _by_precision(points: list[GridPoint]) -> Iterator[tuple[str, list[GridPoint]]]:
+    """The points in their order, one run of consecutive points per precision (a precision named
+    again later gets its pipeline built again)."""
+    group: list[GridPoint] = []
+    for p in points:
+        if group and p.precision != group[0].precision:
+            yield group[0].precision, group
+            group = []
+        group.append(p)
+    if group:
+        yield group[0].precision, group
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _measure_precision(
+    spec: ModelSpec, points: list[GridPoint], gpu_kind: str, workload: Any, runner: Runner,
+    protocol: Protocol, idle_w: float, base: dict[str, Any], snapshot: Callable[[], dict[str, Any]],
+    timings: JobTimings, energy_status: str, clock: Callable[[], float], stop: Callable[[], bool],
+) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
+    """The points of one precision on its pipeline.
+
+    A new shape (resolution, CFG, batch, frames) is warmed up with whole images first: they run
+    the text encoder and the VAE decoder at that shape too, so their windows that follow need no
+    cold call of their own, only a few warm calls to size them (``Runner.warm_up``, ``cold=False``).
+    A point of a shape already measured is not warmed up: its windows are sized from that point's
+    time per step (``paced_image_s``).
+    """
     shared: dict[tuple, list[StageResult]] = {}
-    # shape (resolution, cfg, batch) -> (steps, image repeats) of the last point measured at it
-    warm: dict[tuple[int, bool, int], tuple[int, list[StageResult]]] = {}
+    # shape (resolution, cfg, batch, frames) -> (steps, image repeats) of the last point measured at it
+    warm: dict[tuple[int, bool, int, int], tuple[int, list[StageResult]]] = {}
     for point in points:
+        if stop():
+            return
         before = snapshot()
         context = {**base, "gpu_name": before.get("gpu_name", ""), "gpu_uuid": before.get("gpu_uuid", ""),
                    "gpu_index": before.get("gpu_index", math.nan),
@@ -626,20 +688,24 @@ def measure_group(
                    "power_limit_w": before.get("power_limit_w", math.nan),
                    "temperature_before_c": before.get("temperature_c", math.nan)}
         runner.start_point()
+        text_key = ("text", point.cfg, point.batch)
+        vae_key = ("vae", point.resolution, point.batch, point.frames)
         try:
             with torch.inference_mode():
+                single_s, warm_calls, warm_s = None, 0, 0.0
+                if point.shape not in warm:
+                    single_s, warm_calls, warm_s = runner.warm_up(workload.image_fn(point), protocol.warmup)
+                    timings.warmup_s += warm_s
                 t0 = clock()
-                text_key = ("text", point.cfg, point.batch)
                 if text_key not in shared:
                     shared[text_key] = runner.stage("text", workload.text_fn(point.cfg, point.batch),
-                                                    protocol.warmup)
-                vae_key = ("vae", point.resolution, point.batch, point.frames)
+                                                    protocol.warmup, cold=False)
                 if vae_key not in shared:
                     shared[vae_key] = runner.stage(
-                        "vae", workload.vae_fn(point.resolution, point.batch, point.frames), protocol.warmup)
+                        "vae", workload.vae_fn(point.resolution, point.batch, point.frames), protocol.warmup,
+                        cold=False)
                 timings.shared_stages_s += clock() - t0
-                single_s = None
-                if point.shape in warm:
+                if single_s is None:
                     steps, previous = warm[point.shape]
                     # Denoising scales with the denoiser's evaluations (steps + 1 for PNDM), not the steps.
                     single_s = paced_image_s(previous, spec.denoiser_evaluations(steps),
@@ -649,19 +715,16 @@ def measure_group(
                 rest_s = (statistics.median(r.time_s for r in shared[text_key])
                           + statistics.median(r.time_s for r in shared[vae_key]))
                 result = runner.image(workload, point, protocol.warmup, single_s, rest_s)
-                timings.warmup_s += result.warmup_s
-                timings.repeats_s += clock() - t0 - result.warmup_s
+                timings.repeats_s += clock() - t0
         except (WindowError, EnergyError) as exc:
-            log.warning("%s: not measured: %s", point.slug, exc)
+            log.warning("%s %s: not measured: %s", point.precision, point.slug, exc)
             yield point, failed_rows(point, gpu_kind, spec, "error", str(exc), context)
             continue
         except Exception as exc:  # noqa: BLE001 - OOM is a result; anything else is re-raised
             if not is_oom(exc):
                 raise
-            log.warning("%s: out of memory: %s", point.slug, exc)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            log.warning("%s %s: out of memory: %s", point.precision, point.slug, exc)
+            _free(runner.device)
             yield point, failed_rows(point, gpu_kind, spec, "oom", str(exc), context)
             continue
         after = snapshot()
@@ -672,16 +735,16 @@ def measure_group(
             "throttle_reasons": ",".join(throttle),
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "denoiser_calls": result.denoiser_calls,
-            "warmup_images": result.warmup_calls,
+            "warmup_images": warm_calls,
             "remeasured": "; ".join(runner.notes),
         })
         warm[point.shape] = (point.steps, result.images)
-        stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": result.denoise,
-                  "vae": shared[("vae", point.resolution, point.batch, point.frames)], "image": result.images}
+        stages = {"text": shared[text_key], "denoise": result.denoise, "vae": shared[vae_key],
+                  "image": result.images}
         rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status)
         timings.points += 1
         med = statistics.median(r.energy_j for r in result.images)
-        log.info("%s: %.1f J/image, %.3f s/image, spread %.1f%%, stage sum %+.1f%%", point.slug, med,
-                 statistics.median(r.time_s for r in result.images), 100 * rows["repeat_spread"].iloc[0],
-                 100 * rows["stage_sum_error"].median())
+        log.info("%s %s: %.1f J/image, %.3f s/image, spread %.1f%%, stage sum %+.1f%%", point.precision,
+                 point.slug, med, statistics.median(r.time_s for r in result.images),
+                 100 * rows["repeat_spread"].iloc[0], 100 * rows["stage_sum_error"].median())
         yield point, rows

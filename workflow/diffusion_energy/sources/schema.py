@@ -102,6 +102,9 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "counter_resolution_j": "the energy counter's unit, measured at the job's start, J",
     "remeasured": "windows measured again and why (too short, or a repeat slower than the others: "
                   "the host stalled); empty when none",
+    "protocol": "every setting of the measurement protocol the point was measured with (sorted JSON)",
+    "measurement_code": "sha256 (12 hex) of the package's measuring and model-building code and the "
+                        "model's architecture file: a point is reused only by the same code",
     "error": "error message when status is not ok",
 }
 
