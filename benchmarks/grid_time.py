@@ -86,6 +86,9 @@ FLUX_REFERENCE = ("flux-dev", "bf16", 1024, 28, False, 5.1)
 STARTUP_S = 4.7
 #: Pipeline build on the GPU and the energy monitor's start, s: 2.3-2.7 s per job (same source).
 BUILD_S = 2.7
+#: Casting a built pipeline to a job's next precision, s (assumed: kernels of milliseconds and a new
+#: pipeline object; ``simulated_gpu.Calibration.cast_s``).
+CAST_S = 0.3
 #: The energy counter's probe at job start, s (``counter.probe``: about ten updates).
 PROBE_S = 1.0
 #: A stage's or new shape's first (cold) call, s: the text encoder's took "over 1 s" (run 1's log);
@@ -226,8 +229,9 @@ class Windows:
     def of(cls, protocol: Any, remeasured: float = 0.0) -> Windows:
         updates = getattr(protocol, "min_window_updates", 0) * COUNTER_PERIOD_S
         image = max(protocol.min_window_s, updates)
-        stage = max(getattr(protocol, "stage_window_s", protocol.min_window_s), updates / 2)
         new = hasattr(protocol, "min_window_updates")
+        # text and VAE windows: stage_window_s and three counter updates (``measure.Runner.target_s``)
+        stage = max(getattr(protocol, "stage_window_s", protocol.min_window_s), 3 * COUNTER_PERIOD_S * new)
         return cls(protocol.idle_s, protocol.warmup, protocol.warmup_s, protocol.repeats, image, stage,
                    aligned=bool(getattr(protocol, "aligned", False)), own_denoise=new, shared_warmup=new,
                    min_tail_s=getattr(protocol, "min_tail_s", 0.0), remeasured=remeasured)
@@ -266,8 +270,9 @@ def job_seconds(points: Sequence[grid.GridPoint], times: pd.DataFrame, windows: 
     built: set = set()
     for p in points:
         if p.precision not in built:
+            # the first precision is built, each next one cast (``measure.Workload.to_precision``)
+            out["startup_build_s"] += CAST_S if built else BUILD_S
             built.add(p.precision)
-            out["startup_build_s"] += BUILD_S
         row = t.loc[(p.model, p.precision, p.resolution, p.steps, p.cfg, p.batch)]
         image_s = row["image"]
         new_shape = (p.precision, p.shape) not in warm or not reuse_warm_shapes

@@ -168,6 +168,19 @@ class Workload:
     def _count_call(self, *_: Any) -> None:
         self.denoiser_calls += 1
 
+    def to_precision(self, precision: str) -> Workload:
+        """The same modules cast in place to ``precision``, for a job's next precision: casting takes
+        milliseconds on the GPU where building takes seconds, and energy depends on the shapes, not
+        on the weights' values. Every stage's kernels are new: the points warm up again."""
+        self.dtype = PRECISIONS[precision]
+        upcast = self.spec.family == "sdxl" and self.spec.vae.config.get("force_upcast", True)
+        self.vae_dtype = torch.float32 if upcast and self.dtype == torch.float16 else self.dtype
+        for comp in self.spec.components:
+            self.modules[comp.name].to(dtype=self.vae_dtype if comp.stage == "vae" else self.dtype)
+        self.pipe = self._pipeline()
+        self._embeds.clear()
+        return self
+
     def _pipeline(self) -> Any:
         cls = import_object(self.spec.pipeline)
         params = inspect.signature(cls.__init__).parameters
@@ -590,11 +603,11 @@ def measure_group(
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
     """Measure every point of one model, in all its precisions (one job); yield each point's rows.
 
-    Points run in the given order, one precision's pipeline at a time (built when its first
-    point comes, freed after its last). The energy counter's probe (by the caller) and the idle
-    baseline are the job's, once; per precision the text/VAE windows and each shape's warm-up
-    are shared by its points. ``gpu_context()`` returns the GPU's provenance now (name, driver,
-    clocks, temperature, throttling); it is called before and after each point.
+    Points run in the given order, one precision at a time: the pipeline is built for the first
+    and cast to each next one (``Workload.to_precision``). The energy counter's probe (by the
+    caller) and the idle baseline are the job's, once; per precision the text/VAE windows and
+    each shape's warm-up are shared by its points. ``gpu_context()`` returns the GPU's provenance
+    now (name, driver, clocks, temperature, throttling); it is called before and after each point.
     ``workload_factory``, ``clock``, ``sleep`` and ``sync_fn`` default to the real pipeline and
     time; a simulated GPU (``measurement.simulated_gpu``) replaces them. A pipeline that does
     not fit in memory is ``oom`` for each of its precision's points, a point that runs out of
@@ -615,16 +628,20 @@ def measure_group(
     idle: list[float] = []  # the job's idle power, measured once the first pipeline is on the GPU
 
     stop = stop or (lambda: False)
+    workload = None
     for precision, group in _by_precision(points):
         if stop():
             return
         t0 = clock()
         try:
-            workload = (workload_factory or Workload)(spec, precision, device)
+            # the job's next precision: the pipeline on the GPU is cast, not built again
+            workload = (workload.to_precision(precision) if hasattr(workload, "to_precision")
+                        else (workload_factory or Workload)(spec, precision, device))
         except Exception as exc:  # noqa: BLE001 - an OOM at build time is a result for every point
             if not is_oom(exc):
                 raise
             log.warning("%s %s does not fit in memory: %s", spec.name, precision, exc)
+            workload = None
             _free(device)
             for p in group:
                 yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), {**base, **snapshot()})
@@ -637,7 +654,6 @@ def measure_group(
             log.info("idle power %.1f W", idle[0])
         yield from _measure_precision(spec, group, gpu_kind, workload, runner, protocol, idle[0], base,
                                       snapshot, timings, energy_status, clock, stop)
-        del workload
         _free(device)
         if stop():
             return
