@@ -222,11 +222,19 @@ def _measure(args: argparse.Namespace, simulated: str | None) -> int:
                        outdir / args.gpu / spec.name / "_windows.csv") if todo else None
         measured: list[str] = []
         stopped = ""
-        spent: list[float] = []  # the job's time when its budget stopped it
+        spent: list[tuple[float, float]] = []  # the job's time and the next point's need when stopped
+        last: list[tuple[Any, float]] = []  # the last measured point and its time per image
 
-        def out_of_time() -> bool:
-            if args.budget_s is not None and where.total_s() >= args.budget_s:
-                spent.append(where.total_s())
+        def out_of_time(point: Any) -> bool:
+            if args.budget_s is None:
+                return False
+            need = 0.0
+            if last:
+                period = getattr(where.meter, "info", None)
+                need = measure.point_estimate_s(spec, point, last[-1][0], last[-1][1], protocol,
+                                                period.period_s if period else 0.0)
+            if where.total_s() + need >= args.budget_s:
+                spent.append((where.total_s(), need))
                 return True
             return False
 
@@ -246,8 +254,13 @@ def _measure(args: argparse.Namespace, simulated: str | None) -> int:
                 journal.write(frame, saved, asdict(protocol))
                 atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
                 measured.append(f"{point.precision}/{point.slug}")
+                image = frame[(frame["stage"] == "image") & (frame["status"] == "ok")]
+                if len(image):
+                    last.append((point, float(image["time_s"].median())))
             if spent:
-                stopped = (f"stopped at its time budget ({spent[0]:.0f} of {args.budget_s:g} s spent) after "
+                now, need = spent[0]
+                stopped = (f"stopped at its time budget ({now:.0f} of {args.budget_s:g} s spent"
+                           + (f", the next point needs about {need:.0f} s" if need else "") + f") after "
                            f"{len(measured)} of {len(todo)} point(s) to measure; "
                            f"{'they are' if measured else 'nothing is'} in the journal {journal_dir}")
         except KeyboardInterrupt:  # SIGINT, or SIGTERM (see _stop_on_sigterm): every measured point is kept

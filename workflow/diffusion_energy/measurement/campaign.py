@@ -239,8 +239,8 @@ def run_jobs(the_plan: Plan, record: RunRecord, protocol_json: str, gpu_kinds_js
     record.spent_s = jobs_s if record.simulated else max(record.wall_s, jobs_s)
 
 
-def tarball_name(kind: str, started: datetime) -> str:
-    return f"campaign-{kind}-{started.strftime('%Y%m%dT%H%M%SZ')}.tar"
+def tarball_name(record: RunRecord) -> str:
+    return f"campaign-{record.kind}-{record.run_id}.tar"
 
 
 def pack(record: RunRecord, root: Path, out: Path, extra_logs: Sequence[Path] = ()) -> Path:

@@ -490,6 +490,32 @@ def paced_image_s(previous: list[StageResult], previous_evaluations: int, evalua
     return fixed_s + max(image_s - fixed_s, 0.0) * evaluations / previous_evaluations
 
 
+#: Windows measured again per window, as planned for (the simulated H200 re-measures 38% of its
+#: SD 1.5 windows: benchmarks/grid_time.py).
+PLANNED_REMEASURE = 0.4
+#: A new shape's cold calls and warm-up, and its text/VAE windows, s (the simulated H200's 1.5 s cold
+#: denoising call and about 2 s of stage windows; the real run's warm-ups took 1.8-11 s per job).
+PLANNED_NEW_SHAPE_S = 5.0
+
+
+def point_estimate_s(spec: ModelSpec, point: GridPoint, previous: GridPoint, previous_image_s: float,
+                     protocol: Protocol, period_s: float) -> float:
+    """About how long ``point`` takes, from the time per image of ``previous`` (the job's last
+    point): the image time scales with denoiser evaluations, pixels and batch (compute-bound; a
+    launch-bound point takes less), fp32 runs at a quarter of the 16-bit speed; each repeat has an
+    image and a denoise window of at least the shortest window, re-measures as planned for, and a
+    new shape adds its warm-up. A job stops before a point that would end past its budget."""
+    def work(p: GridPoint) -> float:
+        return (spec.denoiser_evaluations(p.steps) * p.resolution ** 2 * p.batch * p.frames
+                * (4.0 if p.precision == "fp32" else 1.0))
+
+    image_s = previous_image_s * work(point) / work(previous)
+    window_s = max(protocol.min_window_s, protocol.min_window_updates * period_s, image_s) + 2 * period_s
+    new_shape = point.shape != previous.shape or point.precision != previous.precision
+    return (2 * protocol.repeats * window_s * (1 + PLANNED_REMEASURE)
+            + (PLANNED_NEW_SHAPE_S + image_s if new_shape else 0.0))
+
+
 def spread(values: list[float]) -> float:
     finite = [v for v in values if math.isfinite(v) and v > 0]
     return max(finite) / min(finite) - 1 if len(finite) >= 2 else math.nan
@@ -599,7 +625,7 @@ def measure_group(
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
     sync_fn: Callable[[], None] | None = None,
-    stop: Callable[[], bool] | None = None,
+    stop: Callable[[GridPoint], bool] | None = None,
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
     """Measure every point of one model, in all its precisions (one job); yield each point's rows.
 
@@ -612,8 +638,8 @@ def measure_group(
     time; a simulated GPU (``measurement.simulated_gpu``) replaces them. A pipeline that does
     not fit in memory is ``oom`` for each of its precision's points, a point that runs out of
     memory is ``oom``, one whose windows cannot be measured (``WindowError``, ``EnergyError``)
-    ``error`` with the reason; the job goes on. ``stop()`` is asked before each point: True ends
-    the job there (its time budget is spent).
+    ``error`` with the reason; the job goes on. ``stop(point)`` is asked before each point: True
+    ends the job there (its time budget cannot take the point).
     """
     device = torch.device(device)
     timings = timings or JobTimings()
@@ -627,10 +653,10 @@ def measure_group(
     runner = Runner(meter, protocol, device, clock=clock, sleep=sleep, sync_fn=sync_fn)
     idle: list[float] = []  # the job's idle power, measured once the first pipeline is on the GPU
 
-    stop = stop or (lambda: False)
+    stop = stop or (lambda _point: False)
     workload = None
     for precision, group in _by_precision(points):
-        if stop():
+        if stop(group[0]):
             return
         t0 = clock()
         try:
@@ -655,8 +681,6 @@ def measure_group(
         yield from _measure_precision(spec, group, gpu_kind, workload, runner, protocol, idle[0], base,
                                       snapshot, timings, energy_status, clock, stop)
         _free(device)
-        if stop():
-            return
 
 
 def _by_precision(points: list[GridPoint]) -> Iterator[tuple[str, list[GridPoint]]]:
@@ -681,7 +705,8 @@ def _free(device: torch.device) -> None:
 def _measure_precision(
     spec: ModelSpec, points: list[GridPoint], gpu_kind: str, workload: Any, runner: Runner,
     protocol: Protocol, idle_w: float, base: dict[str, Any], snapshot: Callable[[], dict[str, Any]],
-    timings: JobTimings, energy_status: str, clock: Callable[[], float], stop: Callable[[], bool],
+    timings: JobTimings, energy_status: str, clock: Callable[[], float],
+    stop: Callable[[GridPoint], bool],
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
     """The points of one precision on its pipeline.
 
@@ -695,7 +720,7 @@ def _measure_precision(
     # shape (resolution, cfg, batch, frames) -> (steps, image repeats) of the last point measured at it
     warm: dict[tuple[int, bool, int, int], tuple[int, list[StageResult]]] = {}
     for point in points:
-        if stop():
+        if stop(point):
             return
         before = snapshot()
         context = {**base, "gpu_name": before.get("gpu_name", ""), "gpu_uuid": before.get("gpu_uuid", ""),

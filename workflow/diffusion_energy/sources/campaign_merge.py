@@ -70,6 +70,21 @@ def _name(key: tuple) -> str:
     return f"{model} {precision}/{int(res)}px{video}_{int(steps)}steps_cfg{int(bool(cfg))}_b{int(batch)}"
 
 
+def read_manifest(tarball: Path) -> dict[str, Any]:
+    """A run's manifest (``manifest.json`` of its tarball)."""
+    if not tarball.is_file():
+        raise DatasetError(f"{tarball}: no such campaign tarball")
+    try:
+        with tarfile.open(tarball) as tar:
+            member = tar.extractfile("manifest.json")
+            return json.loads(member.read()) if member else {}
+    except KeyError:
+        raise DatasetError(f"{tarball}: no manifest.json: not a tarball of `diffusion-energy campaign-run`"
+                           ) from None
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise DatasetError(f"{tarball}: not a readable campaign tarball ({exc})") from None
+
+
 def read_run(tarball: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame], dict[str, str]]:
     """The run's manifest, its points' rows by point file, and the files that could not be read."""
     if not tarball.is_file():
