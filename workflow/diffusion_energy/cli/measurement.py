@@ -485,9 +485,9 @@ def _read_parquet(path: str, what: str) -> pd.DataFrame:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    flops = dataset.check_flops_table(_read_parquet(args.flops, "FLOPs table"), args.flops)
     measurements = dataset.read_table(args.measurements)
     dataset.refuse_simulated(measurements, args.measurements)
+    flops = dataset.check_flops_table(_read_parquet(args.flops, "FLOPs table"), args.flops)
     energy = dataset.collect_energy(measurements, flops)
     atomic.write_parquet(energy, args.out)
     log.info("%d grid points with GPU energy -> %s", len(energy), args.out)

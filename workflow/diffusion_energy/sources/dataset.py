@@ -443,7 +443,7 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
                     "energy or out of memory", len(m), sources)
         return empty_energy()
 
-    joined = per_image_costs(image, flops)
+    joined = per_image_costs(image, flops) if not flops.empty else image.iloc[0:0]
     if joined.empty:
         log.warning("no point to collect: none of the %d measured points has FLOPs in the FLOPs table "
                     "(count its models with `diffusion-energy count-flops`)", len(image))
