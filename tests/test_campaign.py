@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -170,3 +171,20 @@ def test_the_plan_skips_shipped_points_of_this_protocol_and_code_only(tmp_path: 
     other = campaign.plan(config, "h200-simulated", table, versions,
                           measure.Protocol.from_config({**config["protocol"], "repeats": 5}))
     assert other.points() == 9
+
+
+def test_a_merge_rewrites_the_shipped_datasheet_keeping_the_older_runs_notes(tmp_path: Path) -> None:
+    """The H200 rows from before campaigns keep their code line and notes (h200.runs.json) when a
+    campaign merge writes h200.md again."""
+    shipped = REPO_ROOT / "resources" / "measurements"
+    for name in ("h200.parquet", "h200.runs.json"):
+        shutil.copy(shipped / name, tmp_path / name)
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    frame = dataset.read_measurements([tmp_path / "h200.parquet"])
+    expected = [(p.model, p.precision, p.resolution, p.steps, p.cfg, p.batch)
+                for p in grid.grid_points(config)]
+    sheet = campaign_merge.write_datasheet(frame, "h200", tmp_path, config["protocol"], expected).read_text()
+    old = (shipped / "h200.md").read_text()
+    for line in old.splitlines():
+        if line.startswith(("- Code:", "- Run:", "- Spreads and stage sums")):
+            assert line in sheet
