@@ -234,6 +234,11 @@ def run_jobs(the_plan: Plan, record: RunRecord, protocol_json: str, gpu_kinds_js
             after_job()
         log.info("%s: %s measured, job %s", model, job.summary.get("measured", 0),
                  job.summary.get("stopped") or f"ended with status {job.returncode}")
+        if str(job.summary.get("stopped", "")).startswith("stopped at its time budget"):
+            # what is left would pay another job's fixed cost for a point or two: the next run
+            # starts with this job's remaining points instead
+            record.stopped = f"budget spent: {model} stopped before its next point"
+            break
     jobs_s = sum(float(j.summary.get("total_s", 0.0) or 0.0) for j in record.jobs)
     record.wall_s = clock() - start
     record.spent_s = jobs_s if record.simulated else max(record.wall_s, jobs_s)
