@@ -107,7 +107,7 @@ def test_measure_job_runs_on_the_simulated_gpu_and_journals_every_point(tmp_path
         assert len(rows) == 12 and (rows["status"] == "ok").all()
         assert rows["energy_status"].iloc[0].startswith("simulated")  # never a measurement
         assert rows["gpu_name"].iloc[0] == "NVIDIA H200 (simulated)"
-    windows = pd.read_csv(tmp_path / "m" / "h200-simulated" / "sd15" / "fp16" / "_windows.csv")
+    windows = pd.read_csv(tmp_path / "m" / "h200-simulated" / "sd15" / "_windows.csv")  # one per job
     assert windows["window_name"].iloc[0] == "idle" and (windows["elapsed_time"] > 0.2).all()
     summary = pd.read_json(tmp_path / "job.json", typ="series")
     assert summary["measured"] == 2 and 0 < summary["fixed_share"] < 1
