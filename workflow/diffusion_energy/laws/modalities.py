@@ -16,13 +16,18 @@ on the same single-GPU raw points, answer three questions:
 ``joint_lomo``
     Fitted on image and video points together, each architecture (image or
     video) held out in turn.
+``joint_lomo_nested``
+    The same, nested over the video architectures: each held out, the law, its
+    blend's weights and its interval chosen (``choice``) on the other video
+    architectures held out: what ``predict``'s answer for a new video
+    architecture errs.
 
 Metrics (median / P90 / worst absolute percentage error, Spearman, ...) per
 experiment, candidate and modality, per GPU kind and over all points. The
 joint model, fitted on every point, is what ``predict`` answers video models
-with: the candidate with the smallest P90 error on held-out video
-architectures per GPU kind, its interval the held-out video errors. Its JSON
-has the laws file's layout, so ``predict`` reads either the same way.
+with: the law the choice picks on held-out video architectures, one for every
+GPU kind, its interval calibrated on their held-out errors. Its JSON has the
+laws file's layout, so ``predict`` reads either the same way.
 """
 
 from __future__ import annotations
