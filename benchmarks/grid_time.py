@@ -71,6 +71,7 @@ from diffusion_energy.counting.features import Point, point_features  # noqa: E4
 from diffusion_energy.laws import simulate  # noqa: E402
 from diffusion_energy.measurement import measure  # noqa: E402
 from diffusion_energy.measurement.energy import calls_to_fill  # noqa: E402
+from diffusion_energy.measurement.measure import WARM_SIZING_S  # noqa: E402
 from diffusion_energy.models.zoo import load_spec  # noqa: E402
 
 #: The H200 run's SD 1.5 points (per-call times of every stage, medians over the repeats).
@@ -86,9 +87,17 @@ FLUX_REFERENCE = ("flux-dev", "bf16", 1024, 28, False, 5.1)
 STARTUP_S = 4.7
 #: Pipeline build on the GPU and the energy monitor's start, s: 2.3-2.7 s per job (same source).
 BUILD_S = 2.7
+#: Casting a built pipeline to a job's next precision, s (assumed: kernels of milliseconds and a new
+#: pipeline object; ``simulated_gpu.Calibration.cast_s``).
+CAST_S = 0.3
+#: The energy counter's probe at job start, s (``counter.probe``: about ten updates).
+PROBE_S = 1.0
 #: A stage's or new shape's first (cold) call, s: the text encoder's took "over 1 s" (run 1's log);
 #: the warm-up gaps before the first windows were 1.0-2.3 s (run 2's windows CSV).
 COLD_CALL_S = 1.0
+#: Seconds of measuring one campaign run has: a 600 s command less the wheels' install, imports,
+#: the GPU check and packing (scripts/device/campaign_run.sh).
+CAMPAIGN_BUDGET_S = 480.0
 #: NVML energy counter update period, s (about 100 ms on the H100 and H200: counter_period_s of the
 #: shipped H200 rows, resources/measurements/h200.parquet).
 COUNTER_PERIOD_S = 0.1
@@ -194,7 +203,17 @@ def calibrate(table: pd.DataFrame, targets: list[tuple[grid.GridPoint, str, floa
 
 @dataclass(frozen=True)
 class Windows:
-    """What the protocol makes a job do, in seconds (older protocols lack the newer keys)."""
+    """What the protocol makes a job do, in seconds (older protocols lack the newer keys).
+
+    ``aligned``: windows open at a counter update and close at the first update at least
+    ``min_tail_s`` after their work (on average half a period before, ``min_tail_s`` and half a
+    period after); the 2026-12-04 run read them at their edges (no wait). ``own_denoise``: every
+    repeat has a denoise window of its own, interleaved with the image's (the 2026-12-04 run
+    nested it inside the image window when one image filled a window). ``shared_warmup``: a new
+    shape is warmed up with whole images first, so the text and VAE windows after it need no cold
+    call, only ``measure.WARM_SIZING_S`` of warm calls. ``remeasured``: windows measured again per
+    window measured (outliers, too short), at the simulated GPU's rate.
+    """
 
     idle_s: float
     warmup: int
@@ -202,52 +221,142 @@ class Windows:
     repeats: int
     image_window_s: float
     stage_window_s: float
+    aligned: bool = False
+    own_denoise: bool = False
+    shared_warmup: bool = False
+    min_tail_s: float = 0.0
+    remeasured: float = 0.0
 
     @classmethod
-    def of(cls, protocol: Any) -> Windows:
+    def of(cls, protocol: Any, remeasured: float = 0.0) -> Windows:
         updates = getattr(protocol, "min_window_updates", 0) * COUNTER_PERIOD_S
         image = max(protocol.min_window_s, updates)
-        stage = max(getattr(protocol, "stage_window_s", protocol.min_window_s), updates / 2)
-        return cls(protocol.idle_s, protocol.warmup, protocol.warmup_s, protocol.repeats, image, stage)
+        new = hasattr(protocol, "min_window_updates")
+        # text and VAE windows: stage_window_s and three counter updates (``measure.Runner.target_s``)
+        stage = max(getattr(protocol, "stage_window_s", protocol.min_window_s), 3 * COUNTER_PERIOD_S * new)
+        return cls(protocol.idle_s, protocol.warmup, protocol.warmup_s, protocol.repeats, image, stage,
+                   aligned=bool(getattr(protocol, "aligned", False)), own_denoise=new, shared_warmup=new,
+                   min_tail_s=getattr(protocol, "min_tail_s", 0.0), remeasured=remeasured)
+
+    def edges_s(self) -> float:
+        """Waiting at a window's edges for counter updates, on average."""
+        return COUNTER_PERIOD_S + self.min_tail_s if self.aligned else 0.0
 
 
 def window_s(call_s: float, min_window_s: float) -> float:
     return calls_to_fill(call_s, min_window_s) * call_s
 
 
-def warm_up_s(call_s: float, windows: Windows) -> float:
-    """A cold first call, then warm calls until ``warmup`` calls and ``warmup_s`` seconds."""
-    calls = max(1, windows.warmup, math.ceil(windows.warmup_s / call_s) if call_s > 0 else 1)
-    return max(COLD_CALL_S, call_s) + calls * call_s
+def warm_up_s(call_s: float, windows: Windows, cold: bool = True) -> float:
+    """A cold first call, then warm calls until ``warmup`` calls and ``warmup_s`` seconds (``cold``
+    False: the kernels ran in a whole image just before; warm calls size the window)."""
+    least_s = windows.warmup_s if cold else min(WARM_SIZING_S, windows.warmup_s)
+    calls = max(1, windows.warmup, math.ceil(least_s / call_s) if call_s > 0 else 1)
+    return (max(COLD_CALL_S, call_s) if cold else 0.0) + calls * call_s
 
 
 def job_seconds(points: Sequence[grid.GridPoint], times: pd.DataFrame, windows: Windows,
                 reuse_warm_shapes: bool = True) -> dict[str, float]:
-    """Wall time of one measurement job: fixed (start-up, build, idle, text/VAE windows and every
-    warm-up) and the image and denoise windows of its points. A point after one of the same shape
-    is not warmed up again (``reuse_warm_shapes``: what ``measure.py`` does)."""
+    """Wall time of one measurement job (one model, all its precisions, in this order): fixed
+    (start-up, the counter probe and idle once, a build per precision, text/VAE windows and every
+    warm-up) and the image and denoise windows of its points, with re-measured windows at
+    ``windows.remeasured``. A point after one of the same shape and precision is not warmed up
+    again (``reuse_warm_shapes``: what ``measure.py`` does)."""
     t = times.set_index(["model", "precision", "resolution", "steps", "cfg", "batch"])
-    out = {"startup_build_s": STARTUP_S + BUILD_S, "idle_s": windows.idle_s, "text_vae_s": 0.0,
+    edges = windows.edges_s()
+    out = {"startup_build_s": STARTUP_S + PROBE_S, "idle_s": windows.idle_s + edges, "text_vae_s": 0.0,
            "warmup_s": 0.0, "windows_s": 0.0}
-    seen_text, seen_vae, warm = set(), set(), set()
+    seen_text: set = set()
+    seen_vae: set = set()
+    warm: set = set()
+    built: set = set()
     for p in points:
+        if p.precision not in built:
+            # the first precision is built, each next one cast (``measure.Workload.to_precision``)
+            out["startup_build_s"] += CAST_S if built else BUILD_S
+            built.add(p.precision)
         row = t.loc[(p.model, p.precision, p.resolution, p.steps, p.cfg, p.batch)]
-        for seen, key, s in ((seen_text, (p.cfg, p.batch), row["text"]),
-                             (seen_vae, (p.resolution, p.batch), row["vae"])):
+        image_s = row["image"]
+        new_shape = (p.precision, p.shape) not in warm or not reuse_warm_shapes
+        if new_shape:
+            warm.add((p.precision, p.shape))
+            # shared warm-up: the whole image's cold call runs the text encoder and the VAE cold too
+            out["warmup_s"] += warm_up_s(image_s, windows)
+        for seen, key, s in ((seen_text, (p.precision, p.cfg, p.batch), row["text"]),
+                             (seen_vae, (p.precision, p.resolution, p.batch), row["vae"])):
             if key not in seen:
                 seen.add(key)
-                out["warmup_s"] += warm_up_s(s, windows)
-                out["text_vae_s"] += windows.repeats * window_s(s, windows.stage_window_s)
-        image_s = row["image"]
-        if p.shape not in warm or not reuse_warm_shapes:
-            out["warmup_s"] += warm_up_s(image_s, windows)
-            warm.add(p.shape)
+                out["warmup_s"] += warm_up_s(s, windows, cold=not windows.shared_warmup)
+                out["text_vae_s"] += windows.repeats * (window_s(s, windows.stage_window_s) + edges)
         calls = calls_to_fill(image_s, windows.image_window_s)
-        per_repeat = calls * image_s + (calls * row["denoise"] if calls > 1 else 0.0)
-        out["windows_s"] += windows.repeats * per_repeat
+        denoise = calls * row["denoise"] if windows.own_denoise or calls > 1 else 0.0
+        per_repeat = calls * image_s + denoise + (2 if windows.own_denoise else 1) * edges
+        out["windows_s"] += windows.repeats * per_repeat * (1 + windows.remeasured)
     out["fixed_s"] = out["startup_build_s"] + out["idle_s"] + out["text_vae_s"] + out["warmup_s"]
     out["total_s"] = out["fixed_s"] + out["windows_s"]
     return out
+
+
+@dataclass(frozen=True)
+class Run:
+    """One campaign run: the points it measures, per model, and its seconds."""
+
+    points: list[grid.GridPoint]
+    seconds: float
+
+
+def campaign_runs(jobs: Sequence[Sequence[grid.GridPoint]], times: pd.DataFrame, windows: Windows,
+                  budget_s: float) -> list[Run]:
+    """The runs a campaign needs, as ``diffusion-energy campaign-run`` plans them: jobs in
+    ``measure_order``, each run measuring the next points until its ``budget_s`` is spent; a job
+    stops before a point that would end past the budget, and the next run starts it again (paying
+    the job's fixed cost again: start-up, build, idle, the text/VAE windows and warm-ups it needs).
+    A point is estimated as ``job_seconds`` counts it."""
+    todo = [list(job) for job in jobs if job]
+    runs: list[Run] = []
+    while todo:
+        spent, done = 0.0, []
+        while todo:
+            job = todo[0]
+            taken: list[grid.GridPoint] = []
+            for p in job:
+                total = job_seconds([*taken, p], times, windows)["total_s"]
+                if taken and spent + total > budget_s or not taken and done and spent + total > budget_s:
+                    break
+                taken.append(p)
+            if not taken:
+                break
+            spent += job_seconds(taken, times, windows)["total_s"]
+            done += taken
+            todo[0] = job[len(taken):]
+            if todo[0]:
+                break  # the budget ends inside this job: the next run goes on with it
+            todo.pop(0)
+        runs.append(Run(done, spent))
+    return runs
+
+
+def simulated_remeasure_rate(protocol: measure.Protocol, points: Sequence[grid.GridPoint],
+                             seeds: Sequence[int] = (0, 1)) -> float:
+    """Windows measured again per image or denoise window measured, on the simulated H200 with the
+    config's protocol (``measurement.simulated_gpu``; its host drift and stalls are the 2026-12-04
+    run's). From SD 1.5's points: they simulate in seconds; longer windows stall more often."""
+    from diffusion_energy.measurement import simulated_gpu as sg
+
+    again = windows = 0
+    spec = load_spec("sd15")
+    for seed in seeds:
+        gpu = sg.SimulatedGpu("h200", seed=seed)
+        meter = sg.simulated_meter(gpu, aligned=protocol.aligned, min_tail_s=protocol.min_tail_s)
+        found = measure.measure_group(
+            spec, list(points), "h200-simulated", meter, protocol, "cpu", gpu.snapshot,
+            workload_factory=lambda s, precision, _, g=gpu: sg.SimulatedWorkload(g, s, precision),
+            clock=gpu.clock, sleep=gpu.sleep, sync_fn=gpu.sync)
+        for _, rows in found:
+            notes = str(rows["remeasured"].iloc[0] or "")
+            again += len([n for n in notes.split("; ") if n])
+            windows += 2 * protocol.repeats
+    return again / windows if windows else 0.0
 
 
 def observed_sd15_job(path: Path = WINDOWS_CSV) -> tuple[float, int]:
@@ -281,7 +390,7 @@ def measured_times(timings: ShippedTimings, points: Sequence[grid.GridPoint]) ->
 
 def in_windows_s(points: Sequence[grid.GridPoint], times: pd.DataFrame) -> float:
     """The run's job from its idle window to its last window (no start-up, no build)."""
-    return job_seconds(points, times, run_windows())["total_s"] - STARTUP_S - BUILD_S
+    return job_seconds(points, times, run_windows())["total_s"] - STARTUP_S - PROBE_S - BUILD_S
 
 
 def validate(table: pd.DataFrame, model: TimeModel, timings: ShippedTimings) -> str:
@@ -298,12 +407,11 @@ def validate(table: pd.DataFrame, model: TimeModel, timings: ShippedTimings) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
-    parser.add_argument("--command-s", type=float, default=600.0,
-                        help="seconds one GPU command may run (the device tool's limit: 10 minutes)")
+    parser.add_argument("--run-budget-s", type=float, default=CAMPAIGN_BUDGET_S,
+                        help="seconds of measuring in one campaign run (scripts/device/campaign_run.sh)")
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
     protocol = measure.Protocol.from_config(config.get("protocol"))
-    windows = Windows.of(protocol)
     points = grid.grid_points(config)
     timings = ShippedTimings.read()
     t0 = time.perf_counter()
@@ -321,35 +429,43 @@ def main() -> int:
               for f, (p, what, t) in zip(fitted, targets, strict=True)]
     print("  fit, model / measured - 1: " + ", ".join(errors))
     print("  " + validate(table, model, timings))
-    print(f"protocol: idle {windows.idle_s:g} s, image windows >= {windows.image_window_s:g} s, text/VAE "
-          f"windows >= {windows.stage_window_s:g} s, {windows.repeats} repeats, warm-up {windows.warmup} "
-          f"call(s) and {windows.warmup_s:g} s after a {COLD_CALL_S:g} s cold call")
+    jobs = grid.measurement_jobs(points)
+    rate = simulated_remeasure_rate(protocol, [p for p in jobs.get("sd15", []) if p.precision == "fp16"])
+    windows = Windows.of(protocol, remeasured=rate)
+    plain = Windows.of(protocol)
+    print(f"protocol: idle {windows.idle_s:g} s, image and denoise windows of their own >= "
+          f"{windows.image_window_s:g} s, text/VAE windows >= {windows.stage_window_s:g} s, "
+          f"{windows.repeats} repeats, {windows.edges_s():.2f} s at each window's edges (counter updates); "
+          f"a new shape warmed up with whole images ({windows.warmup} call(s) and {windows.warmup_s:g} s "
+          f"after a {COLD_CALL_S:g} s cold call); re-measured windows: {rate:.1%} of those measured (the "
+          "simulated H200, SD 1.5; longer windows stall more often)")
     times = stage_times(points, table, model)
-    groups = grid.measurement_groups(points)
-    priority = grid.measure_priorities(config, groups)
+    priority = grid.measure_priorities(config, jobs)
+    order = sorted(jobs, key=lambda m: -priority[m])
     rows = []
-    for (m, precision), group in sorted(groups.items(), key=lambda kv: -priority[kv[0]]):
-        est = job_seconds(group, times, windows)
-        every = job_seconds(group, times, windows, reuse_warm_shapes=False)["total_s"]
-        rows.append({"model": m, "precision": precision, "points": len(group), **est,
-                     "warm_every_point_s": every})
+    for m in order:
+        est = job_seconds(jobs[m], times, windows)
+        rows.append({"model": m, "precisions": ",".join(dict.fromkeys(p.precision for p in jobs[m])),
+                     "points": len(jobs[m]), **est,
+                     "no_remeasure_s": job_seconds(jobs[m], times, plain)["total_s"]})
     frame = pd.DataFrame(rows)
     frame["fixed_share"] = frame["fixed_s"] / frame["total_s"]
-    frame["cumulative_s"] = frame["total_s"].cumsum()
-    frame["fits"] = np.where(frame["cumulative_s"] <= args.command_s, "yes", "no")
-    print(f"jobs in measure_order (fits: done within one {args.command_s:.0f} s command, in this order):")
-    print(frame[["model", "precision", "points", "startup_build_s", "idle_s", "text_vae_s", "warmup_s",
-                 "fixed_s", "windows_s", "total_s", "fixed_share", "cumulative_s", "fits"]].to_string(
+    print("jobs (one per model, all its precisions) in measure_order:")
+    print(frame[["model", "precisions", "points", "startup_build_s", "idle_s", "text_vae_s", "warmup_s",
+                 "fixed_s", "windows_s", "total_s", "fixed_share"]].to_string(
         index=False, float_format=lambda v: f"{v:.2f}" if v < 1 else f"{v:.1f}"))
     total, fixed = frame["total_s"].sum(), frame["fixed_s"].sum()
     print(f"grid: {len(points)} points in {len(frame)} jobs, estimated {total:.0f} s ({total / 60:.1f} min) "
-          f"on one H200; fixed cost {fixed:.0f} s = {fixed / total:.1%} (goal <= 15%), "
-          f"per job {frame['fixed_s'].min():.0f}-{frame['fixed_s'].max():.0f} s; warming up every point: "
-          f"{frame['warm_every_point_s'].sum() / 60:.1f} min")
-    done = frame[frame["fits"] == "yes"]
-    print(f"one {args.command_s:.0f} s command measures {len(done)} of {len(frame)} jobs "
-          f"({int(done['points'].sum())} of {len(points)} points, {done['total_s'].sum():.0f} s): "
-          + (", ".join(f"{r.model} {r.precision}" for r in done.itertuples()) or "none"))
+          f"on one H200 ({frame['no_remeasure_s'].sum() / 60:.1f} min without re-measured windows); fixed "
+          f"cost {fixed:.0f} s = {fixed / total:.1%} (goal <= 15% per job: worst "
+          f"{frame['fixed_share'].max():.1%}, {frame.loc[frame['fixed_share'].idxmax(), 'model']})")
+    runs = campaign_runs([jobs[m] for m in order], times, windows, args.run_budget_s)
+    print(f"campaign: {len(runs)} runs of {args.run_budget_s:.0f} s of measuring each "
+          "(scripts/device/campaign_run.sh):")
+    for i, run in enumerate(runs, 1):
+        per = pd.Series([p.model for p in run.points]).value_counts(sort=False)
+        print(f"  run {i}: {len(run.points)} points, {run.seconds:.0f} s: "
+              + ", ".join(f"{m} {n}" for m, n in per.items()))
     return 0
 
 

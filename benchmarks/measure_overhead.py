@@ -1,7 +1,7 @@
 """Fixed cost per measurement job and its share of the grid's GPU wall time.
 
-Reads the timings every measurement job writes (``logs/measure/{gpu}/{model}/
-{precision}.job.json``) and prints, per job and in total: process start-up and
+Reads the timings every measurement job writes (``logs/measure/{gpu}/{model}.job.json``:
+one job per model, all its precisions) and prints, per job and in total: process start-up and
 imports, pipeline build, idle baseline, text/VAE windows, warm-up, the image
 repeats, and the fixed cost (everything but the repeats) as a share of the
 job's wall time. Goal: under 15% on the default grid.

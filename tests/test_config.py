@@ -191,10 +191,20 @@ def test_measurement_path_and_rule_names(shipped: dict[str, Any]) -> None:
     assert str(grid.measurement_path("results/measurements", "h100", point)) == (
         "results/measurements/h100/flux-dev/bf16/1024px_25steps_cfg0_b1.parquet"
     )
-    groups = grid.measurement_groups(grid.grid_points(shipped))
-    names = [grid.rule_name(m, p) for m, p in groups]
-    assert "measure_sd35_large_fp16" in names and "measure_flux_dev_bf16" in names
+    jobs = grid.measurement_jobs(grid.grid_points(shipped))
+    names = [grid.rule_name(m) for m in jobs]
+    assert "measure_sd35_large" in names and "measure_flux_dev" in names
     assert len(set(names)) == len(names) and all(n.isidentifier() for n in names)
+
+
+def test_one_job_per_model_measures_its_usual_precision_first(shipped: dict[str, Any]) -> None:
+    """Start-up, the counter probe and the idle baseline are paid once per model (issue 24.7)."""
+    jobs = grid.measurement_jobs(grid.grid_points(shipped))
+    assert sorted(jobs) == sorted(["sd15", "sd21", "sdxl", "sd35-large", "flux-dev", "qwen-image"])
+    assert [p.precision for p in jobs["sd15"]] == ["fp16"] * 12 + ["fp32"] * 2
+    assert grid.job_point_names(jobs["sd15"][:1] + jobs["sd15"][-1:]) == (
+        "fp16/256px_10steps_cfg1_b1,fp32/512px_25steps_cfg1_b1")
+    assert sum(len(j) for j in jobs.values()) == 78
 
 
 def test_validate_config_command(repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],

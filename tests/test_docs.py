@@ -37,6 +37,9 @@ OUTPUTS = (
     "results/figures/*.png", "results/benchmarks/*",
     "logs/measure/*", "logs/slurm", "logs/slurm/*", "logs/sources/*", "logs/figures/*", "logs/analysis/*",
     "logs/collect/*", "logs/flops/*", "logs/summary.log", "logs/summary_measurements.log",
+    # the measurement campaign's commands (campaign-run, campaign-merge of a simulated run)
+    "results/campaign/", "results/campaign/*", "results/simulated-measurements/",
+    "results/simulated-measurements/*", "logs/campaign/*",
 )
 #: Paths named because they must not exist, and why.
 ABSENT_ON_PURPOSE = {"profiles/default": "Snakemake loads it into every run, a cluster run too"}

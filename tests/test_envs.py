@@ -122,11 +122,16 @@ def test_the_device_script_calls_what_the_package_has(repo_root: Path) -> None:
     subcommand there would cost the whole loan."""
     from diffusion_energy.cli.main import build_parser
 
-    text = (repo_root / "scripts/device/reference_run.sh").read_text()
+    text = (repo_root / "scripts/device/campaign_run.sh").read_text()
     imports = re.findall(r"from (diffusion_energy[\w.]*) import (\w+)", text)
-    assert imports
     for module, name in imports:
         exec(f"from {module} import {name}", {})  # raises ImportError if it moved
     commands = set(re.findall(r"(?:diffusion_energy\.cli|\bde) ([a-z][a-z-]+)", text))
     known = set(build_parser()._subparsers._group_actions[0].choices)
-    assert commands and commands <= known, commands - known
+    assert {"campaign-run", "gpu-check"} <= commands <= known, commands - known
+    options = {c: {o for a in build_parser()._subparsers._group_actions[0].choices[c]._actions
+                   for o in a.option_strings} for c in commands}
+    joined = text.replace("\\\n", " ")  # continued lines
+    for command, flags in re.findall(r"diffusion_energy\.cli ([a-z-]+)([^\n]*)", joined):
+        used = set(re.findall(r"(--[a-z][a-z-]+)", flags))
+        assert used <= options[command], (command, used - options[command])

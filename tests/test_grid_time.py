@@ -47,7 +47,7 @@ def test_windows_follow_the_protocol_old_and_new() -> None:
     new = SimpleNamespace(idle_s=1.0, warmup=1, warmup_s=0.5, repeats=3, min_window_s=0.5,
                           min_window_updates=10, stage_window_s=0.3)
     windows = grid_time.Windows.of(new)
-    assert windows.image_window_s == pytest.approx(1.0) and windows.stage_window_s == pytest.approx(0.5)
+    assert windows.image_window_s == pytest.approx(1.0) and windows.stage_window_s == pytest.approx(0.3)
 
 
 def test_a_job_warms_each_shape_once_and_nests_long_images() -> None:
@@ -65,3 +65,43 @@ def test_a_job_warms_each_shape_once_and_nests_long_images() -> None:
     assert once["windows_s"] == pytest.approx(3 * (4 * 0.3 + 4 * 0.27) + 3 * 1.5)
     fixed = once["startup_build_s"] + windows.idle_s + once["text_vae_s"] + once["warmup_s"]
     assert once["fixed_s"] == pytest.approx(fixed)
+
+
+def _times(points: list) -> pd.DataFrame:
+    return pd.DataFrame([{"model": p.model, "precision": p.precision, "resolution": p.resolution,
+                          "steps": p.steps, "cfg": p.cfg, "batch": 1, "text": 0.01, "vae": 0.02,
+                          "denoise": 0.01 * p.steps, "image": 0.01 * p.steps + 0.03} for p in points])
+
+
+def test_every_repeat_has_its_own_denoise_window_and_remeasures_are_counted() -> None:
+    """Issue 24: the protocol interleaves an image and a denoise window in every repeat, each waiting
+    for counter updates at its edges; re-measured windows add at the simulated rate."""
+    new = SimpleNamespace(idle_s=1.0, warmup=1, warmup_s=0.5, repeats=3, min_window_s=1.0,
+                          min_window_updates=10, stage_window_s=0.3, aligned=True, min_tail_s=0.05)
+    windows = grid_time.Windows.of(new)
+    assert windows.own_denoise and windows.shared_warmup and windows.edges_s() == pytest.approx(0.15)
+    point = grid.GridPoint("sd15", "fp16", 512, 150, True, 1)  # a 1.53 s image fills a window alone
+    once = grid_time.job_seconds([point], _times([point]), windows)
+    assert once["windows_s"] == pytest.approx(3 * (1.53 + 1.50 + 2 * 0.15))
+    again = grid_time.job_seconds([point], _times([point]), grid_time.Windows.of(new, remeasured=0.5))
+    assert again["windows_s"] == pytest.approx(1.5 * once["windows_s"])
+    assert again["fixed_s"] == pytest.approx(once["fixed_s"])
+
+
+def test_one_job_per_model_builds_each_precision_and_the_campaign_needs_runs() -> None:
+    windows = grid_time.Windows(idle_s=1.0, warmup=1, warmup_s=0.5, repeats=3, image_window_s=1.0,
+                                stage_window_s=0.3, aligned=True, own_denoise=True, shared_warmup=True,
+                                min_tail_s=0.05)
+    sd15 = [grid.GridPoint("sd15", p, 512, s, True, 1) for p in ("fp16", "fp32") for s in (10, 25, 50)]
+    sdxl = [grid.GridPoint("sdxl", "fp16", 1024, s, True, 1) for s in (10, 25, 50)]
+    times = _times(sd15 + sdxl)
+    job = grid_time.job_seconds(sd15, times, windows)
+    assert job["startup_build_s"] == pytest.approx(grid_time.STARTUP_S + grid_time.PROBE_S
+                                                   + grid_time.BUILD_S + grid_time.CAST_S)
+    total = job["total_s"] + grid_time.job_seconds(sdxl, times, windows)["total_s"]
+    runs = grid_time.campaign_runs([sd15, sdxl], times, windows, budget_s=0.6 * total)
+    assert len(runs) == 2
+    assert sorted(p for r in runs for p in r.points) == sorted(sd15 + sdxl)  # each point once
+    assert all(r.seconds <= 0.6 * total for r in runs)
+    # a job cut by the budget pays its fixed cost again in the next run
+    assert sum(r.seconds for r in runs) > total

@@ -29,3 +29,14 @@ def test_local_weights_need_host_memory() -> None:
     local = jobsize.job_size(dataclasses.replace(spec, weights="/data/flux"), points, 3, 1)
     assert random_init.mem_mb == 16_000
     assert local.mem_mb > random_init.mem_mb + 2 * 16_900  # 16.9B params in bf16, loaded on the host
+
+
+def test_a_model_job_of_two_precisions_asks_for_both() -> None:
+    """One job measures a model in all its precisions (its points in fp16 and fp32)."""
+    spec = zoo.load_spec("sd15")
+    fp16 = [grid.GridPoint("sd15", "fp16", 512, s, True, 1) for s in (10, 25)]
+    fp32 = [grid.GridPoint("sd15", "fp32", 512, s, True, 1) for s in (10, 25)]
+    def runtime(points: list) -> int:
+        return jobsize.job_size(spec, points, 3, 1).runtime_min
+
+    assert runtime(fp16 + fp32) > runtime(fp32) > runtime(fp16)

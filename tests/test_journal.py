@@ -56,6 +56,7 @@ class Harness:
         device: str,
         context: Any = None,
         timings: Any = None,
+        **_: Any,
     ):
         for p in points:
             self.events.append(f"measure {p.slug}")
@@ -125,7 +126,7 @@ def test_a_measured_point_of_the_same_gpu_protocol_and_versions_is_reused(harnes
     assert harness.run() == 0
     assert harness.measured() == [] and harness.events == ["claim"]
     pd.testing.assert_frame_equal(pd.read_parquet(harness.output()), journaled)
-    assert harness.job()["reused"] == ["32px_2steps_cfg1_b1", "64px_2steps_cfg1_b1"]
+    assert harness.job()["reused"] == ["fp32/32px_2steps_cfg1_b1", "fp32/64px_2steps_cfg1_b1"]
     assert journal.sidecar(harness.journaled()).is_file()
 
 
@@ -157,8 +158,13 @@ def _rewrite(path: Path, **columns: Any) -> None:
             "journaled as 'oom', not measured",
         ),
         (
-            {"gpu_uuid": "GPU-99999999-0000-0000-0000-000000000000"},
-            "measured on GPU GPU-99999999-0000-0000-0000-000000000000, this job runs on GPU-1111",
+            {"measurement_code": "sha256:000000000000"},
+            "measured by code sha256:000000000000, now sha256:",
+        ),
+        (
+            {"protocol": json.dumps({**measure.Protocol(**PROTOCOL).__dict__, "idle_s": 9.0},
+                                    sort_keys=True)},
+            "measured with protocol idle_s 9.0, now 0.0",
         ),
         ({"min_window_s": 2.0}, "measured with protocol min_window_s 2.0, now 0.0"),
         ({"warmup": 5}, "measured with protocol warmup 5, now 1"),
@@ -168,7 +174,8 @@ def _rewrite(path: Path, **columns: Any) -> None:
     ids=[
         "cpu-run-no-energy",
         "oom",
-        "other-gpu-uuid",
+        "other-code",
+        "protocol-recorded-in-rows",
         "protocol-window",
         "protocol-warmup",
         "torch-version",
@@ -184,8 +191,8 @@ def test_a_journaled_point_that_is_not_this_measurement_is_measured_again(
     assert harness.run() == 0
     assert harness.measured() == ["32px_2steps_cfg1_b1"], "only the mismatching point is measured again"
     assert harness.events[0] == "claim"
-    assert f"32px_2steps_cfg1_b1: measuring the journaled point again: {reason}" in caplog.text
-    assert reason in harness.job()["remeasured"]["32px_2steps_cfg1_b1"]
+    assert f"fp32/32px_2steps_cfg1_b1: measuring the journaled point again: {reason}" in caplog.text
+    assert reason in harness.job()["remeasured"]["fp32/32px_2steps_cfg1_b1"]
     fresh = pd.read_parquet(harness.output())
     assert (fresh["energy_status"] == "measured").all() and (fresh["gpu_uuid"] == UUID).all()
     kept = list(harness.journaled().parent.glob(".superseded/32px_2steps_cfg1_b1.*.parquet"))
@@ -195,14 +202,34 @@ def test_a_journaled_point_that_is_not_this_measurement_is_measured_again(
         pd.testing.assert_frame_equal(pd.read_parquet(kept[0]), before)
 
 
+def test_a_point_measured_on_another_card_of_the_kind_is_reused(harness: Harness) -> None:
+    """A campaign's next run is on a fresh machine (another UUID): reuse keys on the GPU kind, the
+    protocol and the code, and the rows keep the card that measured them."""
+    _rewrite(harness.journaled(), gpu_uuid="GPU-99999999-0000-0000-0000-000000000000")
+    assert harness.run() == 0
+    assert harness.measured() == [], "both journaled points are reused"
+    kept = pd.read_parquet(harness.output())
+    assert (kept["gpu_uuid"] == "GPU-99999999-0000-0000-0000-000000000000").all()
+    assert kept["measurement_code"].iloc[0] == journal.measurement_code("tiny-sd")
+    assert json.loads(kept["protocol"].iloc[0]) == {**measure.Protocol(**PROTOCOL).__dict__}
+
+
 def test_other_repeats_or_sidecar_protocol_are_measured_again(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert harness.run(protocol={**PROTOCOL, "repeats": 3}) == 0
-    assert "measured with 2 repeats, the protocol asks for 3" in caplog.text
+    assert "measured with protocol repeats 2, now 3" in caplog.text  # every setting is in the rows
     assert harness.measured() == ["32px_2steps_cfg1_b1", "64px_2steps_cfg1_b1"]
     caplog.clear()
-    assert harness.run(protocol={**PROTOCOL, "repeats": 3, "idle_s": 5.0}) == 0
+    # rows from before the protocol column: their repeats, recorded settings and the sidecar
+    for slug in POINTS.split(","):
+        _rewrite(harness.journaled(slug), protocol=None)
+    assert harness.run(protocol={**PROTOCOL, "repeats": 2}) == 0
+    assert "measured with 3 repeats, the protocol asks for 2" in caplog.text
+    caplog.clear()
+    for slug in POINTS.split(","):
+        _rewrite(harness.journaled(slug), protocol=None)
+    assert harness.run(protocol={**PROTOCOL, "repeats": 2, "idle_s": 5.0}) == 0
     assert "measured with protocol idle_s 0.0, now 5.0" in caplog.text  # only the sidecar records idle_s
 
 

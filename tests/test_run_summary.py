@@ -80,18 +80,18 @@ def test_measured_reused_and_remeasured_points_and_this_runs_warnings(tmp_path: 
     failed = tmp_path / "logs" / "measure" / "h100" / "sdxl" / "fp16.log"
     failed.parent.mkdir(parents=True)
     failed.write_text("diffusion-energy measure: error: wrong GPU for this job: it measures kind 'h100'\n")
-    job = tmp_path / "logs" / "measure" / "h100" / "sd15" / "fp16.job.json"
+    job = tmp_path / "logs" / "measure" / "h100" / "sd15.job.json"  # one job per model
     job.parent.mkdir(parents=True, exist_ok=True)
     job.write_text(
         json.dumps(
             {
                 "model": "sd15",
-                "precision": "fp16",
+                "precision": "fp16,fp32",
                 "gpu": "h100",
                 "measured": 2,
-                "reused": ["512px_10steps_cfg1_b1"],
+                "reused": ["fp16/512px_10steps_cfg1_b1"],
                 "warnings": ["x: journal entry unreadable"],
-                "remeasured": {"256px_10steps_cfg1_b1": "measured with torch_version 2.0, now 2.1"},
+                "remeasured": {"fp16/256px_10steps_cfg1_b1": "measured with torch_version 2.0, now 2.1"},
             }
         )
     )
@@ -99,7 +99,7 @@ def test_measured_reused_and_remeasured_points_and_this_runs_warnings(tmp_path: 
         tmp_path, measure_kinds=["h100"], measure_reason="measure_gpus is auto", since=started
     )
     assert "This run: 2 point(s) measured, 1 reused from the journal" in text
-    assert "sd15 fp16 256px_10steps_cfg1_b1: measured with torch_version 2.0, now 2.1" in text
+    assert "sd15 fp16/256px_10steps_cfg1_b1: measured with torch_version 2.0, now 2.1" in text
     assert "logs/flops/count.log: 2 points have no FLOPs" in text
     assert "x: journal entry unreadable" in text
     assert (

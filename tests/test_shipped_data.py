@@ -1,8 +1,9 @@
 """The default run on the shipped data, as a newcomer without a GPU runs it.
 
 One run of the whole default workflow (``snakemake --cores 2``, nothing measured
-locally) in a temporary copy; then: every published point imported (counted
-from the upstream files themselves) and this workflow's own H200 points
+locally) in a temporary copy, after a simulated H200 measured one job there;
+then: every published point imported (counted from the upstream files
+themselves) and this workflow's own H200 points
 (``resources/measurements/h200.parquet``) collected with their flags, the
 summary and the resolution, steps and stage-share figures drawing them, the
 law, cross-validation and prediction tables non-empty, the chosen models within
@@ -13,6 +14,7 @@ shipped data alone, and the README's figure the one the workflow draws.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,10 @@ import pytest
 import watched
 import yaml
 from conftest import REPO_ROOT, WORKFLOW_PATHS
+from workflow_support import run_workflow
+
+from diffusion_energy.measurement.simulated_gpu import ENV as SIMULATED_ENV
+from diffusion_energy.sources import dataset
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +47,14 @@ ALL_MEDIAN_APE, ALL_MAX_APE, ALL_COVERAGE = 0.07, 0.30, (0.85, 1.0)
 LOGO_MEDIAN_APE = {"a100": 0.085, "h100": 0.08, "b200": 0.13, "h200": 0.08}
 
 
+#: One point of the simulated H200 (its kind keeps it apart: h200-simulated).
+SIMULATED_POINT = "results/measurements/h200-simulated/sd15/fp16/256px_10steps_cfg1_b1.parquet"
+
+
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy's default run, after a simulated measure run in it (issue 25: simulated rows must
+    never shadow the real shipped ones), with the simulated GPU still selected."""
     work = tmp_path_factory.mktemp("default_run")
     for rel in WORKFLOW_PATHS:
         src = REPO_ROOT / rel
@@ -51,11 +63,34 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         elif src.is_file():
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, work / rel)
-    run = watched.run([sys.executable, "-m", "snakemake", "--cores", "2", "--config", "measure_gpus=[]"],
-                      cwd=work)
+    simulated = {**os.environ, SIMULATED_ENV: "h200"}
+    measured = watched.run([sys.executable, "-m", "snakemake", "--cores", "2", SIMULATED_POINT], cwd=work,
+                           env=simulated)
+    assert measured.returncode == 0, measured.stderr[-4000:]
+    run = watched.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=work, env=simulated)
     assert run.returncode == 0, run.stderr[-4000:]
     (work / "run.log").write_text(run.stdout + run.stderr)
     return work
+
+
+def test_a_simulated_measure_run_leaves_the_real_h200_points_alone(
+        default_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulated job wrote under its own kind, said so in every line, and neither the merge nor
+    the collection took its rows; a later real H200 run still has its jobs to do."""
+    rows = pd.read_parquet(default_run / SIMULATED_POINT)
+    assert (rows["gpu"] == "h200-simulated").all() and rows["energy_status"].str.startswith("simulated").all()
+    assert not (default_run / "results" / "measurements" / "h200").exists()
+    job_log = (default_run / "logs" / "measure" / "h200-simulated" / "sd15.log").read_text().splitlines()
+    assert job_log and all("[h200-simulated]" in line for line in job_log)
+    merged = pd.read_parquet(default_run / "results" / "measurements.parquet")
+    assert not dataset.simulated_rows(merged).any()
+    shipped = pd.read_parquet(SHIPPED_H200)
+    ours = merged[merged["source"] == "this-workflow"]
+    assert len(ours) == len(shipped) == 132 and (ours["energy_status"] == "measured").all()
+    assert "h200-simulated" in (default_run / "results" / "summary.txt").read_text()
+    monkeypatch.delenv(SIMULATED_ENV, raising=False)
+    planned = run_workflow(default_run, targets=["measurements"], config={"measure_gpus": ["h200"]})
+    assert "results/measurements/h200/sd15/fp16/256px_10steps_cfg1_b1.parquet" in planned
 
 
 def _upstream_counts() -> dict[str, int]:

@@ -117,7 +117,7 @@ def test_measure_job_runs_on_the_simulated_gpu_and_journals_every_point(tmp_path
         assert len(rows) == 12 and (rows["status"] == "ok").all()
         assert rows["energy_status"].iloc[0].startswith("simulated")  # never a measurement
         assert rows["gpu_name"].iloc[0] == "NVIDIA H200 (simulated)"
-    windows = pd.read_csv(tmp_path / "m" / "h200-simulated" / "sd15" / "fp16" / "_windows.csv")
+    windows = pd.read_csv(tmp_path / "m" / "h200-simulated" / "sd15" / "_windows.csv")  # one per job
     assert windows["window_name"].iloc[0] == "idle" and (windows["elapsed_time"] > 0.2).all()
     summary = pd.read_json(tmp_path / "job.json", typ="series")
     assert summary["measured"] == 2 and 0 < summary["fixed_share"] < 1
@@ -143,7 +143,8 @@ def test_sigint_ends_the_job_with_one_line_and_keeps_every_measured_point(
     err = capsys.readouterr().err
     assert code == 130
     assert "Traceback" not in err
-    assert "stopped after 1 of 3 point(s) to measure; they are in the journal" in err
+    assert ("[h200-simulated] diffusion-energy measure: stopped after 1 of 3 point(s) to measure; "
+            "they are in the journal") in err
     journal = tmp_path / "m" / ".journal" / "h200-simulated" / "sd15" / "fp16"
     assert [p.name for p in journal.glob("*.parquet")] == ["256px_10steps_cfg1_b1.parquet"]
     assert "stopped after 1" in (tmp_path / "job.json").read_text()
@@ -181,7 +182,7 @@ def test_gpu_check_on_the_simulated_gpu_ends_with_a_verdict(tmp_path: Path) -> N
     result = cli("gpu-check", "--windows-log", str(tmp_path / "w.csv"))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("GPU: NVIDIA H200 (simulated)")
+    assert lines[0].startswith("[h200-simulated] GPU: NVIDIA H200 (simulated)")
     assert "energy counter: updates every" in result.stdout
     assert "lag 0 ms, integrates continuously, power tail 0 ms (step probe" in result.stdout
     assert "host noise: " in result.stdout and "read through: simulated" in result.stdout
@@ -189,6 +190,8 @@ def test_gpu_check_on_the_simulated_gpu_ends_with_a_verdict(tmp_path: Path) -> N
     verdict = lines[-1].removeprefix("[h200-simulated] ")
     assert verdict.startswith(f"ready on the simulated NVIDIA H200 ({sg.ENV}=h200; not a real GPU): "
                               "spread median"), verdict
+    # every line, printed or logged, says it is simulated (issue 25: none may pass as a real GPU's)
+    assert all("[h200-simulated] " in line for line in lines + result.stderr.strip().splitlines())
 
 
 def test_gpu_check_verdicts() -> None:
@@ -209,6 +212,52 @@ def test_gpu_check_verdicts() -> None:
     failed = pd.DataFrame({"status": ["error"], "error": ["window 'image-0' lasted 17 ms"]})
     assert "1 point(s) not measured (error: window 'image-0' lasted 17 ms)" in verdict(
         ok, failed, 122.0, math.nan, protocol)
+
+
+def test_one_job_measures_a_model_in_all_its_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24.7: one process per model. The counter probe and the idle baseline are the job's, once;
+    each precision gets its own pipeline; a new shape is warmed up with whole images, whose cold
+    call also warms the text encoder and the VAE, so their windows run no cold call of their own."""
+    gpu = sg.SimulatedGpu("h200", seed=3)
+    meter = sg.simulated_meter(gpu, min_tail_s=measure.Protocol().min_tail_s)
+    built: list[str] = []
+    warm_ups: list[bool] = []
+    real_warm_up = measure.Runner.warm_up
+
+    def warm_up(self, fn, min_calls, cold=True):  # noqa: ANN001, ANN202
+        warm_ups.append(cold)
+        return real_warm_up(self, fn, min_calls, cold)
+
+    def workload(spec, precision, _device):  # noqa: ANN001, ANN202
+        built.append(precision)
+        return sg.SimulatedWorkload(gpu, spec, precision)
+
+    monkeypatch.setattr(measure.Runner, "warm_up", warm_up)
+    points = [grid.GridPoint("sd15", "fp16", 256, s, True, 1) for s in (10, 25)]
+    points.append(grid.GridPoint("sd15", "fp32", 512, 10, True, 1))
+    timings = measure.JobTimings()
+    found = list(measure.measure_group(SD15, points, "h200-simulated", meter, measure.Protocol(), "cpu",
+                                       gpu.snapshot, timings, workload_factory=workload, clock=gpu.clock,
+                                       sleep=gpu.sleep, sync_fn=gpu.sync))
+    assert [p for p, _ in found] == points and all((rows["status"] == "ok").all() for _, rows in found)
+    # fp32 is the fp16 pipeline cast, not built again
+    assert built == ["fp16"] and timings.build_s == pytest.approx(gpu.cal.build_s + gpu.cal.cast_s)
+    assert [rows["precision"].iloc[0] for _, rows in found] == ["fp16", "fp16", "fp32"]
+    assert len({rows["idle_power_w"].iloc[0] for _, rows in found}) == 1  # one idle window per job
+    assert [int(rows["warmup_images"].iloc[0]) for _, rows in found][1] == 0  # 25 steps: shape warm
+    # per precision: a cold whole-image warm-up, then the text and VAE windows sized from warm calls
+    assert warm_ups == [True, False, False, True, False, False]
+
+
+def test_a_job_stops_before_a_point_once_its_budget_is_spent(tmp_path: Path) -> None:
+    """A campaign run gives each job the time it has left (virtual on the simulated GPU)."""
+    points = "fp16/256px_10steps_cfg1_b1,fp16/256px_25steps_cfg1_b1,fp16/512px_10steps_cfg1_b1"
+    result = cli("measure", "--gpu", "h200-simulated", "--model", "sd15", "--points", points,
+                 "--outdir", str(tmp_path / "m"), "--summary", str(tmp_path / "job.json"), "--budget-s", "20")
+    assert result.returncode == 130, result.stderr
+    summary = pd.read_json(tmp_path / "job.json", typ="series")
+    assert 0 < summary["measured"] < 3 and summary["stopped"].startswith("stopped at its time budget")
+    assert "[h200-simulated] diffusion-energy measure: stopped at its time budget" in result.stderr
 
 
 # -- the simulated GPU's knobs, and the protocol under each variant (issue 24)

@@ -123,7 +123,7 @@ def test_measurement_job_asks_slurm_for_one_gpu_of_its_kind(
     config = yaml.safe_load((workflow_copy / TINY).read_text())
     point = next(p for p in grid.grid_points(config) if p.model == "tiny-sd")
     target = str(grid.measurement_path("results/measurements", "h100", point))
-    rule = grid.rule_name(point.model, point.precision)
+    rule = grid.rule_name(point.model)
 
     run = run_snakemake(
         [*SLURM, *CONFIG, "--slurm-partition-config", str(partitions), "--verbose", target],

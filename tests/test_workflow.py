@@ -60,14 +60,14 @@ def test_a_config_file_replaces_the_default_as_a_slurm_job_reads_it(workflow_cop
 
 
 @pytest.mark.slow
-def test_one_measurement_rule_per_model_and_precision(workflow_copy: Path, repo_root: Path) -> None:
+def test_one_measurement_rule_per_model(workflow_copy: Path, repo_root: Path) -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "snakemake", "--list-rules", "--config", "measure_gpus=[h100]"],
         cwd=workflow_copy, capture_output=True, text=True, check=True,
     ).stdout.split()
-    groups = grid.measurement_groups(grid.grid_points(default_config(repo_root)))
-    wanted = {grid.rule_name(model, precision) for model, precision in groups}
-    assert "measure_sd15_fp16" in wanted
+    jobs = grid.measurement_jobs(grid.grid_points(default_config(repo_root)))
+    wanted = {grid.rule_name(model) for model in jobs}
+    assert "measure_sd15" in wanted and len(wanted) == 6
     assert wanted <= set(listed)
 
 
@@ -153,17 +153,17 @@ def test_measurement_jobs_run_in_the_configured_order(workflow_copy: Path, order
     output = proc.stdout + proc.stderr
     started = [line.split()[-1].rstrip(":") for line in output.splitlines()
                if line.startswith(("rule measure_", "localrule measure_"))]
-    assert started == [grid.rule_name(m, "fp32") for m in order], output
-    assert "GPU not present" in (workflow_copy / "logs/measure/h100/tiny-sd/fp32.log").read_text()
+    assert started == [grid.rule_name(m) for m in order], output
+    assert "GPU not present" in (workflow_copy / "logs/measure/h100/tiny-sd.log").read_text()
 
 
-def test_measure_priorities_put_the_usual_precision_first_then_the_order(repo_root: Path) -> None:
+def test_measure_priorities_follow_the_order_and_a_job_its_usual_precision_first(repo_root: Path) -> None:
     points = [grid.GridPoint(m, p, 512, 10, True, 1) for m, p in
-              [("sd15", "fp16"), ("sd15", "fp32"), ("sdxl", "fp16"), ("sdxl", "fp32"), ("sd21", "fp16")]]
-    prio = grid.measure_priorities({"measure_order": ["sdxl", "sd15"]}, grid.measurement_groups(points))
-    ranked = sorted(prio, key=prio.get, reverse=True)
-    assert ranked == [("sdxl", "fp16"), ("sd15", "fp16"), ("sd21", "fp16"),  # usual precision first
-                      ("sdxl", "fp32"), ("sd15", "fp32")]
+              [("sd15", "fp32"), ("sd15", "fp16"), ("sdxl", "fp16"), ("sdxl", "fp32"), ("sd21", "fp16")]]
+    jobs = grid.measurement_jobs(points)
+    prio = grid.measure_priorities({"measure_order": ["sdxl", "sd15"]}, jobs)
+    assert sorted(prio, key=prio.get, reverse=True) == ["sdxl", "sd15", "sd21"]
+    assert [p.precision for p in jobs["sd15"]] == ["fp16", "fp32"]  # usual precision first
     config = default_config(repo_root)
     config["grids"] = {"main": {"models": ["sd15"], "resolutions": [512], "steps": [10],
                                 "precisions": ["default"]}}

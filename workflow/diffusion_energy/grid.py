@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from .errors import UsageError, UserError, json_argument, load_yaml
-from .models.zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec
+from .models.zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec, zoo_spec
 from .sources.schema import point_slug
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -241,23 +241,38 @@ def measurement_groups(points: Iterable[GridPoint]) -> dict[tuple[str, str], lis
     return groups
 
 
-def measure_priorities(config: Mapping[str, Any],
-                       groups: Mapping[tuple[str, str], list[GridPoint]]) -> dict[tuple[str, str], int]:
-    """Snakemake priority of each measurement group: higher runs first on a GPU measured in turn.
+def measurement_jobs(points: Iterable[GridPoint]) -> dict[str, list[GridPoint]]:
+    """Points grouped by model, in the order one job measures them: its usual precision first.
 
-    Why: a run stopped early (a lent GPU's time is short) keeps whole groups
-    done first. Models run in ``measure_order`` (checked by ``validate_config``;
-    listed models outside the grid are ignored, so a smaller grid keeps the
-    order); every model's usual precision before any other (the fp32 subset);
-    models not listed run last.
+    Why one job (one process) per model: start-up and imports, the energy counter's probe
+    and the idle baseline are paid once for all its precisions and points; within a
+    precision, the pipeline, the text/VAE windows and each shape's warm-up are shared by
+    its points (``measure.measure_group``).
+    """
+    jobs: dict[str, list[GridPoint]] = {}
+    for p in sorted(points):
+        jobs.setdefault(p.model, []).append(p)
+    for model, found in jobs.items():
+        usual = zoo_spec(model).default_precision
+        found.sort(key=lambda p: (p.precision != usual, p))
+    return jobs
+
+
+def job_point_names(points: Iterable[GridPoint]) -> str:
+    """A job's points as the measure command takes them: ``fp16/512px_10steps_cfg1_b1,...``."""
+    return ",".join(f"{p.precision}/{p.slug}" for p in points)
+
+
+def measure_priorities(config: Mapping[str, Any], models: Iterable[str]) -> dict[str, int]:
+    """Snakemake priority of each model's measurement job: higher runs first on a GPU measured in turn.
+
+    Why: a run stopped early (a lent GPU's time is short) keeps whole models done first.
+    Models run in ``measure_order`` (checked by ``validate_config``; listed models outside
+    the grid are ignored, so a smaller grid keeps the order); models not listed run last.
     """
     order = list(config.get("measure_order", []))
     rank = {m: len(order) - i for i, m in enumerate(order)}
-    priorities = {}
-    for model, precision in groups:
-        usual = precision == load_spec(model).default_precision
-        priorities[(model, precision)] = rank.get(model, 0) + (len(order) + 1 if usual else 0)
-    return priorities
+    return {model: rank.get(model, 0) for model in models}
 
 
 def flops_requests(points: Iterable[GridPoint]) -> dict[str, dict[str, list]]:
@@ -277,6 +292,6 @@ def measurement_path(root: str | Path, gpu: str, point: GridPoint) -> Path:
     return Path(root) / gpu / point.model / point.precision / f"{point.slug}.parquet"
 
 
-def rule_name(model: str, precision: str) -> str:
-    """A Snakemake rule name for a measurement group (letters, digits, _)."""
-    return "measure_" + re.sub(r"\W", "_", f"{model}_{precision}")
+def rule_name(model: str) -> str:
+    """A Snakemake rule name for a model's measurement job (letters, digits, _)."""
+    return "measure_" + re.sub(r"\W", "_", model)

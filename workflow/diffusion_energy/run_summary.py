@@ -201,9 +201,12 @@ def summarize(root: str | Path = ".", *, measure_kinds: Sequence[str] = (), meas
                          "in gpu_kinds, or name the kinds: --config 'measure_gpus=[h100]' (on a cluster).")
     else:
         lines.append(f"GPU kinds measured here: {', '.join(measure_kinds)} ({measure_reason}).")
-        lines.append(f"This run: {measured} point(s) measured, {reused} reused from the journal "
+        simulated = any(str(k).endswith("-simulated") for k in measure_kinds)
+        what = ("simulated point(s) (kept apart: never merged, collected or fitted)" if simulated
+                else "point(s)")
+        lines.append(f"This run: {measured} {what} measured, {reused} reused from the journal "
                      f"(results/measurements/.journal), in {len(jobs)} measuring job(s).")
-        again = [f"{j['model']} {j['precision']} {slug}: {why}" for j in jobs
+        again = [f"{j['model']} {slug}: {why}" for j in jobs
                  for slug, why in j.get("remeasured", {}).items()]
         if again:
             lines.append(f"Journaled points measured again ({len(again)}):")

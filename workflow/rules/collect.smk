@@ -1,11 +1,11 @@
-# Merge the shipped reference measurements, the imported published ones and local ones;
-# join with FLOPs.
+# Merge the shipped reference measurements, the imported published ones and local ones (never a
+# simulated GPU's); join with FLOPs.
 
 
 rule merge_measurements:
     input:
         reference=reference_files(),
-        local=measured_files(),
+        local=measured_files(real_only=True),
         published=published_files(),
     output:
         "results/measurements.parquet",

@@ -13,21 +13,30 @@ sys.path.insert(0, str(PACKAGE_DIR))
 shell.prefix(f'set -euo pipefail; export PYTHONPATH="{PACKAGE_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from diffusion_energy import grid  # noqa: E402
-from diffusion_energy.measurement import gpu  # noqa: E402
+from diffusion_energy.measurement import gpu, simulated_gpu  # noqa: E402
 
 RUN_STARTED = time.time()
 # Every mistake in the config (and in the architecture files of its grid) stops here, before
 # any job runs; folders it names must exist in the working directory.
 grid.validate_config(config, workdir=Path.cwd())
 POINTS = grid.grid_points(config)
-GROUPS = grid.measurement_groups(POINTS)
-MEASURE_PRIORITY = grid.measure_priorities(config, GROUPS)
+JOBS = grid.measurement_jobs(POINTS)
+MEASURE_PRIORITY = grid.measure_priorities(config, JOBS)
 FLOPS_REQUESTS = grid.flops_requests(POINTS)
 GPU_KINDS = config.get("gpu_kinds", {})
 # The kinds measured on this machine, and why (the end-of-run summary says it).
 MEASURE_GPUS, MEASURE_REASON = gpu.measure_plan(config.get("measure_gpus", "auto"), GPU_KINDS)
+# A simulated GPU's kind (h200-simulated) is measured only when DIFFUSION_ENERGY_SIMULATED_GPU
+# selects it; its files live under their own kind and never enter the merge (measured_files).
+SIMULATED_KIND = simulated_gpu.simulated_kind()
 for _kind in MEASURE_GPUS:
-    if _kind not in GPU_KINDS:
+    if simulated_gpu.is_simulated_kind(_kind):
+        if _kind != SIMULATED_KIND:
+            raise grid.ConfigError(
+                f"measure_gpus: {_kind!r} is a simulated GPU's kind: set "
+                f"{simulated_gpu.ENV}={_kind.removesuffix(simulated_gpu.KIND_SUFFIX)} to measure it"
+            )
+    elif _kind not in GPU_KINDS:
         raise grid.ConfigError(
             f"measure_gpus: unknown GPU kind {_kind!r}; allowed values: {sorted(GPU_KINDS)}"
         )
@@ -42,16 +51,18 @@ PUBLIC_SOURCES = config.get("public_sources", {})
 
 
 wildcard_constraints:
-    gpu="|".join(sorted(GPU_KINDS)) or "none",
+    gpu="|".join(sorted(GPU_KINDS) + ([SIMULATED_KIND] if SIMULATED_KIND else [])) or "none",
     model="[A-Za-z0-9.-]+",
     source="|".join(sorted(map(re.escape, PUBLIC_SOURCES))) or "none",
 
 
-def measured_files():
-    """Every grid point's measurement file on every GPU kind to be measured."""
+def measured_files(real_only=False):
+    """Every grid point's measurement file on every GPU kind to be measured (``real_only``: a
+    simulated GPU's left out, as the merge needs: simulated rows never enter the results)."""
     return [
         str(grid.measurement_path("results/measurements", kind, p))
         for kind in MEASURE_GPUS
+        if not (real_only and simulated_gpu.is_simulated_kind(kind))
         for p in POINTS
     ]
 

@@ -23,6 +23,7 @@ log = logging.getLogger("diffusion_energy")
 COMMAND_MODULES = (
     "diffusion_energy.cli.foundation",
     "diffusion_energy.cli.measurement",
+    "diffusion_energy.cli.campaign",
     "diffusion_energy.cli.sources",
     "diffusion_energy.cli.analysis",
     "diffusion_energy.cli.modalities",

@@ -14,6 +14,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,19 +76,96 @@ def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_time
     return uuid
 
 
+def simulated_selection(gpu_kind: str | None) -> str | None:
+    """The simulated GPU's selector (``DIFFUSION_ENERGY_SIMULATED_GPU``, e.g. ``h200``), or None for a
+    real GPU; with ``gpu_kind`` (a measure job's), refuses a kind that is not the selection's
+    (``check_simulated_kind``): simulated rows never carry a real kind."""
+    from ..measurement import bench
+
+    selector = bench.simulated_kind()
+    if gpu_kind is not None:
+        check_simulated_kind(selector, gpu_kind)
+    return selector
+
+
+class _Labelled(logging.Filter):
+    """Starts every log message with the simulated kind."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.label):
+            record.msg = f"{self.label}{record.msg}"
+        return True
+
+
+class _LabelledLines:
+    """A text stream whose every line starts with the simulated kind."""
+
+    def __init__(self, stream: Any, label: str) -> None:
+        self.stream, self.label, self._start = stream, label, True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            out.append((self.label if self._start else "") + piece)
+            self._start = piece.endswith("\n")
+        self.stream.write("".join(out))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def simulated_output() -> Iterator[None]:
+    """While a simulated GPU is selected, every line the command logs or prints starts with
+    ``[h200-simulated]``: a simulated run's output can never be read as a real GPU's."""
+    from ..measurement import simulated_gpu
+
+    kind = simulated_gpu.simulated_kind()
+    if not kind or isinstance(sys.stdout, _LabelledLines):
+        yield
+        return
+    label = f"[{kind}] "
+    stdout, stderr = sys.stdout, sys.stderr
+    handlers = logging.getLogger().handlers
+    tag = _Labelled(label)
+    sys.stdout, sys.stderr = _LabelledLines(stdout, label), _LabelledLines(stderr, label)
+    for handler in handlers:
+        handler.addFilter(tag)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+        for handler in handlers:
+            handler.removeFilter(tag)
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     """Measure a group's points; reuse journaled ones only once this job's GPU is claimed and they
     match it (``measurement.journal``); every point is journaled before it is written as output."""
+    _stop_on_sigterm()
+    simulated = simulated_selection(args.gpu)
+    with simulated_output():
+        return _measure(args, simulated)
+
+
+def _measure(args: argparse.Namespace, simulated: str | None) -> int:
     from .. import grid
-    from ..measurement import bench, journal, measure
+    from ..measurement import journal, measure
     from ..models import zoo
 
-    _stop_on_sigterm()
     spec = zoo.load_spec(args.model)
-    precision = spec.precision(args.precision)
-    points = [grid.GridPoint.from_slug(spec.name, precision, s) for s in args.points.split(",")]
+    points = job_points(spec, args.points, args.precision)
     for p in points:
         spec.check_resolution(p.resolution)
+    precisions = list(dict.fromkeys(p.precision for p in points))
     protocol = measure.Protocol.from_config(grid.protocol_settings(args.protocol), "--protocol")
     kinds = grid.gpu_kinds_settings(args.gpu_kinds)
     outdir = Path(args.outdir)
@@ -101,11 +179,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         # The GPU first: nothing journaled is copied into the outputs before this job knows it
         # runs on the right GPU (a refused job leaves no output behind).
-        simulated = bench.simulated_kind()
-        check_simulated_kind(simulated, args.gpu)
         uuid = None if args.device == "cpu" or simulated else claim_gpu(
             stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
-        expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions())
+        code = journal.measurement_code(spec.name)
+        expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions(), code)
         superseded = set()
         for p in points:
             saved = grid.measurement_path(journal_dir, args.gpu, p)
@@ -115,32 +192,51 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 todo.append(p)
                 continue
             verdict = journal.verdict(saved, expected)
+            name = f"{p.precision}/{p.slug}"
             if verdict.reuse:
-                log.info("%s: reusing the journaled measurement %s", p.slug, saved)
+                log.info("%s: reusing the journaled measurement %s", name, saved)
                 with atomic.atomic_path(grid.measurement_path(outdir, args.gpu, p)) as tmp:
                     shutil.copyfile(saved, tmp)
-                reused.append(p.slug)
+                reused.append(name)
                 continue
             if saved.exists():
-                remeasured[p.slug] = verdict.reason
+                remeasured[name] = verdict.reason
                 if verdict.warning:
-                    log.warning("%s: %s", p.slug, verdict.reason)
-                    warnings.append(f"{p.slug}: {verdict.reason}")
+                    log.warning("%s: %s", name, verdict.reason)
+                    warnings.append(f"{name}: {verdict.reason}")
                 else:
-                    log.info("%s: measuring the journaled point again: %s", p.slug, verdict.reason)
+                    log.info("%s: measuring the journaled point again: %s", name, verdict.reason)
                 if verdict.measured or verdict.warning:
                     superseded.add(p)
             todo.append(p)
 
         where = _bench(args.device, simulated, uuid, protocol,
-                       outdir / args.gpu / spec.name / precision / "_windows.csv") if todo else None
+                       outdir / args.gpu / spec.name / "_windows.csv") if todo else None
         measured: list[str] = []
         stopped = ""
+        spent: list[tuple[float, float]] = []  # the job's time and the next point's need when stopped
+        last: list[tuple[Any, float]] = []  # the last measured point and its time per image
+
+        def out_of_time(point: Any) -> bool:
+            if args.budget_s is None:
+                return False
+            need = 0.0
+            if last:
+                period = getattr(where.meter, "info", None)
+                need = measure.point_estimate_s(spec, point, last[-1][0], last[-1][1], protocol,
+                                                period.period_s if period else 0.0)
+            if where.total_s() + need >= args.budget_s:
+                spent.append((where.total_s(), need))
+                return True
+            return False
+
         found = measure.measure_group(spec, todo, args.gpu, where.meter, protocol, where.device,
-                                      where.context, timings, **where.run_kwargs) if where else iter(())
+                                      where.context, timings, stop=out_of_time,
+                                      **where.run_kwargs) if where else iter(())
         try:
             for point, rows in found:
-                frame = dataset.conform(rows)
+                frame = dataset.conform(rows.assign(protocol=journal.protocol_text(protocol),
+                                                    measurement_code=code))
                 dataset.check_measurements(frame, point.slug)
                 saved = grid.measurement_path(journal_dir, args.gpu, point)
                 with _interrupts_deferred():  # a point is journaled, written and counted, or none of it
@@ -150,15 +246,25 @@ def cmd_measure(args: argparse.Namespace) -> int:
                     # measurement is kept and a rerun reuses it.
                     journal.write(frame, saved, asdict(protocol))
                     atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
-                    measured.append(point.slug)
+                    measured.append(f"{point.precision}/{point.slug}")
+                image = frame[(frame["stage"] == "image") & (frame["status"] == "ok")]
+                if len(image):
+                    last.append((point, float(image["time_s"].median())))
+            if spent:
+                now, need = spent[0]
+                stopped = (f"stopped at its time budget ({now:.0f} of {args.budget_s:g} s spent"
+                           + (f", the next point needs about {need:.0f} s" if need else "") + f") after "
+                           f"{len(measured)} of {len(todo)} point(s) to measure; "
+                           f"{'they are' if measured else 'nothing is'} in the journal {journal_dir}")
         except KeyboardInterrupt:  # SIGINT, or SIGTERM (see _stop_on_sigterm): every measured point is kept
             stopped = (f"stopped after {len(measured)} of {len(todo)} point(s) to measure; "
                        f"{'they are' if measured else 'nothing is'} in the journal {journal_dir} "
                        "(a rerun measures the rest)")
     if args.summary:
         total = where.total_s() if where else process_age_s()
-        summary = {"model": spec.name, "precision": precision, "gpu": args.gpu,
-                   "points": len(points), "measured": len(measured), "reused": reused,
+        summary = {"model": spec.name, "precision": ",".join(precisions), "gpu": args.gpu,
+                   "points": len(points), "measured": len(measured), "measured_points": measured,
+                   "reused": reused,
                    "remeasured": remeasured, "warnings": warnings, "stopped": stopped,
                    "startup_s": where.startup_s() if where else process_age_s(),
                    "total_s": total, **asdict(timings)}
@@ -170,6 +276,27 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print(f"diffusion-energy measure: {stopped}", file=sys.stderr)
         return 130
     return 0
+
+
+def job_points(spec: Any, names: str, precision: str | None) -> list[Any]:
+    """The points of a measure job, in its order: ``fp16/512px_10steps_cfg1_b1,fp32/...`` (a job
+    measures a model in all its precisions), or bare names with ``--precision``."""
+    from .. import grid
+    from ..errors import UsageError
+
+    points = []
+    for name in names.split(","):
+        given, sep, slug = name.strip().rpartition("/")
+        if not sep and precision is None:
+            raise UsageError(f"--points: {name!r} names no precision: write {spec.default_precision}/{name} "
+                             "(or pass --precision for every point)")
+        chosen = spec.precision(given if sep else precision)
+        if sep and precision is not None and chosen != spec.precision(precision):
+            raise UsageError(f"--points: {name!r} is {chosen}, but --precision says {precision}")
+        points.append(grid.GridPoint.from_slug(spec.name, chosen, slug))
+    if len(set(points)) != len(points):
+        raise UsageError(f"--points: a point is named twice in {names!r}")
+    return points
 
 
 def check_simulated_kind(setting: str | None, requested: str) -> None:
@@ -235,17 +362,23 @@ DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25step
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    """Measure a few small points with the measure job's protocol, within ``--time-cap`` seconds; print
-    what a setup check needs and end with one verdict line: ready, or not ready and why (exit 1)."""
+    """Measure a few small points with the measure job's protocol; print what a setup check needs
+    and end with one verdict line: ready, or not ready and why (exit status 1). On the simulated
+    GPU every line starts with its kind (``[h200-simulated]``)."""
+    _stop_on_sigterm()
+    simulated = simulated_selection(None)
+    with simulated_output():
+        return _gpu_check(args, simulated)
+
+
+def _gpu_check(args: argparse.Namespace, simulated: str | None) -> int:
     from .. import grid
-    from ..measurement import bench, gpu, measure, simulated_gpu
+    from ..measurement import gpu, measure, simulated_gpu
     from ..models import zoo
 
-    _stop_on_sigterm()
     config = grid.load_config(args.config)
     grid.validate_schema(config)
     kinds = config.get("gpu_kinds", {})
-    simulated = bench.simulated_kind()
     sim = simulated_gpu.calibration(simulated) if simulated else None
     local = [simulated_gpu.simulated_kind(simulated)] if simulated else gpu.local_kinds(kinds)
     if not local:
@@ -420,8 +553,10 @@ def _read_parquet(path: str, what: str) -> pd.DataFrame:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    measurements = dataset.read_table(args.measurements)
+    dataset.refuse_simulated(measurements, args.measurements)
     flops = dataset.check_flops_table(_read_parquet(args.flops, "FLOPs table"), args.flops)
-    energy = dataset.collect_energy(dataset.read_table(args.measurements), flops)
+    energy = dataset.collect_energy(measurements, flops)
     atomic.write_parquet(energy, args.out)
     log.info("%d grid points with GPU energy -> %s", len(energy), args.out)
     return 0
@@ -442,11 +577,13 @@ def cmd_run_summary(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("measure", help="measure the grid points of one model and precision on one GPU")
+    p = sub.add_parser("measure", help="measure the grid points of one model (all its precisions) on one GPU")
     p.add_argument("--gpu", required=True, help="GPU kind this job measures, e.g. h100")
     p.add_argument("--model", required=True)
-    p.add_argument("--precision", required=True)
-    p.add_argument("--points", required=True, help="comma-separated point names, e.g. 512px_50steps_cfg1_b1")
+    p.add_argument("--precision", help="the precision of every point (or name it in each point)")
+    p.add_argument("--points", required=True,
+                   help="comma-separated points, in the order to measure them: fp16/512px_50steps_cfg1_b1 "
+                        "(or 512px_50steps_cfg1_b1 with --precision)")
     p.add_argument("--outdir", default="results/measurements")
     p.add_argument("--protocol", help="JSON of the config's protocol block")
     p.add_argument("--gpu-kinds", help="JSON of the config's gpu_kinds block")
@@ -455,6 +592,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--journal", help="folder of already measured points (default OUTDIR/.journal)")
     p.add_argument("--fresh", action="store_true", help="measure again even if journaled")
     p.add_argument("--summary", help="write the job's timings (fixed cost) as JSON here")
+    p.add_argument("--budget-s", type=float,
+                   help="start no point once the job has run this long, s (virtual on the simulated GPU); "
+                        "the job then ends as if stopped (status 130), every measured point kept")
     p.add_argument("--lock-timeout", type=float, default=0.0, help="seconds to wait for the GPU lock")
     p.add_argument("--allow-shared-gpu", action="store_true",
                    help="measure even if other processes use the GPU (not recommended)")

@@ -62,8 +62,23 @@ def measure_plan(setting: Any, gpu_kinds: Mapping[str, Mapping[str, Any]]) -> tu
     """The GPU kinds to measure on this machine (config ``measure_gpus``), and why, in words.
 
     The reason reaches the end-of-run summary, so that a run that measured nothing
-    says so: no NVIDIA GPU, a GPU of no configured kind, or an empty list.
+    says so: no NVIDIA GPU, a GPU of no configured kind, or an empty list. With the simulated GPU
+    selected (``simulated_gpu.ENV``), "auto" is its own kind (``h200-simulated``), and a real kind
+    is refused: simulated rows must never stand in for a real GPU's.
     """
+    from . import simulated_gpu
+
+    simulated = simulated_gpu.simulated_kind()
+    if simulated:
+        value = os.environ[simulated_gpu.ENV]
+        if setting == "auto":
+            return [simulated], (f"{simulated_gpu.ENV}={value} selects the simulated GPU: kind {simulated}, "
+                                 "kept apart from real measurements (never merged, collected or fitted)")
+        real = [k for k in setting if not simulated_gpu.is_simulated_kind(k)]
+        if real:
+            raise GpuError(f"measure_gpus names {', '.join(real)} while {simulated_gpu.ENV}={value} selects "
+                           f"the simulated GPU: its rows would stand in for real ones; name {simulated} "
+                           f"(or auto), or unset {simulated_gpu.ENV} to measure a real GPU")
     if setting != "auto":
         kinds = list(setting)
         if not kinds:

@@ -36,24 +36,25 @@ def _params_b(spec: ModelSpec, stage: str) -> float:
 
 
 def job_size(spec: ModelSpec, points: list[GridPoint], repeats: int, warmup: int) -> JobSize:
-    """Resources of the job that measures ``points`` (one model, one precision)."""
+    """Resources of the job that measures ``points`` (one model, all its precisions)."""
     denoiser_b = _params_b(spec, "denoise")
     total_b = denoiser_b + _params_b(spec, "text") + _params_b(spec, "vae")
-    bytes_per_param = PRECISIONS[points[0].precision].itemsize
+    bytes_per_param = max(PRECISIONS[p.precision].itemsize for p in points)
     seconds = 0.0
-    warm: set[tuple[int, bool, int]] = set()
+    warm: set[tuple[str, tuple[int, bool, int, int]]] = set()
     for p in points:
         cfg_factor = 2 if p.cfg else 1
         # Per denoiser evaluation (PNDM runs steps + 1); the FLUX reference's evaluations are its steps.
         image_s = (SECONDS_PER_STEP_BPARAM_1024 * spec.denoiser_evaluations(p.steps) * max(denoiser_b, 0.5)
                    * cfg_factor
                    * p.batch * (p.resolution / 1024) ** 2)
-        # repeats, each window at least ~1 s, plus text/VAE windows; warm-up only for a new shape
-        windows = repeats if p.shape in warm else warmup + repeats
-        warm.add(p.shape)
-        seconds += windows * max(image_s, 1.0) + 2 * repeats
-    fp32_penalty = 4 if points[0].precision == "fp32" else 1
-    runtime = 10 + math.ceil(SAFETY * fp32_penalty * seconds / 60)
+        # image and denoise windows of each repeat, each at least ~1 s, plus text/VAE windows; warm-up
+        # only for a new shape of a precision; fp32 runs without tensor cores (about 4x slower)
+        windows = 2 * repeats if (p.precision, p.shape) in warm else warmup + 2 * repeats
+        warm.add((p.precision, p.shape))
+        fp32_penalty = 4 if p.precision == "fp32" else 1
+        seconds += fp32_penalty * (windows * max(image_s, 1.0) + 2 * repeats)
+    runtime = 10 + math.ceil(SAFETY * seconds / 60)
     # Host memory: CUDA context and libraries; random weights are made on the GPU,
     # local weights pass through host memory while they load.
     weights_mb = 1.2 * total_b * 1e9 * bytes_per_param / 1e6 if spec.weights else 0.0

@@ -9,10 +9,16 @@ reuses a journaled point only if it is a measurement this job would make now:
 * every row is ``ok`` with measured energy (``energy_status`` "measured", energy
   positive): a CPU run's rows (energy absent) or an out-of-memory row are not
   measurements;
-* the same GPU kind, and the same GPU (UUID) where both are known;
-* the same protocol: the settings the rows record (warm-up, shortest window,
-  repeats) and, where the entry's ``.protocol.json`` sidecar is present, all others;
+* the same GPU kind (not the same card: a campaign runs on a fresh machine each time, and a
+  cluster has many cards of a kind; the UUID stays in the rows);
+* the same protocol: every setting, as the rows record it (``protocol``; older rows: warm-up,
+  shortest window, repeats, and the ``.protocol.json`` sidecar where present);
+* the same measuring code (``measurement_code``: a hash of the code that measures and builds
+  the model, and of its architecture file; rows without one are measured again);
 * the same library versions (torch, diffusers, transformers, zeus, CUDA).
+
+The same test decides which shipped points a measurement campaign still has to measure
+(``reusable_rows``: a point of ``resources/measurements/<kind>.parquet``).
 
 Anything else is measured again, and the reason is logged. A journaled entry that
 held measured energy is moved to ``.superseded/`` beside it when the new
@@ -21,6 +27,8 @@ measurement replaces it, never deleted.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import math
@@ -43,6 +51,41 @@ VERSION_COLUMNS = ("torch_version", "diffusers_version", "transformers_version",
                    "cuda_version")
 
 
+#: The package's code that measures and builds models: a change to it changes every measurement.
+CODE_PARTS = ("measurement", "models", "grid.py")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def _code_digest() -> str:
+    digest = hashlib.sha256()
+    for part in CODE_PARTS:
+        root = PACKAGE_DIR / part
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+        for path in files:
+            digest.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def measurement_code(model: str) -> str:
+    """What measured a point, as a reuse key: ``sha256:<12 hex>`` of the package's measuring and
+    model-building code (``CODE_PARTS``) and the model's architecture file. Read from the files,
+    so a checkout without ``.git`` (a lent GPU machine) knows it too."""
+    from ..models.zoo import MODELS_DIR
+
+    digest = hashlib.sha256(_code_digest().encode())
+    arch = Path(MODELS_DIR) / f"{model}.yaml"
+    if arch.is_file():
+        digest.update(arch.read_bytes())
+    return f"sha256:{digest.hexdigest()[:12]}"
+
+
+def protocol_text(protocol: Any) -> str:
+    """Every protocol setting, as the rows record it (sorted JSON)."""
+    settings = asdict(protocol) if hasattr(protocol, "__dataclass_fields__") else dict(protocol)
+    return json.dumps(settings, sort_keys=True)
+
+
 @dataclass(frozen=True)
 class Expected:
     """What this job would measure: the journaled point must match it to be reused."""
@@ -51,11 +94,13 @@ class Expected:
     gpu_uuid: str | None
     protocol: Mapping[str, Any]
     versions: Mapping[str, str]
+    #: ``measurement_code`` of the model measured; None: not compared (a test's fake job)
+    code: str | None = None
 
     @classmethod
-    def of(cls, gpu: str, gpu_uuid: str | None, protocol: Any, versions: Mapping[str, str]) -> Expected:
-        settings = asdict(protocol) if hasattr(protocol, "__dataclass_fields__") else dict(protocol)
-        return cls(gpu, gpu_uuid, settings, dict(versions))
+    def of(cls, gpu: str, gpu_uuid: str | None, protocol: Any, versions: Mapping[str, str],
+           code: str | None = None) -> Expected:
+        return cls(gpu, gpu_uuid, json.loads(protocol_text(protocol)), dict(versions), code)
 
 
 @dataclass(frozen=True)
@@ -95,27 +140,50 @@ def verdict(path: Path, expected: Expected) -> Verdict:
         return Verdict(False, f"journal entry is invalid ({exc}); measuring it again", warning=True)
     if rows.empty:
         return Verdict(False, f"journal entry {path} holds no rows; measuring it again", warning=True)
+    return reusable_rows(rows, expected, sidecar(path))
+
+
+def reusable_rows(rows: pd.DataFrame, expected: Expected, side: Path | None = None) -> Verdict:
+    """Whether one point's validated rows are the measurement ``expected`` describes (``verdict``)."""
     bad = rows[rows["status"] != "ok"]
     if len(bad):
         return Verdict(False, f"journaled as {bad['status'].iloc[0]!r}, not measured")
-    absent = rows[rows["energy_status"] != "measured"]
+    # a simulated GPU's kind (h200-simulated) reuses its own simulated rows; a real kind never does
+    how = rows["energy_status"].astype(str)
+    absent = rows[~how.str.startswith("simulated")] if expected.gpu.endswith("-simulated") else rows[
+        how != "measured"]
     if len(absent):
         return Verdict(False, f"journaled without measured energy ({absent['energy_status'].iloc[0]})")
     image = rows[rows["stage"] == "image"]
     if image.empty or not (image["energy_j"] > 0).all():
         return Verdict(False, "journaled without a positive whole-image energy")
-    reason = _mismatch(rows, image, path, expected)
+    reason = _mismatch(rows, image, side, expected)
     return Verdict(False, reason, measured=True) if reason else Verdict(True)
 
 
-def _mismatch(rows: pd.DataFrame, image: pd.DataFrame, path: Path, expected: Expected) -> str:
+def _recorded(rows: pd.DataFrame, column: str) -> list[str]:
+    return sorted({str(v) for v in rows[column].dropna() if str(v)}) if column in rows else []
+
+
+def _mismatch(rows: pd.DataFrame, image: pd.DataFrame, side: Path | None, expected: Expected) -> str:
     """Why a measured entry is not what this job would measure now ("" if it is)."""
     kinds = sorted(set(rows["gpu"].astype(str)))
     if kinds != [expected.gpu]:
         return f"measured on GPU kind {', '.join(kinds)}, this job measures {expected.gpu}"
-    uuids = sorted({u for u in rows["gpu_uuid"].dropna().astype(str) if u})
-    if expected.gpu_uuid and uuids and uuids != [expected.gpu_uuid]:
-        return f"measured on GPU {', '.join(uuids)}, this job runs on {expected.gpu_uuid}"
+    if expected.code is not None:
+        codes = _recorded(rows, "measurement_code")
+        if codes != [expected.code]:
+            return f"measured by code {', '.join(codes) or 'not recorded'}, now {expected.code}"
+    recorded = _recorded(rows, "protocol")
+    if len(recorded) > 1:
+        return f"its rows record {len(recorded)} different protocols"
+    if recorded:
+        saved = json.loads(recorded[0])
+        now = expected.protocol
+        for key in sorted(set(saved) | set(now)):
+            if key not in saved or key not in now or not _same(saved[key], now[key]):
+                return (f"measured with protocol {key} {saved.get(key, 'not set')}, "
+                        f"now {expected.protocol.get(key, 'not set')}")
     repeats = expected.protocol.get("repeats")
     if repeats is not None and image["repeat"].nunique() != repeats:
         return f"measured with {image['repeat'].nunique()} repeats, the protocol asks for {repeats}"
@@ -126,8 +194,7 @@ def _mismatch(rows: pd.DataFrame, image: pd.DataFrame, path: Path, expected: Exp
         if len(values) != 1 or not _same(values[0], expected.protocol[col]):
             was = ", ".join(str(v) for v in values) or "not recorded"
             return f"measured with protocol {col} {was}, now {expected.protocol[col]}"
-    side = sidecar(path)
-    if side.is_file():
+    if side is not None and side.is_file():
         try:
             saved = json.loads(side.read_text())
         except (OSError, ValueError) as exc:

@@ -1,11 +1,12 @@
-"""One measurement job: the grid points of one (model, precision) on one GPU.
+"""One measurement job: the grid points of one model, in all its precisions, on one GPU.
 
-The protocol (README "Measurement protocol"): build the pipeline on the device; measure the
-energy counter's update period and unit (``counter.probe``); idle baseline with the CUDA
-context alive, between two counter updates; text encoding and VAE decoding in their own
-windows (once per CFG/batch and per resolution: they do not depend on the steps); then, per
-grid point, warm-up and ``repeats`` interleaved windows of the whole image (text + denoising
-+ VAE decode) and of the denoising alone. Every window opens at a counter update and closes at
+The protocol (README "Measurement protocol"): measure the energy counter's update period and
+unit (``counter.probe``), once per job; build the pipeline of a precision on the device; idle
+baseline with the CUDA context alive, between two counter updates, once per job; per new shape
+a warm-up with whole images, then text encoding and VAE decoding in their own windows (once per
+CFG/batch and per resolution: they do not depend on the steps); then, per grid point,
+``repeats`` interleaved windows of the whole image (text + denoising + VAE decode) and of the
+denoising alone. Every window opens at a counter update and closes at
 the first update after its work (``counter.CounterMeter``), and lasts at least
 ``min_window_s`` and ``min_window_updates`` counter periods (text and VAE: ``stage_window_s``
 and half the updates): shorter work is repeated back to back inside it and divided.
@@ -175,6 +176,19 @@ class Workload:
     def _count_call(self, *_: Any) -> None:
         self.denoiser_calls += 1
 
+    def to_precision(self, precision: str) -> Workload:
+        """The same modules cast in place to ``precision``, for a job's next precision: casting takes
+        milliseconds on the GPU where building takes seconds, and energy depends on the shapes, not
+        on the weights' values. Every stage's kernels are new: the points warm up again."""
+        self.dtype = PRECISIONS[precision]
+        upcast = self.spec.family == "sdxl" and self.spec.vae.config.get("force_upcast", True)
+        self.vae_dtype = torch.float32 if upcast and self.dtype == torch.float16 else self.dtype
+        for comp in self.spec.components:
+            self.modules[comp.name].to(dtype=self.vae_dtype if comp.stage == "vae" else self.dtype)
+        self.pipe = self._pipeline()
+        self._embeds.clear()
+        return self
+
     def _pipeline(self) -> Any:
         cls = import_object(self.spec.pipeline)
         params = inspect.signature(cls.__init__).parameters
@@ -246,6 +260,11 @@ class Workload:
         return run
 
 
+#: Warm calls that size a stage's windows once its kernels ran inside a whole image's warm-up, s:
+#: enough calls of a 7 ms text encoder to take their median.
+WARM_SIZING_S = 0.05
+
+
 class WindowError(UsageError):
     """A window could not be measured however it was lengthened: its point is recorded as an error."""
 
@@ -312,19 +331,21 @@ class Runner:
             note()  # a lagging counter shows this work after it ended: the next window waits for that
         return took
 
-    def warm_up(self, fn: Callable[[], Any], min_calls: int) -> tuple[float, int, float]:
+    def warm_up(self, fn: Callable[[], Any], min_calls: int, cold: bool = True) -> tuple[float, int, float]:
         """Run the first (cold) call, then warm calls: at least ``min_calls`` (>= 1) and ``warmup_s``.
 
         Returns the median of the later half of the warm calls (it sizes the windows; a cold call
         never does: the H200's first text-encoder call took over 1 s, a warm one 7 ms), the calls
-        run and their total time.
+        run and their total time. ``cold=False``: ``fn``'s kernels just ran inside a whole image's
+        warm-up (the clocks are up too), so no cold call runs and warm calls last ``WARM_SIZING_S``.
         """
-        total = self.timed(fn)
+        total = self.timed(fn) if cold else 0.0
+        least_s = self.protocol.warmup_s if cold else min(WARM_SIZING_S, self.protocol.warmup_s)
         warm: list[float] = []
-        while len(warm) < max(1, min_calls) or sum(warm) < self.protocol.warmup_s:
+        while len(warm) < max(1, min_calls) or sum(warm) < least_s:
             warm.append(self.timed(fn))
         total += sum(warm)
-        return statistics.median(warm[len(warm) // 2:]), 1 + len(warm), total
+        return statistics.median(warm[len(warm) // 2:]), int(cold) + len(warm), total
 
     def window(self, name: str, fn: Callable[[], Any], calls: int) -> Window:
         """``calls`` calls in one window; a failure inside it (out of memory) closes it unmeasured."""
@@ -451,9 +472,11 @@ class Runner:
                        f"VAE {(images[r].time_s - rest_s) * 1e3:.1f} ms ({off:+.1%})")
             found[r] = self.repeat(stage, fn, r, found[r].window_calls)
 
-    def stage(self, stage: str, fn: Callable[[], Any], warmup: int = 1) -> list[StageResult]:
-        """Warm up, size the window from the warm calls, then measure the repeats."""
-        single, _, _ = self.warm_up(fn, warmup)
+    def stage(self, stage: str, fn: Callable[[], Any], warmup: int = 1,
+              cold: bool = True) -> list[StageResult]:
+        """Warm up (``cold``: see ``warm_up``), size the window from the warm calls, then measure the
+        repeats."""
+        single, _, _ = self.warm_up(fn, warmup, cold)
         calls = calls_to_fill(single, self.target_s(stage))
         return self.repeats([(stage, fn)], calls, check=False)[stage]
 
@@ -497,6 +520,32 @@ def paced_image_s(previous: list[StageResult], previous_evaluations: int, evalua
     image_s = statistics.median(r.time_s for r in previous)
     fixed_s = statistics.median(r.time_s for r in text) + statistics.median(r.time_s for r in vae)
     return fixed_s + max(image_s - fixed_s, 0.0) * evaluations / previous_evaluations
+
+
+#: Windows measured again per window, as planned for (the simulated H200 re-measures 38% of its
+#: SD 1.5 windows: benchmarks/grid_time.py).
+PLANNED_REMEASURE = 0.4
+#: A new shape's cold calls and warm-up, and its text/VAE windows, s (the simulated H200's 1.5 s cold
+#: denoising call and about 2 s of stage windows; the real run's warm-ups took 1.8-11 s per job).
+PLANNED_NEW_SHAPE_S = 5.0
+
+
+def point_estimate_s(spec: ModelSpec, point: GridPoint, previous: GridPoint, previous_image_s: float,
+                     protocol: Protocol, period_s: float) -> float:
+    """About how long ``point`` takes, from the time per image of ``previous`` (the job's last
+    point): the image time scales with denoiser evaluations, pixels and batch (compute-bound; a
+    launch-bound point takes less), fp32 runs at a quarter of the 16-bit speed; each repeat has an
+    image and a denoise window of at least the shortest window, re-measures as planned for, and a
+    new shape adds its warm-up. A job stops before a point that would end past its budget."""
+    def work(p: GridPoint) -> float:
+        return (spec.denoiser_evaluations(p.steps) * p.resolution ** 2 * p.batch * p.frames
+                * (4.0 if p.precision == "fp32" else 1.0))
+
+    image_s = previous_image_s * work(point) / work(previous)
+    window_s = max(protocol.min_window_s, protocol.min_window_updates * period_s, image_s) + 2 * period_s
+    new_shape = point.shape != previous.shape or point.precision != previous.precision
+    return (2 * protocol.repeats * window_s * (1 + PLANNED_REMEASURE)
+            + (PLANNED_NEW_SHAPE_S + image_s if new_shape else 0.0))
 
 
 def spread(values: list[float]) -> float:
@@ -624,20 +673,23 @@ def measure_group(
     host_noise: float = math.nan,
     stop: Callable[[GridPoint], bool] | None = None,
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
-    """Measure every point of one (model, precision) group; yield each point's rows.
+    """Measure every point of one model, in all its precisions (one job); yield each point's rows.
 
-    ``gpu_context()`` returns the GPU's provenance now (name, driver, clocks,
-    temperature, throttling); it is called before and after each point.
-    ``workload_factory``, ``clock``, ``sleep`` and ``sync_fn`` default to the real
-    pipeline and time; a simulated GPU (``measurement.simulated_gpu``) replaces them.
-    A point that runs out of memory is recorded as ``oom``, one whose windows cannot be
-    measured (``WindowError``, ``EnergyError``) as ``error`` with the reason; the job goes on.
-    ``host_noise`` (``hostnoise.measure``) sets the re-measure tolerance. ``stop(point)`` is asked
-    before each point: True ends the job there, every point it measured kept.
+    Points run in the given order, one precision at a time: the pipeline is built for the first
+    and cast to each next one (``Workload.to_precision``). The energy counter's probe (by the
+    caller) and the idle baseline are the job's, once; per precision the text/VAE windows and
+    each shape's warm-up are shared by its points. ``gpu_context()`` returns the GPU's provenance
+    now (name, driver, clocks, temperature, throttling); it is called before and after each point.
+    ``workload_factory``, ``clock``, ``sleep`` and ``sync_fn`` default to the real pipeline and
+    time; a simulated GPU (``measurement.simulated_gpu``) replaces them. A pipeline that does
+    not fit in memory is ``oom`` for each of its precision's points, a point that runs out of
+    memory is ``oom``, one whose windows cannot be measured (``WindowError``, ``EnergyError``)
+    ``error`` with the reason; the job goes on. ``host_noise`` (``hostnoise.measure``) sets the
+    re-measure tolerance. ``stop(point)`` is asked before each point: True ends the job there
+    (its time budget cannot take the point), every point it measured kept.
     """
     device = torch.device(device)
     timings = timings or JobTimings()
-    precision = points[0].precision
     energy_status = getattr(meter, "energy_status", None) or (
         "measured" if meter.measures_energy else f"absent: {meter.absent_reason}")
     info = getattr(meter, "info", None)
@@ -653,49 +705,100 @@ def measure_group(
             "host_noise": host_noise, "remeasure_tolerance": runner.tolerance}
     job_flags = (f"counter: {physics.problem()}",) if physics.problem() else ()
     snapshot = gpu_context or (lambda: {})
+    idle: list[float] = []  # the job's idle power, measured once the first pipeline is on the GPU
 
-    t0 = clock()
-    try:
-        workload = (workload_factory or Workload)(spec, precision, device)
-    except Exception as exc:  # noqa: BLE001 - an OOM at build time is a result for every point
-        if not is_oom(exc):
-            raise
-        log.warning("%s %s does not fit in memory: %s", spec.name, precision, exc)
-        for p in points:
-            yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), _context(base, snapshot()))
-        return
-    timings.build_s = clock() - t0
+    stop = stop or (lambda _point: False)
+    workload = None
+    for precision, group in _by_precision(points):
+        if stop(group[0]):
+            return
+        t0 = clock()
+        try:
+            # the job's next precision: the pipeline on the GPU is cast, not built again
+            workload = (workload.to_precision(precision) if hasattr(workload, "to_precision")
+                        else (workload_factory or Workload)(spec, precision, device))
+        except Exception as exc:  # noqa: BLE001 - an OOM at build time is a result for every point
+            if not is_oom(exc):
+                raise
+            log.warning("%s %s does not fit in memory: %s", spec.name, precision, exc)
+            workload = None
+            _free(device)
+            for p in group:
+                yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), _context(base, snapshot()))
+            continue
+        timings.build_s += clock() - t0
+        if not idle:
+            t0 = clock()
+            idle.append(runner.idle_power_w())
+            timings.idle_s = clock() - t0
+            log.info("idle power %.1f W", idle[0])
+        yield from _measure_precision(spec, group, gpu_kind, workload, runner, protocol, idle[0], base,
+                                      snapshot, timings, energy_status, clock, stop, job_flags)
+        _free(device)
 
-    t0 = clock()
-    idle_w = runner.idle_power_w()
-    timings.idle_s = clock() - t0
-    log.info("idle power %.1f W", idle_w)
 
+def _by_precision(points: list[GridPoint]) -> Iterator[tuple[str, list[GridPoint]]]:
+    """The points in their order, one run of consecutive points per precision (a precision named
+    again later gets its pipeline built again)."""
+    group: list[GridPoint] = []
+    for p in points:
+        if group and p.precision != group[0].precision:
+            yield group[0].precision, group
+            group = []
+        group.append(p)
+    if group:
+        yield group[0].precision, group
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _measure_precision(
+    spec: ModelSpec, points: list[GridPoint], gpu_kind: str, workload: Any, runner: Runner,
+    protocol: Protocol, idle_w: float, base: dict[str, Any], snapshot: Callable[[], dict[str, Any]],
+    timings: JobTimings, energy_status: str, clock: Callable[[], float],
+    stop: Callable[[GridPoint], bool], job_flags: tuple[str, ...] = (),
+) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
+    """The points of one precision on its pipeline.
+
+    A new shape (resolution, CFG, batch, frames) is warmed up with whole images first: they run
+    the text encoder and the VAE decoder at that shape too, so their windows that follow need no
+    cold call of their own, only a few warm calls to size them (``Runner.warm_up``, ``cold=False``).
+    A point of a shape already measured is not warmed up: its windows are sized from that point's
+    time per step (``paced_image_s``).
+    """
     shared: dict[tuple, list[StageResult]] = {}
-    # shape (resolution, cfg, batch) -> (steps, image repeats) of the last point measured at it
-    warm: dict[tuple[int, bool, int], tuple[int, list[StageResult]]] = {}
+    # shape (resolution, cfg, batch, frames) -> (steps, image repeats) of the last point measured at it
+    warm: dict[tuple[int, bool, int, int], tuple[int, list[StageResult]]] = {}
     for n, point in enumerate(points):
-        if stop is not None and stop(point):
-            log.warning("stopped before %s: %d of %d point(s) not started", point.slug, len(points) - n,
-                        len(points))
+        if stop(point):
+            log.warning("stopped before %s %s: %d of %d point(s) of this precision not started",
+                        point.precision, point.slug, len(points) - n, len(points))
             return
         before = snapshot()
         context = _context(base, before)
         runner.start_point()
+        text_key = ("text", point.cfg, point.batch)
+        vae_key = ("vae", point.resolution, point.batch, point.frames)
         try:
             with torch.inference_mode():
+                single_s, warm_calls, warm_s = None, 0, 0.0
+                if point.shape not in warm:
+                    single_s, warm_calls, warm_s = runner.warm_up(workload.image_fn(point), protocol.warmup)
+                    timings.warmup_s += warm_s
                 t0 = clock()
-                text_key = ("text", point.cfg, point.batch)
                 if text_key not in shared:
                     shared[text_key] = runner.stage("text", workload.text_fn(point.cfg, point.batch),
-                                                    protocol.warmup)
-                vae_key = ("vae", point.resolution, point.batch, point.frames)
+                                                    protocol.warmup, cold=False)
                 if vae_key not in shared:
                     shared[vae_key] = runner.stage(
-                        "vae", workload.vae_fn(point.resolution, point.batch, point.frames), protocol.warmup)
+                        "vae", workload.vae_fn(point.resolution, point.batch, point.frames), protocol.warmup,
+                        cold=False)
                 timings.shared_stages_s += clock() - t0
-                single_s = None
-                if point.shape in warm:
+                if single_s is None:
                     steps, previous = warm[point.shape]
                     # Denoising scales with the denoiser's evaluations (steps + 1 for PNDM), not the steps.
                     single_s = paced_image_s(previous, spec.denoiser_evaluations(steps),
@@ -705,19 +808,16 @@ def measure_group(
                 rest_s = (statistics.median(r.time_s for r in shared[text_key])
                           + statistics.median(r.time_s for r in shared[vae_key]))
                 result = runner.image(workload, point, protocol.warmup, single_s, rest_s)
-                timings.warmup_s += result.warmup_s
-                timings.repeats_s += clock() - t0 - result.warmup_s
+                timings.repeats_s += clock() - t0
         except (WindowError, EnergyError) as exc:
-            log.warning("%s: not measured: %s", point.slug, exc)
+            log.warning("%s %s: not measured: %s", point.precision, point.slug, exc)
             yield point, failed_rows(point, gpu_kind, spec, "error", str(exc), context)
             continue
         except Exception as exc:  # noqa: BLE001 - OOM is a result; anything else is re-raised
             if not is_oom(exc):
                 raise
-            log.warning("%s: out of memory: %s", point.slug, exc)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            log.warning("%s %s: out of memory: %s", point.precision, point.slug, exc)
+            _free(runner.device)
             yield point, failed_rows(point, gpu_kind, spec, "oom", str(exc), context)
             continue
         after = snapshot()
@@ -728,16 +828,16 @@ def measure_group(
             "throttle_reasons": ",".join(throttle),
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "denoiser_calls": result.denoiser_calls,
-            "warmup_images": result.warmup_calls,
+            "warmup_images": warm_calls,
             "remeasured": "; ".join(runner.notes),
         })
         warm[point.shape] = (point.steps, result.images)
-        stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": result.denoise,
-                  "vae": shared[("vae", point.resolution, point.batch, point.frames)], "image": result.images}
+        stages = {"text": shared[text_key], "denoise": result.denoise, "vae": shared[vae_key],
+                  "image": result.images}
         rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status, job_flags)
         timings.points += 1
         med = statistics.median(r.energy_j for r in result.images)
-        log.info("%s: %.1f J/image, %.3f s/image, spread %.1f%%, stage sum %+.1f%%", point.slug, med,
-                 statistics.median(r.time_s for r in result.images), 100 * rows["repeat_spread"].iloc[0],
-                 100 * rows["stage_sum_error"].median())
+        log.info("%s %s: %.1f J/image, %.3f s/image, spread %.1f%%, stage sum %+.1f%%", point.precision,
+                 point.slug, med, statistics.median(r.time_s for r in result.images),
+                 100 * rows["repeat_spread"].iloc[0], 100 * rows["stage_sum_error"].median())
         yield point, rows

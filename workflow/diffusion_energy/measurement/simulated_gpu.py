@@ -116,6 +116,9 @@ class Calibration:
     #: resources/gpu-runs README run 2 (job.json): start-up and imports 3.6-4.7 s, build 2.3-2.7 s
     startup_s: float = 4.0
     build_s: float = 2.5
+    #: assumed: casting a built pipeline to a job's next precision (GPU kernels of milliseconds and a
+    #: new pipeline object around the same modules)
+    cast_s: float = 0.3
     #: run1_gpu_check.log "power limit 700 W", "driver 580.159.04"
     power_limit_w: float = 700.0
     driver_version: str = "580.159.04"
@@ -481,14 +484,18 @@ class SimulatedWorkload:
     Building it costs the calibrated build time; each stage's first call per shape is cold.
     """
 
-    def __init__(self, gpu: SimulatedGpu, spec: Any, precision: str) -> None:
+    def __init__(self, gpu: SimulatedGpu, spec: Any, precision: str, cast: bool = False) -> None:
         self.gpu = gpu
         self.spec = spec
         self.precision = precision
         self.params = denoiser_parameters(spec) or gpu.cal.reference_params
         self.denoiser_calls = 0
         self._warm: set[tuple] = set()
-        gpu.sleep(gpu.cal.build_s)
+        gpu.sleep(gpu.cal.cast_s if cast else gpu.cal.build_s)
+
+    def to_precision(self, precision: str) -> SimulatedWorkload:
+        """Cast to a job's next precision (``measure.Workload.to_precision``): new kernels, all cold."""
+        return SimulatedWorkload(self.gpu, self.spec, precision, cast=True)
 
     def _costs(self, resolution: int, cfg: bool, batch: int) -> dict[str, StageCost]:
         return stage_costs(self.gpu.cal, self.params, resolution, cfg, batch, self.precision)

@@ -160,18 +160,49 @@ def local_keys(path: str | Path) -> dict[str, str]:
     return {"gpu": parts[-4], "model": parts[-3], "precision": parts[-2]}
 
 
+#: What a simulated GPU's rows carry: a kind ending in this, and an energy_status starting with it.
+SIMULATED = "simulated"
+
+
+def simulated_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows of a simulated GPU (``measurement.simulated_gpu``): its kind (``h200-simulated``) or its
+    energy status says so."""
+    if frame.empty:
+        return pd.Series(False, index=frame.index)
+    kind = frame["gpu"].astype(str).str.endswith(f"-{SIMULATED}")
+    status = frame["energy_status"].astype(str).str.startswith(SIMULATED)
+    return kind | status
+
+
+def refuse_simulated(frame: pd.DataFrame, where: str | Path) -> None:
+    """Simulated rows never enter the merged, collected or fitted tables, nor a shipped one: they
+    would stand in for (or replace) real measurements of the same points."""
+    bad = simulated_rows(frame)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(
+            f"{where}: {int(bad.sum())} simulated row(s), e.g. {_row_label(frame, i)} (gpu "
+            f"{frame['gpu'].iloc[i]!r}, energy_status {frame['energy_status'].iloc[i]!r}); simulated "
+            "measurements stay apart from real ones (results/measurements/<kind>-simulated/) and never "
+            "enter merged, collected, fitted or shipped tables: leave the file out")
+
+
 def read_measurements(paths: Iterable[str | Path], models: Collection[str] | None = None,
-                      keys_of: Callable[[str | Path], Mapping[str, str]] | None = None) -> pd.DataFrame:
+                      keys_of: Callable[[str | Path], Mapping[str, str]] | None = None,
+                      simulated: bool = False) -> pd.DataFrame:
     """Every file's rows, each file validated, a point in two files refused (both named).
 
     A stale copy of a file beside the real one would otherwise enter the medians
     and the fits twice, with nothing to show for it. With ``models`` (the zoo's
     names), rows of another model are refused; with ``keys_of``, rows that
-    contradict their file's name (``check_file_rows``).
+    contradict their file's name (``check_file_rows``). Simulated rows are refused
+    unless ``simulated`` (a simulated campaign's own table).
     """
     frames = []
     for path in paths:
         frame = read_table(path)
+        if not simulated:
+            refuse_simulated(frame, path)
         check_file_rows(frame, path, models, keys_of(path) if keys_of else None)
         if not frame.empty:
             frames.append(frame.assign(_file=str(path)))
@@ -326,6 +357,8 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
         log.warning("%d points have no FLOPs in the FLOPs table and are left out: %s",
                     int(missing.sum()), sorted(joined.loc[missing, "model"].unique()))
         joined = joined[~missing].copy()
+    if joined.empty:
+        return joined
     joined["denoiser_evaluations"] = denoiser_evaluations(joined)
     steps = joined["steps"].astype(float)
     evals = joined["denoiser_evaluations"]
@@ -352,6 +385,11 @@ def per_image_costs(points: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
     return joined.drop(columns=[c for c in joined.columns if "__" in c])
 
 
+def empty_energy() -> pd.DataFrame:
+    """An energy table without points (every analysis target still builds from it)."""
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in ENERGY_COLUMNS})
+
+
 def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFrame:
     """One row per measured point (or oom), of every source, joined with FLOPs.
 
@@ -362,7 +400,10 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
     and no stage rows: its stage columns stay empty, nothing is filled in.
     """
     if measurements.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in ENERGY_COLUMNS})
+        log.warning("no point to collect: the merged table holds no rows (no shipped reference file, "
+                    "no local measurement and no published source in the merge)")
+        return empty_energy()
+    refuse_simulated(measurements, "the measurements to collect")
     m = conform(measurements)
     for col in ("resolution", "steps", "batch", "frames", "num_gpus", "ulysses_degree", "ring_degree"):
         m[col] = m[col].astype(int)
@@ -396,8 +437,17 @@ def collect_energy(measurements: pd.DataFrame, flops: pd.DataFrame) -> pd.DataFr
     if len(oom):
         oom_rows = oom[POINT_KEYS + ["architecture", "gpu_name"]].assign(status="oom", n_repeats=0)
         image = pd.concat([image, oom_rows], ignore_index=True)
+    if image.empty:
+        sources = ", ".join(f"{s} ({n} rows)" for s, n in m["source"].value_counts().sort_index().items())
+        log.warning("no point to collect: none of the merged table's %d rows (%s) is a point with GPU "
+                    "energy or out of memory", len(m), sources)
+        return empty_energy()
 
-    joined = per_image_costs(image, flops)
+    joined = per_image_costs(image, flops) if not flops.empty else image.iloc[0:0]
+    if joined.empty:
+        log.warning("no point to collect: none of the %d measured points has FLOPs in the FLOPs table "
+                    "(count its models with `diffusion-energy count-flops`)", len(image))
+        return empty_energy()
     for col in ENERGY_COLUMNS:
         if col not in joined:
             joined[col] = np.nan

@@ -116,6 +116,11 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
                                "J (energy_j is what the protocol measured of it)",
     "remeasured": "windows measured again and why (too short, or a repeat slower than the others: "
                   "the host stalled); empty when none",
+    "protocol": "every setting of the measurement protocol the point was measured with (sorted JSON)",
+    "measurement_code": "sha256 (12 hex) of the package's measuring and model-building code and the "
+                        "model's architecture file: a point is reused only by the same code",
+    "campaign_run": "the campaign run (tarball) a shipped row came from; empty for rows measured before "
+                    "campaigns or outside one",
     "error": "error message when status is not ok",
 }
 
