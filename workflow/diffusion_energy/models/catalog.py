@@ -9,6 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import UserError
+
+
+class ZooError(UserError, ValueError):
+    """An architecture file is missing, malformed or names something unknown."""
+
 
 def models_dir() -> Path:
     """The zoo folder: $DIFFUSION_ENERGY_MODELS, else the checkout's config/models.
