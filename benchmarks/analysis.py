@@ -27,10 +27,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "tests"))  # simulate.py: measurement tables simulated from a known law
+
+import simulate  # noqa: E402
 
 from diffusion_energy import figures, grid  # noqa: E402
 from diffusion_energy.counting.features import Point  # noqa: E402
-from diffusion_energy.laws import analysis, analysis_io, simulate  # noqa: E402
+from diffusion_energy.laws import analysis, analysis_io  # noqa: E402
 from diffusion_energy.models.zoo import load_spec  # noqa: E402
 from diffusion_energy.sources import anchors, dataset, gpu_datasheets  # noqa: E402
 

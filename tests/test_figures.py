@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import simulate
 import yaml
 from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
 
 from diffusion_energy import cli, figures
 from diffusion_energy.figures import style
-from diffusion_energy.laws import analysis, analysis_io, crossval, modalities, simulate
+from diffusion_energy.laws import analysis, analysis_io, crossval, modalities
 from diffusion_energy.sources import anchors, dataset, importing
 
 REPO = Path(__file__).resolve().parents[1]

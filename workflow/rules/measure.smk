@@ -55,7 +55,7 @@ for (_model, _precision), _points in GROUPS.items():
         conda:
             "../../envs/gpu.yaml"
         shell:
-            "python3 -m diffusion_energy.cli measure --gpu {wildcards.gpu} --model {params.model}"
+            "python3 -m diffusion_energy.cli -v measure --gpu {wildcards.gpu} --model {params.model}"
             " --precision {params.precision} --points {params.points}"
             " --outdir results/measurements --summary {params.summary}"
             " --protocol {params.protocol:q} --gpu-kinds {params.gpu_kinds:q} 2> {log}"

@@ -36,7 +36,7 @@ rule modalities:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli modalities --energy {input.energy}"
+        "python3 -m diffusion_energy.cli -v modalities --energy {input.energy}"
         " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
         " --min-points {params.min_points} --level {params.level}"
         " --predictions-out {output.predictions} --metrics-out {output.metrics}"

@@ -17,12 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas, the dataset and measure (torch) are imported by the commands that use them
+    import pandas as pd
 
-from .. import atomic
-from ..sources import dataset
-
-if TYPE_CHECKING:  # grid, zoo and measure import torch: imported where used
     from ..measurement.journal import Expected
 
 log = logging.getLogger(__name__)
@@ -77,9 +74,10 @@ def claim_gpu(stack: contextlib.ExitStack, kind: str, gpu_kinds: dict, lock_time
 def cmd_measure(args: argparse.Namespace) -> int:
     """Measure a group's points; reuse journaled ones only once this job's GPU is claimed and they
     match it (``measurement.journal``); every point is journaled before it is written as output."""
-    from .. import grid
+    from .. import atomic, grid
     from ..measurement import bench, journal, measure
     from ..models import zoo
+    from ..sources import dataset
 
     _stop_on_sigterm()
     spec = zoo.load_spec(args.model)
@@ -197,9 +195,12 @@ DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25step
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     """Measure a few small points with the measure job's protocol; print what a setup check needs
     and end with one verdict line: ready, or not ready and why (exit status 1)."""
-    from .. import grid
+    import pandas as pd
+
+    from .. import atomic, grid
     from ..measurement import bench, gpu, measure
     from ..models import zoo
+    from ..sources import dataset
 
     _stop_on_sigterm()
     config = grid.load_config(args.config)
@@ -305,6 +306,8 @@ def _checkout_commit() -> str:
 
 def cmd_package(args: argparse.Namespace) -> int:
     """Check a GPU run's points and write the shipped dataset and its datasheet."""
+    import pandas as pd
+
     from .. import grid
     from ..sources import reference
 
@@ -324,6 +327,7 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from ..models import catalog
+    from ..sources import dataset
 
     merged = dataset.write_merged(args.reference, args.local, args.out, args.published,
                                   models=catalog.available_models())
@@ -333,6 +337,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _read_parquet(path: str, what: str) -> pd.DataFrame:
+    import pandas as pd
+
+    from ..sources import dataset
+
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:
@@ -342,6 +350,9 @@ def _read_parquet(path: str, what: str) -> pd.DataFrame:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    from .. import atomic
+    from ..sources import dataset
+
     flops = dataset.check_flops_table(_read_parquet(args.flops, "FLOPs table"), args.flops)
     energy = dataset.collect_energy(dataset.read_table(args.measurements), flops)
     atomic.write_parquet(energy, args.out)

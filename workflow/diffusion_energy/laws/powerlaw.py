@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import offsets
+from .quantiles import norm_ppf, t_ppf
 from .targets import TARGETS, Prediction, Target
 
 log = logging.getLogger(__name__)
@@ -401,7 +401,7 @@ class LawFit:
 
     def predict(self, frame: pd.DataFrame, level: float) -> Prediction:
         mean, var = self.predict_log(frame)
-        q = stats.t.ppf(0.5 + level / 2, max(self.dof, 1))
+        q = t_ppf(0.5 + level / 2, max(self.dof, 1))
         half = q * np.sqrt(var)
         pred = Prediction(np.exp(mean), np.exp(mean - half), np.exp(mean + half), level)
         return offsets.shifted(frame, pred, self.model_offsets)
@@ -542,7 +542,7 @@ class MixedFit:
         mean = mean + re.fillna(0.0).to_numpy()
         var = np.einsum("ij,jk,ik->i", X, np.asarray(self.cov_params), X) + self.resid_var
         var = var + np.where(seen, 0.0, self.group_var)
-        half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(var)
+        half = norm_ppf(0.5 + level / 2) * np.sqrt(var)
         return Prediction(np.exp(mean), np.exp(mean - half), np.exp(mean + half), level)
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,7 +5,8 @@ A video model is answered by the model fitted on image and video points together
 with the smallest error on held-out video architectures for the GPU kind, its
 interval the spread of those held-out errors. The FLOPs, kernels and bytes of the
 asked video (its frames, its short side as resolution, the model's aspect ratio)
-are counted on the meta device as the workflow counts them; the answer is per
+are the workflow's counts where shipped, else counted on the meta device as the
+workflow counts them (``counting.lookup``); the answer is per
 video, and per frame and per second of video (at ``fps``) derived from it.
 
 ``fps`` changes no computation (it is the rate the frames are played at), so it
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..counting import flops as flops_mod
+from ..counting import lookup
 from ..errors import UsageError
 from ..models import zoo
 from ..sources import dataset
@@ -86,6 +87,7 @@ class VideoPrediction:
         law = e.law.replace("smallest leave-one-model-out P90 error", "smallest P90 error on held-out video "
                             "architectures, fitted on image and video")
         lines += [f"  model: {law}", f"  data: {e.data}", f"  as measured by: {e.source}"]
+        lines += [f"  laws: {e.laws_file}"] if e.laws_file else []
         lines += [f"  note: {n}" for n in e.notes]
         return "\n".join(lines)
 
@@ -108,7 +110,7 @@ def count_video(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
     as the workflow counts)."""
     at = at_frames(spec, frames)
     batches = sorted({batch} | ({1, 2} if batch > 2 else set()))
-    table, ops = flops_mod.count_shapes(at, [(resolution, cfg, b) for b in batches])
+    table, ops = lookup.count_shapes(at, [(resolution, cfg, b) for b in batches])
     table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
     keys = pd.DataFrame([{"gpu": gpu, "model": at.name, "architecture": at.architecture,
                           "precision": precision, "resolution": resolution, "steps": steps, "cfg": bool(cfg),

@@ -10,12 +10,14 @@ other question is asked of the scheduler itself.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import inspect
 import json
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from .. import package_data
 from .catalog import ZooError
 from .classes import import_object
 
@@ -39,8 +41,47 @@ def evaluations(scheduler_class: str, config: Mapping[str, Any], steps: int, whe
     10^15 timesteps would be allocated, and DDIM refuses more than its 1000 training steps.
     """
     asked = min(steps, ASKED_UP_TO)
+    for low, high, surplus in _shipped(config_key(scheduler_class, config)):
+        if low <= asked <= high:
+            return steps + surplus
     return timesteps(scheduler_class, json.dumps(dict(config), sort_keys=True, default=str), asked,
                      where) + (steps - asked)
+
+
+def _diffusers_version() -> str | None:
+    try:
+        return importlib.metadata.version("diffusers")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def _shipped(key: str) -> list[list[int]]:
+    """The shipped answers of one scheduler: ``[first steps, last steps, evaluations - steps]`` ranges;
+    none unless they were answered by the diffusers version installed here."""
+    facts = package_data.zoo_facts()
+    if not facts or facts.get("diffusers") != _diffusers_version():
+        return []
+    return list(facts.get("schedulers", {}).get(key, []))
+
+
+def answer_ranges(scheduler_class: str, config: Mapping[str, Any], where: str) -> list[list[int]]:
+    """Every answer of the scheduler for 1 to ``ASKED_UP_TO`` steps, as ranges of equal surplus
+    (``[[1, 1, 0], [2, 1000, 1]]`` for PNDM's warm-up): what ``package-data`` ships."""
+    config_json = json.dumps(dict(config), sort_keys=True, default=str)
+    ranges: list[list[int]] = []
+    for steps in range(1, ASKED_UP_TO + 1):
+        surplus = timesteps(scheduler_class, config_json, steps, where) - steps
+        if ranges and ranges[-1][2] == surplus:
+            ranges[-1][1] = steps
+        else:
+            ranges.append([steps, steps, surplus])
+    return ranges
+
+
+def shipped_versions() -> dict[str, Any]:
+    """What the shipped answers were made with (``zoo.json``'s ``diffusers``)."""
+    return {"diffusers": _diffusers_version()}
 
 
 @functools.lru_cache(maxsize=1024)
