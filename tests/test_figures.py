@@ -64,8 +64,8 @@ NEEDS_PUBLISHED = {"energy_vs_batch": ["no batch sweeps measured"], "multi_gpu":
 
 
 def test_one_function_per_figure() -> None:
-    assert list(figures.FIGURES) == list(analysis_io.FIGURE_NAMES)
-    for name in analysis_io.FIGURE_NAMES:
+    assert list(figures.FIGURES) == list(figures.FIGURE_NAMES)
+    for name in figures.FIGURE_NAMES:
         assert callable(figures.FIGURES[name][0]), name
         assert (REPO / "workflow" / "report" / f"{name}.rst").is_file(), f"{name} has no caption"
 
@@ -82,7 +82,7 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return said
 
 
-@pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)
+@pytest.mark.parametrize("name", figures.FIGURE_NAMES)
 def test_figure_on_simulated_data(name: str, analysed: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                   ) -> None:
     said = _recording(monkeypatch)
@@ -116,7 +116,7 @@ def test_figures_of_the_published_batch_sweeps_and_multi_gpu_runs(
     assert not said, said
 
 
-@pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)
+@pytest.mark.parametrize("name", figures.FIGURE_NAMES)
 def test_figure_says_no_measurements_yet(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     said = _recording(monkeypatch)
     empty = analysis_io.usable_points(dataset.collect_energy(pd.DataFrame(), pd.DataFrame()))
