@@ -1,17 +1,24 @@
-"""Print the README's result tables (markdown) from a run's tables, so no number is typed by hand.
+"""Print the result tables of docs/reference/validation.md (markdown) from a run's tables, or write them
+into that page, so no number is typed by hand.
 
-    python scripts/readme_tables.py [--results results]
+    python scripts/readme_tables.py [--results results]                  # print them
+    python scripts/readme_tables.py --write docs/reference/validation.md  # replace them in the page
 
-Prints: the leave-one-model-out table per GPU kind and candidate, the
-leave-one-GPU-out table, the paper's law refitted on the paper's own numbers
-beside the published exponents, the points per source and GPU kind, and the laws across
-modalities (image and video).
+Tables: the points per source and GPU kind, the leave-one-model-out table per GPU kind and candidate
+(and per held-out architecture on the H100), the leave-one-GPU-out table, the paper's law on this
+workflow's own points and refitted on the paper's own numbers beside the published exponents, and
+the laws across modalities (image and video). With ``--write`` each table replaces the text between
+``<!-- tables:NAME -->`` and ``<!-- /tables:NAME -->`` in the page; a page missing a table's markers
+is an error, so no table is left stale without a word.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -28,52 +35,82 @@ def errors(r: pd.Series) -> str:
 
 
 def role(candidate: str, chosen: str, baselines: list[str]) -> str:
-    """The chosen law in bold, the baselines marked."""
+    """The procedure's answer and the chosen law in bold, the baselines marked."""
+    if candidate == "selected":
+        return "**selected** (the procedure: its choice made without the group)"
     if candidate == chosen:
-        return f"{candidate} **(chosen)**"
+        return f"{candidate} **(chosen on all data)**"
     return f"{candidate} (baseline)" if candidate in baselines else candidate
 
 
-def lomo_table(results: Path) -> str:
-    """Every candidate per GPU kind and over all kinds, architectures left out: errors and the held-out
-    coverage of the 90% intervals predict gives (calibrated without the architecture they predict)."""
-    m = pd.read_csv(results / "tables" / "lomo_metrics.csv")
+def lomo_table(results: Path, table: str = "nested_lomo") -> str:
+    """Every candidate per GPU kind and over all kinds, architectures left out: errors and the coverage
+    of the 90% intervals (nested: the choice of law, the blend's weights and the intervals' calibration
+    made without the architecture predicted; ``lomo``: the non-nested diagnostic)."""
+    m = pd.read_csv(results / "tables" / f"{table}_metrics.csv")
     entry = json.loads((results / "laws" / "laws.json").read_text())["pooled"]["image"]
     m = m[(m["target"] == "image") & (m["held_out"] == "all")]
     lines = ["| GPU | candidate | points | median APE | P90 APE | worst APE | Spearman | "
              "90% interval coverage |", "|---|---|---|---|---|---|---|---|"]
     order = {g: i for i, g in enumerate(["all", "a100", "h100", "h200", "b200"])}
-    m = m.assign(o=m["gpu"].map(order).fillna(9)).sort_values(["o", "gpu", "p90_ape"])
+    m = m.assign(o=m["gpu"].map(order).fillna(9), s=m["candidate"] != "selected").sort_values(
+        ["o", "gpu", "s", "p90_ape"])
     for _, r in m.iterrows():
         name = role(r["candidate"], entry["selected"], entry.get("baselines", []))
         lines.append(f"| {r['gpu']} | {name} | {int(r['n_points'])} | {errors(r)} | {pct(r['coverage'])} |")
     return "\n".join(lines)
 
 
-def lomo_per_model(results: Path, gpu: str) -> str:
-    m = pd.read_csv(results / "tables" / "lomo_metrics.csv")
-    laws = json.loads((results / "laws" / "laws.json").read_text())
-    best = laws["pooled"]["image"]["selected"]
-    m = m[(m["target"] == "image") & (m["gpu"] == gpu) & (m["held_out"] != "all")]
+def lomo_per_model(results: Path) -> str:
+    """Median APE per held-out architecture (every GPU kind), nested, per candidate."""
+    m = pd.read_csv(results / "tables" / "nested_lomo_metrics.csv")
+    predictions = pd.read_csv(results / "tables" / "nested_lomo_predictions.csv")
+    m = m[(m["target"] == "image") & (m["gpu"] == "all") & (m["held_out"] != "all")]
+    p = predictions[(predictions["target"] == "image") & (predictions["candidate"] == "selected")]
+    chosen = p.groupby("held_out")["chosen"].first()
+    cov = m[m["candidate"] == "selected"].set_index("held_out")["coverage"]
     wide = m.pivot_table(index="held_out", columns="candidate", values="median_ape")
-    lines = [f"| held-out architecture ({gpu}) | points | " + " | ".join(wide.columns) + " |",
-             "|---|---|" + "---|" * len(wide.columns)]
-    counts = m[m["candidate"] == best].set_index("held_out")["n_points"]
+    cols = ["selected"] + [c for c in wide.columns if c != "selected"]
+    lines = ["| held-out architecture | points | law chosen without it | " + " | ".join(cols)
+             + " | interval coverage (selected) |", "|---|---|---|" + "---|" * (len(cols) + 1)]
+    counts = m[m["candidate"] == "selected"].set_index("held_out")["n_points"]
     for model, row in wide.iterrows():
-        lines.append(f"| {model} | {int(counts.get(model, 0))} | " + " | ".join(pct(v) for v in row) + " |")
-    return f"Median APE per held-out architecture on {gpu} (chosen: {best}):\n\n" + "\n".join(lines)
+        lines.append(f"| {model} | {int(counts.get(model, 0))} | {chosen.get(model, '—')} | "
+                     + " | ".join(pct(row[c]) for c in cols) + f" | {pct(cov.get(model, float('nan')))} |")
+    return "Median APE per held-out architecture (nested, every GPU kind):\n\n" + "\n".join(lines)
 
 
-def logo_table(results: Path) -> str:
-    m = pd.read_csv(results / "tables" / "logo_metrics.csv")
+def logo_table(results: Path, table: str = "nested_logo") -> str:
+    m = pd.read_csv(results / "tables" / f"{table}_metrics.csv")
     entry = json.loads((results / "laws" / "laws.json").read_text())["pooled"]["image"]
     chosen = entry["selected_unmeasured_gpu"]
-    m = m[(m["target"] == "image") & (m["held_out"] != "all")]
+    m = m[(m["target"] == "image") & (m["held_out"] != "all") & (m["gpu"] != "all")]
     lines = ["| held-out GPU | candidate | points | median APE | P90 APE | worst APE | Spearman | "
              "90% interval coverage |", "|---|---|---|---|---|---|---|---|"]
-    for _, r in m.sort_values(["held_out", "p90_ape"]).iterrows():
+    m = m.assign(s=m["candidate"] != "selected")
+    for _, r in m.sort_values(["held_out", "s", "p90_ape"]).iterrows():
         lines.append(f"| {r['held_out']} | {role(r['candidate'], chosen, entry.get('baselines', []))} | "
                      f"{int(r['n_points'])} | {errors(r)} | {pct(r['coverage'])} |")
+    return "\n".join(lines)
+
+
+def nested_vs_diagnostic(results: Path) -> str:
+    """The chosen law's errors nested beside non-nested, per GPU kind: how optimistic the old figures
+    were (the non-nested choice and calibration saw the errors they report)."""
+    entry = json.loads((results / "laws" / "laws.json").read_text())["pooled"]["image"]
+    rows = []
+    for table, what, cand in (("nested_lomo", "nested", "selected"), ("lomo", "non-nested (diagnostic)",
+                                                                      entry["selected"])):
+        m = pd.read_csv(results / "tables" / f"{table}_metrics.csv")
+        m = m[(m["target"] == "image") & (m["held_out"] == "all") & (m["candidate"] == cand)]
+        for _, r in m.iterrows():
+            rows.append((r["gpu"], what, r))
+    lines = ["| GPU | held out | median APE | P90 APE | worst APE | 90% interval coverage |",
+             "|---|---|---|---|---|---|"]
+    for gpu, what, r in sorted(rows, key=lambda x: (x[0] != "all", x[0], x[1])):
+        lines.append(f"| {gpu} | {what} | {pct(r['median_ape'])} | {pct(r['p90_ape'])} | "
+                     f"{pct(r['max_ape'])} | "
+                     f"{pct(r['coverage'])} |")
     return "\n".join(lines)
 
 
@@ -126,16 +163,27 @@ def sources_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def predict_marks(entry: dict) -> dict[str, str]:
+    """Candidate -> the GPU kinds ``predict`` answers a video model on with it: each kind's own choice
+    (``selected_by_gpu``), and ``selected`` for every other kind."""
+    kinds: dict[str, list[str]] = {}
+    for gpu, candidate in sorted(entry.get("selected_by_gpu", {}).items()):
+        kinds.setdefault(candidate, []).append(gpu)
+    kinds.setdefault(entry["selected"], []).append("other kinds")
+    return {c: f" **(predict: {', '.join(g)})**" for c, g in kinds.items()}
+
+
 def modality_table(results: Path) -> str:
-    """Laws across modalities: every experiment and candidate over all GPU kinds, per modality."""
+    """Laws across modalities: every experiment and candidate over all GPU kinds, per modality; the rows
+    of the joint model on videos marked with the GPU kinds ``predict`` answers with each."""
     m = pd.read_csv(results / "tables" / "modality_metrics.csv")
-    chosen = json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"]["selected"]
+    marks = predict_marks(json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"])
     m = m[(m["gpu"] == "all") & (m["held_out"] == "all")]
     lines = ["| experiment | predicts | candidate | points | median APE | P90 APE | worst APE | Spearman |",
              "|---|---|---|---|---|---|---|---|"]
     for _, r in m.sort_values(["experiment", "modality", "p90_ape"]).iterrows():
-        star = " **(predict)**" if r["experiment"] == "joint_lomo" and r["modality"] == "video" \
-            and r["candidate"] == chosen else ""
+        star = marks.get(r["candidate"], "") if (r["experiment"], r["modality"]) == ("joint_lomo", "video") \
+            else " **(the procedure, nested)**" if r["candidate"] == "selected" else ""
         lines.append(f"| {r['experiment']} | {r['modality']} | {r['candidate']}{star} | "
                      f"{int(r['n_points'])} | {errors(r)} |")
     return "\n".join(lines)
@@ -156,19 +204,52 @@ def modality_per_video_model(results: Path) -> str:
     return f"Median APE per video architecture ({chosen}):\n\n" + "\n".join(lines)
 
 
+#: Marker name in the page -> (title, the function printing the table), in page order.
+TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "sources": ("Points per source", sources_table),
+    "lomo": ("Leave-one-model-out, nested", lomo_table),
+    "lomo_h100": ("Per held-out architecture, nested", lomo_per_model),
+    "logo": ("Leave-one-GPU-out, nested", logo_table),
+    "nested_vs_diagnostic": ("Nested beside non-nested", nested_vs_diagnostic),
+    "lomo_diagnostic": ("Leave-one-model-out, non-nested (a diagnostic)",
+                        lambda results: lomo_table(results, "lomo")),
+    "own_law": ("The paper's law on this workflow's own points", own_law_table),
+    "paper_law": ("The paper's law on the paper's numbers", paper_table),
+    "modalities": ("Laws across modalities", modality_table),
+    "modalities_per_video": ("Per video architecture", modality_per_video_model),
+}
+
+
+def tables(results: Path) -> dict[str, tuple[str, str]]:
+    """Marker name -> (title, markdown) of every table, from a run's results."""
+    return {name: (title, table(results)) for name, (title, table) in TABLES.items()}
+
+
+def write_tables(page: Path, found: dict[str, tuple[str, str]]) -> str:
+    """``page``'s text with each table between its markers replaced; every table must have them."""
+    text = page.read_text()
+    for name, (_, table) in found.items():
+        block = re.compile(rf"(<!-- tables:{name} -->\n).*?(\n<!-- /tables:{name} -->)", re.DOTALL)
+        if not block.search(text):
+            raise SystemExit(f"{page}: no <!-- tables:{name} --> ... <!-- /tables:{name} --> markers "
+                             f"for the table {name!r}")
+        text = block.sub(lambda m, table=table: m.group(1) + table + m.group(2), text)
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(REPO / "results"))
+    parser.add_argument("--write", metavar="PAGE", help="replace the tables in this page (markers) "
+                                                       "instead of printing them")
     args = parser.parse_args()
-    results = Path(args.results)
-    for title, text in (("Points per source", sources_table(results)),
-                        ("Leave-one-model-out", lomo_table(results)),
-                        ("Per held-out architecture", lomo_per_model(results, "h100")),
-                        ("Leave-one-GPU-out", logo_table(results)),
-                        ("The paper's law on this workflow's own points", own_law_table(results)),
-                        ("The paper's law on the paper's numbers", paper_table(results)),
-                        ("Laws across modalities", modality_table(results)),
-                        ("Per video architecture", modality_per_video_model(results))):
+    found = tables(Path(args.results))
+    if args.write:
+        page = Path(args.write)
+        page.write_text(write_tables(page, found))
+        print(f"{page}: {len(found)} tables written", file=sys.stderr)
+        return 0
+    for title, text in found.values():
         print(f"### {title}\n\n{text}\n")
     return 0
 

@@ -1,6 +1,6 @@
 """A roofline model of energy: time from every kernel's work, energy from time, FLOPs and bytes.
 
-    T_hat = k_source * sum over the kernels of an image of max(FLOPs / R_class, bytes / W, t_launch,source)
+    T_hat = sum over the kernels of an image of max(g * FLOPs / R_class, g * bytes / W, t_launch,source)
     E     = P_idle * T_hat + P_ref * (pi_static * T_hat + pi_flop * FLOPs / R_ref + pi_byte * bytes / W_ref
                                      + pi_source * T_hat)
 
@@ -22,6 +22,13 @@ kind's factor at 1) and each measured kind a factor around it; no kind's average
 power exceeds its power limit (energy capped where the kind's times were fitted,
 time stretched where it is known by its datasheet only).
 
+Physics bounds every rate: ``g`` (a software stack's time factor times a GPU
+kind's factor and trend) slows a kernel's work, never its launch (a property of
+the host and the stack), and no kernel runs faster than its GPU's datasheet,
+whatever the fitted efficiencies (at most 1), factors and trend: its FLOPs take
+at least FLOPs / peak, its bytes at least bytes / bandwidth, its exponentials at
+least scores / (``SOFTMAX_MAX`` x peak).
+
 Why: energy per FLOP varies threefold between a launch-bound SD 1.5 at batch 1
 and a compute-bound FLUX.1-dev; a FLOPs-only law cannot see kernel launches, nor
 that a batch shares them, this model can. Its inputs come from the per-op table
@@ -37,6 +44,7 @@ alone, scaling every rate by k and every power by 1/k predicts the same joules.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -47,7 +55,6 @@ import pandas as pd
 
 from ..counting.op_names import attention_head_dim
 from ..sources import dataset
-from . import offsets
 from .powerlaw import NotIdentifiable
 from .quantiles import t_ppf
 from .targets import TARGETS, Prediction, Target
@@ -61,8 +68,16 @@ OP_CLASSES = ("matmul", "attention", "conv", "other")
 #: Units of a GPU kind without a datasheet (a per-kind fit only: they cancel there).
 NOMINAL = {"peak_flop_s": 1e15, "peak_fp32_flop_s": 1e14, "peak_bandwidth_byte_s": 2e12,
            "power_limit_sheet_w": 700.0}
-#: Bounds of the fitted quantities: efficiencies (fractions of a peak), launch cost (s), time factor.
-EFFICIENCY_BOUNDS = (1e-3, 4.0)
+#: Bounds of the fitted quantities: efficiencies (fractions of a datasheet peak: never above 1), launch
+#: cost (s), time factor.
+EFFICIENCY_BOUNDS = (1e-3, 1.0)
+#: Attention's exponentials run on the special-function units, far slower than the tensor cores: 16
+#: results per clock per SM (the CUDA C++ Programming Guide's arithmetic-instruction throughput table,
+#: compute capability 8.x-10.x), 1/128 of an A100's dense fp16 tensor peak (108 SMs x 1.41 GHz x 16 =
+#: 2.4 T/s against 312 TFLOP/s), 1/256 of an H100's (FlashAttention-3, Shah et al. 2024: 3.9 TFLOPS of
+#: exponential against 989 TFLOPS of matmul). No kind runs them faster than the loosest of these.
+SOFTMAX_MAX = 1.0 / 128
+SOFTMAX_BOUNDS = (1e-4, SOFTMAX_MAX)
 LAUNCH_BOUNDS = (1e-7, 1e-3)
 FACTOR_BOUNDS = (0.2, 5.0)
 #: The unit of the peak-rate trend across GPU kinds, FLOP/s, and the bounds of its exponent.
@@ -73,6 +88,9 @@ ENERGY_EXPONENTS = np.linspace(-0.6, 0.6, 25)
 PEAK_EXPONENT_BOUNDS = (-1.0, 1.0)
 #: Weight of the pull of log time factors towards 0 (against the log errors of the times).
 FACTOR_RIDGE = 0.05
+#: Relative tolerances of the fit (log rates): 1e-6 gives the same held-out predictions as scipy's
+#: default 1e-8 to four digits in half the evaluations.
+TOLERANCE = 1e-6
 #: Starting points, tried in turn until one converges: (efficiency of compute, of memory, launch cost in s).
 STARTS = ((0.5, 0.6, 2e-5), (0.2, 0.3, 5e-6), (0.8, 1.0, 4e-5))
 
@@ -114,12 +132,24 @@ class RooflineInputs:
         if len(self.head_dim) != len(self.point_id):
             object.__setattr__(self, "head_dim", np.full(len(self.point_id), np.nan))
 
-    def scores(self) -> np.ndarray:
-        """Attention scores (one exponential each) per execution of each entry: FLOPs / (4 x head dim)
-        for fused attention with a known head dimension, else 0."""
+    def subset(self, ids: np.ndarray) -> RooflineInputs:
+        """The entries of the points ``ids`` only (the same point ids): what a fit on those points reads,
+        so that its every pass over the entries skips the other points'."""
+        keep = np.isin(self.point_id, np.asarray(ids, dtype=int))
+        return RooflineInputs(self.point_id[keep], self.flops[keep], self.bytes[keep], self.kernels[keep],
+                              self.executions[keep], self.fp32[keep], self.granularity, self.op_class[keep],
+                              self.head_dim[keep])
+
+    @functools.cached_property
+    def _scores(self) -> np.ndarray:
         d = self.head_dim
         known = (self.op_class == 1) & np.isfinite(d) & (d > 0)
         return np.where(known, self.flops / (4.0 * np.where(known, d, 1.0)), 0.0)
+
+    def scores(self) -> np.ndarray:
+        """Attention scores (one exponential each) per execution of each entry: FLOPs / (4 x head dim)
+        for fused attention with a known head dimension, else 0."""
+        return self._scores
 
     def per_point(self, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Sum ``values`` (one per entry) per point, in the order of ``ids``."""
@@ -142,12 +172,13 @@ class RooflineInputs:
 
     def time_s(self, ids: np.ndarray, compute: float | np.ndarray, compute_fp32: float | np.ndarray,
                bandwidth: float | np.ndarray, launch: float | np.ndarray,
-               attention: float | np.ndarray | None = None, conv: float | np.ndarray | None = None
-               ) -> np.ndarray:
+               attention: float | np.ndarray | None = None, conv: float | np.ndarray | None = None,
+               exponentials: float | np.ndarray | None = None) -> np.ndarray:
         """Predicted GPU time per image of each point in ``ids``.
 
         Every rate and the launch cost is a number, or an array indexed by point id
-        (each point at its own GPU's rates and its source's launch cost).
+        (each point at its own GPU's rates and its source's launch cost); ``exponentials`` (per s) adds
+        fused attention's exponentials to its compute time.
         """
         def at(value: float | np.ndarray) -> Any:
             return value[self.point_id] if isinstance(value, np.ndarray) else value
@@ -156,7 +187,9 @@ class RooflineInputs:
                  at(compute if conv is None else conv), at(compute)]
         half = np.choose(self.op_class, [np.broadcast_to(r, self.flops.shape) for r in rates])
         rate = np.where(self.fp32, at(compute_fp32), half)
-        per = np.maximum(np.maximum(self.flops / rate, self.bytes / at(bandwidth)), self.kernels * at(launch))
+        exps = self.scores() / at(exponentials) if exponentials is not None else 0.0
+        compute_t = self.flops / rate + exps
+        per = np.maximum(np.maximum(compute_t, self.bytes / at(bandwidth)), self.kernels * at(launch))
         return self.per_point(per * self.executions, ids)
 
 
@@ -232,6 +265,26 @@ def build_inputs(points: pd.DataFrame, ops: pd.DataFrame | None, flops_table: pd
 
 
 # --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The roofline model's optional terms, all on by default. ``benchmarks/law_terms.py`` judges each by
+    the held-out error of the model without it: a term stays where it earns its place."""
+
+    #: Attention and convolutions at rates of their own (else every FLOP at the matrix-multiply rate).
+    class_efficiencies: bool = True
+    #: Attention's exponentials at a fitted rate (else at the fastest the hardware allows, SOFTMAX_MAX).
+    exponentials: bool = True
+    #: A time factor per measured GPU kind, around the trend (across kinds only).
+    kind_factors: bool = True
+    #: Time as a power of the datasheet peak across kinds (across kinds only).
+    trend: bool = True
+    #: Energy as a power of the datasheet J/FLOP across kinds, beyond the power limit (across kinds only).
+    energy_trend: bool = True
+    #: A time factor per software stack (data source) beside its launch cost.
+    stack_factors: bool = True
+
 
 
 @dataclass(frozen=True)
@@ -337,12 +390,32 @@ def _point_array(ids: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 _EFF_ORDER = ("matmul", "attention", "conv", "other", "fp32")
 
 
-class _TimeModel:
-    """The predicted time per image of some points, for given efficiencies and launch costs.
+@dataclass(frozen=True)
+class TimeParts:
+    """Predicted time per image of some points, and its derivatives (per point) with respect to the log of
+    every rate: what the fit's analytic Jacobian is assembled from."""
 
-    The fitting loop's hot path: each kernel's FLOPs and bytes are divided by its
-    point's reference peaks once, so an evaluation is a few vector operations and
-    one ``bincount`` over the kernels of just these points.
+    time_s: np.ndarray
+    d_efficiency: np.ndarray  # (points, len(_EFF_ORDER))
+    d_memory: np.ndarray
+    d_softmax: np.ndarray
+    d_launch: np.ndarray  # (points, sources)
+    d_slowdown: np.ndarray
+
+
+class _TimeModel:
+    """The predicted time per image of some points, for given efficiencies, launch costs and slowdowns.
+
+    Every kernel runs at the slowest of three roofs: its FLOPs at its class's rate (and a fused attention's
+    exponentials at theirs), its bytes at the memory bandwidth, or its launch from the host. A GPU kind's
+    (or software stack's) slowdown scales the first two, never the launch (a property of the host and the
+    software stack), and no kernel runs faster than the datasheet allows: its FLOPs never faster than the
+    peak, its bytes never faster than the bandwidth, its exponentials never faster than ``SOFTMAX_MAX`` of
+    the peak, whatever the fitted efficiencies and slowdowns.
+
+    The fitting loop's hot path: each kernel's FLOPs and bytes are divided by its point's reference peaks
+    once, so an evaluation is a few vector operations and one ``bincount`` over the kernels of just these
+    points; the derivatives cost a few more ``bincount`` s.
     """
 
     def __init__(self, inputs: RooflineInputs, ids: np.ndarray, scales: Mapping[str, np.ndarray],
@@ -355,19 +428,62 @@ class _TimeModel:
         self.pos, self.n = pos, len(ids)
         self.flops_s = inputs.flops[keep] / compute_ref  # seconds at the peak
         self.scores_s = inputs.scores()[keep] / compute_ref  # exponentials, in seconds at the peak
+        self.exps_floor_s = self.scores_s / SOFTMAX_MAX
         self.bytes_s = inputs.bytes[keep] / scales["peak_bandwidth_byte_s"][pos]
         self.kernels = inputs.kernels[keep]
         self.executions = inputs.executions[keep]
         self.klass = np.where(fp32, 4, inputs.op_class[keep])
         self.source = np.asarray(source_codes)[pos]
 
+    def _roofs(self, efficiency: np.ndarray, memory: float, launch: np.ndarray, softmax: float,
+               slowdown: np.ndarray | float) -> tuple[np.ndarray, ...]:
+        g = slowdown[self.pos] if isinstance(slowdown, np.ndarray) else slowdown
+        flops = g * self.flops_s / efficiency[self.klass]
+        exps = g * self.scores_s / softmax
+        mem = g * self.bytes_s / memory
+        # No kernel faster than the datasheet: each roof at least its work at the peak rate.
+        compute = np.maximum(flops, self.flops_s)
+        compute += np.maximum(exps, self.exps_floor_s)
+        memory_t = np.maximum(mem, self.bytes_s)
+        launch_t = self.kernels * launch[self.source]
+        per = np.maximum(np.maximum(compute, memory_t), launch_t)
+        return per, compute, memory_t, launch_t, flops, exps, mem
+
     def __call__(self, efficiency: np.ndarray, memory: float, launch: np.ndarray,
-                 softmax: float = np.inf) -> np.ndarray:
+                 softmax: float = np.inf, slowdown: np.ndarray | float = 1.0) -> np.ndarray:
         """Time per image of each point; ``efficiency`` in ``_EFF_ORDER``, ``launch`` per source code,
-        ``softmax`` the share of the peak at which attention's exponentials run (after its FLOPs)."""
-        compute = self.flops_s / efficiency[self.klass] + self.scores_s / softmax
-        per = np.maximum(np.maximum(compute, self.bytes_s / memory), self.kernels * launch[self.source])
+        ``softmax`` the share of the peak at which attention's exponentials run (after its FLOPs),
+        ``slowdown`` per point (indexed like ``ids``) or one number: how much slower than its efficiencies
+        the point's GPU kind and software stack run their kernels."""
+        per = self._roofs(efficiency, memory, launch, softmax, slowdown)[0]
         return np.bincount(self.pos, weights=per * self.executions, minlength=self.n)
+
+    def parts(self, efficiency: np.ndarray, memory: float, launch: np.ndarray, softmax: float,
+              slowdown: np.ndarray | float) -> TimeParts:
+        """The time and its derivatives with respect to the log of every rate and of the slowdown."""
+        per, compute, memory_t, launch_t, flops, exps, mem = self._roofs(efficiency, memory, launch, softmax,
+                                                                          slowdown)
+        x = self.executions
+        on_compute = (compute >= memory_t) & (compute >= launch_t)
+        on_memory = ~on_compute & (memory_t >= launch_t)
+        on_launch = ~on_compute & ~on_memory
+        # d per / d log(slowdown) of each roof, where it binds and is above its datasheet floor.
+        d_flops = np.where(on_compute & (flops > self.flops_s), flops, 0.0) * x
+        d_exps = np.where(on_compute & (exps > self.exps_floor_s), exps, 0.0) * x
+        d_mem = np.where(on_memory & (mem > self.bytes_s), mem, 0.0) * x
+
+        def total(w: np.ndarray) -> np.ndarray:
+            return np.bincount(self.pos, weights=w, minlength=self.n)
+
+        def by(column: np.ndarray, width: int, w: np.ndarray) -> np.ndarray:
+            """Sums of ``w`` per (point, ``column``): an array (points, width)."""
+            return np.bincount(self.pos * width + column, weights=w, minlength=self.n * width).reshape(
+                self.n, width)
+
+        d_eff = -by(self.klass, len(_EFF_ORDER), d_flops)
+        d_launch = by(self.source, len(launch), np.where(on_launch, launch_t, 0.0) * x)
+        return TimeParts(total(per * x), d_eff, -total(d_mem), -total(d_exps), d_launch,
+                         total(d_flops + d_exps + d_mem))
 
 
 def _efficiency_vector(eff: Mapping[str, float]) -> np.ndarray:
@@ -386,8 +502,6 @@ class RooflineFit:
     name: str = "roofline"
     scope: str = "pooled"
     kind: str = "roofline"
-    #: Shrunk log offset of each architecture fitted (``offsets``); none: the shared model alone.
-    model_offsets: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -417,12 +531,13 @@ class RooflineFit:
         levels = sorted(c.launch_s)
         codes = np.array([levels.index(s) for s in known], dtype=int)
         model = _TimeModel(inputs, ids, scales, codes)
-        t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
-                  np.array([c.launch_s[s] for s in levels]), c.efficiency.get("softmax", np.inf))
-        t = t * np.array([c.time_factor.get(s, 1.0) for s in known])
+        # The software stack's and the GPU kind's slowdowns scale the kernels' work, never the launches.
+        slowdown = np.array([c.time_factor.get(s, 1.0) for s in known])
         if c.gpu_factor:
-            t = t * np.array([c.gpu_time_factor(g, p) for g, p in zip(frame["gpu"].astype(str),
-                                                                      scales["peak_flop_s"], strict=True)])
+            slowdown = slowdown * np.array([c.gpu_time_factor(g, p) for g, p in zip(
+                frame["gpu"].astype(str), scales["peak_flop_s"], strict=True)])
+        t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
+                  np.array([c.launch_s[s] for s in levels]), c.efficiency.get("softmax", np.inf), slowdown)
         ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
         ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
         return t, ideal_c, ideal_b, scales["power_limit_sheet_w"], known, scales["peak_flop_s"]
@@ -480,13 +595,12 @@ class RooflineFit:
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
         half = t_ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
-        pred = Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
-        return offsets.shifted(frame, pred, self.model_offsets)
+        return Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "variant": self.variant, "granularity": self.granularity,
                 "by_gpu": self.by_gpu, "name": self.name, "scope": self.scope, "kind": self.kind,
-                "constants": [asdict(c) for c in self.constants], "model_offsets": dict(self.model_offsets)}
+                "constants": [asdict(c) for c in self.constants]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RooflineFit:
@@ -494,8 +608,7 @@ class RooflineFit:
             RooflineConstants(**{**{k: (np.nan if v is None else v) for k, v in c.items()},
                                  "precisions": tuple(c["precisions"]), "sources": tuple(c["sources"])})
             for c in d["constants"])
-        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"],
-                   model_offsets=dict(d.get("model_offsets") or {}))
+        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"])
 
 
 def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
@@ -506,7 +619,8 @@ def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
 
 
 def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Target, variant: str,
-             datasheet_units: bool, gpu_factors: bool = False) -> RooflineConstants:
+             datasheet_units: bool, gpu_factors: bool = False, start: RooflineConstants | None = None,
+             terms: Terms = Terms()) -> RooflineConstants:
     ids = frame["point_id"].to_numpy(dtype=int)
     n = len(ids)
     energy = target.energy_j(frame)
@@ -514,8 +628,8 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     levels = sorted(set(sources), key=lambda s: (-int((sources == s).sum()), s))
     reference_source, others = levels[0], levels[1:]
     has_fp32 = int((frame["precision"].astype(str) == "fp32").sum()) >= 2
-    classes = _present_classes(inputs, ids)
-    softmax = "attention" in classes and bool(inputs.scores()[np.isin(inputs.point_id, ids)].sum() > 0)
+    classes = _present_classes(inputs, ids) if terms.class_efficiencies else ["matmul"]
+    softmax = terms.exponentials and bool(inputs.scores()[np.isin(inputs.point_id, ids)].sum() > 0)
     eff_names = classes + (["fp32"] if has_fp32 else []) + (["softmax"] if softmax else []) + ["memory"]
     kinds = sorted(set(frame["gpu"].astype(str))) if gpu_factors and datasheet_units else []
     if len(kinds) < 2:
@@ -565,14 +679,48 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
                                                     strict=True))}
         return eff, launch, factor
 
-    def times(z: np.ndarray) -> np.ndarray:
+    log_peak = np.log(peak_rel)
+    # Which columns of the efficiency derivative (``_EFF_ORDER``) each fitted efficiency moves: a class
+    # not fitted runs at the matrix-multiply rate.
+    eff_columns = {name: [k for k, cls in enumerate(_EFF_ORDER)
+                          if cls == name or (name == "matmul" and (cls == "other" or cls not in eff_names))]
+                   for name in eff_names if name not in ("memory", "softmax")}
+
+    def evaluate(z: np.ndarray, jacobian: bool = False) -> TimeParts | np.ndarray:
         r = np.exp(z)
         eff = dict(zip(eff_names, r[:len(eff_names)], strict=True))
         launch = r[len(eff_names):len(eff_names) + len(levels)]
         factors = np.concatenate([[1.0], r[len(eff_names) + len(levels):n_head]])
-        by_kind = r[n_head:n_head + len(kinds)][kind_of] * peak_rel ** z[-1] if kinds else 1.0
-        return (model(_efficiency_vector(eff), eff["memory"], launch, eff.get("softmax", np.inf))
-                * factors[factor_of] * by_kind)
+        slowdown = factors[factor_of] * (r[n_head:n_head + len(kinds)][kind_of] * peak_rel ** z[-1]
+                                         if kinds else 1.0)
+        args = (_efficiency_vector(eff), eff["memory"], launch, eff.get("softmax", np.inf), slowdown)
+        return model.parts(*args) if jacobian else model(*args)
+
+    def times(z: np.ndarray) -> np.ndarray:
+        return evaluate(z)
+
+    def jac(z: np.ndarray) -> np.ndarray:
+        """d(log time) / dz of every point, then the ridge rows (analytic: the roofs are piecewise
+        linear in the rates, so this is exact and costs about two evaluations)."""
+        parts = evaluate(z, jacobian=True)
+        cols = []
+        for name in eff_names:
+            if name == "memory":
+                cols.append(parts.d_memory)
+            elif name == "softmax":
+                cols.append(parts.d_softmax)
+            else:
+                cols.append(parts.d_efficiency[:, eff_columns[name]].sum(axis=1))
+        cols += [parts.d_launch[:, k] for k in range(len(levels))]
+        cols += [parts.d_slowdown * (factor_of == j + 1) for j in range(len(others))]
+        cols += [parts.d_slowdown * (kind_of == k) for k in range(len(kinds))]
+        if kinds:
+            cols.append(parts.d_slowdown * log_peak)
+        J = np.column_stack(cols) / parts.time_s[:, None]
+        ridge = np.zeros((n_head - len(eff_names) - len(levels) + len(kinds), len(z)))
+        first = len(eff_names) + len(levels)
+        ridge[np.arange(len(ridge)), first + np.arange(len(ridge))] = FACTOR_RIDGE
+        return np.vstack([J, ridge])
 
     ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
     ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
@@ -610,21 +758,31 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         return np.concatenate([r, FACTOR_RIDGE * z[len(eff_names) + len(levels):n_head + len(kinds)]])
 
     n_factors = len(others) + len(kinds)
-    lo = np.log([EFFICIENCY_BOUNDS[0]] * len(eff_names) + [LAUNCH_BOUNDS[0]] * len(levels)
+    eff_bounds = [SOFTMAX_BOUNDS if name == "softmax" else EFFICIENCY_BOUNDS for name in eff_names]
+    lo = np.log([b[0] for b in eff_bounds] + [LAUNCH_BOUNDS[0]] * len(levels)
                 + [FACTOR_BOUNDS[0]] * n_factors)
-    hi = np.log([EFFICIENCY_BOUNDS[1]] * len(eff_names) + [LAUNCH_BOUNDS[1]] * len(levels)
+    hi = np.log([b[1] for b in eff_bounds] + [LAUNCH_BOUNDS[1]] * len(levels)
                 + [FACTOR_BOUNDS[1]] * n_factors)
     if kinds:
         lo, hi = np.append(lo, PEAK_EXPONENT_BOUNDS[0]), np.append(hi, PEAK_EXPONENT_BOUNDS[1])
+    if not terms.stack_factors:  # every stack's time factor held at 1
+        first = len(eff_names) + len(levels)
+        lo[first:n_head], hi[first:n_head] = -1e-9, 1e-9
+    if kinds and not terms.trend:  # no trend in the peak: its exponent held at 0
+        lo[-1], hi[-1] = -1e-9, 1e-9
 
     def least_squares(lo: np.ndarray, hi: np.ndarray, start: np.ndarray | None = None) -> Any:
+        """From ``start`` where given (a fit on nearly the same points), else from ``STARTS`` in turn; a
+        start that does not converge falls back to the next."""
         best = None
-        for compute, memory, launch in STARTS:
-            z0 = start if start is not None else np.log(
-                [compute] * (len(eff_names) - 1) + [memory] + [launch] * len(levels) + [1.0] * n_factors
-                + ([1.0] if kinds else []))  # log 1: exponent 0
+        tries = [start] if start is not None else []
+        tries += [np.log([compute] * (len(eff_names) - 1) + [memory] + [launch] * len(levels)
+                         + [1.0] * n_factors + ([1.0] if kinds else []))  # log 1: exponent 0
+                  for compute, memory, launch in STARTS]
+        for z0 in tries:
             sol = optimize.least_squares(resid, np.clip(z0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi),
-                                         diff_step=1e-4, x_scale=1.0, max_nfev=300)
+                                         jac=jac if use_time else "2-point", diff_step=1e-4, x_scale=1.0,
+                                         max_nfev=300, ftol=TOLERANCE, xtol=TOLERANCE, gtol=TOLERANCE)
             if best is None or sol.cost < best.cost:
                 best = sol
             if sol.success:
@@ -632,18 +790,31 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         assert best is not None
         return best
 
+    warm = None
+    if start is not None:
+        warm = np.log([start.efficiency.get(k, EFFICIENCY_BOUNDS[1] / 2) for k in eff_names]
+                      + [start.launch_s.get(s, STARTS[0][2]) for s in levels]
+                      + [start.time_factor.get(s, 1.0) for s in others]
+                      + [start.gpu_factor.get(k, 1.0) for k in kinds])
+        if kinds:
+            warm = np.append(warm, start.peak_exponent)
     if kinds:
         # The trend across kinds first, every kind's factor held at 1: with a free factor per kind the
         # factors absorb the trend and its exponent is not identified (it ran to a bound with the A100
         # left out). Then each kind's factor around that trend, the exponent held.
         held = lo.copy(), hi.copy()
         held[0][n_head:n_head + len(kinds)], held[1][n_head:n_head + len(kinds)] = -1e-9, 1e-9
-        trend = least_squares(*held)
+        trend = least_squares(*held, start=None if warm is None else np.concatenate(
+            [warm[:n_head], np.zeros(len(kinds)), warm[-1:]]))
         lo[-1], hi[-1] = trend.x[-1] - 1e-9, trend.x[-1] + 1e-9
-        best = least_squares(lo, hi, start=trend.x)
+        second = trend.x.copy()
+        if warm is not None:
+            second[n_head:n_head + len(kinds)] = warm[n_head:n_head + len(kinds)]
+        best = least_squares(lo, hi, start=second) if terms.kind_factors else trend
     else:
-        best = least_squares(lo, hi)
-    linear, predicted, energy_exponent = solve(best.x, ENERGY_EXPONENTS if kinds else None)
+        best = least_squares(lo, hi, start=warm)
+    linear, predicted, energy_exponent = solve(best.x, ENERGY_EXPONENTS if kinds and terms.energy_trend
+                                               else None)
     eff, launch, factor = unpack(best.x)
     pi_static = float(linear[0]) if variant == "fitted_static" else 0.0
     k = 1 if variant == "fitted_static" else 0
@@ -675,11 +846,15 @@ def fit_roofline(
     name: str = "roofline",
     gpu_factors: bool = False,
     cache: dict[Any, RooflineConstants] | None = None,
+    start: RooflineFit | None = None,
+    terms: Terms = Terms(),
 ) -> RooflineFit:
     """Fit the constants of each GPU kind (``by_gpu``), or one set across kinds in datasheet units.
 
     ``cache`` (per kind, keyed by the points fitted) spares cross-validation the refits of kinds a
     held-out architecture was never measured on: their points, and so their constants, are unchanged.
+    ``start``: a fit on nearly the same points (all of them, for a cross-validation fold) to start
+    from: the same optimum in a fraction of the iterations.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown roofline variant {variant!r}; allowed: {VARIANTS}")
@@ -691,7 +866,7 @@ def fit_roofline(
         for g, part in rows.groupby("gpu", sort=True):
             key = (str(g), target.name, variant, tuple(part["point_id"].astype(int)))
             if cache is None or key not in cache:
-                one = _fit_one(str(g), part, inputs, target, variant, datasheet_units=False)
+                one = _fit_one(str(g), part, inputs, target, variant, datasheet_units=False, terms=terms)
                 if cache is None:
                     fits.append(one)
                     continue
@@ -700,8 +875,34 @@ def fit_roofline(
         consts = tuple(fits)
     else:
         consts = (_fit_one("all", rows, inputs, target, variant, datasheet_units=True,
-                           gpu_factors=gpu_factors),)
+                           gpu_factors=gpu_factors, start=start.constants[0] if start is not None else None,
+                           terms=terms),)
     return RooflineFit(target.name, variant, inputs.granularity, by_gpu, consts, name)
+
+
+def at_bounds(c: Mapping[str, Any]) -> list[str]:
+    """The fitted constants (a ``RooflineConstants`` as a dict) that ended at a bound of their range: a
+    warning that the data asked for more than the model allows (e.g. memory at the datasheet bandwidth)."""
+    out = []
+
+    def check(name: str, value: float, bounds: tuple[float, float], log_scale: bool = True) -> None:
+        lo, hi = (np.log(b) for b in bounds) if log_scale else bounds
+        v = np.log(value) if log_scale else value
+        if abs(v - hi) < 1e-3:
+            out.append(f"{name} {value:.3g} at its upper bound {bounds[1]:.3g}")
+        elif abs(v - lo) < 1e-3:
+            out.append(f"{name} {value:.3g} at its lower bound {bounds[0]:.3g}")
+
+    for k, v in (c.get("efficiency") or {}).items():
+        check(f"efficiency {k}", float(v), SOFTMAX_BOUNDS if k == "softmax" else EFFICIENCY_BOUNDS)
+    for k, v in (c.get("launch_s") or {}).items():
+        check(f"launch cost {k}", float(v), LAUNCH_BOUNDS)
+    for k, v in {**(c.get("time_factor") or {}), **(c.get("gpu_factor") or {})}.items():
+        if float(v) != 1.0:
+            check(f"time factor {k}", float(v), FACTOR_BOUNDS)
+    if c.get("gpu_factor"):
+        check("trend exponent in the peak", float(c.get("peak_exponent", 0.0)), PEAK_EXPONENT_BOUNDS, False)
+    return out
 
 
 def constants_rows(fit: RooflineFit, law: str) -> list[dict[str, Any]]:

@@ -91,7 +91,8 @@ def timesteps(scheduler_class: str, config_json: str, steps: int, where: str) ->
     import torch
 
     cls = import_object(scheduler_class)
-    # On CPU even inside a caller's meta/CUDA device context (schedulers fail there, NOTES.md); a
+    # On CPU even inside a caller's meta/CUDA device context (diffusers' Euler and DPM-Solver schedulers
+    # fail in set_timesteps on CUDA, most on meta: zoo.build_scheduler); a
     # terminal shift at one step divides by zero in the timestep values, never in their number.
     try:
         with torch.device("cpu"), warnings.catch_warnings():

@@ -423,7 +423,8 @@ def build_components(
 
 
 def build_scheduler(spec: ModelSpec) -> Any:
-    """The default scheduler, built outside any device context (see NOTES.md)."""
+    """The default scheduler, built outside any device context: inside one, diffusers' Euler and
+    DPM-Solver schedulers fail in ``set_timesteps`` on CUDA and most fail on meta."""
     cls = import_object(spec.scheduler_class)
     try:
         return cls.from_config(dict(spec.scheduler_config))
