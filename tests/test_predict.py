@@ -192,6 +192,20 @@ def test_pooled_roofline_answers_an_architecture_file(fitted: tuple, tmp_path: P
         predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="l40s", from_path=True)
 
 
+def test_a_measured_kind_is_never_given_a_wider_interval_than_one_known_by_its_datasheet(
+        fitted: tuple) -> None:
+    """The same point on the measured H100 and on a kind with the H100's datasheet that nobody measured:
+    the datasheet-only answer's interval holds the measured kind's (its rule is the envelope of the
+    architectures-left-out and the kinds-left-out rules)."""
+    payload = analysis_io.read_laws(fitted[0])
+    spec = zoo.load_spec("tiny-sd")
+    measured = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h100")
+    twin = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h100-twin",
+                                  datasheet=SHEETS["h100"])
+    assert twin.high_j / twin.low_j >= measured.high_j / measured.low_j
+    assert "GPU kinds and architectures left out" in twin.interval
+
+
 # --- arguments that conflict, and counts past what can be computed --------------------------------
 
 

@@ -1,8 +1,8 @@
-"""Quantiles of Student's t and of the normal distribution, for prediction intervals.
+"""Quantiles of Student's t, for prediction intervals.
 
-``scipy.stats.t.ppf`` and ``norm.ppf`` are ``scipy.special.stdtrit`` and ``ndtri``
-(the same numbers); importing ``scipy.stats`` takes about a second, which
-``predict`` would pay for these two functions alone.
+``scipy.stats.t.ppf`` is ``scipy.special.stdtrit`` (the same numbers); importing
+``scipy.stats`` takes about a second, which ``predict`` would pay for this
+function alone.
 """
 
 from __future__ import annotations
@@ -16,9 +16,3 @@ def t_ppf(q: Any, df: Any) -> Any:
 
     return stdtrit(df, q)
 
-
-def norm_ppf(q: Any) -> Any:
-    """Quantile ``q`` of the standard normal distribution (``scipy.stats.norm.ppf(q)``)."""
-    from scipy.special import ndtri
-
-    return ndtri(q)
