@@ -33,6 +33,7 @@ include: "workflow/rules/collect.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/modalities.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/package.smk"
 
 
 # The end of every run says what happened (diffusion_energy/run_summary.py): what was
@@ -58,7 +59,7 @@ rule all:
     conda:
         "envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli run-summary --part {params.part} --since {params.since}"
+        "python3 -m diffusion_energy.cli -v run-summary --part {params.part} --since {params.since}"
         " --measure-gpus {params.measure_gpus:q} --reason {params.reason:q}"
         " --reference-dir {params.reference_dir:q} 2> {log}"
 
@@ -76,7 +77,7 @@ rule measurements:
     conda:
         "envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli run-summary --part {params.part} --since {params.since}"
+        "python3 -m diffusion_energy.cli -v run-summary --part {params.part} --since {params.since}"
         " --measure-gpus {params.measure_gpus:q} --reason {params.reason:q}"
         " --reference-dir {params.reference_dir:q} 2> {log}"
 

@@ -27,10 +27,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "tests"))  # simulate.py: measurement tables simulated from a known law
+
+import simulate  # noqa: E402
 
 from diffusion_energy import figures, grid  # noqa: E402
 from diffusion_energy.counting.features import Point  # noqa: E402
-from diffusion_energy.laws import analysis, analysis_io, simulate  # noqa: E402
+from diffusion_energy.laws import analysis, analysis_io  # noqa: E402
 from diffusion_energy.models.zoo import load_spec  # noqa: E402
 from diffusion_energy.sources import anchors, dataset, gpu_datasheets  # noqa: E402
 
@@ -110,7 +113,7 @@ def run(
     )
     data = figures.FigureInputs(energy=energy, laws=payload, predictions=cv["lomo_predictions"],
                                 metrics=cv["lomo_metrics"], anchor_energy=a_energy, anchor_laws=a_laws)
-    for name in analysis_io.FIGURE_NAMES:
+    for name in figures.FIGURE_NAMES:
         outs = [outdir / f"{name}.pdf", outdir / f"{name}.png"]
         _timed(f"figure {name}", lambda name=name, outs=outs: figures.draw(name, data, outs), times)
     m = cv["lomo_metrics"]
@@ -150,7 +153,7 @@ def main() -> int:
         t0 = time.perf_counter()
         times = run(measurements, table, ops, settings, outdir, config)
         total = time.perf_counter() - t0
-    n_fig = len(analysis_io.FIGURE_NAMES)
+    n_fig = len(figures.FIGURE_NAMES)
     print(
         f"analysis total (collect + cross-validate + fit + anchors + {n_fig} figures):"
         f" {total:.1f} s (sum of steps {sum(times.values()):.1f} s)"

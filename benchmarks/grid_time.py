@@ -65,10 +65,12 @@ from scipy.optimize import least_squares
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "tests"))  # simulate.py: measurement tables simulated from a known law
+
+import simulate  # noqa: E402
 
 from diffusion_energy import grid  # noqa: E402
 from diffusion_energy.counting.features import Point, point_features  # noqa: E402
-from diffusion_energy.laws import simulate  # noqa: E402
 from diffusion_energy.measurement import measure  # noqa: E402
 from diffusion_energy.measurement.energy import calls_to_fill  # noqa: E402
 from diffusion_energy.measurement.measure import WARM_SIZING_S  # noqa: E402

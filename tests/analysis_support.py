@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import simulate
 from filelock import FileLock
 
-from diffusion_energy.laws import analysis, analysis_io, simulate
+from diffusion_energy.laws import analysis, analysis_io
 from diffusion_energy.models import zoo
 from diffusion_energy.sources import dataset
 

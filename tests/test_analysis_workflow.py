@@ -21,8 +21,8 @@ import pytest
 from conftest import deterministic_env
 from workflow_support import TINY_CONFIG, run_workflow
 
+from diffusion_energy.figures import FIGURE_NAMES
 from diffusion_energy.laws import analysis, crossval, modalities
-from diffusion_energy.laws.analysis_io import FIGURE_NAMES
 from diffusion_energy.sources import anchors
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import simulate
 from analysis_support import (
     REAL_MODELS,
     REAL_RESOLUTIONS,
@@ -14,7 +15,7 @@ from analysis_support import (
     shared_truth,
 )
 
-from diffusion_energy.laws import analysis, crossval, simulate
+from diffusion_energy.laws import analysis, crossval
 from diffusion_energy.laws.targets import TARGETS, Prediction
 
 IMAGE = TARGETS["image"]

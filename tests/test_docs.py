@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from diffusion_energy.laws.analysis_io import FIGURE_NAMES
+from diffusion_energy.figures import FIGURE_NAMES
 
 #: Top-level entries that are not the repository's own files.
 NOT_REPOSITORY = {".git", ".venv", ".snakemake", ".pytest_cache", ".ruff_cache", "__pycache__", "site",

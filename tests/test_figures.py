@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import simulate
 import yaml
 from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
 from caption_checks import check_caption
@@ -14,7 +15,7 @@ from matplotlib.figure import Figure
 
 from diffusion_energy import cli, figures
 from diffusion_energy.figures import style
-from diffusion_energy.laws import analysis, analysis_io, crossval, modalities, simulate
+from diffusion_energy.laws import analysis, analysis_io, crossval, modalities
 from diffusion_energy.sources import anchors, dataset, importing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,8 +70,8 @@ NEEDS_PUBLISHED = {"energy_vs_batch": ["no batch sweeps measured"], "multi_gpu":
 
 
 def test_one_function_per_figure() -> None:
-    assert list(figures.FIGURES) == list(analysis_io.FIGURE_NAMES)
-    for name in analysis_io.FIGURE_NAMES:
+    assert list(figures.FIGURES) == list(figures.FIGURE_NAMES)
+    for name in figures.FIGURE_NAMES:
         assert callable(figures.FIGURES[name][0]), name
         assert (REPO / "workflow" / "report" / f"{name}.rst").is_file(), f"{name} has no caption"
 
@@ -87,7 +88,7 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return said
 
 
-@pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)
+@pytest.mark.parametrize("name", figures.FIGURE_NAMES)
 def test_figure_on_simulated_data(name: str, analysed: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                   ) -> None:
     """Every figure draws the simulated data, and what it draws is what its caption says."""
@@ -125,7 +126,7 @@ def test_figures_of_the_published_batch_sweeps_and_multi_gpu_runs(
     assert check_caption(name, fig, inputs)
 
 
-@pytest.mark.parametrize("name", analysis_io.FIGURE_NAMES)
+@pytest.mark.parametrize("name", figures.FIGURE_NAMES)
 def test_figure_says_no_measurements_yet(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     said = _recording(monkeypatch)
     empty = analysis_io.usable_points(dataset.collect_energy(pd.DataFrame(), pd.DataFrame()))

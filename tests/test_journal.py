@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from diffusion_energy import cli, grid
+from diffusion_energy import atomic, cli, grid
 from diffusion_energy.cli import measurement as cli_measurement
 from diffusion_energy.measurement import bench, gpu, journal, measure
 from diffusion_energy.models import zoo
@@ -272,7 +272,7 @@ def test_nothing_journaled_is_copied_before_the_gpu_is_claimed(harness: Harness,
 def test_a_full_disk_keeps_the_measurement_in_the_journal(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    real = cli_measurement.atomic.write_parquet
+    real = atomic.write_parquet
 
     def full(frame: pd.DataFrame, path: Any) -> None:
         if ".journal" not in str(path):
@@ -281,11 +281,11 @@ def test_a_full_disk_keeps_the_measurement_in_the_journal(
             )
         real(frame, path)
 
-    monkeypatch.setattr(cli_measurement.atomic, "write_parquet", full)
+    monkeypatch.setattr(atomic, "write_parquet", full)
     assert harness.run("--fresh") == 2
     err = capsys.readouterr().err
     assert "no space left on the disk" in err and str(harness.out) in err and "Traceback" not in err
-    monkeypatch.setattr(cli_measurement.atomic, "write_parquet", real)
+    monkeypatch.setattr(atomic, "write_parquet", real)
     # The point measured when the disk was full is in the journal (the one it replaced is kept):
     # the rerun reuses it, and measures nothing.
     assert len(list(harness.journaled().parent.glob(".superseded/32px_2steps_cfg1_b1.*.parquet"))) == 1

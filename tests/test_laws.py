@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import simulate
 from analysis_support import (
     REAL_MODELS,
     REAL_RESOLUTIONS,
@@ -19,7 +20,7 @@ from analysis_support import (
     shared_truth,
 )
 
-from diffusion_energy.laws import powerlaw, simulate
+from diffusion_energy.laws import powerlaw
 from diffusion_energy.laws.targets import TARGETS
 
 IMAGE = TARGETS["image"]

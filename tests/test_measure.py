@@ -361,7 +361,7 @@ def test_cli_measures_on_cpu_writes_each_point_and_resumes_from_the_journal(tmp_
     assert rows["weights_source"].iloc[0] == "random-init"
     # Snakemake deletes a job's outputs before rerunning it; the journal keeps them.
     path.unlink()
-    second = cli(*args)
+    second = cli("-v", *args)  # -v: the INFO lines (a job's log holds them: the rules pass -v)
     assert second.returncode == 0, second.stderr
     # A CPU run holds no energy: its journal entry is never reused as a measurement
     # (reuse of measured points: tests/test_journal.py).
@@ -369,7 +369,7 @@ def test_cli_measures_on_cpu_writes_each_point_and_resumes_from_the_journal(tmp_
     assert "reusing" not in second.stderr
     again = pd.read_parquet(path)
     assert len(again) == len(rows) and (again["energy_status"] == rows["energy_status"]).all()
-    fresh = cli(*args, "--fresh")
+    fresh = cli("-v", *args, "--fresh")
     assert "reusing" not in fresh.stderr
 
 

@@ -31,7 +31,7 @@ VIDEO_MODELS = ("tiny-flux", "tiny-qwen")
 
 @pytest.fixture(scope="module")
 def joint(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, object, dict[str, pd.DataFrame]]:
-    from diffusion_energy.laws import simulate
+    import simulate
 
     table, ops = counted_flops(getattr(request.config, "cache", None), TINY_MODELS, TINY_RESOLUTIONS)
     grid = simulate.grid(table, [10, 25, 50], gpus=["h100", "h200"])

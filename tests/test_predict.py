@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import simulate
 import yaml
 from analysis_support import TINY_MODELS, TINY_RESOLUTIONS, counted_flops, energy_table, paper_truth, settings
 
 from diffusion_energy import cli
 from diffusion_energy.counting.features import Point, point_features
 from diffusion_energy.errors import UsageError
-from diffusion_energy.laws import analysis, analysis_io, predict, simulate
+from diffusion_energy.laws import analysis, analysis_io, predict
 from diffusion_energy.models import zoo
 from diffusion_energy.sources import gpu_datasheets
 

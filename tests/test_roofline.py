@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import simulate
 import yaml
 from analysis_support import REAL_MODELS, REAL_RESOLUTIONS, counted_flops, energy_table, settings
 
 from diffusion_energy.counting import flops
 from diffusion_energy.counting.features import Point, point_features
-from diffusion_energy.laws import analysis, crossval, roofline, simulate
+from diffusion_energy.laws import analysis, crossval, roofline
 from diffusion_energy.laws.analysis_io import _clean
 from diffusion_energy.laws.targets import TARGETS
 from diffusion_energy.models import zoo

@@ -15,7 +15,7 @@ import watched
 from test_dataset import rows
 
 from diffusion_energy import run_summary
-from diffusion_energy.laws.analysis_io import FIGURE_NAMES
+from diffusion_energy.figures import FIGURE_NAMES
 from diffusion_energy.measurement import gpu
 from diffusion_energy.sources import dataset
 

@@ -28,6 +28,7 @@ import yaml
 from conftest import REPO_ROOT, WORKFLOW_PATHS
 from workflow_support import run_workflow
 
+from diffusion_energy import package_data
 from diffusion_energy.measurement.simulated_gpu import ENV as SIMULATED_ENV
 from diffusion_energy.sources import dataset
 
@@ -294,6 +295,41 @@ def test_readme_figure_is_what_the_workflow_draws(default_run: Path) -> None:
     assert drawn.shape == committed.shape, "regenerate: snakemake readme_figures"
     differs = np.abs(drawn - committed).max(axis=-1) > 0.05
     assert differs.mean() < 0.002, f"{differs.mean():.2%} of the pixels differ: snakemake readme_figures"
+
+
+def _same(shipped: object, fresh: object, where: str = "") -> list[str]:
+    """Where two laws files differ (numbers to 1e-6 relative: another machine's floating point)."""
+    if isinstance(shipped, dict) and isinstance(fresh, dict):
+        if set(shipped) != set(fresh):
+            return [f"{where}: keys {sorted(set(shipped) ^ set(fresh))}"]
+        return [d for k in shipped for d in _same(shipped[k], fresh[k], f"{where}.{k}")]
+    if isinstance(shipped, list) and isinstance(fresh, list):
+        if len(shipped) != len(fresh):
+            return [f"{where}: {len(shipped)} entries, {len(fresh)} fresh"]
+        return [d for i, (a, b) in enumerate(zip(shipped, fresh, strict=True))
+                for d in _same(a, b, f"{where}[{i}]")]
+    if isinstance(shipped, float) and isinstance(fresh, float | int):
+        return [] if np.isclose(shipped, fresh, rtol=1e-6, atol=1e-12, equal_nan=True) else \
+            [f"{where}: {shipped} shipped, {fresh} fresh"]
+    return [] if shipped == fresh else [f"{where}: {shipped!r} shipped, {fresh!r} fresh"]
+
+
+@pytest.mark.parametrize("name", [package_data.LAWS, package_data.VIDEO_LAWS])
+def test_the_laws_shipped_with_the_package_are_the_runs(default_run: Path, name: str) -> None:
+    shipped = json.loads(package_data.path(name).read_text())
+    fresh = json.loads((default_run / "results" / "laws" / name).read_text())
+    differ = _same(shipped, fresh)
+    assert not differ, f"{len(differ)} differences, e.g. {differ[:3]}: regenerate with snakemake package_data"
+
+
+@pytest.mark.parametrize("name", [package_data.FLOPS, package_data.OPS])
+def test_the_counts_shipped_with_the_package_are_the_runs(default_run: Path, name: str) -> None:
+    fresh = pd.read_parquet(default_run / "results" / name)
+    shipped = pd.read_parquet(package_data.path(name))
+    shipped = shipped[shipped["model"].isin(set(fresh["model"]))]
+    keys = list(fresh.columns)
+    pd.testing.assert_frame_equal(shipped.sort_values(keys).reset_index(drop=True),
+                                  fresh.sort_values(keys).reset_index(drop=True), check_dtype=False)
 
 
 def test_config_of_the_run_is_the_shipped_one(default_run: Path) -> None:

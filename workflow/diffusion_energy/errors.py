@@ -22,9 +22,10 @@ import linecache
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:  # yaml is imported where a file is parsed: the command line starts without it
+    import yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -49,6 +50,7 @@ FOREIGN_USER_ERRORS: dict[str, tuple[str, ...]] = {
     "diffusion_energy.sources.provenance": ("SourceError",),
     "diffusion_energy.laws.analysis_io": ("NoLawError",),
     "diffusion_energy.laws.powerlaw": ("NotIdentifiable",),
+    "yaml": ("YAMLError",),
 }
 
 #: errnos that mean the file system refused a user's path (not a bug of this program).
@@ -93,7 +95,7 @@ def _raised_here_on_purpose(exc: BaseException) -> bool:
 
 def is_user_error(exc: BaseException) -> bool:
     """True for bad input (one clear line), False for a bug (keep the traceback)."""
-    if isinstance(exc, UserError | yaml.YAMLError) or isinstance(exc, _foreign_classes()):
+    if isinstance(exc, UserError) or isinstance(exc, _foreign_classes()):
         return True
     if isinstance(exc, OSError):
         return os_errno(exc) in USER_ERRNOS
@@ -123,7 +125,8 @@ def describe(exc: BaseException, outputs: list[str] | None = None) -> str:
         if code == errno.EEXIST and exc.filename and Path(exc.filename).is_file():
             return f"{path} is a file, not a folder"
         return reason.format(path)
-    if isinstance(exc, yaml.YAMLError):
+    yaml_module = sys.modules.get("yaml")
+    if yaml_module is not None and isinstance(exc, yaml_module.YAMLError):
         return yaml_message(exc, "<yaml>")
     return str(exc)
 
@@ -155,6 +158,19 @@ def load_yaml(path: str | Path, error: type[Exception] = YamlSyntaxError, what: 
         raise error(f"{path}: is a folder, not a {what}") from None
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+    return parse_yaml(text, path, error)
+
+
+def parse_yaml(text: str, path: str | Path, error: type[Exception] = YamlSyntaxError) -> Any:
+    """``yaml.safe_load`` with libyaml's parser where PyYAML has it (about ten times faster: the
+    Snakefile parses every architecture file of the grid); a mistake is then parsed again by the
+    pure-Python parser, whose message names the line and column in the words users know."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .figures import FIGURE_NAMES
 from .laws import findings
-from .laws.analysis_io import FIGURE_NAMES
 from .sources.schema import POINT_KEYS, THIS_WORKFLOW, point_slug, single_gpu_raw
 
 SUMMARY_PATH = "results/summary.txt"

@@ -17,7 +17,7 @@ rule merge_measurements:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli merge-measurements --reference {input.reference:q}"
+        "python3 -m diffusion_energy.cli -v merge-measurements --reference {input.reference:q}"
         " --local {input.local:q} --published {input.published:q} --out {output} 2> {log}"
 
 
@@ -35,5 +35,5 @@ rule collect:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli collect --measurements {input.measurements}"
+        "python3 -m diffusion_energy.cli -v collect --measurements {input.measurements}"
         " --flops {input.flops} --out {output} 2> {log}"

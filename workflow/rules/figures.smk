@@ -41,7 +41,7 @@ for _name in FIGURE_NAMES:
         conda:
             "../../envs/analysis.yaml"
         shell:
-            "python3 -m diffusion_energy.cli figure {params.name} {params.inputs}"
+            "python3 -m diffusion_energy.cli -v figure {params.name} {params.inputs}"
             " --out {output.pdf} {output.png} 2> {log}"
 
 

@@ -4,7 +4,7 @@
 # the logic is in workflow/diffusion_energy/{analysis,laws,roofline,crossval}.py.
 # With no measurements yet every output is still written: empty tables with
 # their header and a laws JSON whose status is "no data".
-from diffusion_energy.laws.analysis_io import FIGURE_NAMES
+from diffusion_energy.figures import FIGURE_NAMES
 
 ANALYSIS = config.get("analysis", {})
 LAWS_JSON = "results/laws/laws.json"
@@ -96,7 +96,7 @@ rule crossval:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli crossval --energy {input.energy}"
+        "python3 -m diffusion_energy.cli -v crossval --energy {input.energy}"
         " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
         " --min-points {params.min_points} --level {params.level} --workers {threads}"
         " --nested-lomo-predictions {output.nested_lomo_predictions}"
@@ -145,7 +145,7 @@ rule fit:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli fit --energy {input.energy}"
+        "python3 -m diffusion_energy.cli -v fit --energy {input.energy}"
         " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
         " --lomo-predictions {input.lomo_predictions} --lomo-metrics {input.lomo_metrics}"
         " --logo-predictions {input.logo_predictions} --logo-metrics {input.logo_metrics}"
@@ -177,6 +177,6 @@ rule anchors:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli anchors --published {input.published}"
+        "python3 -m diffusion_energy.cli -v anchors --published {input.published}"
         " --energy {input.energy}"
         " --laws {input.laws} --energy-out {output.energy} --laws-out {output.laws} 2> {log}"

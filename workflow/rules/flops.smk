@@ -22,6 +22,6 @@ rule flops:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli count-flops --requests {params.requests:q}"
+        "python3 -m diffusion_energy.cli -v count-flops --requests {params.requests:q}"
         " --points {input.points:q} --jobs {threads}"
         " --out {output.flops} --ops-out {output.ops} 2> {log}"

@@ -55,6 +55,6 @@ for _model, _points in JOBS.items():
         conda:
             "../../envs/gpu.yaml"
         shell:
-            "python3 -m diffusion_energy.cli measure --gpu {wildcards.gpu} --model {params.model}"
+            "python3 -m diffusion_energy.cli -v measure --gpu {wildcards.gpu} --model {params.model}"
             " --points {params.points} --outdir results/measurements --summary {params.summary}"
             " --protocol {params.protocol:q} --gpu-kinds {params.gpu_kinds:q} 2> {log}"

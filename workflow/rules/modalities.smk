@@ -37,7 +37,7 @@ rule modalities:
         "../../envs/analysis.yaml"
     threads: 2
     shell:
-        "python3 -m diffusion_energy.cli modalities --energy {input.energy}"
+        "python3 -m diffusion_energy.cli -v modalities --energy {input.energy}"
         " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
         " --min-points {params.min_points} --level {params.level} --workers {threads}"
         " --predictions-out {output.predictions} --metrics-out {output.metrics}"

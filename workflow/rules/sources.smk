@@ -19,6 +19,6 @@ rule import_public:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python3 -m diffusion_energy.cli import-public --source {wildcards.source} --path {params.path:q}"
+        "python3 -m diffusion_energy.cli -v import-public --source {wildcards.source} --path {params.path:q}"
         " --upstream-models {params.upstream_models:q} --gpu-kinds {params.gpu_kinds:q}"
         " --out {output} 2> {log}"

@@ -16,19 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
+from ..errors import json_argument
+from ..figures import FIGURE_NAMES
 
-from ..errors import UsageError, json_argument
-from ..laws import analysis_io
-from ..laws.analysis_io import FIGURE_NAMES
+if TYPE_CHECKING:  # pandas and the laws are imported by the commands that use them: --help starts fast
+    import pandas as pd
 
 if TYPE_CHECKING:
     from ..figures import FigureInputs
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LAWS = "results/laws/laws.json"
-DEFAULT_VIDEO_LAWS = "results/laws/modalities.json"
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202 - analysis imported lazily
@@ -51,6 +48,9 @@ _ANCHOR_LAWS = (("metric", "published", "ours"), "laws table of `anchors`")
 
 def _optional_parquet(path: str | None, what: str = "FLOPs table") -> pd.DataFrame | None:
     """``--flops`` (a FLOPs table) or ``--ops`` (a per-op table), checked to be that table."""
+    import pandas as pd
+
+    from ..laws import analysis_io
     from ..sources import dataset
 
     if not path:
@@ -76,7 +76,7 @@ def _sheets(args: argparse.Namespace):  # noqa: ANN202 - sources imported lazily
 def _prepare(args: argparse.Namespace):  # noqa: ANN202
     """(points, roofline inputs, left-out lines): points whose energy, FLOPs or time cannot be fitted or
     are impossible on their GPU's datasheet are left out, each with a warning and its reason."""
-    from ..laws import exclusions
+    from ..laws import analysis_io, exclusions
     from ..laws.analysis import prepare
 
     sheets = _sheets(args)
@@ -88,7 +88,7 @@ def _prepare(args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    from ..laws import crossval
+    from ..laws import analysis_io, crossval
     from ..laws.analysis import CROSSVAL_TABLES, run_crossval
 
     points, inputs, _ = _prepare(args)
@@ -110,6 +110,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from ..laws import analysis_io
     from ..laws.analysis import LAW_COLUMNS, ROOFLINE_COLUMNS, TERM_COLUMNS, run_fit
 
     points, inputs, left = _prepare(args)
@@ -136,6 +137,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_anchors(args: argparse.Namespace) -> int:
+    from ..laws import analysis_io
     from ..sources import anchors
 
     published = anchors.read_published(args.published)
@@ -153,6 +155,7 @@ def figure_inputs(energy: str | None = None, laws: str | None = None, prediction
     """The figures' inputs read from their files (each checked as its reader checks it); None where not
     given."""
     from ..figures import FigureInputs
+    from ..laws import analysis_io
 
     def table(path: str | None, kind: tuple[Sequence[str], str] = ((), "table")) -> pd.DataFrame | None:
         return analysis_io.read_table(path, *kind) if path else None
@@ -176,33 +179,14 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..laws import predict
-    from ..sources import gpu_datasheets
+    from .. import prediction
+    from ..laws import analysis_io
 
-    spec, from_path = predict.resolve_model(args.model)
-    sheet = gpu_datasheets.parse_datasheet(args.gpu_datasheet) if args.gpu_datasheet else None
-    if spec.video is not None or args.frames not in (None, 1) or args.fps is not None:
-        from ..laws import predict_video
-
-        # A video model: the joint image + video model (laws across modalities) answers, per video.
-        if not Path(args.video_laws).is_file():
-            raise analysis_io.NoLawError(f"no image + video model at {args.video_laws}: run `snakemake "
-                                         f"{DEFAULT_VIDEO_LAWS}` (or `diffusion-energy modalities`) first")
-        result = predict_video.predict_video(
-            analysis_io.read_laws(args.video_laws), spec, resolution=args.resolution, frames=args.frames,
-            fps=args.fps, steps=args.steps, precision=args.precision, gpu=args.gpu, cfg=args.cfg,
-            batch=args.batch, energy=args.energy, law="pooled", from_path=from_path, datasheet=sheet,
-            source=args.source, grid_intensity=args.grid_intensity, images=args.images)
-        print(json.dumps(analysis_io._clean(result.to_dict()), indent=1) if args.json else result.describe())
-        return 0
-    if args.resolution is None:
-        raise UsageError(f"--resolution is required for image model {spec.name!r}")
-    payload = analysis_io.read_laws(args.laws)
-    result = predict.predict_energy(
-        payload, spec, resolution=args.resolution, steps=args.steps, precision=args.precision, gpu=args.gpu,
-        cfg=args.cfg, batch=args.batch, energy=args.energy, law=args.law, from_path=from_path,
-        datasheet=sheet, source=args.source, grid_intensity=args.grid_intensity, images=args.images,
-    )
+    result = prediction.answer(
+        args.model, steps=args.steps, resolution=args.resolution, frames=args.frames, fps=args.fps,
+        precision=args.precision, batch=args.batch, gpu=args.gpu, gpu_datasheet=args.gpu_datasheet,
+        cfg=args.cfg, energy=args.energy, law=args.law, source=args.source,
+        grid_intensity=args.grid_intensity, images=args.images, laws=args.laws, video_laws=args.video_laws)
     print(json.dumps(analysis_io._clean(result.to_dict()), indent=1) if args.json else result.describe())
     return 0
 
@@ -286,8 +270,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="raw GPU energy, or dynamic (idle power x time subtracted)")
     p.add_argument("--law", choices=("auto", "architecture", "pooled"), default="auto",
                    help="auto: the model's own law if it was measured, else the pooled model")
-    p.add_argument("--laws", default=DEFAULT_LAWS, help="laws JSON written by `fit`")
-    p.add_argument("--video-laws", default=DEFAULT_VIDEO_LAWS,
-                   help="the joint image + video model written by `modalities` (answers video models)")
+    p.add_argument("--laws", help="laws JSON written by `fit` (default: results/laws/laws.json where it "
+                                  "exists, else the laws shipped with the package)")
+    p.add_argument("--video-laws", help="the joint image + video model written by `modalities`, which "
+                                        "answers video models (default: results/laws/modalities.json where "
+                                        "it exists, else the one shipped with the package)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)

@@ -6,12 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-import pandas as pd
-
-from .. import atomic
-
-# flops, grid and zoo import torch (about a second): imported by the commands that use them,
-# so that analysis commands sharing this CLI start fast.
+# pandas, flops and the zoo's components import seconds of libraries: imported by the commands
+# that use them, so that every command of this CLI starts fast.
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +32,11 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    """List the architectures with their components' parameter counts."""
+    import pandas as pd
+
     from ..models import zoo
 
-    """List the architectures with their components' parameter counts."""
     rows = []
     for name in zoo.available_models():
         spec = zoo.load_spec(name)
@@ -65,6 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
+    from .. import atomic
     from ..counting import flops
     from ..models import zoo
 
@@ -79,6 +78,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 def cmd_count_flops(args: argparse.Namespace) -> int:
     """Every model of the grid and of the measured or imported points, in one job."""
+    from .. import atomic
     from ..counting import runner
     from ..errors import json_argument
     from ..models import zoo

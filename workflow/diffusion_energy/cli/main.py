@@ -2,7 +2,10 @@
 
 Snakemake rules are thin shell calls of these subcommands. Subcommands live
 with their area (``cli/*.py`` modules register theirs) so that this file only
-dispatches.
+dispatches. A ``cli`` module imports at its top only what builds its parser:
+each command imports what it runs (pandas, the laws, torch), so ``--help`` and
+a mistyped argument answer at once. Logging is at WARNING on stderr; ``-v``
+gives the INFO lines (the workflow's rules pass it: their logs hold them).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ COMMAND_MODULES = (
     "diffusion_energy.cli.sources",
     "diffusion_energy.cli.analysis",
     "diffusion_energy.cli.modalities",
+    "diffusion_energy.cli.packaging",
 )
 
 
@@ -35,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diffusion-energy",
         description="Measure, count and predict the GPU energy of diffusion image generation.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: say what each step does (INFO lines, as the workflow's logs hold); "
+                             "-vv: debug lines too (default: warnings and errors only)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -89,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

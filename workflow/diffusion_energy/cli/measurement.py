@@ -19,12 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas, the dataset and measure (torch) are imported by the commands that use them
+    import pandas as pd
 
-from .. import atomic
-from ..sources import dataset
-
-if TYPE_CHECKING:  # grid, zoo and measure import torch: imported where used
     from ..measurement.journal import Expected
 
 log = logging.getLogger(__name__)
@@ -157,9 +154,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, simulated: str | None) -> int:
-    from .. import grid
+    from .. import atomic, grid
     from ..measurement import journal, measure
     from ..models import zoo
+    from ..sources import dataset
 
     spec = zoo.load_spec(args.model)
     points = job_points(spec, args.points, args.precision)
@@ -362,9 +360,6 @@ DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25step
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    """Measure a few small points with the measure job's protocol; print what a setup check needs
-    and end with one verdict line: ready, or not ready and why (exit status 1). On the simulated
-    GPU every line starts with its kind (``[h200-simulated]``)."""
     _stop_on_sigterm()
     simulated = simulated_selection(None)
     with simulated_output():
@@ -372,9 +367,12 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
 
 
 def _gpu_check(args: argparse.Namespace, simulated: str | None) -> int:
-    from .. import grid
+    import pandas as pd
+
+    from .. import atomic, grid
     from ..measurement import gpu, measure, simulated_gpu
     from ..models import zoo
+    from ..sources import dataset
 
     config = grid.load_config(args.config)
     grid.validate_schema(config)
@@ -516,6 +514,8 @@ def _checkout_commit() -> str:
 
 def cmd_package(args: argparse.Namespace) -> int:
     """Check a GPU run's points and write the shipped dataset and its datasheet."""
+    import pandas as pd
+
     from .. import grid
     from ..sources import reference
 
@@ -535,6 +535,7 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from ..models import catalog
+    from ..sources import dataset
 
     merged = dataset.write_merged(args.reference, args.local, args.out, args.published,
                                   models=catalog.available_models())
@@ -544,6 +545,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _read_parquet(path: str, what: str) -> pd.DataFrame:
+    import pandas as pd
+
+    from ..sources import dataset
+
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:
@@ -553,6 +558,9 @@ def _read_parquet(path: str, what: str) -> pd.DataFrame:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    from .. import atomic
+    from ..sources import dataset
+
     measurements = dataset.read_table(args.measurements)
     dataset.refuse_simulated(measurements, args.measurements)
     flops = dataset.check_flops_table(_read_parquet(args.flops, "FLOPs table"), args.flops)

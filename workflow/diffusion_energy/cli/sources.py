@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .. import atomic
-
 log = logging.getLogger(__name__)
 
 
 def cmd_import_public(args: argparse.Namespace) -> int:
-    from .. import grid
+    from .. import atomic, grid
     from ..errors import json_argument
     from ..sources import importing
 

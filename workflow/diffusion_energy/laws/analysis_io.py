@@ -23,13 +23,6 @@ from ..sources import dataset
 
 log = logging.getLogger(__name__)
 
-#: Every figure of the workflow, ``results/figures/{name}.pdf|png`` (``figures.FIGURES`` draws each).
-FIGURE_NAMES = (
-    "energy_vs_flops", "energy_vs_batch", "lomo_predicted_vs_measured", "j_per_pflop", "multi_gpu",
-    "stage_shares", "energy_vs_resolution", "energy_vs_steps", "precision_ratio", "published_anchors",
-    "video_energy_vs_flops",
-)
-
 #: Version of the laws JSON layout; ``predict`` refuses other versions.
 LAWS_SCHEMA_VERSION = 2
 

@@ -17,7 +17,6 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import intervals
 from .powerlaw import NotIdentifiable
@@ -126,6 +125,8 @@ def _median_ratio(high: np.ndarray, low: np.ndarray) -> float:
 
 def score(measured: np.ndarray, predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
     """The metrics of one set of predictions."""
+    from scipy import stats  # imported here: predict, which imports this module, needs none of it
+
     measured, predicted = np.asarray(measured, float), np.asarray(predicted, float)
     ape = np.abs(predicted / measured - 1)
     lm, lp = np.log(measured), np.log(predicted)

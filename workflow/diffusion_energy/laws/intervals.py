@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from .quantiles import t_ppf
 from .targets import Target
 
 #: Features of the distance; each is compared in log units. A GPU kind's datasheet peak is one: a kind
@@ -119,7 +119,7 @@ def grouped_bounds(log_ratio: np.ndarray, groups: np.ndarray, level: float) -> t
     means = np.bincount(index, weights=log_ratio) / np.bincount(index)
     within = float(((log_ratio - means[index]) ** 2).sum() / max(len(log_ratio) - n_groups, 1))
     between = float(means.var(ddof=1)) if n_groups > 1 else 0.0
-    half = stats.t.ppf(0.5 + level / 2, max(n_groups - 1, 1)) * np.sqrt(between * (1 + 1 / n_groups) + within)
+    half = t_ppf(0.5 + level / 2, max(n_groups - 1, 1)) * np.sqrt(between * (1 + 1 / n_groups) + within)
     center = float(means.mean())
     return center - half, center + half
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from .quantiles import t_ppf
 from .targets import TARGETS, Prediction, Target
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ class LawFit:
 
     def predict(self, frame: pd.DataFrame, level: float) -> Prediction:
         mean, var = self.predict_log(frame)
-        q = stats.t.ppf(0.5 + level / 2, max(self.dof, 1))
+        q = t_ppf(0.5 + level / 2, max(self.dof, 1))
         half = q * np.sqrt(var)
         return Prediction(np.exp(mean), np.exp(mean - half), np.exp(mean + half), level)
 

@@ -1,7 +1,8 @@
 """Energy of one image for any architecture, batch size and GPU kind, from the fitted laws.
 
-The FLOPs, kernels and bytes of the asked point (any batch size) are counted
-on the meta device, as the workflow counts them. The answer comes from:
+The FLOPs, kernels and bytes of the asked point (any batch size) are the
+workflow's own counts where the package ships them, else counted on the meta
+device as the workflow counts them (``counting.lookup``). The answer comes from:
 
 * an architecture this workflow measured itself (its own paper-form law), where
   that law covers the GPU kind and precision and fits the architecture's points
@@ -33,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..counting import flops as flops_mod
+from ..counting import lookup
 from ..counting.features import Point, point_features
 from ..errors import UsageError
 from ..models import zoo
@@ -88,6 +89,8 @@ class EnergyPrediction:
     notes: tuple[str, ...]
     grid_intensity_g_per_kwh: float | None = None
     images: int = 1
+    #: The laws file that answered (``results/laws/...``, or the copy shipped with the package).
+    laws_file: str = ""
 
     @property
     def energy_wh(self) -> float:
@@ -138,17 +141,19 @@ class EnergyPrediction:
                 line += f", {self.grams(total) / 1000:.4g} kgCO2e"
             lines.append(line)
         lines += [f"  model: {self.law}", f"  data: {self.data}", f"  as measured by: {self.source}"]
+        lines += [f"  laws: {self.laws_file}"] if self.laws_file else []
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
 def count_point(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, steps: int, cfg: bool,
                 batch: int = 1) -> CountedPoint:
-    """FLOPs, kernels and bytes of one pipeline call of ``batch`` images, counted on the meta device."""
+    """FLOPs, kernels and bytes of one pipeline call of ``batch`` images (shipped, or counted on the meta
+    device: ``counting.lookup``)."""
     # A batch above 2 is derived from batches 1 and 2 (as the workflow counts): exact, and no meta
     # tensor of ``batch`` rows is built (a batch of 10^11 would pass int64 tensor sizes).
     batches = {batch} | ({1, 2} if batch > 2 else set())
-    table, ops = flops_mod.count_shapes(spec, [(resolution, cfg, b) for b in sorted(batches)])
+    table, ops = lookup.count_shapes(spec, [(resolution, cfg, b) for b in sorted(batches)])
     table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
     point = Point(gpu, spec.name, spec.architecture, precision, resolution, steps, cfg, batch,
                   spec.denoiser_evaluations(steps))

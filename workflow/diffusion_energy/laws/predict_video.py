@@ -5,7 +5,8 @@ A video model is answered by the model fitted on image and video points together
 choice (``laws.choice``) picks on held-out video architectures, its interval
 calibrated on those held-out errors. The FLOPs, kernels and bytes of the
 asked video (its frames, its short side as resolution, the model's aspect ratio)
-are counted on the meta device as the workflow counts them; the answer is per
+are the workflow's counts where shipped, else counted on the meta device as the
+workflow counts them (``counting.lookup``); the answer is per
 video, and per frame and per second of video (at ``fps``) derived from it.
 
 ``fps`` changes no computation (it is the rate the frames are played at), so it
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..counting import flops as flops_mod
+from ..counting import lookup
 from ..errors import UsageError
 from ..models import zoo
 from ..sources import dataset
@@ -84,6 +85,7 @@ class VideoPrediction:
             total, low, high = (j * e.images / predict.J_PER_KWH for j in (e.energy_j, e.low_j, e.high_j))
             lines.append(f"  {e.images:,} videos: {total:.4g} kWh [{low:.4g}, {high:.4g}]")
         lines += [f"  model: {e.law}", f"  data: {e.data}", f"  as measured by: {e.source}"]
+        lines += [f"  laws: {e.laws_file}"] if e.laws_file else []
         lines += [f"  note: {n}" for n in e.notes]
         return "\n".join(lines)
 
@@ -106,7 +108,7 @@ def count_video(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
     as the workflow counts)."""
     at = at_frames(spec, frames)
     batches = sorted({batch} | ({1, 2} if batch > 2 else set()))
-    table, ops = flops_mod.count_shapes(at, [(resolution, cfg, b) for b in batches])
+    table, ops = lookup.count_shapes(at, [(resolution, cfg, b) for b in batches])
     table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
     keys = pd.DataFrame([{"gpu": gpu, "model": at.name, "architecture": at.architecture,
                           "precision": precision, "resolution": resolution, "steps": steps, "cfg": bool(cfg),

@@ -52,11 +52,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
 from ..counting.op_names import attention_head_dim
 from ..sources import dataset
 from .powerlaw import NotIdentifiable
+from .quantiles import t_ppf
 from .targets import TARGETS, Prediction, Target
 
 log = logging.getLogger(__name__)
@@ -594,7 +594,7 @@ class RooflineFit:
                 e = np.where(over & timed, limit * t, np.where(throttled, limit * t_limit, e))
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
-        half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
+        half = t_ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
         return Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
 
     def to_dict(self) -> dict[str, Any]:
@@ -668,6 +668,8 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     kind_of = np.array([kinds.index(g) for g in frame["gpu"].astype(str)]) if kinds else np.zeros(n, int)
     n_head = len(eff_names) + len(levels) + len(others)
     peak_rel = scales["peak_flop_s"] / PEAK_UNIT
+
+    from scipy import optimize  # fitting only: predict, which imports this module, needs none of it
 
     def unpack(z: np.ndarray) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
         r = np.exp(z)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UserError
+from ..gpu_kinds import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,6 @@ def device_names() -> list[str]:
         return names
     finally:
         pynvml.nvmlShutdown()
-
-
-def kind_of(name: str, gpu_kinds: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The configured GPU kind whose name pattern the NVML name contains."""
-    for kind, spec in gpu_kinds.items():
-        if spec["name_pattern"].lower() in name.lower():
-            return kind
-    return None
 
 
 def local_kinds(gpu_kinds: Mapping[str, Mapping[str, Any]]) -> list[str]:

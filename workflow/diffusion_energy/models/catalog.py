@@ -9,17 +9,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import package_data
+from ..errors import UserError
+
+
+class ZooError(UserError, ValueError):
+    """An architecture file is missing, malformed or names something unknown."""
+
 
 def models_dir() -> Path:
-    """The zoo folder: $DIFFUSION_ENERGY_MODELS, else the checkout's config/models.
-
-    The package is used from its checkout (``pip install -e .``); a copy installed
-    elsewhere finds the zoo through the variable or the working directory.
+    """The zoo folder: $DIFFUSION_ENERGY_MODELS, else the checkout's config/models, else the working
+    directory's, else the copy installed with the package (``pip install .``: ``architectures/``).
     """
     if os.environ.get("DIFFUSION_ENERGY_MODELS"):
         return Path(os.environ["DIFFUSION_ENERGY_MODELS"])
-    beside = Path(__file__).resolve().parents[3] / "config" / "models"
-    return beside if beside.is_dir() else Path.cwd() / "config" / "models"
+    checkout = Path(__file__).resolve().parents[3]
+    for folder in (checkout / "config" / "models", Path.cwd() / "config" / "models"):
+        if folder.is_dir():
+            return folder
+    return package_data.ARCHITECTURES_DIR
 
 
 #: Repository folder holding one YAML file per architecture.

@@ -12,33 +12,50 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
-import importlib.util
 import inspect
-import json
 import logging
-import re
-import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from ..errors import load_yaml
+from . import catalog, families
+from .catalog import ZooError
+from .classes import check_class, import_object
+from .spec import PRECISION_NAMES, ComponentSpec, ModelSpec, VideoSpec
 
-from ..errors import UserError, load_yaml
-from . import catalog
+if TYPE_CHECKING:  # torch is imported where a component is built: loading a spec needs none of it
+    import torch
 
 log = logging.getLogger(__name__)
 
 #: Repository folder holding one YAML file per architecture.
 MODELS_DIR = catalog.MODELS_DIR
 
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
+
+class _Dtypes(Mapping[str, "torch.dtype"]):
+    """Precision name -> torch dtype; names and membership without importing torch."""
+
+    _NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+    def __getitem__(self, precision: str) -> torch.dtype:
+        import torch
+
+        return getattr(torch, self._NAMES[precision])
+
+    def __contains__(self, precision: object) -> bool:
+        return precision in self._NAMES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PRECISION_NAMES)
+
+    def __len__(self) -> int:
+        return len(PRECISION_NAMES)
+
+
+#: Precision name -> torch dtype.
+PRECISIONS: Mapping[str, torch.dtype] = _Dtypes()
+
 #: Stages of an image: conditioning (text encoders, and a prior where a pipeline has one),
 #: denoising, decoding.
 STAGES = ("text", "denoise", "vae")
@@ -51,178 +68,6 @@ _TOP_KEYS = {
 }
 _VIDEO_KEYS = {"frames", "fps", "height", "width", "temporal_stride"}
 _COMPONENT_KEYS = {"stage", "class", "config_class", "config", "seq_len", "text_tokens"}
-
-
-class ZooError(UserError, ValueError):
-    """An architecture file is missing, malformed or names something unknown."""
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """One pipeline component (a text encoder, the denoiser or the VAE)."""
-
-    name: str
-    stage: str
-    class_path: str
-    config: Mapping[str, Any]
-    config_class: str | None = None
-    #: Tokens a text encoder reads per prompt (tokenizers pad to this length).
-    seq_len: int | None = None
-    #: Text tokens the denoiser attends to (its share of the joint sequence).
-    text_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class VideoSpec:
-    """What a text-to-video model makes by default (the ``video:`` block of its file).
-
-    ``frames``, ``height`` and ``width`` are the published default (how ML.ENERGY
-    ran it); ``temporal_stride`` is the frames per latent frame of its causal 3D
-    VAE (the first frame has a latent frame of its own), so a video has
-    ``(frames - 1) / temporal_stride + 1`` latent frames.
-    """
-
-    frames: int
-    fps: int
-    height: int
-    width: int
-    temporal_stride: int
-
-    def latent_frames(self, frames: int) -> int:
-        return (frames - 1) // self.temporal_stride + 1
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """An architecture from the zoo: what to build and how the pipeline runs it."""
-
-    name: str
-    display_name: str
-    family: str
-    architecture: str
-    pipeline: str
-    default_precision: str
-    cfg: bool
-    cfg_mode: str
-    guidance_scale: float
-    latent_stride: int
-    patch_size: int
-    scheduler_class: str
-    scheduler_config: Mapping[str, Any]
-    components: tuple[ComponentSpec, ...]
-    max_resolution: int | None = None
-    weights: Path | None = None
-    source: Path | None = None
-    reference: str = ""
-    test_only: bool = False
-    #: Settings only the model's family reads (e.g. a prior's steps), from ``family_options:``.
-    family_options: Mapping[str, Any] = field(default_factory=dict)
-    #: A text-to-video model's default video (None: an image model, one frame).
-    video: VideoSpec | None = None
-
-    @property
-    def default_frames(self) -> int:
-        """Frames of the model's usual output: 1 for an image model."""
-        return self.video.frames if self.video else 1
-
-    def frame_size(self, resolution: int) -> tuple[int, int]:
-        """(height, width) in px of an output at ``resolution``.
-
-        An image is square. A video's resolution is its short side, as video sizes
-        are named (480p, 720p); its width keeps the model's default aspect ratio,
-        rounded to the resolution multiple (480 -> 480 x 832 for Wan 2.1).
-        """
-        if self.video is None:
-            return resolution, resolution
-        m = self.resolution_multiple
-        return resolution, max(m, round(resolution * self.video.width / self.video.height / m) * m)
-
-    def check_frames(self, frames: int) -> None:
-        """Raise unless the pipeline makes outputs of this many frames."""
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames <= 0:
-            raise ZooError(f"frames must be a positive integer, not {frames!r}")
-        if self.video is None and frames != 1:
-            raise ZooError(f"model {self.name!r} makes images: frames must be 1, not {frames}")
-        if self.video and (frames - 1) % self.video.temporal_stride:
-            raise ZooError(f"frames {frames} is not 1 + a multiple of {self.video.temporal_stride}, the "
-                           f"temporal stride of the VAE of model {self.name!r} (e.g. {self.video.frames})")
-
-    @property
-    def resolution_multiple(self) -> int:
-        """Pixels a side must be a multiple of (latent stride x patch size)."""
-        return self.latent_stride * self.patch_size
-
-    def component(self, name: str) -> ComponentSpec:
-        for comp in self.components:
-            if comp.name == name:
-                return comp
-        raise ZooError(f"model {self.name!r} has no component {name!r}")
-
-    def stage_components(self, stage: str) -> list[ComponentSpec]:
-        return [c for c in self.components if c.stage == stage]
-
-    @property
-    def denoiser(self) -> ComponentSpec:
-        return self.stage_components("denoise")[0]
-
-    @property
-    def vae(self) -> ComponentSpec:
-        return self.stage_components("vae")[0]
-
-    @property
-    def text_encoders(self) -> list[ComponentSpec]:
-        return self.stage_components("text")
-
-    def check_resolution(self, resolution: int) -> None:
-        """Raise if the pipeline cannot make a square image of this size."""
-        m = self.resolution_multiple
-        if resolution <= 0 or resolution % m:
-            raise ZooError(
-                f"resolution {resolution} is not a positive multiple of {m} px, "
-                f"the latent stride x patch size of model {self.name!r}"
-            )
-        if self.max_resolution and resolution > self.max_resolution:
-            raise ZooError(
-                f"resolution {resolution} exceeds {self.max_resolution} px, the largest "
-                f"model {self.name!r} supports (positional embedding size)"
-            )
-
-    def effective_cfg(self, cfg: bool | None) -> bool:
-        return self.cfg if cfg is None else bool(cfg)
-
-    def denoiser_calls_per_step(self, cfg: bool) -> int:
-        """Denoiser forwards per step: two batch-1 calls for sequential CFG."""
-        return 2 if cfg and self.cfg_mode == "sequential" else 1
-
-    def denoiser_call_batch(self, batch: int, cfg: bool) -> int:
-        """Batch of one denoiser forward: doubled when CFG is batched."""
-        return 2 * batch if cfg and self.cfg_mode == "batch" else batch
-
-    def denoiser_evaluations(self, steps: int) -> int:
-        """Denoiser evaluations (timesteps the pipeline loops over) of one generation at ``steps`` steps.
-
-        Not always ``steps``: PNDM's PLMS warm-up (``skip_prk_steps``, SD 1.5, Openjourney) repeats
-        its first timestep, so ``set_timesteps(n)`` gives n + 1 timesteps for n >= 2 and a pipeline
-        called with 25 steps runs the U-Net 26 times. Per-image FLOPs, kernels and bytes multiply a
-        step's counts by this number, which is what the scheduler itself answers.
-        """
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-            raise ZooError(f"steps must be a positive integer, not {steps!r}")
-        config = json.dumps(dict(self.scheduler_config), sort_keys=True, default=str)
-        # Beyond _ASKED_UP_TO steps the surplus there carries over (a warm-up adds a fixed number):
-        # 10^15 timesteps would be allocated, and DDIM refuses more than its 1000 training steps.
-        asked = min(steps, _ASKED_UP_TO)
-        evaluations = _scheduler_timesteps(self.scheduler_class, config, asked, str(self.source or self.name))
-        return evaluations + (steps - asked)
-
-    def precision(self, precision: str) -> str:
-        """Resolve ``default`` to the model's usual precision; check the name."""
-        resolved = self.default_precision if precision == "default" else precision
-        if resolved not in PRECISIONS:
-            raise ZooError(
-                f"unknown precision {precision!r}; allowed: default, {', '.join(PRECISIONS)}"
-            )
-        return resolved
 
 
 def available_models(models_dir: Path = MODELS_DIR) -> list[str]:
@@ -291,50 +136,6 @@ def _mapping(value: Any, what: str, where: str, example: str) -> Mapping[str, An
     return value
 
 
-@functools.cache
-def _listed_names(module_name: str) -> frozenset[str]:
-    """Names a lazy package lists in the source of its ``_import_structure`` (diffusers), read
-    without importing it (importing diffusers takes seconds: it imports torch). Empty if none."""
-    try:
-        found = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        return frozenset()
-    if found is None or not found.origin or not found.origin.endswith("__init__.py"):
-        return frozenset()
-    source = Path(found.origin).read_text(errors="replace")
-    if "_import_structure" not in source:
-        return frozenset()
-    return frozenset(re.findall(r"[\"']([A-Za-z_][A-Za-z0-9_]*)[\"']", source))
-
-
-@functools.cache
-def _module_names(module_name: str) -> frozenset[str] | None:
-    """Names a module exports (lazy modules such as transformers list theirs without importing them)."""
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    return frozenset(dir(module))
-
-
-def check_class(dotted: Any, key: str, where: str) -> None:
-    """Refuse a ``class:`` that names nothing (``diffusers.UNet2DConditionModelX``), naming the key."""
-    if not isinstance(dotted, str) or "." not in dotted:
-        raise ZooError(f"{where}: {key} must be a dotted class name such as "
-                       f"'diffusers.UNet2DConditionModel', not {dotted!r}")
-    module_name, _, attr = dotted.rpartition(".")
-    if attr in _listed_names(module_name):
-        return
-    names = _module_names(module_name)
-    if names is None:
-        raise ZooError(f"{where}: {key}: cannot import module {module_name!r} (of {dotted!r})")
-    if attr not in names:
-        stem = attr.lower()[:8]
-        close = sorted(n for n in names if n.lower().startswith(stem))
-        hint = f"; similar: {', '.join(close[:5])}" if close else ""
-        raise ZooError(f"{where}: {key}: {module_name} has no class {attr!r}{hint}")
-
-
 def _component(name: str, comp: Any, where: str) -> ComponentSpec:
     comp = _mapping(comp, f"component {name!r}", where, "stage, class, config")
     bad = set(comp) - _COMPONENT_KEYS
@@ -389,8 +190,6 @@ def spec_from_dict(raw: Mapping[str, Any], source: Path | None = None) -> ModelS
     for key in ("name", "family", "pipeline", "scheduler", "components", "latent_stride"):
         if key not in raw:
             raise ZooError(f"{where}: missing required key {key!r}")
-    from . import families  # families build on this module's specs
-
     if raw["family"] not in families.names():
         raise ZooError(f"{where}: family {raw['family']!r} unknown; allowed: {families.names()}")
     cfg_mode = raw.get("cfg_mode", "batch")
@@ -520,18 +319,11 @@ def check_geometry(spec: ModelSpec) -> None:
                        f"limits images to {pos * spec.patch_size * spec.latent_stride} px")
 
 
-def import_object(dotted: str) -> Any:
-    """``"diffusers.UNet2DConditionModel"`` -> the class (clear error if absent)."""
-    module_name, _, attr = dotted.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ZooError(f"cannot import {dotted!r}: {exc}") from exc
-
-
 @contextlib.contextmanager
 def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     """Create parameters directly in ``dtype`` (no fp32 copy of a 20B model)."""
+    import torch
+
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -592,9 +384,13 @@ def build_component(
     spec: ModelSpec,
     comp: ComponentSpec,
     device: str | torch.device = "meta",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> torch.nn.Module:
-    """Build one component with random weights (or local weights) on ``device``."""
+    """Build one component with random weights (or local weights) on ``device``, in ``dtype``
+    (default float32)."""
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     cls = import_object(comp.class_path)
     if spec.weights is not None:
         # diffusers takes torch_dtype=, transformers 5 dtype=
@@ -617,7 +413,7 @@ def build_component(
 def build_components(
     spec: ModelSpec,
     device: str | torch.device = "meta",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     stages: tuple[str, ...] = STAGES,
 ) -> dict[str, torch.nn.Module]:
     """All components of the given stages, keyed by their pipeline name."""
@@ -636,37 +432,6 @@ def build_scheduler(spec: ModelSpec) -> Any:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ZooError(f"{spec.source or spec.name}: scheduler.config does not build a "
                        f"{spec.scheduler_class.rsplit('.', 1)[-1]}: {detail}") from exc
-
-
-#: Steps up to which the scheduler itself is asked for its timesteps (its training steps, for DDIM).
-_ASKED_UP_TO = 1000
-
-#: ``mu`` (log of the resolution-dependent time shift) given to a scheduler that shifts its
-#: timesteps by the image size: the shift changes where the timesteps lie, not how many there are.
-_NEUTRAL_MU = 0.0
-
-
-@functools.lru_cache(maxsize=1024)
-def _scheduler_timesteps(scheduler_class: str, config_json: str, steps: int, where: str) -> int:
-    """``len(scheduler.timesteps)`` after ``set_timesteps(steps)`` (cached: keyed on the class and a
-    frozen JSON of its config, so every model with the same scheduler shares one answer)."""
-    cls = import_object(scheduler_class)
-    # On CPU even inside a caller's meta/CUDA device context (schedulers fail there, as above); a
-    # terminal shift at one step divides by zero in the timestep values, never in their number.
-    try:
-        with torch.device("cpu"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            scheduler = cls.from_config(json.loads(config_json))
-            kwargs: dict[str, Any] = {}
-            if ("mu" in inspect.signature(scheduler.set_timesteps).parameters
-                    and scheduler.config.get("use_dynamic_shifting", False)):
-                kwargs["mu"] = _NEUTRAL_MU
-            scheduler.set_timesteps(steps, device="cpu", **kwargs)
-    except Exception as exc:  # noqa: BLE001 - a scheduler fails on its config only; cause kept
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ZooError(f"{where}: the scheduler {scheduler_class.rsplit('.', 1)[-1]} cannot set {steps} "
-                       f"timesteps: {detail}") from exc
-    return int(len(scheduler.timesteps))
 
 
 def count_parameters(module: torch.nn.Module) -> int:

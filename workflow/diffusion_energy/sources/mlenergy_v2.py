@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .importing import UpstreamPoint, expect, precision_name, read_json
 from .provenance import SourceError
+from .upstream import UpstreamPoint, expect, precision_name, read_json, reader
 
 _POINT = re.compile(r"bs(\d+)\+steps(\d+)\.json")
 
@@ -46,6 +46,7 @@ def _pipeline_settings(folder: Path, model: str) -> tuple[str, str]:
     return precision, revision
 
 
+@reader("mlenergy-v2")
 def read(folder: Path) -> list[UpstreamPoint]:
     """Every point under ``folder/text-to-image/``."""
     root = folder / "text-to-image"

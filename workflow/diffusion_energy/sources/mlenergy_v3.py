@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .importing import UpstreamPoint, expect, precision_name, read_json
 from .provenance import SourceError
+from .upstream import UpstreamPoint, expect, precision_name, read_json, reader
 
 FILE = "text-to-image.json"
 
@@ -69,6 +69,7 @@ def point_fields(entry: dict[str, Any], where: str, energy_key: str) -> dict[str
         avg_power_w=optional_power(entry), num_gpus=num_gpus, ulysses_degree=ulysses, ring_degree=ring)
 
 
+@reader("mlenergy-v3")
 def read(folder: Path) -> list[UpstreamPoint]:
     """Every configuration of ``folder/text-to-image.json`` (or of the file given)."""
     points = []

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .importing import UpstreamPoint, expect
 from .mlenergy_v3 import configurations, point_fields
 from .provenance import SourceError
+from .upstream import UpstreamPoint, expect, reader
 
 FILE = "text-to-video.json"
 
@@ -28,6 +28,7 @@ def _positive(entry: dict, key: str, kind: type | tuple[type, ...], where: str) 
     return value
 
 
+@reader("mlenergy-v3-video")
 def read(folder: Path) -> list[UpstreamPoint]:
     """Every configuration of ``folder/text-to-video.json`` (or of the file given)."""
     points = []

@@ -14,14 +14,15 @@ import csv
 import os
 from pathlib import Path
 
-from .importing import UpstreamPoint, precision_name
 from .provenance import SOURCE_FILE, SourceError, read_source_info
+from .upstream import UpstreamPoint, precision_name, reader
 
 J_PER = {"J": 1.0, "Wh": 3600.0, "kWh": 3.6e6}
 COLUMNS = ("source", "model", "gpu", "resolution", "steps", "precision", "cfg", "batch", "metric", "value",
            "unit")
 
 
+@reader("quoted-figures")
 def read(folder: Path) -> list[UpstreamPoint]:
     settings = read_source_info(folder).extra
     if "file" not in settings or "source_prefix" not in settings:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .. import atomic
-from ..measurement import gpu
+from ..gpu_kinds import kind_of
 from . import dataset
 
 #: Protocol settings every measured row records (the run's own values win over the config's).
@@ -63,7 +63,7 @@ def check_reference(frame: pd.DataFrame, gpu_kind: str, gpu_kinds: Mapping[str, 
             f"({not_measured['energy_status'].iloc[0]}); only GPU measurements ship"
         )
     for name in ok["gpu_name"].dropna().unique():
-        if gpu.kind_of(name, gpu_kinds) != gpu_kind:
+        if kind_of(name, gpu_kinds) != gpu_kind:
             raise dataset.DatasetError(f"{gpu_kind} dataset has rows measured on {name!r}")
     stages = ok.groupby(dataset.GRID_KEYS)["stage"].agg(lambda s: frozenset(s))
     incomplete = stages[stages != frozenset(dataset.STAGES)]

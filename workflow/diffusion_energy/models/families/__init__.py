@@ -12,9 +12,9 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec, ZooError
+from ..catalog import ZooError
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import REGISTRY, Call, Device, Family, Modules, Tensor, latent_side
 from .video import VideoFamily
 

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+from ..catalog import ZooError
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 
-from ..zoo import ComponentSpec, ModelSpec, ZooError
+if TYPE_CHECKING:
+    import torch as _torch
 
-Tensor = torch.Tensor
-Modules = Mapping[str, torch.nn.Module]
-Device = str | torch.device
+    Tensor = _torch.Tensor
+    Modules = Mapping[str, _torch.nn.Module]
+    Device = str | _torch.device
+else:  # names for annotations only (strings here): torch is imported when a tensor is made
+    Tensor = Modules = Device = Any
 
 
 @dataclass(frozen=True)

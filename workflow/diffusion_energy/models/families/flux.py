@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from ..zoo import ModelSpec
+from ..lazy_torch import torch
+from ..spec import ModelSpec
 from .base import Device, DistilledGuidance, Family, Modules, Tensor, latent_side, register
 from .sd import width
 

@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import (
     Device,
     Family,

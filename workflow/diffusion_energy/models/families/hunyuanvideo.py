@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Device, DistilledGuidance, Modules, Tensor, mid_timestep, random_ids, register
 from .video import VideoFamily, text_width
 

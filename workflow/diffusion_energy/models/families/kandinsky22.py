@@ -32,9 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec, ZooError, import_object
+from ..catalog import ZooError
+from ..classes import import_object
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .sd import projection, width
 

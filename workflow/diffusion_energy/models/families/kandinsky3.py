@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec, ZooError
+from ..catalog import ZooError
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .kandinsky22 import check_pipeline_resolution, movq_scale_factor
 from .sd import width

@@ -6,9 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .sd import width
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Device, Family, Modules, Tensor, latent_channels, latent_side, random_ids, register
 from .sd import width
 

@@ -23,9 +23,9 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec, ZooError
+from ..catalog import ZooError
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Call, Device, Family, Modules, Tensor, mid_timestep, noisy_latents, register, vocab_size
 from .sd import width
 

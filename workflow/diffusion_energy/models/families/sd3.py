@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Device, Family, Modules, Tensor, mid_timestep, noisy_latents, random_ids, register
 from .sd import projection, width
 

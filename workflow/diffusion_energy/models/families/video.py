@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
-from ..zoo import ComponentSpec, ModelSpec, ZooError
+from ..catalog import ZooError
+from ..lazy_torch import torch
+from ..spec import ComponentSpec, ModelSpec
 from .base import Call, Device, Family, Modules, Tensor, latent_channels
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from ..zoo import ModelSpec
+from ..lazy_torch import torch
+from ..spec import ModelSpec
 from .base import Device, mid_timestep, register
 from .video import VideoFamily, text_width
 

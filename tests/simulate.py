@@ -1,6 +1,7 @@
 """Measurement tables simulated from a known law, FOR TESTS AND BENCHMARKS ONLY.
 
-The workflow never calls this module: it fits real measurements or nothing.
+The workflow never calls this module (it lives with the tests, outside the package): it fits
+real measurements or nothing.
 Tests use it to check that a fit recovers the law it was simulated from, and
 the analysis benchmark to time the analysis before real data exist. FLOPs,
 kernels and bytes are the real ones, counted on the meta device for the zoo's
@@ -16,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..counting import flops
-from ..counting.features import Point, point_features
-from ..models import zoo
-from ..sources import dataset
-from .roofline import inputs_from_ops
+from diffusion_energy.counting import flops
+from diffusion_energy.counting.features import Point, point_features
+from diffusion_energy.laws.roofline import inputs_from_ops
+from diffusion_energy.models import zoo
+from diffusion_energy.sources import dataset
 
 SIMULATED = "SIMULATED (not a measurement)"
 
