@@ -11,9 +11,11 @@ min_version("9.0")
 # Each config file is parsed by the package first: a YAML mistake is then named with its file,
 # line and column (Snakemake's own message names none of them).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from diffusion_energy.errors import load_yaml  # noqa: E402
+from diffusion_energy.errors import check_config_file, load_yaml  # noqa: E402
 
 for _path in workflow.overwrite_configfiles or ["config/config.yaml"]:
+    # A missing file is named as missing, with the folder it was looked for in.
+    check_config_file(_path, workflow.basedir, given=bool(workflow.overwrite_configfiles))
     load_yaml(_path, what="config file")
 
 # A config file given on the command line (--configfile) replaces config/config.yaml

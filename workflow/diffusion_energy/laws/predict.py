@@ -265,6 +265,16 @@ def _source_for(payload: dict[str, Any], law: Any, model: str, gpu: str, asked: 
                                                                              else THIS_WORKFLOW)
 
 
+def check_counts(**counts: int) -> None:
+    """``--steps``, ``--batch``, ``--images``: positive and countable, checked before any FLOPs count."""
+    for name, value in counts.items():
+        if value <= 0:
+            raise UsageError(f"--{name} must be positive, not {value}")
+        if value > MAX_COUNT:
+            raise UsageError(f"--{name} {value:,} is more than can be counted exactly (at most "
+                             f"2**53 = {MAX_COUNT:,}, float64's exact integers)")
+
+
 def predict_energy(
     payload: dict[str, Any],
     spec: zoo.ModelSpec,
@@ -292,12 +302,7 @@ def predict_energy(
         raise UsageError(f"energy must be one of {sorted(ENERGY_TARGETS)}, not {energy!r}")
     if law not in LAW_CHOICES:
         raise UsageError(f"law must be one of {LAW_CHOICES}, not {law!r}")
-    for name, value in (("steps", steps), ("batch", batch), ("images", images)):
-        if value <= 0:
-            raise UsageError(f"--{name} must be positive, not {value}")
-        if value > MAX_COUNT:
-            raise UsageError(f"--{name} {value:,} is more than can be counted exactly (at most "
-                             f"2**53 = {MAX_COUNT:,}, float64's exact integers)")
+    check_counts(steps=steps, batch=batch, images=images)
     if grid_intensity is not None and not (math.isfinite(grid_intensity) and grid_intensity >= 0):
         raise UsageError(f"--grid-intensity must be a non-negative number of gCO2e/kWh, not "
                          f"{grid_intensity}")
