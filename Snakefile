@@ -83,9 +83,30 @@ rule measurements:
         " --reference-dir {params.reference_dir:q} 2> {log}"
 
 
-onerror:
-    from diffusion_energy import run_summary
+# A real run (hooks run in the main process only, never in a dry run) records itself, so that a
+# failed run can name another run that worked in this folder at the same time (--nolock):
+# diffusion_energy/concurrent_runs.py.
+onstart:
+    from diffusion_energy import concurrent_runs
 
+    concurrent_runs.register(".")
+
+
+onsuccess:
+    from diffusion_energy import concurrent_runs
+
+    concurrent_runs.finish()
+
+
+onerror:
+    from diffusion_energy import concurrent_runs, run_summary
+
+    try:
+        for _line in concurrent_runs.report():
+            print(_line, file=sys.stderr)
+        concurrent_runs.finish()
+    except Exception as exc:  # noqa: BLE001 - the run's own error comes first
+        print(f"(could not check for other runs in this folder: {exc})", file=sys.stderr)
     try:
         print(
             run_summary.summarize(

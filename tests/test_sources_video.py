@@ -177,3 +177,30 @@ def test_schema_refuses_a_non_positive_frame_count_naming_the_row() -> None:
     frame.loc[2, "fps"] = 0.0
     with pytest.raises(schema.DatasetError, match=r"video.parquet: column 'fps' must be positive.*row 2"):
         schema.validate_measurements(frame, "video.parquet")
+
+
+# --- what the model cannot make is refused, naming the entry --------------------------------------
+
+
+def test_a_frame_count_the_model_cannot_make_is_refused(video: Path) -> None:
+    """Wan's causal VAE makes 1 + 4k frames: 80 is not one of them."""
+    edit(video, lambda d: d["configurations"][0].update({"num_frames": 80}))
+    msg = refused(video, f"{FILE} configurations[0]: Wan-AI/Wan2.1-T2V-1.3B-Diffusers (zoo wan2.1-t2v-1.3b) "
+                         "cannot make this video: frames 80 is not 1 + a multiple of 4")
+    assert "temporal stride" in msg
+
+
+def test_a_width_that_is_not_the_models_is_refused(video: Path) -> None:
+    """Its FLOPs are counted at the model's own width for that height (832 for Wan at 480)."""
+    edit(video, lambda d: d["configurations"][1].update({"video_width": 640}))
+    refused(video, f"{FILE} configurations[1]: a 640x480 px video, but wan2.1-t2v-1.3b makes 832x480 px at a "
+                   "height of 480")
+
+
+def test_an_image_model_in_the_video_file_is_refused(video: Path) -> None:
+    models = {**MODELS, "black-forest-labs/FLUX.1-dev": "flux-dev"}
+    edit(video, lambda d: d["configurations"][2].update({"model_id": "black-forest-labs/FLUX.1-dev"}))
+    with pytest.raises(importing.SourceError, match=r"configurations\[2\]: black-forest-labs/FLUX.1-dev "
+                       r"\(zoo flux-dev\) makes images, not videos; its rows belong in the source's image "
+                       r"file"):
+        importing.import_source(video, models, CONFIG["gpu_kinds"])
