@@ -6,7 +6,7 @@ during it.
 
 How: every number comes from the first real H200 run of this workflow
 (2026-12-04, main at 21c0713 with the window-sizing fix, ``min_window_s`` 2.0),
-read from its files, or from DESIGN.md where that run has no timing:
+read from its files, or from the project's early design notes where that run has no timing:
 
 * per-call times of SD 1.5 fp16 with CFG (``resources/measurements/h200.parquet``,
   medians of ``time_s``): whole images 0.265 s at 256 px / 10 steps, 0.309 s at
@@ -14,7 +14,7 @@ read from its files, or from DESIGN.md where that run has no timing:
   adds 12% time for 4.5x the FLOPs); text encoder 6.6 ms per call (its windows
   draw about 140 W, 20 W over idle: kernel dispatch, not compute); VAE decode
   5.2 / 20.6 / 48.3 / 85.4 ms at 256 / 512 / 768 / 1024 px (about 420 W);
-* FLUX.1-dev bf16, 1024 px, 28 steps, no CFG: 5.1 s per image (DESIGN.md; the
+* FLUX.1-dev bf16, 1024 px, 28 steps, no CFG: 5.1 s per image (the design notes; the
   run's four large single-point jobs left no per-point timing), the only
   timing of a large transformer;
 * per job (the jobs' ``.job.json`` summaries, as
@@ -79,7 +79,8 @@ SHIPPED = REPO / "resources" / "measurements" / "h200.parquet"
 WINDOWS_CSV = REPO / "resources" / "gpu-runs" / "h200-2026-12-04" / "run2_zeus_windows_sd15_fp16.csv"
 #: The protocol of that run: the config of 21c0713 with min_window_s 2.0 (the datasheet, h200.md).
 RUN_PROTOCOL = {"idle_s": 3.0, "warmup": 1, "warmup_s": 1.0, "repeats": 3, "min_window_s": 2.0}
-#: (model, precision, resolution, steps, cfg, seconds per image): FLUX.1-dev on one H200 (DESIGN.md).
+#: (model, precision, resolution, steps, cfg, seconds per image): FLUX.1-dev on one H200 (the design
+#: notes; in line with the 1.5-5.4 s single images of the run's large single-point jobs).
 FLUX_REFERENCE = ("flux-dev", "bf16", 1024, 28, False, 5.1)
 #: Start-up and imports, s: 3.6-4.7 s per job (job summaries; gpu-runs/h200-2026-12-04/README.md).
 STARTUP_S = 4.7
@@ -88,7 +89,8 @@ BUILD_S = 2.7
 #: A stage's or new shape's first (cold) call, s: the text encoder's took "over 1 s" (run 1's log);
 #: the warm-up gaps before the first windows were 1.0-2.3 s (run 2's windows CSV).
 COLD_CALL_S = 1.0
-#: NVML energy counter update period, s (about 100 ms on the H100 and H200: NOTES.md).
+#: NVML energy counter update period, s (about 100 ms on the H100 and H200: counter_period_s of the
+#: shipped H200 rows, resources/measurements/h200.parquet).
 COUNTER_PERIOD_S = 0.1
 #: H200 HBM3e bandwidth, 4.8 TB/s, at the 80% that streaming kernels reach.
 H200_BANDWIDTH = 0.8 * 4.8e12

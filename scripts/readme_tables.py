@@ -1,17 +1,24 @@
-"""Print the README's result tables (markdown) from a run's tables, so no number is typed by hand.
+"""Print the result tables of docs/reference/validation.md (markdown) from a run's tables, or write them
+into that page, so no number is typed by hand.
 
-    python scripts/readme_tables.py [--results results]
+    python scripts/readme_tables.py [--results results]                  # print them
+    python scripts/readme_tables.py --write docs/reference/validation.md  # replace them in the page
 
-Prints: the leave-one-model-out table per GPU kind and candidate, the
-leave-one-GPU-out table, the paper's law refitted on the paper's own numbers
-beside the published exponents, the points per source and GPU kind, and the laws across
-modalities (image and video).
+Tables: the points per source and GPU kind, the leave-one-model-out table per GPU kind and candidate
+(and per held-out architecture on the H100), the leave-one-GPU-out table, the paper's law on this
+workflow's own points and refitted on the paper's own numbers beside the published exponents, and
+the laws across modalities (image and video). With ``--write`` each table replaces the text between
+``<!-- tables:NAME -->`` and ``<!-- /tables:NAME -->`` in the page; a page missing a table's markers
+is an error, so no table is left stale without a word.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -126,16 +133,27 @@ def sources_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def predict_marks(entry: dict) -> dict[str, str]:
+    """Candidate -> the GPU kinds ``predict`` answers a video model on with it: each kind's own choice
+    (``selected_by_gpu``), and ``selected`` for every other kind."""
+    kinds: dict[str, list[str]] = {}
+    for gpu, candidate in sorted(entry.get("selected_by_gpu", {}).items()):
+        kinds.setdefault(candidate, []).append(gpu)
+    kinds.setdefault(entry["selected"], []).append("other kinds")
+    return {c: f" **(predict: {', '.join(g)})**" for c, g in kinds.items()}
+
+
 def modality_table(results: Path) -> str:
-    """Laws across modalities: every experiment and candidate over all GPU kinds, per modality."""
+    """Laws across modalities: every experiment and candidate over all GPU kinds, per modality; the rows
+    of the joint model on videos marked with the GPU kinds ``predict`` answers with each."""
     m = pd.read_csv(results / "tables" / "modality_metrics.csv")
-    chosen = json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"]["selected"]
+    marks = predict_marks(json.loads((results / "laws" / "modalities.json").read_text())["pooled"]["image"])
     m = m[(m["gpu"] == "all") & (m["held_out"] == "all")]
     lines = ["| experiment | predicts | candidate | points | median APE | P90 APE | worst APE | Spearman |",
              "|---|---|---|---|---|---|---|---|"]
     for _, r in m.sort_values(["experiment", "modality", "p90_ape"]).iterrows():
-        star = " **(predict)**" if r["experiment"] == "joint_lomo" and r["modality"] == "video" \
-            and r["candidate"] == chosen else ""
+        star = marks.get(r["candidate"], "") if (r["experiment"], r["modality"]) == ("joint_lomo", "video") \
+            else ""
         lines.append(f"| {r['experiment']} | {r['modality']} | {r['candidate']}{star} | "
                      f"{int(r['n_points'])} | {errors(r)} |")
     return "\n".join(lines)
@@ -156,19 +174,49 @@ def modality_per_video_model(results: Path) -> str:
     return f"Median APE per video architecture ({chosen}):\n\n" + "\n".join(lines)
 
 
+#: Marker name in the page -> (title, the function printing the table), in page order.
+TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "sources": ("Points per source", sources_table),
+    "lomo": ("Leave-one-model-out", lomo_table),
+    "lomo_h100": ("Per held-out architecture", lambda results: lomo_per_model(results, "h100")),
+    "logo": ("Leave-one-GPU-out", logo_table),
+    "own_law": ("The paper's law on this workflow's own points", own_law_table),
+    "paper_law": ("The paper's law on the paper's numbers", paper_table),
+    "modalities": ("Laws across modalities", modality_table),
+    "modalities_per_video": ("Per video architecture", modality_per_video_model),
+}
+
+
+def tables(results: Path) -> dict[str, tuple[str, str]]:
+    """Marker name -> (title, markdown) of every table, from a run's results."""
+    return {name: (title, table(results)) for name, (title, table) in TABLES.items()}
+
+
+def write_tables(page: Path, found: dict[str, tuple[str, str]]) -> str:
+    """``page``'s text with each table between its markers replaced; every table must have them."""
+    text = page.read_text()
+    for name, (_, table) in found.items():
+        block = re.compile(rf"(<!-- tables:{name} -->\n).*?(\n<!-- /tables:{name} -->)", re.DOTALL)
+        if not block.search(text):
+            raise SystemExit(f"{page}: no <!-- tables:{name} --> ... <!-- /tables:{name} --> markers "
+                             f"for the table {name!r}")
+        text = block.sub(lambda m, table=table: m.group(1) + table + m.group(2), text)
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(REPO / "results"))
+    parser.add_argument("--write", metavar="PAGE", help="replace the tables in this page (markers) "
+                                                       "instead of printing them")
     args = parser.parse_args()
-    results = Path(args.results)
-    for title, text in (("Points per source", sources_table(results)),
-                        ("Leave-one-model-out", lomo_table(results)),
-                        ("Per held-out architecture", lomo_per_model(results, "h100")),
-                        ("Leave-one-GPU-out", logo_table(results)),
-                        ("The paper's law on this workflow's own points", own_law_table(results)),
-                        ("The paper's law on the paper's numbers", paper_table(results)),
-                        ("Laws across modalities", modality_table(results)),
-                        ("Per video architecture", modality_per_video_model(results))):
+    found = tables(Path(args.results))
+    if args.write:
+        page = Path(args.write)
+        page.write_text(write_tables(page, found))
+        print(f"{page}: {len(found)} tables written", file=sys.stderr)
+        return 0
+    for title, text in found.values():
         print(f"### {title}\n\n{text}\n")
     return 0
 

@@ -38,7 +38,9 @@ def row(model: str, component: str, resolution: int, cfg: bool = False) -> pd.Se
     return hit.iloc[0]
 
 
-# Sanity values of DESIGN.md: FLOPs of one batch-1 call (FLOPs with attention, meta device).
+# Reference values fixed when the counting was first written (the project's design notes; no published
+# figure): FLOPs of one batch-1 call, with attention, on the meta device. They pin the counting: a change
+# in it shows here.
 SANITY = [
     ("sd15", "unet", 512, 0.803e12),
     ("sd15", "unet", 1024, 4.674e12),

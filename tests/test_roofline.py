@@ -123,8 +123,11 @@ def test_attention_time_counts_its_exponentials_by_head_dimension() -> None:
     eff = np.array([0.5, 0.5, 0.5, 0.5, 0.5])
     times = [roofline._TimeModel(x, np.array([0]), scales, np.array([0]))(eff, 1.0, np.array([1e-9]), s)
              for x in (a, b) for s in (np.inf, 1e-3)]
-    assert times[0] == pytest.approx(times[2])  # without an exponential cost the head size is invisible
-    # 20 steps x 2 kernels x scores / (1e-3 x peak): the smaller heads' extra time is exactly that
+    # No exponential runs faster than SOFTMAX_MAX of the peak, even where the fit asks for more (inf):
+    # 20 steps x 2 kernels x the smaller heads' extra scores at that rate.
+    floor = 20 * 2 * (1e12 / 128 - 1e12 / 512) / (roofline.SOFTMAX_MAX * 1e15)
+    assert times[0] - times[2] == pytest.approx(floor)
+    # At 1e-3 of the peak (slower than the floor) the smaller heads' extra time is exactly that
     extra = 20 * 2 * (1e12 / 128 - 1e12 / 512) / (1e-3 * 1e15)
     assert times[1] - times[3] == pytest.approx(extra)
 
@@ -153,6 +156,65 @@ def test_power_above_the_limit_caps_energy_where_timed_and_stretches_time_where_
     stretched = fit.predict(frames["sheet_only"], inputs, 0.9).energy_j[0]
     assert timed == pytest.approx(700 * t)
     assert stretched == pytest.approx(700 * work / (700 - static)) and stretched > work + static * t
+
+
+def _fast_constants(launch_s: float, **kw: object) -> roofline.RooflineConstants:
+    """Constants that ask for more than any datasheet allows: every efficiency at 1, a measured kind
+    three times faster than that, and a steep trend that makes a slow kind faster still."""
+    return roofline.RooflineConstants(
+        gpu="all", efficiency={"matmul": 1.0, "attention": 1.0, "conv": 1.0, "softmax": roofline.SOFTMAX_MAX,
+                               "memory": 1.0}, launch_s={"s": launch_s}, time_factor={"s": 1.0},
+        pi_static=0.2, pi_flop=0.5, pi_byte=0.1, pi_source={}, idle_power_w=float("nan"), reference={},
+        source_reference="s", sigma_log=0.1, dof=10, n_points=20, precisions=("fp16",), sources=("s",),
+        gpu_factor={"measured": 0.3}, peak_exponent=0.8, **kw)
+
+
+def _on_kinds(sheets: dict[str, tuple[float, float, float]]) -> dict[str, pd.DataFrame]:
+    out = {}
+    for g, (tflops, gbs, watts) in sheets.items():
+        sheet = gpu_datasheets.Datasheet.from_config({"half_tflop_s": tflops, "fp32_tflop_s": tflops / 10,
+                                                      "bandwidth_gb_s": gbs, "power_limit_w": watts})
+        out[g] = gpu_datasheets.with_datasheets(_toy_points(("fp16",)).assign(gpu=g, source="s"), {g: sheet})
+    return out
+
+
+def test_no_kernel_runs_faster_than_its_gpus_datasheet() -> None:
+    """Whatever the fitted efficiencies, kind factors and trend say, every kernel takes at least its FLOPs
+    at the datasheet's peak (its exponentials at SOFTMAX_MAX of it) and its bytes at the datasheet's
+    bandwidth: on a measured kind fitted as fast, and on a slow kind known by its datasheet only (an
+    A4000-like 76 TFLOP/s card, which the trend across kinds would otherwise make faster than its peak)."""
+    calls, ops = _toy_tables()
+    inputs = roofline.inputs_from_ops(_toy_points(("fp16",)), ops, calls)
+    fit = roofline.RooflineFit("image", "fitted_static", "op", False, (_fast_constants(1e-9),))
+    for g, frame in _on_kinds({"measured": (1000, 3350, 700), "slow": (76, 448, 140)}).items():
+        peak, bandwidth = float(frame["peak_flop_s"].iloc[0]), float(frame["peak_bandwidth_byte_s"].iloc[0])
+        at_sheet = inputs.time_s(np.array([0]), compute=peak, compute_fp32=peak / 10, bandwidth=bandwidth,
+                                 launch=1e-9)[0]
+        exps = inputs.per_point(inputs.scores() * inputs.executions, np.array([0]))[0]
+        floor = at_sheet + exps / (roofline.SOFTMAX_MAX * peak)
+        assert fit.time_s(frame, inputs)[0] == pytest.approx(floor), g
+
+
+def test_the_launch_cost_is_the_hosts_whatever_the_gpus_peak() -> None:
+    """A launch-bound point takes as long on a fast card as on a slow one: the launch cost belongs to the
+    host and the software stack, and neither a kind's factor nor the trend in its peak scales it."""
+    calls, ops = _toy_tables()
+    inputs = roofline.inputs_from_ops(_toy_points(("fp16",)), ops, calls)
+    fit = roofline.RooflineFit("image", "fitted_static", "op", False, (_fast_constants(10.0),))
+    kernels = inputs.per_point(inputs.kernels * inputs.executions, np.array([0]))[0]
+    times = {g: fit.time_s(f, inputs)[0] for g, f in _on_kinds(
+        {"measured": (1000, 3350, 700), "fast": (2250, 8000, 1000), "slow": (76, 448, 140)}).items()}
+    assert all(t == pytest.approx(10.0 * kernels) for t in times.values()), times
+
+
+def test_fitted_rates_stay_inside_the_datasheet(roofline_data: tuple) -> None:
+    """Every fitted efficiency is a share of the datasheet (here the nominal units of a kind without one)
+    of at most 1, and the exponentials' rate at most SOFTMAX_MAX of the peak."""
+    points, inputs, _ = roofline_data
+    fit = roofline.fit_roofline(points, inputs, TARGETS["image"])
+    eff = fit.constants[0].efficiency
+    assert all(v <= 1.0 + 1e-9 for k, v in eff.items() if k != "softmax"), eff
+    assert eff.get("softmax", 0.0) <= roofline.SOFTMAX_MAX + 1e-12
 
 
 def test_a_point_without_ops_is_refused_and_the_stage_fallback_is_used() -> None:
@@ -234,14 +296,15 @@ TREND_SHEETS = {"old": (300, 1500, 400), "mid": (1000, 3300, 700), "new": (2250,
 @pytest.fixture(scope="module")
 def kinds_data(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, roofline.RooflineInputs]:
     """Real architectures on three kinds whose times follow one trend in the peak: a kind runs at
-    efficiency x peak / (peak / 1 PFLOP/s)^0.4, so a kind twice as fast on paper is 2^0.6 faster."""
+    efficiency x peak / (peak / 1 PFLOP/s)^0.4, so a kind twice as fast on paper is 2^0.6 faster; every
+    rate within its datasheet, and the launch cost the host's (the same on every kind)."""
     table, ops = counted_flops(getattr(request.config, "cache", None), REAL_MODELS, REAL_RESOLUTIONS)
     truth = {}
     for gpu, (tflops, gbs, watts) in TREND_SHEETS.items():
         slow = (tflops / 1000) ** 0.4
         truth[gpu] = simulate.RooflineTruth(
-            compute_flop_per_s=0.5 * tflops * 1e12 / slow, compute_fp32_flop_per_s=0.5 * tflops * 1e11 / slow,
-            bandwidth_byte_per_s=0.8 * gbs * 1e9 / slow, launch_s=8e-6 * slow, idle_power_w=0.0,
+            compute_flop_per_s=0.3 * tflops * 1e12 / slow, compute_fp32_flop_per_s=0.3 * tflops * 1e11 / slow,
+            bandwidth_byte_per_s=0.5 * gbs * 1e9 / slow, launch_s=8e-6, idle_power_w=0.0,
             static_power_w=0.3 * watts, energy_per_flop_j=0.6e-12 * watts / tflops * 1e3 / 700)
     points = simulate.grid(table, [10, 25, 50], gpus=list(TREND_SHEETS))
     measurements = simulate.simulate_roofline(points, table, ops, truth, np.random.default_rng(4))

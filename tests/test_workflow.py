@@ -1,6 +1,7 @@
 """The workflow through the Snakemake Python API, always in a temporary working copy.
 
-The API does not read profiles (NOTES.md), so every setting a test needs is given here.
+Snakemake's Python API (``snakemake.api.SnakemakeApi``) does not read workflow profiles, so every setting a
+test needs is given here.
 """
 
 from __future__ import annotations

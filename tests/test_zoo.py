@@ -88,7 +88,7 @@ def test_parameter_counts_match_published(name: str) -> None:
 
 
 def test_sanity_parameter_counts_are_exact() -> None:
-    """The counts DESIGN.md quotes to the parameter."""
+    """SD 1.5's and SDXL's published U-Net counts (``PUBLISHED`` above) hold to the parameter."""
     sd15 = zoo.load_spec("sd15")
     assert zoo.count_parameters(zoo.build_component(sd15, sd15.denoiser)) == 859_520_964
     sdxl = zoo.load_spec("sdxl")

@@ -40,9 +40,9 @@ PUBLISHED: dict[tuple[str, str], int] = {
 #: ML.ENERGY v3 (ml-energy/benchmark configs/xdit/text-to-image/Tencent-Hunyuan/
 #: HunyuanDiT-v1.2-Diffusers/model_info.json): total_parameters_billion 1.5, the transformer only
 #: (as its text-to-image.json total_params_billions, e.g. FLUX.1-dev 12 = its transformer). The
-#: copies under /work/shared withhold this model's rows; the value is pinned from the benchmark repo.
+#: copies in resources/public/ withhold this model's rows; the value is pinned from the benchmark repo.
 MLENERGY_V3_TOTAL_B = 1.5
-MLENERGY_V3 = Path("/work/shared/public-data/mlenergy-v3/text-to-image.json")
+MLENERGY_V3 = Path(__file__).resolve().parents[1] / "resources/public/mlenergy-v3/text-to-image.json"
 
 #: FLOPs of one transformer forward at 1024 px, batch 1 (CFG off), counted on meta:
 #: 4096 image tokens, 333 text tokens (77 BERT + 256 mT5) as cross-attention keys.

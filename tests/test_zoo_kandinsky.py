@@ -24,12 +24,13 @@ TINY_RES = {"tiny-kandinsky22": 32, "tiny-kandinsky3": 64}
 
 #: Parameters of each component as built from the published configs (meta, fp16), with what they are
 #: checked against:
-#: - prior_text_encoder: OpenCLIP ViT-bigG/14 text tower with projection, 694.66M (open_clip
-#:   docs/model_profile.csv ViT-bigG-14 text_mparams; the same tower as tests/test_zoo.py's sdxl
-#:   text_encoder_2, 694,659,840).
+#: - prior_text_encoder: OpenCLIP ViT-bigG/14 text tower with projection, 694.66M
+#:   (mlfoundations/open_clip/docs/model_profile.csv ViT-bigG-14 text_mparams; the same tower as
+#:   tests/test_zoo.py's sdxl text_encoder_2, 694,659,840).
 #: - prior_prior: PriorTransformer, "Diffusion Image Prior - 1B" (ai-forever/Kandinsky-2 README).
-#: - prior_image_encoder: OpenCLIP ViT-bigG/14 image tower with projection, 1844.91M (open_clip
-#:   docs/model_profile.csv ViT-bigG-14 image_mparams; "1.8B" in the Kandinsky-2 README).
+#: - prior_image_encoder: OpenCLIP ViT-bigG/14 image tower with projection, 1844.91M
+#:   (mlfoundations/open_clip/docs/model_profile.csv ViT-bigG-14 image_mparams; "1.8B" in the
+#:   Kandinsky-2 README).
 #: - unet (2.2): 1,253,057,288; no exact count is published: ML.ENERGY v2 denoising_params 1.3 (a 1.22B U-Net,
 #:   the README's 2.1-era figure, would round to 1.2).
 #: - movq (2.2): "MoVQ encoder/decoder - 67M" (Kandinsky-2 README): 67.83M with the 16384 x 4 codebook.
@@ -59,13 +60,14 @@ PUBLISHED_ROUNDED: dict[tuple[str, str], tuple[float, float]] = {  # (value, uni
 }
 
 #: ML.ENERGY v2 text-to-image/models.json: total_params / denoising_params (billions, one decimal).
-#: Their scripts/benchmark_one_datapoint.py count_parameters sums, over the pipeline's modules, diffusers'
-#: num_parameters(exclude_embeddings=True) (nn.Embedding tables left out: the MoVQ codebook) and plain
-#: parameter counts of transformers modules. For Kandinsky 2.2 (KandinskyV22CombinedPipeline) that is
-#: unet + movq + prior_prior + prior_image_encoder + prior_text_encoder: the total INCLUDES the CLIP image
-#: tower (without it the sum is 3.0B).
+#: Their ml-energy/leaderboard-v2/scripts/benchmark_one_datapoint.py count_parameters sums, over the
+#: pipeline's modules, diffusers' num_parameters(exclude_embeddings=True) (nn.Embedding tables left out:
+#: the MoVQ codebook) and plain parameter counts of transformers modules. For Kandinsky 2.2
+#: (KandinskyV22CombinedPipeline) that is unet + movq + prior_prior + prior_image_encoder +
+#: prior_text_encoder: the total INCLUDES the CLIP image tower (without it the sum is 3.0B).
 MLENERGY_V2 = {K22: (4.9, 1.3), K3: (12.0, 3.1)}
-MLENERGY_V2_MODELS = Path("/work/shared/public-data/mlenergy-v2/text-to-image/models.json")
+MLENERGY_V2_MODELS = (Path(__file__).resolve().parents[1] / "resources" / "public" / "mlenergy-v2"
+                      / "text-to-image" / "models.json")
 HUB_ID = {K22: "kandinsky-community/kandinsky-2-2-decoder", K3: "kandinsky-community/kandinsky-3"}
 
 #: FLOPs of one U-Net forward at the public resolution, batch 1 (CFG off), counted on meta.

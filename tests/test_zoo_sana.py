@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,8 @@ PUBLISHED: dict[tuple[str, str], int] = {
 MLENERGY_V3 = {"sana15-1.6b": 1.6, "sana15-4.8b": 4.8}
 V3_IDS = {"sana15-1.6b": "Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers",
           "sana15-4.8b": "Efficient-Large-Model/SANA1.5_4.8B_1024px_diffusers"}
-PUBLIC_DATA = Path(os.environ.get("DIFFUSION_ENERGY_PUBLIC_DATA", "/work/shared/public-data"))
+#: The published sources as shipped (resources/public/<source>/, the upstream layout).
+PUBLIC_DATA = Path(__file__).resolve().parents[1] / "resources" / "public"
 
 #: Denoiser TFLOP of one batch-1 forward at 1024 px (32 x 32 latent tokens, 300 text tokens).
 SANITY_TFLOP = {"sana15-1.6b": 2.9667, "sana15-4.8b": 8.8870}
@@ -117,7 +117,6 @@ def test_denoiser_matches_mlenergy_v3(counted: dict[str, Any], model: str) -> No
         assert abs(billions - published) < 0.1 and round(billions, 2) == 4.72
 
 
-@pytest.mark.skipif(not PUBLIC_DATA.is_dir(), reason="ML.ENERGY public data not present")
 def test_pinned_sizes_are_those_of_the_public_files() -> None:
     v3 = json.loads((PUBLIC_DATA / "mlenergy-v3/text-to-image.json").read_text())
     for name, model_id in V3_IDS.items():

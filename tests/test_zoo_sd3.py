@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,8 @@ SD3_VAE_DECODER = 49_545_475  # AITune's "decoder" row for SD3 Medium
 #: total_parameters_billion = the denoiser only.
 MLENERGY_V2 = {"sd3-medium": {"total_params": 7.7, "denoising_params": 2.0}}
 MLENERGY_V3 = {"sd35-medium": 2.5}
-PUBLIC_DATA = Path(os.environ.get("DIFFUSION_ENERGY_PUBLIC_DATA", "/work/shared/public-data"))
+#: The published sources as shipped (resources/public/<source>/, the upstream layout).
+PUBLIC_DATA = Path(__file__).resolve().parents[1] / "resources" / "public"
 V2_IDS = {"sd3-medium": "stabilityai/stable-diffusion-3-medium-diffusers"}
 V3_IDS = {"sd35-medium": "stabilityai/stable-diffusion-3.5-medium"}
 
@@ -139,7 +139,6 @@ def test_mlenergy_v3_size_counts_the_stored_position_table(counted: dict[str, An
     assert counted["buffers"][("sd3-medium", "transformer")] == 192 * 192 * 1536
 
 
-@pytest.mark.skipif(not PUBLIC_DATA.is_dir(), reason="ML.ENERGY public data not present")
 def test_pinned_sizes_are_mlenergys() -> None:
     v2 = json.loads((PUBLIC_DATA / "mlenergy-v2/text-to-image/models.json").read_text())
     for name, sizes in MLENERGY_V2.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,8 @@ MLENERGY_V2 = {
 }
 V2_IDS = {"openjourney-v4": "prompthero/openjourney-v4", "sdxl-turbo": "stabilityai/sdxl-turbo",
           "ssd-1b": "segmind/SSD-1B"}
-PUBLIC_DATA = Path(os.environ.get("DIFFUSION_ENERGY_PUBLIC_DATA", "/work/shared/public-data"))
+#: The published sources as shipped (resources/public/<source>/, the upstream layout).
+PUBLIC_DATA = Path(__file__).resolve().parents[1] / "resources" / "public"
 
 #: How ML.ENERGY v2 ran them (benchmark_one_datapoint.py passes only prompts, generator, steps and
 #: output_type, so the pipeline defaults ran): precision, default resolution, guidance.
@@ -120,7 +120,6 @@ def test_mlenergy_v2_sizes(counted: dict[str, Any], model: str) -> None:
     assert round(p["unet"] / 1e9, 1) == MLENERGY_V2[model]["denoising_params"]
 
 
-@pytest.mark.skipif(not PUBLIC_DATA.is_dir(), reason="ML.ENERGY public data not present")
 def test_pinned_sizes_are_mlenergys() -> None:
     v2 = json.loads((PUBLIC_DATA / "mlenergy-v2/text-to-image/models.json").read_text())
     for name, sizes in MLENERGY_V2.items():

@@ -53,7 +53,7 @@ PUBLISHED: dict[tuple[str, str], int] = {
 }
 
 #: The denoiser sizes as published, in billions: ML.ENERGY v3 model_info/*.json total_parameters_billion
-#: (shipped in /work/shared/public-data/mlenergy-v3-video/model_info/). They are the models' names
+#: (shipped in resources/public/mlenergy-v3-video/model_info/). They are the models' names
 #: rather than counts: the published configs hold 1.419B ("1.3B", +9%), 14.29B (+2%), 1.694B ("2B",
 #: -15%), 5.571B ("5B", +11%) and 12.82B ("13B", -1%); the test allows the 20% such names span.
 MLENERGY_MODEL_INFO = {
@@ -63,7 +63,7 @@ MLENERGY_MODEL_INFO = {
     "cogvideox1.5-5b": ("zai-org/CogVideoX1.5-5B", 5.0),
     "hunyuanvideo": ("tencent/HunyuanVideo", 13.0),
 }
-MODEL_INFO_DIR = Path("/work/shared/public-data/mlenergy-v3-video/model_info")
+MODEL_INFO_DIR = Path(__file__).resolve().parents[1] / "resources/public/mlenergy-v3-video/model_info"
 
 
 @pytest.fixture(scope="module")

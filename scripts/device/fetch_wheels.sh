@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Download, here (with network), the Python 3.12 wheels a lent GPU machine lacks:
 # snakemake, diffusers and zeus with their dependencies, minus what that machine
-# already has (/work/.library/device/KINDS.md, "Python packages already there"),
+# already has (scripts/device/device_packages.txt: the Python packages already there, as the
+# lending service lists them),
 # plus this project as a wheel. They travel with `carry: [".whl"]`.
 # Usage: scripts/device/fetch_wheels.sh [DEST=.whl]
 set -euo pipefail

@@ -1,6 +1,6 @@
 """A roofline model of energy: time from every kernel's work, energy from time, FLOPs and bytes.
 
-    T_hat = k_source * sum over the kernels of an image of max(FLOPs / R_class, bytes / W, t_launch,source)
+    T_hat = sum over the kernels of an image of max(g * FLOPs / R_class, g * bytes / W, t_launch,source)
     E     = P_idle * T_hat + P_ref * (pi_static * T_hat + pi_flop * FLOPs / R_ref + pi_byte * bytes / W_ref
                                      + pi_source * T_hat)
 
@@ -21,6 +21,13 @@ Across kinds, time follows a trend in the datasheet peak (fitted first, every
 kind's factor at 1) and each measured kind a factor around it; no kind's average
 power exceeds its power limit (energy capped where the kind's times were fitted,
 time stretched where it is known by its datasheet only).
+
+Physics bounds every rate: ``g`` (a software stack's time factor times a GPU
+kind's factor and trend) slows a kernel's work, never its launch (a property of
+the host and the stack), and no kernel runs faster than its GPU's datasheet,
+whatever the fitted efficiencies (at most 1), factors and trend: its FLOPs take
+at least FLOPs / peak, its bytes at least bytes / bandwidth, its exponentials at
+least scores / (``SOFTMAX_MAX`` x peak).
 
 Why: energy per FLOP varies threefold between a launch-bound SD 1.5 at batch 1
 and a compute-bound FLUX.1-dev; a FLOPs-only law cannot see kernel launches, nor
@@ -61,8 +68,16 @@ OP_CLASSES = ("matmul", "attention", "conv", "other")
 #: Units of a GPU kind without a datasheet (a per-kind fit only: they cancel there).
 NOMINAL = {"peak_flop_s": 1e15, "peak_fp32_flop_s": 1e14, "peak_bandwidth_byte_s": 2e12,
            "power_limit_sheet_w": 700.0}
-#: Bounds of the fitted quantities: efficiencies (fractions of a peak), launch cost (s), time factor.
-EFFICIENCY_BOUNDS = (1e-3, 4.0)
+#: Bounds of the fitted quantities: efficiencies (fractions of a datasheet peak: never above 1), launch
+#: cost (s), time factor.
+EFFICIENCY_BOUNDS = (1e-3, 1.0)
+#: Attention's exponentials run on the special-function units, far slower than the tensor cores: 16
+#: results per clock per SM (the CUDA C++ Programming Guide's arithmetic-instruction throughput table,
+#: compute capability 8.x-10.x), 1/128 of an A100's dense fp16 tensor peak (108 SMs x 1.41 GHz x 16 =
+#: 2.4 T/s against 312 TFLOP/s), 1/256 of an H100's (FlashAttention-3, Shah et al. 2024: 3.9 TFLOPS of
+#: exponential against 989 TFLOPS of matmul). No kind runs them faster than the loosest of these.
+SOFTMAX_MAX = 1.0 / 128
+SOFTMAX_BOUNDS = (1e-4, SOFTMAX_MAX)
 LAUNCH_BOUNDS = (1e-7, 1e-3)
 FACTOR_BOUNDS = (0.2, 5.0)
 #: The unit of the peak-rate trend across GPU kinds, FLOP/s, and the bounds of its exponent.
@@ -337,12 +352,32 @@ def _point_array(ids: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 _EFF_ORDER = ("matmul", "attention", "conv", "other", "fp32")
 
 
-class _TimeModel:
-    """The predicted time per image of some points, for given efficiencies and launch costs.
+@dataclass(frozen=True)
+class TimeParts:
+    """Predicted time per image of some points, and its derivatives (per point) with respect to the log of
+    every rate: what the fit's analytic Jacobian is assembled from."""
 
-    The fitting loop's hot path: each kernel's FLOPs and bytes are divided by its
-    point's reference peaks once, so an evaluation is a few vector operations and
-    one ``bincount`` over the kernels of just these points.
+    time_s: np.ndarray
+    d_efficiency: np.ndarray  # (points, len(_EFF_ORDER))
+    d_memory: np.ndarray
+    d_softmax: np.ndarray
+    d_launch: np.ndarray  # (points, sources)
+    d_slowdown: np.ndarray
+
+
+class _TimeModel:
+    """The predicted time per image of some points, for given efficiencies, launch costs and slowdowns.
+
+    Every kernel runs at the slowest of three roofs: its FLOPs at its class's rate (and a fused attention's
+    exponentials at theirs), its bytes at the memory bandwidth, or its launch from the host. A GPU kind's
+    (or software stack's) slowdown scales the first two, never the launch (a property of the host and the
+    software stack), and no kernel runs faster than the datasheet allows: its FLOPs never faster than the
+    peak, its bytes never faster than the bandwidth, its exponentials never faster than ``SOFTMAX_MAX`` of
+    the peak, whatever the fitted efficiencies and slowdowns.
+
+    The fitting loop's hot path: each kernel's FLOPs and bytes are divided by its point's reference peaks
+    once, so an evaluation is a few vector operations and one ``bincount`` over the kernels of just these
+    points; the derivatives cost a few more ``bincount`` s.
     """
 
     def __init__(self, inputs: RooflineInputs, ids: np.ndarray, scales: Mapping[str, np.ndarray],
@@ -361,13 +396,55 @@ class _TimeModel:
         self.klass = np.where(fp32, 4, inputs.op_class[keep])
         self.source = np.asarray(source_codes)[pos]
 
+    def _roofs(self, efficiency: np.ndarray, memory: float, launch: np.ndarray, softmax: float,
+               slowdown: np.ndarray | float) -> tuple[np.ndarray, ...]:
+        g = slowdown[self.pos] if isinstance(slowdown, np.ndarray) else slowdown
+        flops = g * self.flops_s / efficiency[self.klass]
+        exps = g * self.scores_s / softmax
+        mem = g * self.bytes_s / memory
+        flops_free, exps_free, mem_free = flops > self.flops_s, exps > self.scores_s / SOFTMAX_MAX, \
+            mem > self.bytes_s
+        compute = np.where(flops_free, flops, self.flops_s) + np.where(exps_free, exps,
+                                                                        self.scores_s / SOFTMAX_MAX)
+        memory_t = np.where(mem_free, mem, self.bytes_s)
+        launch_t = self.kernels * launch[self.source]
+        per = np.maximum(np.maximum(compute, memory_t), launch_t)
+        return per, compute, memory_t, launch_t, flops, exps, mem, flops_free, exps_free, mem_free
+
     def __call__(self, efficiency: np.ndarray, memory: float, launch: np.ndarray,
-                 softmax: float = np.inf) -> np.ndarray:
+                 softmax: float = np.inf, slowdown: np.ndarray | float = 1.0) -> np.ndarray:
         """Time per image of each point; ``efficiency`` in ``_EFF_ORDER``, ``launch`` per source code,
-        ``softmax`` the share of the peak at which attention's exponentials run (after its FLOPs)."""
-        compute = self.flops_s / efficiency[self.klass] + self.scores_s / softmax
-        per = np.maximum(np.maximum(compute, self.bytes_s / memory), self.kernels * launch[self.source])
+        ``softmax`` the share of the peak at which attention's exponentials run (after its FLOPs),
+        ``slowdown`` per point (indexed like ``ids``) or one number: how much slower than its efficiencies
+        the point's GPU kind and software stack run their kernels."""
+        per = self._roofs(efficiency, memory, launch, softmax, slowdown)[0]
         return np.bincount(self.pos, weights=per * self.executions, minlength=self.n)
+
+    def parts(self, efficiency: np.ndarray, memory: float, launch: np.ndarray, softmax: float,
+              slowdown: np.ndarray | float) -> TimeParts:
+        """The time and its derivatives with respect to the log of every rate and of the slowdown."""
+        per, compute, memory_t, launch_t, flops, exps, mem, flops_free, exps_free, mem_free = self._roofs(
+            efficiency, memory, launch, softmax, slowdown)
+        x = self.executions
+        on_compute = (compute >= memory_t) & (compute >= launch_t)
+        on_memory = ~on_compute & (memory_t >= launch_t)
+        on_launch = ~on_compute & ~on_memory
+        d_flops = np.where(on_compute & flops_free, flops, 0.0) * x  # d per / d log(slowdown), compute
+        d_exps = np.where(on_compute & exps_free, exps, 0.0) * x
+        d_mem = np.where(on_memory & mem_free, mem, 0.0) * x
+
+        def total(w: np.ndarray) -> np.ndarray:
+            return np.bincount(self.pos, weights=w, minlength=self.n)
+
+        def by(column: np.ndarray, width: int, w: np.ndarray) -> np.ndarray:
+            """Sums of ``w`` per (point, ``column``): an array (points, width)."""
+            return np.bincount(self.pos * width + column, weights=w, minlength=self.n * width).reshape(
+                self.n, width)
+
+        d_eff = -by(self.klass, len(_EFF_ORDER), d_flops)
+        d_launch = by(self.source, len(launch), np.where(on_launch, launch_t, 0.0) * x)
+        return TimeParts(total(per * x), d_eff, -total(d_mem), -total(d_exps), d_launch,
+                         total(d_flops + d_exps + d_mem))
 
 
 def _efficiency_vector(eff: Mapping[str, float]) -> np.ndarray:
@@ -417,12 +494,13 @@ class RooflineFit:
         levels = sorted(c.launch_s)
         codes = np.array([levels.index(s) for s in known], dtype=int)
         model = _TimeModel(inputs, ids, scales, codes)
-        t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
-                  np.array([c.launch_s[s] for s in levels]), c.efficiency.get("softmax", np.inf))
-        t = t * np.array([c.time_factor.get(s, 1.0) for s in known])
+        # The software stack's and the GPU kind's slowdowns scale the kernels' work, never the launches.
+        slowdown = np.array([c.time_factor.get(s, 1.0) for s in known])
         if c.gpu_factor:
-            t = t * np.array([c.gpu_time_factor(g, p) for g, p in zip(frame["gpu"].astype(str),
-                                                                      scales["peak_flop_s"], strict=True)])
+            slowdown = slowdown * np.array([c.gpu_time_factor(g, p) for g, p in zip(
+                frame["gpu"].astype(str), scales["peak_flop_s"], strict=True)])
+        t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
+                  np.array([c.launch_s[s] for s in levels]), c.efficiency.get("softmax", np.inf), slowdown)
         ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
         ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
         return t, ideal_c, ideal_b, scales["power_limit_sheet_w"], known, scales["peak_flop_s"]
@@ -563,14 +641,48 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
                                                     strict=True))}
         return eff, launch, factor
 
-    def times(z: np.ndarray) -> np.ndarray:
+    log_peak = np.log(peak_rel)
+    # Which columns of the efficiency derivative (``_EFF_ORDER``) each fitted efficiency moves: a class
+    # not fitted runs at the matrix-multiply rate.
+    eff_columns = {name: [k for k, cls in enumerate(_EFF_ORDER)
+                          if cls == name or (name == "matmul" and (cls == "other" or cls not in eff_names))]
+                   for name in eff_names if name not in ("memory", "softmax")}
+
+    def evaluate(z: np.ndarray, jacobian: bool = False) -> TimeParts | np.ndarray:
         r = np.exp(z)
         eff = dict(zip(eff_names, r[:len(eff_names)], strict=True))
         launch = r[len(eff_names):len(eff_names) + len(levels)]
         factors = np.concatenate([[1.0], r[len(eff_names) + len(levels):n_head]])
-        by_kind = r[n_head:n_head + len(kinds)][kind_of] * peak_rel ** z[-1] if kinds else 1.0
-        return (model(_efficiency_vector(eff), eff["memory"], launch, eff.get("softmax", np.inf))
-                * factors[factor_of] * by_kind)
+        slowdown = factors[factor_of] * (r[n_head:n_head + len(kinds)][kind_of] * peak_rel ** z[-1]
+                                         if kinds else 1.0)
+        args = (_efficiency_vector(eff), eff["memory"], launch, eff.get("softmax", np.inf), slowdown)
+        return model.parts(*args) if jacobian else model(*args)
+
+    def times(z: np.ndarray) -> np.ndarray:
+        return evaluate(z)
+
+    def jac(z: np.ndarray) -> np.ndarray:
+        """d(log time) / dz of every point, then the ridge rows (analytic: the roofs are piecewise
+        linear in the rates, so this is exact and costs about two evaluations)."""
+        parts = evaluate(z, jacobian=True)
+        cols = []
+        for name in eff_names:
+            if name == "memory":
+                cols.append(parts.d_memory)
+            elif name == "softmax":
+                cols.append(parts.d_softmax)
+            else:
+                cols.append(parts.d_efficiency[:, eff_columns[name]].sum(axis=1))
+        cols += [parts.d_launch[:, k] for k in range(len(levels))]
+        cols += [parts.d_slowdown * (factor_of == j + 1) for j in range(len(others))]
+        cols += [parts.d_slowdown * (kind_of == k) for k in range(len(kinds))]
+        if kinds:
+            cols.append(parts.d_slowdown * log_peak)
+        J = np.column_stack(cols) / parts.time_s[:, None]
+        ridge = np.zeros((n_head - len(eff_names) - len(levels) + len(kinds), len(z)))
+        first = len(eff_names) + len(levels)
+        ridge[np.arange(len(ridge)), first + np.arange(len(ridge))] = FACTOR_RIDGE
+        return np.vstack([J, ridge])
 
     ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
     ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
@@ -608,9 +720,10 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         return np.concatenate([r, FACTOR_RIDGE * z[len(eff_names) + len(levels):n_head + len(kinds)]])
 
     n_factors = len(others) + len(kinds)
-    lo = np.log([EFFICIENCY_BOUNDS[0]] * len(eff_names) + [LAUNCH_BOUNDS[0]] * len(levels)
+    eff_bounds = [SOFTMAX_BOUNDS if name == "softmax" else EFFICIENCY_BOUNDS for name in eff_names]
+    lo = np.log([b[0] for b in eff_bounds] + [LAUNCH_BOUNDS[0]] * len(levels)
                 + [FACTOR_BOUNDS[0]] * n_factors)
-    hi = np.log([EFFICIENCY_BOUNDS[1]] * len(eff_names) + [LAUNCH_BOUNDS[1]] * len(levels)
+    hi = np.log([b[1] for b in eff_bounds] + [LAUNCH_BOUNDS[1]] * len(levels)
                 + [FACTOR_BOUNDS[1]] * n_factors)
     if kinds:
         lo, hi = np.append(lo, PEAK_EXPONENT_BOUNDS[0]), np.append(hi, PEAK_EXPONENT_BOUNDS[1])
@@ -622,7 +735,8 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
                 [compute] * (len(eff_names) - 1) + [memory] + [launch] * len(levels) + [1.0] * n_factors
                 + ([1.0] if kinds else []))  # log 1: exponent 0
             sol = optimize.least_squares(resid, np.clip(z0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi),
-                                         diff_step=1e-4, x_scale=1.0, max_nfev=300)
+                                         jac=jac if use_time else "2-point", diff_step=1e-4, x_scale=1.0,
+                                         max_nfev=300)
             if best is None or sol.cost < best.cost:
                 best = sol
             if sol.success:

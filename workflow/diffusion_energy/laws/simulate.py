@@ -88,7 +88,7 @@ class RooflineTruth:
 
     compute_flop_per_s: float = 6e14
     compute_fp32_flop_per_s: float = 5e13
-    bandwidth_byte_per_s: float = 2.5e12
+    bandwidth_byte_per_s: float = 1.6e12
     launch_s: float = 8e-6
     idle_power_w: float = 120.0
     static_power_w: float = 90.0

@@ -644,7 +644,8 @@ def build_components(
 
 
 def build_scheduler(spec: ModelSpec) -> Any:
-    """The default scheduler, built outside any device context (see NOTES.md)."""
+    """The default scheduler, built outside any device context: inside one, diffusers' Euler and
+    DPM-Solver schedulers fail in ``set_timesteps`` on CUDA and most fail on meta."""
     cls = import_object(spec.scheduler_class)
     try:
         return cls.from_config(dict(spec.scheduler_config))
@@ -667,7 +668,7 @@ def _scheduler_timesteps(scheduler_class: str, config_json: str, steps: int, whe
     """``len(scheduler.timesteps)`` after ``set_timesteps(steps)`` (cached: keyed on the class and a
     frozen JSON of its config, so every model with the same scheduler shares one answer)."""
     cls = import_object(scheduler_class)
-    # On CPU even inside a caller's meta/CUDA device context (schedulers fail there, NOTES.md); a
+    # On CPU even inside a caller's meta/CUDA device context (schedulers fail there, as above); a
     # terminal shift at one step divides by zero in the timestep values, never in their number.
     try:
         with torch.device("cpu"), warnings.catch_warnings():
