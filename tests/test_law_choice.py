@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusion_energy.laws import analysis, baselines, findings, intervals, roofline
+from diffusion_energy.laws import analysis, baselines, choice, findings, intervals, roofline
 from diffusion_energy.laws.crossval import ALL, PREDICTION_COLUMNS, metrics
 from diffusion_energy.laws.targets import TARGETS
 
@@ -127,15 +127,28 @@ def test_a_kind_left_out_gets_a_symmetric_interval_the_size_of_the_other_kinds_e
     assert rule is not None and rule.lo == pytest.approx(-rule.hi) and rule.hi > np.log(1.1)
 
 
-def test_one_model_for_every_kind_by_pooled_held_out_error_never_a_baseline() -> None:
-    lomo = _predictions({"a": {"m1": [1.05] * 5, "m2": [1.05] * 5}, "b": {"m1": [1.02] * 5, "m2": [1.3] * 5},
-                         "ecologits": {"m1": [1.0] * 5, "m2": [1.0] * 5}})
-    logo = _predictions({"a": {"h100": [1.1] * 5}, "b": {"h100": [1.02] * 5},
-                         "ecologits": {"h100": [1.0] * 5}}, by="gpu")
-    chosen, why = analysis.choose_one(lomo, logo, "image", ["a", "b", "per_kind"], ["a", "b", "ecologits"])
-    assert chosen == "a" and "pooled over kinds" in why  # b's P90 is 30% on the pooled points
-    lomo_only, _ = analysis.choose_one(lomo, None, "image", ["a", "b"], [])
-    assert lomo_only == "a"
+def test_the_simplest_law_within_one_standard_error_of_the_best_is_chosen_never_a_baseline() -> None:
+    """Occam: a more complex law answers only where it beats a simpler one by more than the spread of the
+    errors between held-out groups shows is noise; EcoLogits (fitted on nothing) is never chosen."""
+    groups = [f"m{i}" for i in range(8)]
+    rng = np.random.default_rng(3)
+    spread = rng.normal(0, 0.05, len(groups))
+
+    def errors(scale: float) -> dict[str, list[float]]:
+        return {g: [float(np.exp(scale + e))] * 4 for g, e in zip(groups, spread, strict=True)}
+
+    # roofline_datasheet 0.10 mean error, flops_kernels 0.11: within one standard error -> the simpler.
+    close = _predictions({"roofline_datasheet": errors(0.10), "flops_kernels": errors(0.11),
+                          "ecologits": errors(0.0)})
+    decided = choice.choose(close, 0.9)
+    assert decided.candidate == "flops_kernels" and "one standard error" in decided.why
+    # Far apart (0.10 against 0.30): the better law has earned its place.
+    far = choice.choose(_predictions({"roofline_datasheet": errors(0.10), "flops_kernels": errors(0.30),
+                                      "ecologits": errors(0.0)}), 0.9)
+    assert far.candidate == "roofline_datasheet"
+    # A candidate that skipped points is not compared (it would look better for skipping the hard ones).
+    partial = _predictions({"jpf": {g: [1.0] * 2 for g in groups}, "flops_kernels": errors(0.11)})
+    assert choice.choose(partial, 0.9).candidate == "flops_kernels"
 
 
 def test_the_newest_stack_is_our_own_where_present_else_the_latest_release() -> None:
@@ -156,7 +169,7 @@ def test_a_kind_outside_the_fit_gets_the_trend_across_kinds_and_a_measured_kind_
     assert c.energy_factor(np.array([1e-12, 0.5e-12])) == pytest.approx([1.0, 0.5 ** -0.2])
 
 
-def test_findings_name_the_chosen_law_its_errors_per_kind_and_the_baselines(tmp_path: Path) -> None:
+def test_findings_say_first_how_sure_from_the_nested_folds_and_name_bounds_hit(tmp_path: Path) -> None:
     tables = tmp_path / "results" / "tables"
     tables.mkdir(parents=True)
     (tmp_path / "results" / "laws").mkdir()
@@ -164,23 +177,35 @@ def test_findings_name_the_chosen_law_its_errors_per_kind_and_the_baselines(tmp_
                          "flops": {"m1": [1.3] * 4, "m2": [0.7] * 4}, "ecologits": {"m1": [5.0] * 8}})
     metrics(lomo).to_csv(tables / "lomo_metrics.csv", index=False)
     lomo.to_csv(tables / "lomo_predictions.csv", index=False)
+    # Nested: the procedure picked roofline_datasheet for m1 and flops for m2.
+    chosen = {"m1": "roofline_datasheet", "m2": "flops"}
+    picked = pd.concat([lomo[(lomo["candidate"] == c) & (lomo["held_out"] == g)].assign(
+        candidate="selected", chosen=c) for g, c in chosen.items()], ignore_index=True)
+    nested = pd.concat([lomo.assign(chosen=""), picked], ignore_index=True)
+    metrics(nested).to_csv(tables / "nested_lomo_metrics.csv", index=False)
+    nested.to_csv(tables / "nested_lomo_predictions.csv", index=False)
     law = {"kind": "roofline", "constants": [{
-        "efficiency": {"matmul": 0.6, "memory": 0.9}, "launch_s": {"s": 4e-5}, "gpu_factor": {"h100": 0.95},
+        "efficiency": {"matmul": 0.6, "memory": 1.0}, "launch_s": {"s": 4e-5}, "gpu_factor": {"h100": 0.95},
         "peak_exponent": 0.3, "energy_exponent": -0.3, "pi_static": 0.2, "pi_flop": 1.8, "pi_byte": 0.5}]}
     payload = {"status": "ok", "n_points": 16, "models": ["m1", "m2"], "gpus": ["h100"],
                "settings": {"prediction_level": 0.9},
-               "pooled": {"image": {"selected": "roofline_datasheet", "selection": "smallest P90",
+               "pooled": {"image": {"selected": "roofline_datasheet", "selection": "the simplest within 1 SE",
                                     "selected_unmeasured_gpu": "roofline_datasheet",
-                                    "baselines": ["flops", "paper", "ecologits"],
+                                    "baselines": ["jpf", "flops", "paper", "ecologits"],
                                     "candidates": {"roofline_datasheet": {"law": law}}}}}
     (tmp_path / "results" / "laws" / "laws.json").write_text(json.dumps(payload))
     lines = findings.findings(tmp_path)
     text = "\n".join(lines)
-    assert lines[0].startswith("Findings (image energy; 16 single-GPU points")
-    assert "Chosen law, one for every GPU kind: roofline_datasheet" in text
-    assert "roofline_datasheet  h100 7.5% / 10.0% (8); all 7.5% / 10.0% (8)" in text
-    assert "flops " in text and "ecologits" in text and "400.0%" in text
+    assert lines[0].startswith("Findings (GPU energy per image; 16 measured single-GPU points")
+    # Plain words first, from the nested folds: m1 5% off (roofline), m2 30% off (flops, its choice).
+    assert lines[1].startswith("  An architecture nobody has shown the laws: predicted within 17.5% at the "
+                               "median"), lines[1]
+    assert "per architecture, median error 5.0% to 30.0%" in text
+    assert "The law that answers, one for every GPU kind: roofline_datasheet" in text
+    assert "selected            h100 17.5% / 30.0% (8)" in text
+    assert "Diagnostic, not a test" in text and "roofline_datasheet  h100 7.5% / 10.0% (8)" in text
     assert "(peak FLOP/s)^0.30" in text and "Example (held out):" in text
+    assert "at a bound of their physical range: efficiency memory 1 at its upper bound 1" in text
     assert findings.findings(tmp_path / "nothing") == ["Findings: no law fitted (no measured points yet)."]
 
 

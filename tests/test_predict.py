@@ -21,8 +21,15 @@ from diffusion_energy.counting.features import Point, point_features
 from diffusion_energy.errors import UsageError
 from diffusion_energy.laws import analysis, analysis_io, predict, simulate
 from diffusion_energy.models import zoo
+from diffusion_energy.sources import gpu_datasheets
 
 STEPS = [5, 10, 20, 50]
+
+
+#: The two simulated kinds' datasheets (dense half-precision TFLOP/s, fp32, GB/s, W): the H100 SXM and H200.
+SHEETS = {g: gpu_datasheets.Datasheet.from_config({"half_tflop_s": 989, "fp32_tflop_s": 67,
+                                                    "bandwidth_gb_s": b, "power_limit_w": 700})
+          for g, b in (("h100", 3350), ("h200", 4800))}
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +40,11 @@ def fitted(
     truth = paper_truth(TINY_MODELS, seed=5)
     points = simulate.grid(table, STEPS, gpus=["h100", "h200"])
     energy = energy_table(simulate.simulate_paper_law(points, table, truth, np.random.default_rng(1)), table)
-    pts, inputs = analysis.prepare(energy, table, ops)
+    pts, inputs = analysis.prepare(energy, table, ops, SHEETS)
     s = settings(bootstrap=100)
     cv = analysis.run_crossval(pts, inputs, s)
-    payload, _ = analysis.run_fit(pts, inputs, cv["lomo_predictions"], cv["lomo_metrics"], s)
+    payload, _ = analysis.run_fit(pts, inputs, cv["lomo_predictions"], cv["lomo_metrics"], s,
+                                  cv["logo_predictions"], cv["logo_metrics"], SHEETS)
     path = tmp_path_factory.mktemp("laws") / "laws.json"
     analysis_io.write_json(payload, path)
     return path, truth, {"flops": table}
@@ -174,13 +182,27 @@ def test_predict_with_counted_point_matches_the_cli(fitted: tuple) -> None:
 
 def test_pooled_roofline_answers_an_architecture_file(fitted: tuple, tmp_path: Path) -> None:
     payload = analysis_io.read_laws(fitted[0])
-    payload["pooled"]["image"]["selected_by_gpu"]["h200"] = "roofline"
+    payload["pooled"]["image"]["selected_by_gpu"]["h200"] = "roofline_datasheet"
     spec = zoo.load_spec(zoo.resolve_model_path("tiny-sdxl"))
     result = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h200", from_path=True)
-    assert result.law.startswith("pooled roofline")
+    assert result.law.startswith("pooled roofline_datasheet")
     assert 0 < result.low_j <= result.energy_j <= result.high_j and result.low_j < result.high_j
     with pytest.raises(analysis_io.NoLawError, match="not in the fitted data"):
         predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="l40s", from_path=True)
+
+
+def test_a_measured_kind_is_never_given_a_wider_interval_than_one_known_by_its_datasheet(
+        fitted: tuple) -> None:
+    """The same point on the measured H100 and on a kind with the H100's datasheet that nobody measured:
+    the datasheet-only answer's interval holds the measured kind's (its rule is the envelope of the
+    architectures-left-out and the kinds-left-out rules)."""
+    payload = analysis_io.read_laws(fitted[0])
+    spec = zoo.load_spec("tiny-sd")
+    measured = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h100")
+    twin = predict.predict_energy(payload, spec, resolution=64, steps=20, gpu="h100-twin",
+                                  datasheet=SHEETS["h100"])
+    assert twin.high_j / twin.low_j >= measured.high_j / measured.low_j
+    assert "GPU kinds and architectures left out" in twin.interval
 
 
 # --- arguments that conflict, and counts past what can be computed --------------------------------

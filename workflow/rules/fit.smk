@@ -11,6 +11,10 @@ LAWS_JSON = "results/laws/laws.json"
 CROSSVAL_TABLES = {
     name: f"results/tables/{name}.csv"
     for name in (
+        "nested_lomo_predictions",
+        "nested_lomo_metrics",
+        "nested_logo_predictions",
+        "nested_logo_metrics",
         "lomo_predictions",
         "lomo_metrics",
         "lomo_batch_metrics",
@@ -48,6 +52,18 @@ rule crossval:
         flops="results/flops.parquet",
         ops="results/flops_ops.parquet",
     output:
+        nested_lomo_predictions=CROSSVAL_TABLES["nested_lomo_predictions"],
+        nested_lomo_metrics=report(
+            CROSSVAL_TABLES["nested_lomo_metrics"],
+            caption="../report/nested_lomo_metrics.rst",
+            category="Tables",
+        ),
+        nested_logo_predictions=CROSSVAL_TABLES["nested_logo_predictions"],
+        nested_logo_metrics=report(
+            CROSSVAL_TABLES["nested_logo_metrics"],
+            caption="../report/nested_logo_metrics.rst",
+            category="Tables",
+        ),
         lomo_predictions=CROSSVAL_TABLES["lomo_predictions"],
         lomo_metrics=report(
             CROSSVAL_TABLES["lomo_metrics"],
@@ -69,6 +85,7 @@ rule crossval:
         "logs/analysis/crossval.log",
     benchmark:
         "results/benchmarks/analysis/crossval.tsv"
+    threads: 2
     params:
         min_points=ANALYSIS.get("min_points", 3),
         level=ANALYSIS.get("prediction_level", 0.90),
@@ -81,7 +98,11 @@ rule crossval:
     shell:
         "python3 -m diffusion_energy.cli crossval --energy {input.energy}"
         " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
-        " --min-points {params.min_points} --level {params.level}"
+        " --min-points {params.min_points} --level {params.level} --workers {threads}"
+        " --nested-lomo-predictions {output.nested_lomo_predictions}"
+        " --nested-lomo-metrics {output.nested_lomo_metrics}"
+        " --nested-logo-predictions {output.nested_logo_predictions}"
+        " --nested-logo-metrics {output.nested_logo_metrics}"
         " --lomo-predictions {output.lomo_predictions} --lomo-metrics {output.lomo_metrics}"
         " --lomo-batch-metrics {output.lomo_batch_metrics}"
         " --logo-predictions {output.logo_predictions} --logo-metrics {output.logo_metrics}"

@@ -35,9 +35,10 @@ rule modalities:
         runtime=10,
     conda:
         "../../envs/analysis.yaml"
+    threads: 2
     shell:
         "python3 -m diffusion_energy.cli modalities --energy {input.energy}"
         " --flops {input.flops} --ops {input.ops} --datasheets {params.datasheets:q}"
-        " --min-points {params.min_points} --level {params.level}"
+        " --min-points {params.min_points} --level {params.level} --workers {threads}"
         " --predictions-out {output.predictions} --metrics-out {output.metrics}"
         " --laws-out {output.laws} 2> {log}"

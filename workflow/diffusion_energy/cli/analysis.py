@@ -31,7 +31,8 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202 - analysis imported laz
     from ..laws.analysis import Settings
 
     return Settings(bootstrap=getattr(args, "bootstrap", 0), seed=getattr(args, "seed", 0),
-                    min_points=args.min_points, prediction_level=args.level)
+                    min_points=args.min_points, prediction_level=args.level,
+                    workers=getattr(args, "workers", 1))
 
 
 #: Columns of the per-op table (``counting.flops.OPS_COLUMNS``) the roofline inputs read.
@@ -84,17 +85,18 @@ def _prepare(args: argparse.Namespace):  # noqa: ANN202
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     from ..laws import crossval
-    from ..laws.analysis import run_crossval
+    from ..laws.analysis import CROSSVAL_TABLES, run_crossval
 
     points, inputs, _ = _prepare(args)
     tables = run_crossval(points, inputs, _settings(args))
-    for name, columns in (("lomo_predictions", crossval.PREDICTION_COLUMNS),
-                          ("lomo_metrics", crossval.METRIC_COLUMNS),
-                          ("lomo_batch_metrics", crossval.BATCH_METRIC_COLUMNS),
-                          ("logo_predictions", crossval.PREDICTION_COLUMNS),
-                          ("logo_metrics", crossval.METRIC_COLUMNS)):
+    for name in CROSSVAL_TABLES:
+        columns = (crossval.BATCH_METRIC_COLUMNS if name.endswith("batch_metrics") else
+                   crossval.METRIC_COLUMNS if name.endswith("metrics") else
+                   [*crossval.PREDICTION_COLUMNS, "chosen"] if name.startswith("nested") else
+                   crossval.PREDICTION_COLUMNS)
         analysis_io.write_table(tables[name], getattr(args, name), columns)
-    for name, label in (("lomo_metrics", "leave-one-model-out"), ("logo_metrics", "leave-one-GPU-out")):
+    for name, label in (("nested_lomo_metrics", "leave-one-model-out, nested"),
+                        ("nested_logo_metrics", "leave-one-GPU-out, nested")):
         m = tables[name]
         overall = m[(m["held_out"] == crossval.ALL) & (m["target"] == "image")]
         if len(overall):
@@ -203,11 +205,13 @@ def _analysis_options(p: argparse.ArgumentParser, bootstrap: bool) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("crossval", help="leave-one-model-out / leave-one-GPU-out of the pooled models")
+    p = sub.add_parser("crossval", help="nested leave-one-model-out / leave-one-GPU-out of the pooled models")
     _analysis_options(p, bootstrap=False)
-    for name in ("lomo_predictions", "lomo_metrics", "lomo_batch_metrics", "logo_predictions",
-                 "logo_metrics"):
+    for name in ("nested_lomo_predictions", "nested_lomo_metrics", "nested_logo_predictions",
+                 "nested_logo_metrics", "lomo_predictions", "lomo_metrics", "lomo_batch_metrics",
+                 "logo_predictions", "logo_metrics"):
         p.add_argument(f"--{name.replace('_', '-')}", required=True, help="CSV to write")
+    p.add_argument("--workers", type=int, default=1, help="processes the fits run in")
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("fit", help="fit every law (per architecture, per stage, pooled, roofline)")

@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasheets", help="JSON: GPU kind -> datasheet (the config's gpu_kinds.*.datasheet)")
     p.add_argument("--min-points", type=int, default=3, help="fewest points a law is fitted on")
     p.add_argument("--level", type=float, default=0.90, help="prediction interval coverage")
+    p.add_argument("--workers", type=int, default=1, help="processes the fits run in")
     p.add_argument("--predictions-out", required=True, help="CSV: every held-out prediction")
     p.add_argument("--metrics-out", required=True, help="CSV: errors per experiment, candidate and modality")
     p.add_argument("--laws-out", required=True, help="JSON: the joint model (what predict uses for video)")

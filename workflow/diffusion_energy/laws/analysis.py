@@ -11,21 +11,22 @@ Figures quoted from a paper are not raw data: they get their own
 per-architecture law (the paper's law on the paper's numbers) and never train
 a pooled model. Multi-GPU rows are kept for their own figure.
 
-``crossval`` fits each candidate without one architecture (leave-one-model-out,
-reported per GPU kind) or without one GPU kind (leave-one-GPU-out, the kind
-entering only through its datasheet). ``fit`` fits the paper's law per
+``crossval`` cross-validates every candidate, nested (``nested``): each
+architecture left out in turn (reported per GPU kind), and each GPU kind left
+out in turn (the kind entering only through its datasheet), every choice made
+from data made inside the outer fold (``choice``); the non-nested held-out
+predictions stay beside as a diagnostic. ``fit`` fits the paper's law per
 architecture and source, the per-stage laws and every pooled candidate on all
-points, picks one candidate for every GPU kind, measured or not: the smallest
-90th-percentile error over all held-out points pooled (architectures left out
-and GPU kinds left out), and writes what ``predict`` needs into one JSON: each
-candidate's held-out interval rule (``intervals``) and, per GPU kind, the
-newest software stack measured there (what an answer speaks for by default).
-Baselines are scored on the same held-out points: the FLOPs-only law, the
-paper's law and EcoLogits' constant energy per FLOP (``baselines``). Our own
-candidates (the roofline across kinds, the law in FLOPs and kernels) carry a
-shrunk offset per architecture in their fit (``offsets``), fitted fold by fold
-like the rest; ``own_or_pooled`` tells ``predict`` whether an architecture this
-workflow measured is answered by its own paper-form law or by the pooled model.
+points, makes the same choice (``choice``) on all held-out errors: one law for
+every GPU kind, the simplest within one standard error of the best, a kind
+known by its datasheet only answered by the same law; and writes what
+``predict`` needs into one JSON: each candidate's held-out interval rules
+(``intervals``) and, per GPU kind, the newest software stack measured there
+(what an answer speaks for by default). Baselines are scored on the same folds:
+one energy per FLOP per GPU kind, the FLOPs-only law, the paper's law and
+EcoLogits' constant energy per FLOP (``baselines``). ``own_or_pooled`` tells
+``predict`` whether an architecture this workflow measured is answered by its
+own paper-form law or by the pooled model.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,9 @@ import pandas as pd
 
 from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW, V1_DEFAULTS, single_gpu_raw
-from . import baselines, crossval, intervals, offsets, powerlaw, roofline
+from . import baselines, choice, crossval, intervals, nested, powerlaw, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
-from .blend import BlendFit, heldout_blend, inverse_mse_weights, load_law, predict_law
+from .blend import BlendFit, load_law, predict_law
 from .crossval import ALL, Candidate
 from .powerlaw import NotIdentifiable
 from .targets import IMAGE_TARGETS, STAGE_TARGETS, TARGETS, Prediction, Target
@@ -59,6 +60,8 @@ class Settings:
     seed: int = 20261126
     min_points: int = 4
     prediction_level: float = 0.90
+    #: Processes the cross-validation's fits run in (not a setting of the laws: never stored).
+    workers: int = 1
 
 
 #: Pooled OLS candidates: name -> optional terms besides log_A and alpha. A GPU kind enters through
@@ -69,33 +72,27 @@ POOLED_OLS: dict[str, tuple[str, ...]] = {
     "paper": (*powerlaw.PAPER_TERMS, "beta_source"),
     "flops_kernels": ("beta_dtype", "beta_gpu", "beta_source", "gamma_kernels"),
 }
-#: The terms of the mixed model's fixed part.
-MIXED_TERMS = ("beta_dtype", "beta_gpu", "beta_source", "beta_res")
 DESCRIPTIONS = {
     "flops": "pooled FLOPs-only power law (OLS; precision, GPU and source shifts)",
     "paper": "pooled paper-form law (OLS; precision, GPU kind, log(HW/256), source)",
     "flops_kernels": "pooled power law in FLOPs and kernel launches (OLS; precision, GPU and source shifts)",
-    "mixed": "pooled law with a random intercept per architecture (MixedLM, REML)",
-    "roofline": "roofline energy model, constants per GPU kind (time-fitted rates, static power fitted)",
-    "roofline_idle": "roofline energy model per GPU kind, static power = measured idle power",
     "roofline_datasheet": "roofline energy model across GPU kinds: rates and powers in datasheet units, a "
                           "time factor per measured kind, trends in peak FLOP/s and J/FLOP for the others",
     "roofline_kernels": "the roofline model across GPU kinds and the power law in FLOPs and kernel launches, "
                         "averaged in logs, each weighted by its inverse held-out squared error",
     "ecologits": "EcoLogits' draft constant energy per FLOP (FLOPs x 1.1 x 3.73e-18 kWh; nothing fitted)",
+    "jpf": "one constant energy per FLOP per GPU kind (a kind outside the fit: scaled by its datasheet's "
+           "power limit / peak)",
 }
-#: Blends: name -> the candidates whose predictions it averages in logs (``blend``).
-BLENDS = {"roofline_kernels": ("roofline_datasheet", "flops_kernels")}
-#: Our candidates that carry an offset per architecture measured (``offsets``); the baselines do not.
-WITH_OFFSETS = ("roofline_datasheet", "flops_kernels")
 #: Candidates that fit nothing: scored held out beside the laws, never chosen.
-UNFITTED = ("ecologits",)
-#: The baselines every law is compared with in the tables: FLOPs only, the paper's law, EcoLogits.
-BASELINES = ("flops", "paper", "ecologits")
-#: The roofline candidates: (name, variant, constants per GPU kind). The one across kinds has a time
-#: factor per measured kind and trends across kinds (``roofline.fit_roofline(gpu_factors=True)``).
-ROOFLINES = (("roofline", "fitted_static", True), ("roofline_idle", "idle_static", True),
-             ("roofline_datasheet", "fitted_static", False))
+UNFITTED = choice.UNFITTED
+#: The baselines every law is compared with in the tables: one J/FLOP per GPU kind, FLOPs only, the
+#: paper's law, EcoLogits.
+BASELINES = ("jpf", "flops", "paper", "ecologits")
+#: The roofline model: one fit across GPU kinds in datasheet units, a time factor per measured kind and
+#: trends across kinds for the others (``roofline.fit_roofline(gpu_factors=True)``), static power fitted.
+ROOFLINE = "roofline_datasheet"
+ROOFLINE_VARIANT = "fitted_static"
 #: The FLOPs-only baseline every other candidate is compared with.
 BASELINE = "flops"
 #: Optional terms of per-stage laws: the text encoders do not see the resolution.
@@ -119,12 +116,6 @@ class _BoundRoofline:
 
     def predict(self, frame: pd.DataFrame, level: float) -> Prediction:
         return self.fit.predict(frame, self.inputs, level)
-
-
-def with_offsets(fit: Any, frame: pd.DataFrame, target: Target, inputs: roofline.RooflineInputs) -> Any:
-    """``fit`` with the shrunk offset of each architecture in ``frame`` from its residuals there."""
-    pred = predict_law(fit, frame, inputs, 0.5)
-    return replace(fit, model_offsets=offsets.residual_offsets(frame, target, pred.energy_j))
 
 
 def prepare(energy: pd.DataFrame, flops_table: pd.DataFrame | None, ops: pd.DataFrame | None,
@@ -166,35 +157,42 @@ def unseen_gpu_terms(terms: tuple[str, ...]) -> tuple[str, ...]:
     return tuple("delta_phys" if t == "beta_gpu" else t for t in terms)
 
 
-def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settings, unseen_gpu: bool = False
-               ) -> list[Candidate]:
+def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settings, unseen_gpu: bool = False,
+               starts: dict[str, Any] | None = None) -> list[Candidate]:
     """The pooled candidates for ``target``, ready for cross-validation (no bootstrap).
 
     ``unseen_gpu``: the forms that can predict a GPU kind left out of the fit (the
     datasheet term in place of the GPU indicator; the roofline model across kinds).
+    ``starts``: shared between calls, where the roofline model's fit on all points is kept once made
+    (``Candidate.warm``): every fold's fit starts from it.
     """
     out = []
-
-    def offset(name: str, fit: Any, train: pd.DataFrame) -> Any:
-        return with_offsets(fit, train, target, inputs) if name in WITH_OFFSETS else fit
+    starts = {} if starts is None else starts
 
     for name, optional in POOLED_OLS.items():
         if unseen_gpu:
             optional = unseen_gpu_terms(optional)
-        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional: offset(
-            name, powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional, n_boot=0,
-                                   rng=np.random.default_rng(0), min_points=settings.min_points), tr)))
-    mixed_terms = unseen_gpu_terms(MIXED_TERMS) if unseen_gpu else MIXED_TERMS
-    out.append(Candidate("mixed", DESCRIPTIONS["mixed"],
-                         lambda tr: powerlaw.fit_mixed(enough(tr, target, settings), target, mixed_terms)))
-    for name, variant, by_gpu in ROOFLINES:
-        if unseen_gpu and by_gpu:
-            continue
-        cache: dict = {}
-        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, v=variant, n=name, g=by_gpu, c=cache:
-                             _BoundRoofline(offset(n, roofline.fit_roofline(
-                                 enough(tr, target, settings), inputs, target, v, by_gpu=g, name=n,
-                                 gpu_factors=not g, cache=c), tr), inputs)))
+        out.append(Candidate(name, DESCRIPTIONS[name], lambda tr, name=name, optional=optional:
+                             powerlaw.fit_law(tr, target, scope="pooled", name=name, optional=optional,
+                                              n_boot=0, rng=np.random.default_rng(0),
+                                              min_points=settings.min_points)))
+
+    def roof(train: pd.DataFrame) -> roofline.RooflineFit:
+        return roofline.fit_roofline(enough(train, target, settings), inputs, target, ROOFLINE_VARIANT,
+                                     by_gpu=False, name=ROOFLINE, gpu_factors=True,
+                                     start=starts.get(target.name))
+
+    def warm(rows: pd.DataFrame) -> None:
+        if target.name not in starts:
+            try:
+                starts[target.name] = roof(rows)
+            except NotIdentifiable:
+                starts[target.name] = None
+
+    out.append(Candidate(ROOFLINE, DESCRIPTIONS[ROOFLINE],
+                         lambda tr: _BoundRoofline(roof(tr), inputs), warm))
+    out.append(Candidate("jpf", DESCRIPTIONS["jpf"],
+                         lambda tr: baselines.fit_jpf(enough(tr, target, settings), target)))
     if not target.dynamic:
         out.append(Candidate("ecologits", DESCRIPTIONS["ecologits"],
                              lambda tr: baselines.fit_ecologits(tr, target)))
@@ -202,37 +200,58 @@ def candidates(target: Target, inputs: roofline.RooflineInputs, settings: Settin
 
 
 def with_blends(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Held-out predictions with every blend's (``BLENDS``), built from its parts' held-out predictions."""
+    """Held-out predictions with every blend's (``choice.BLENDS``), from its parts' held-out predictions."""
     if predictions.empty:
         return predictions
-    extra = [heldout_blend(predictions[predictions["target"] == t], name, parts)
-             for t in sorted(set(predictions["target"])) for name, parts in BLENDS.items()]
-    extra = [e for e in extra if len(e)]
-    return pd.concat([predictions, *extra], ignore_index=True) if extra else predictions
+    parts = [choice.with_blends(predictions[predictions["target"] == t])
+             for t in sorted(set(predictions["target"]))]
+    return pd.concat(parts, ignore_index=True)
+
+
+#: The tables ``run_crossval`` writes: the nested ones (the headline) and the non-nested diagnostics.
+CROSSVAL_TABLES = ("nested_lomo_predictions", "nested_lomo_metrics", "nested_logo_predictions",
+                   "nested_logo_metrics", "lomo_predictions", "lomo_metrics", "lomo_batch_metrics",
+                   "logo_predictions", "logo_metrics")
 
 
 def run_crossval(points: pd.DataFrame, inputs: roofline.RooflineInputs, settings: Settings
                  ) -> dict[str, pd.DataFrame]:
-    """Leave-one-model-out (reported per GPU kind and batch size) and leave-one-GPU-out predictions
-    and metrics, on ``law_points``."""
+    """Nested leave-one-model-out and leave-one-GPU-out (the headline: ``nested``), and the non-nested
+    held-out predictions beside them as a diagnostic, on ``law_points``.
+
+    Non-nested: every group predicted by fits without it, blends weighted and intervals calibrated on
+    the other groups' errors (as every earlier design was judged). A GPU kind left out gets a symmetric
+    interval (its shift's sign is its own; see ``intervals``)."""
     rows = law_points(points)
-    lomo, logo = [], []
+    inputs = inputs.subset(rows["point_id"].to_numpy()) if len(rows) else inputs
+    level = settings.prediction_level
+    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in CROSSVAL_TABLES}
     for name in IMAGE_TARGETS:
         target = TARGETS[name]
-        lomo.append(crossval.leave_one_out(rows, "model", candidates(target, inputs, settings), target,
-                                           settings.prediction_level))
-        logo.append(crossval.leave_one_out(rows, "gpu", candidates(target, inputs, settings, unseen_gpu=True),
-                                           target, settings.prediction_level))
-    lomo_p = pd.concat(lomo, ignore_index=True) if lomo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
-    logo_p = pd.concat(logo, ignore_index=True) if logo else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
-    # Intervals as predict gives them (held-out quantiles widened with the distance), each group's
-    # calibrated without it: the coverage in the metrics is a held-out coverage. A GPU kind left out
-    # gets a symmetric interval (its shift's sign is its own; see intervals).
-    lomo_p = intervals.cross_calibrated(with_blends(lomo_p), settings.prediction_level)
-    logo_p = intervals.cross_calibrated(with_blends(logo_p), settings.prediction_level, symmetric=True)
-    return {"lomo_predictions": lomo_p, "lomo_metrics": crossval.metrics(lomo_p),
-            "lomo_batch_metrics": crossval.batch_metrics(lomo_p),
-            "logo_predictions": logo_p, "logo_metrics": crossval.metrics(logo_p)}
+        starts: dict[str, Any] = {}
+
+        def folds(frame: pd.DataFrame, by: str, unseen: bool, inner: bool = True,
+                  target: Target = target, starts: dict[str, Any] = starts) -> pd.DataFrame:
+            return nested.fold_predictions(frame, by, candidates(target, inputs, settings, unseen, starts),
+                                           target, level, inner, settings.workers)
+
+        lomo, logo = folds(rows, "model", False), folds(rows, "gpu", True)
+        kinds = sorted(set(logo["held_out"].astype(str))) if len(logo) else []
+        without = {k: folds(rows[(rows["gpu"].astype(str) != k).to_numpy()], "model", False, inner=False)
+                   for k in kinds}
+        tables["lomo_predictions"].append(nested.diagnostic_predictions(lomo, level))
+        tables["logo_predictions"].append(nested.diagnostic_predictions(logo, level, symmetric=True))
+        tables["nested_lomo_predictions"].append(nested.nested_predictions(lomo, level))
+        tables["nested_logo_predictions"].append(nested.nested_unseen(logo, without, level))
+    out = {}
+    for name in (n for n in CROSSVAL_TABLES if n.endswith("predictions")):
+        parts = [p for p in tables[name] if len(p)]
+        out[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=crossval.PREDICTION_COLUMNS)
+    for prefix in ("nested_lomo", "nested_logo", "lomo", "logo"):
+        out[f"{prefix}_metrics"] = crossval.metrics(out[f"{prefix}_predictions"])
+    out["lomo_batch_metrics"] = crossval.batch_metrics(out["lomo_predictions"])
+    return out
 
 
 # --------------------------------------------------------------------------- fit
@@ -378,11 +397,9 @@ def run_fit(
         entry["unseen_gpu_candidates"] = {}
         for unseen, store, scope in ((False, entry["candidates"], "pooled"),
                                      (True, entry["unseen_gpu_candidates"], "pooled, GPU by datasheet")):
-            for cand in [*POOLED_OLS, "mixed"]:
+            for cand in POOLED_OLS:
                 try:
                     fit = _fit_pooled(rows, target, cand, settings, unseen)
-                    if cand in WITH_OFFSETS:
-                        fit = with_offsets(fit, rows, target, inputs)
                 except NotIdentifiable as exc:
                     law_rows.append(_skip_row(name, cand, scope, "all", "all", str(exc)))
                     entry.setdefault("not_fitted", {})[f"{cand} ({scope})"] = str(exc)
@@ -390,30 +407,34 @@ def run_fit(
                 store[cand] = {"law": fit.to_dict(), "description": DESCRIPTIONS[cand]}
                 law_rows.append(_law_row(fit, name, cand, scope, "all", "all"))
                 term_rows.extend(_term_rows(fit, name, cand, scope, "all", "all"))
-        for cand, variant, by_gpu in ROOFLINES:
-            try:
-                rf = roofline.fit_roofline(enough(rows, target, settings), inputs, target, variant,
-                                           by_gpu=by_gpu, name=cand,
-                                           gpu_factors=not by_gpu)
-                if cand in WITH_OFFSETS:
-                    rf = with_offsets(rf, rows, target, inputs)
-            except NotIdentifiable as exc:
-                law_rows.append(_skip_row(name, cand, "pooled", "all", "all", str(exc)))
-                entry.setdefault("not_fitted", {})[cand] = str(exc)
-                continue
-            entry["candidates"][cand] = {"law": rf.to_dict()}
-            if not by_gpu:
-                entry["unseen_gpu_candidates"][cand] = {"law": rf.to_dict(),
-                                                        "description": DESCRIPTIONS[cand]}
-            roof_rows.extend(roofline.constants_rows(rf, cand))
-        held = pooled_heldout(lomo_predictions, logo_predictions, name)
-        for cand, parts in BLENDS.items():
-            weights = inverse_mse_weights(held, parts) if len(held) else None
+        try:
+            jpf = baselines.fit_jpf(enough(rows, target, settings), target)
             for store in (entry["candidates"], entry["unseen_gpu_candidates"]):
+                store["jpf"] = {"law": jpf.to_dict(), "description": DESCRIPTIONS["jpf"]}
+        except NotIdentifiable as exc:
+            entry.setdefault("not_fitted", {})["jpf"] = str(exc)
+        try:
+            rf = roofline.fit_roofline(enough(rows, target, settings), inputs, target, ROOFLINE_VARIANT,
+                                       by_gpu=False, name=ROOFLINE, gpu_factors=True)
+            for store in (entry["candidates"], entry["unseen_gpu_candidates"]):
+                store[ROOFLINE] = {"law": rf.to_dict(), "description": DESCRIPTIONS[ROOFLINE]}
+            roof_rows.extend(roofline.constants_rows(rf, ROOFLINE))
+        except NotIdentifiable as exc:
+            law_rows.append(_skip_row(name, ROOFLINE, "pooled", "all", "all", str(exc)))
+            entry.setdefault("not_fitted", {})[ROOFLINE] = str(exc)
+        # One procedure for every GPU kind: the candidate and the blends' weights from architectures left
+        # out (many groups); a kind known by its datasheet only gets the same candidate's datasheet form,
+        # its interval also bounded by the kinds left out (``choice.unseen_rules``).
+        measured = _decide(lomo_predictions, name, settings.prediction_level)
+        kinds = _decide(logo_predictions, name, settings.prediction_level, symmetric=True)
+        for store in (entry["candidates"], entry["unseen_gpu_candidates"]):
+            for cand, parts in choice.BLENDS.items():
                 if all(p in store for p in parts):
-                    blend = BlendFit(name, cand, {p: load_law(store[p]["law"]) for p in parts}, weights or {})
+                    blend = BlendFit(name, cand, {p: load_law(store[p]["law"]) for p in parts},
+                                     measured.weights.get(cand) or {})
                     store[cand] = {"law": blend.to_dict(), "description": DESCRIPTIONS[cand]}
-        _select(entry, name, rows, lomo_predictions, lomo_metrics, logo_predictions, logo_metrics, settings)
+        _select(entry, name, rows, measured, measured.with_rules(choice.unseen_rules(measured, kinds.rules)),
+                lomo_metrics, logo_metrics)
         payload["pooled"][name] = entry
         payload.setdefault("own_or_pooled", {})[name] = own_or_pooled(
             rows, inputs, target, payload["per_architecture"][name].get(THIS_WORKFLOW, {}), entry)
@@ -432,7 +453,7 @@ def own_or_pooled(rows: pd.DataFrame, inputs: roofline.RooflineInputs, target: T
 
     Why: the paper's form, one power of FLOPs and of the image area, cannot follow a launch-bound
     architecture (SD 1.5 on our H200 is off by 13-16% at 512 and 1024 px), where the pooled model,
-    its launch costs and its offset for that architecture, can.
+    its launch costs, can.
     """
     chosen = entry.get("selected")
     if not chosen or chosen not in entry.get("candidates", {}):
@@ -467,96 +488,64 @@ def _metric(metrics: pd.DataFrame | None, target: str, cand: str, gpu: str) -> d
     return {k: float(m.iloc[0][k]) for k in (*_LOMO_KEYS, "n_points")} if len(m) else {}
 
 
-def _rule(predictions: pd.DataFrame | None, target: str, cand: str, level: float, gpu: str = ALL,
-          symmetric: bool = False) -> dict[str, Any]:
-    """The interval rule of ``cand`` from its held-out errors (on ``gpu``'s points, or all)."""
+def _decide(predictions: pd.DataFrame | None, target: str, level: float, symmetric: bool = False
+            ) -> choice.Choice:
+    """The procedure (``choice.choose``) on every held-out prediction of ``target`` (blends left out: the
+    procedure builds them from their parts)."""
     if predictions is None or predictions.empty:
-        return {"n_points": 0}
-    p = predictions[(predictions["target"] == target) & (predictions["candidate"] == cand)]
-    if gpu != ALL:
-        p = p[p["gpu"].astype(str) == gpu]
-    dist = p["distance"] if "distance" in p else pd.Series(0.0, index=p.index)
-    rule = intervals.calibrate(p["log_ratio"].to_numpy(float), dist.to_numpy(float), level, symmetric,
-                               None if symmetric else p["held_out"].astype(str).to_numpy())
+        return choice.Choice(None, "no cross-validation (fewer than 2 groups)")
+    p = predictions[(predictions["target"] == target) & ~predictions["candidate"].isin(list(choice.BLENDS))]
+    return choice.choose(p, level, symmetric=symmetric)
+
+
+def rule_dict(rule: intervals.IntervalRule | None) -> dict[str, Any]:
+    """An interval rule as the laws file stores it (``predict`` reads it back)."""
     if rule is None:
         return {"n_points": 0}
-    return {"log_ratio_low": rule.lo, "log_ratio_high": rule.hi, "n_groups": int(p["held_out"].nunique()),
-            **rule.to_dict()}
+    return {"log_ratio_low": rule.lo, "log_ratio_high": rule.hi, **rule.to_dict()}
 
 
-def pooled_heldout(lomo_predictions: pd.DataFrame, logo_predictions: pd.DataFrame | None, target: str
-                   ) -> pd.DataFrame:
-    """Every held-out prediction of ``target``: architectures left out and GPU kinds left out together."""
-    parts = [p[p["target"] == target] for p in (lomo_predictions, logo_predictions)
-             if p is not None and not p.empty]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=crossval.PREDICTION_COLUMNS)
-
-
-def choose_one(lomo_predictions: pd.DataFrame, logo_predictions: pd.DataFrame | None, target: str,
-               fitted: Sequence[str], unseen: Sequence[str]) -> tuple[str | None, str]:
-    """The one model for every GPU kind: the smallest P90 (then median) absolute percentage error over
-    all held-out points pooled (left out by architecture and by GPU kind), among the fitted candidates
-    that predict both; without a leave-one-GPU-out, by leave-one-model-out alone."""
-    pooled = pooled_heldout(lomo_predictions, logo_predictions, target)
-    both = [c for c in fitted if c in unseen and c not in UNFITTED]
-    has_logo = logo_predictions is not None and not logo_predictions.empty and len(both)
-    names = both if has_logo else [c for c in fitted if c not in UNFITTED]
-    if not has_logo:
-        pooled = lomo_predictions[lomo_predictions["target"] == target] if not lomo_predictions.empty \
-            else pooled
-    scores = []
-    for cand in names:
-        ape = pooled.loc[pooled["candidate"] == cand, "ape"].astype(float).to_numpy()
-        if len(ape):
-            scores.append((-len(ape), float(np.percentile(ape, 90)), float(np.median(ape)), cand))
-    if not scores:
-        return None, "no cross-validation (fewer than 2 architectures): the FLOPs-only law"
-    best = min(scores)
-    what = ("architectures and GPU kinds left out, pooled over kinds" if has_logo
-            else "architectures left out, pooled over kinds")
-    return best[3], f"smallest P90 absolute percentage error over {-best[0]} held-out points ({what})"
-
-
-def _select(entry: dict[str, Any], target: str, rows: pd.DataFrame, lomo_predictions: pd.DataFrame,
-            lomo_metrics: pd.DataFrame, logo_predictions: pd.DataFrame | None,
-            logo_metrics: pd.DataFrame | None, settings: Settings) -> None:
-    """One candidate for every GPU kind (``choose_one``), and every candidate's interval rules."""
+def _select(entry: dict[str, Any], target: str, rows: pd.DataFrame, measured: choice.Choice,
+            unmeasured: choice.Choice, lomo_metrics: pd.DataFrame | None,
+            logo_metrics: pd.DataFrame | None) -> None:
+    """The procedure's answers on all held-out errors: the candidate for measured GPU kinds (architectures
+    left out) and for kinds known by their datasheet only (kinds left out), every candidate's interval
+    rules, and the held-out metrics beside them."""
     names = list(entry["candidates"])
     gpus = sorted(set(rows["gpu"].astype(str))) if len(rows) else []
-    level = settings.prediction_level
     for cand, d in entry["candidates"].items():
         d["description"] = DESCRIPTIONS[cand]
-        d["lomo"] = {gpu: {**_rule(lomo_predictions, target, cand, level, gpu),
-                           **_metric(lomo_metrics, target, cand, gpu)} for gpu in [ALL, *gpus]}
+        rules = measured.rules.get(cand, {})
+        d["lomo"] = {gpu: {**rule_dict(choice.rule_for(rules, gpu)),
+                           **_metric(lomo_metrics, target, cand, gpu)}
+                     for gpu in [ALL, *gpus]}
     for cand, d in entry["unseen_gpu_candidates"].items():
         d["logo"] = _metric(logo_metrics, target, cand, ALL)
-        d["logo_interval"] = _rule(logo_predictions, target, cand, level, symmetric=True)
-    unseen = list(entry["unseen_gpu_candidates"])
-    chosen, why = choose_one(lomo_predictions, logo_predictions, target, names, unseen)
+        d["logo_interval"] = rule_dict(unmeasured.rules.get(cand, {}).get(ALL))
     fallback = BASELINE if BASELINE in names else (sorted(names)[0] if names else None)
-    entry["selected"] = chosen or fallback
-    entry["selection"] = why
-    entry["selected_by_gpu"] = {g: entry["selected"] for g in gpus}
-    logo_best = (crossval.select_candidate(logo_metrics, target, [c for c in unseen if c not in UNFITTED])
-                 if logo_metrics is not None and not logo_metrics.empty else None)
-    entry["selected_unmeasured_gpu"] = (entry["selected"] if entry["selected"] in unseen
-                                        else logo_best or (BASELINE if BASELINE in unseen else None))
-    entry["selection_unmeasured_gpu"] = (
-        "the same model, the GPU kind through its datasheet" if entry["selected"] in unseen
-        else "smallest leave-one-GPU-out P90 absolute percentage error" if logo_best
-        else "no leave-one-GPU-out (one GPU kind): the FLOPs-only law")
+    chosen = measured.candidate if measured.candidate in names else fallback
+    entry["selected"] = chosen
+    entry["selection"] = measured.why if measured.candidate in names else \
+        f"no cross-validation (fewer than 2 architectures): the {fallback} law"
+    entry["selected_by_gpu"] = {g: chosen for g in gpus}
+    unseen = list(entry["unseen_gpu_candidates"])
+    if chosen in unseen:
+        entry["selected_unmeasured_gpu"] = chosen
+        entry["selection_unmeasured_gpu"] = ("the same candidate, the GPU kind through its datasheet; its "
+                                             "interval also bounded by the GPU kinds left out")
+    else:
+        entry["selected_unmeasured_gpu"] = BASELINE if BASELINE in unseen else None
+        entry["selection_unmeasured_gpu"] = f"the chosen law has no datasheet form: the {BASELINE} law"
     entry["baseline"] = BASELINE
     entry["baselines"] = list(BASELINES)
 
 
 def _fit_pooled(points: pd.DataFrame, target: Target, cand: str, settings: Settings, unseen_gpu: bool = False
-                ) -> powerlaw.LawFit | powerlaw.MixedFit:
-    """A pooled law on all points; OLS ones with a bootstrap that resamples whole architectures."""
-    terms = MIXED_TERMS if cand == "mixed" else POOLED_OLS[cand]
+                ) -> powerlaw.LawFit:
+    """A pooled law on all points, with a bootstrap that resamples whole architectures."""
+    terms = POOLED_OLS[cand]
     if unseen_gpu:
         terms = unseen_gpu_terms(terms)
-    if cand == "mixed":
-        return powerlaw.fit_mixed(enough(points, target, settings), target, terms)
     return powerlaw.fit_law(points, target, scope="pooled", name=cand, optional=terms,
                             n_boot=settings.bootstrap, cluster_col="model", min_points=settings.min_points,
                             rng=powerlaw.child_rng(settings.seed, target.name, cand))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import powerlaw, roofline
+from . import baselines, powerlaw, roofline
 from .targets import Prediction
 
 
@@ -38,6 +38,8 @@ def load_law(d: dict[str, Any]) -> Any:
         return roofline.RooflineFit.from_dict(d)
     if d.get("kind") == "blend":
         return BlendFit.from_dict(d)
+    if d.get("kind") == "jpf":
+        return baselines.JoulePerFlop.from_dict(d)
     return powerlaw.law_from_dict(d)
 
 

@@ -46,11 +46,14 @@ class Fitted(Protocol):
 
 @dataclass(frozen=True)
 class Candidate:
-    """A named model family: ``fit(points) -> Fitted``; may raise ``NotIdentifiable``."""
+    """A named model family: ``fit(points) -> Fitted``; may raise ``NotIdentifiable``. ``warm(points)``,
+    where given, prepares for fits on subsets of ``points`` (e.g. a start for an iterative fit): called
+    once by a cross-validation before its folds."""
 
     name: str
     description: str
     fit: Callable[[pd.DataFrame], Fitted]
+    warm: Callable[[pd.DataFrame], None] | None = None
 
 
 def leave_one_out(
@@ -69,30 +72,44 @@ def leave_one_out(
     if len(groups) < 2:
         log.info("leave-one-%s-out of %s: %d group(s), nothing to hold out", by, target.name, len(groups))
         return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    out = [left_out(rows, by, (g,), candidates, target, level) for g in groups]
+    return pd.concat(out, ignore_index=True).reindex(columns=PREDICTION_COLUMNS)
+
+
+def left_out(rows: pd.DataFrame, by: str, groups: Sequence[str], candidates: Sequence[Candidate],
+             target: Target, level: float) -> pd.DataFrame:
+    """Every candidate fitted once without all of ``groups`` (of column ``by``), predicting each of them:
+    ``PREDICTION_COLUMNS`` plus ``left_out`` (the groups left out together, joined by "+")."""
+    labels = rows[by].astype(str).to_numpy()
+    held_all = np.isin(labels, list(groups))
+    train = rows[~held_all]
+    dist = intervals.distance(intervals.ranges(train, target), rows[held_all], target)
+    dist = pd.Series(dist, index=rows.index[held_all])
+    tests = {g: rows[labels == g] for g in groups}
     out = []
-    for group in groups:
-        held = rows[by].astype(str) == group
-        train, test = rows[~held], rows[held]
-        dist = intervals.distance(intervals.ranges(train, target), test, target)
-        for cand in candidates:
+    for cand in candidates:
+        try:
+            fitted = cand.fit(train)
+        except NotIdentifiable as exc:
+            log.info("%s without %s=%s: not fitted (%s)", cand.name, by, "+".join(groups), exc)
+            continue
+        for group, test in tests.items():
             try:
-                fitted = cand.fit(train)
                 pred = fitted.predict(test, level)
             except NotIdentifiable as exc:
-                log.info("%s without %s=%s: not fitted (%s)", cand.name, by, group, exc)
+                log.info("%s without %s=%s: cannot predict %s (%s)", cand.name, by, "+".join(groups), group,
+                         exc)
                 continue
             measured = target.energy_j(test)
             part = test[[c for c in PREDICTION_COLUMNS if c in test.columns]].copy()
-            part = part.assign(
+            out.append(part.assign(
                 target=target.name, candidate=cand.name, held_out=group, measured_j=measured,
                 predicted_j=pred.energy_j, low_j=pred.low_j, high_j=pred.high_j,
                 ape=np.abs(pred.energy_j / measured - 1), log_ratio=np.log(measured / pred.energy_j),
-                distance=dist,
-            )
-            out.append(part)
+                distance=dist.loc[test.index].to_numpy(), left_out="+".join(groups)))
     if not out:
-        return pd.DataFrame(columns=PREDICTION_COLUMNS)
-    return pd.concat(out, ignore_index=True).reindex(columns=PREDICTION_COLUMNS)
+        return pd.DataFrame(columns=[*PREDICTION_COLUMNS, "left_out"])
+    return pd.concat(out, ignore_index=True)
 
 
 def _rank(fn: Callable, a: np.ndarray, b: np.ndarray) -> float:

@@ -1,11 +1,14 @@
 """What the laws found, in a few lines a reader can use: the head of ``results/summary.txt``.
 
 Read from what ``crossval`` and ``fit`` wrote (``results/laws/laws.json`` and
-``results/tables/``), never recomputed: the law chosen for every GPU kind, its
-held-out median and P90 error per kind (architectures left out, GPU kinds left
-out) beside the baselines scored on the same points, the held-out coverage of
-its intervals, its fitted constants, the paper's law on this workflow's own
-points and where a power law in FLOPs fails on them, and one held-out example.
+``results/tables/``), never recomputed. Plain words first: how far off a
+prediction for an architecture (and a GPU kind) nobody has shown the laws is,
+and how often its interval holds the measured value, from the nested
+cross-validation (every choice made without the group it is judged on); the
+spread between architectures; then the law chosen and why, the baselines on the
+same folds, the non-nested figures as a labelled diagnostic, the fitted
+constants with any that ended at a bound named, the paper's law on this
+workflow's own points, where a power law in FLOPs fails, and one held-out example.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from .crossval import ALL
 
 #: The energy the findings speak of (raw whole-GPU energy per image: what every source measured).
 TARGET = "image"
+#: The nested tables' name for the answer of the whole procedure (``nested.SELECTED``).
+SELECTED = "selected"
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
@@ -44,14 +49,15 @@ def heldout_lines(metrics: pd.DataFrame | None, candidates: list[str], label: st
     lines = [f"  {label} (median / P90 absolute error, points):"]
     for cand in candidates:
         c = m[m["candidate"] == cand]
-        per_kind = c[c["held_out"].astype(str) != ALL] if label.startswith("GPU") else c[c["held_out"] == ALL]
+        by_kind = "GPU kinds" in label
+        per_kind = c[c["held_out"].astype(str) != ALL] if by_kind else c[c["held_out"] == ALL]
         per_kind = per_kind[per_kind["gpu"].astype(str) != ALL]
         if per_kind.empty:
             continue
         parts = [f"{g} {_pct(r.median_ape)} / {_pct(r.p90_ape)} ({int(r.n_points)})"
                  for g, r in per_kind.set_index("gpu").sort_index().iterrows()]
         pooled = c[(c["gpu"] == ALL) & (c["held_out"] == ALL)]
-        if label.startswith("GPU") or pooled.empty:
+        if by_kind or pooled.empty:
             ape_all = ""
         else:
             r = pooled.iloc[0]
@@ -164,6 +170,56 @@ def example_line(predictions: pd.DataFrame | None, cand: str) -> str:
             f"({100 * (r['predicted_j'] / r['measured_j'] - 1):+.1f}%), {r['model']} left out of the fit")
 
 
+def _overall(metrics: pd.DataFrame | None, cand: str) -> pd.Series | None:
+    if metrics is None or metrics.empty:
+        return None
+    m = metrics[(metrics["target"] == TARGET) & (metrics["candidate"] == cand) & (metrics["gpu"] == ALL)
+                & (metrics["held_out"] == ALL)]
+    return m.iloc[0] if len(m) else None
+
+
+def nested_lines(lomo: pd.DataFrame | None, logo: pd.DataFrame | None, level: float) -> list[str]:
+    """How sure, in plain words: the nested errors and coverage of the answer ``predict`` gives."""
+    pct = round(level * 100)
+    lines = []
+    r = _overall(lomo, SELECTED)
+    if r is not None:
+        m = lomo[(lomo["target"] == TARGET) & (lomo["candidate"] == SELECTED)]
+        per_arch = m[(m["gpu"] != ALL) & (m["held_out"] != ALL)].groupby("held_out")["median_ape"].median()
+        kinds = m[(m["held_out"] == ALL) & (m["gpu"] != ALL)].set_index("gpu").sort_index()
+        lines.append(f"  An architecture nobody has shown the laws: predicted within {_pct(r.median_ape)} "
+                     "at the "
+                     f"median ({_pct(r.p90_ape)} at P90, worst {_pct(r.max_ape)}); its {pct}% interval held "
+                     f"{_pct(r.coverage)} of {int(r.n_points)} measured points (nested: each architecture "
+                     "held out, every choice made without it)")
+        if len(per_arch):
+            lines.append(f"    per architecture, median error {_pct(per_arch.min())} to "
+                         f"{_pct(per_arch.max())} "
+                         f"(median {_pct(per_arch.median())}, {len(per_arch)} architectures); per GPU kind: "
+                         + ", ".join(f"{g} {_pct(k.median_ape)} / {_pct(k.p90_ape)}, interval held "
+                                     f"{_pct(k.coverage)}" for g, k in kinds.iterrows()))
+    if logo is not None and not logo.empty:
+        m = logo[(logo["target"] == TARGET) & (logo["candidate"] == SELECTED) & (logo["held_out"] != ALL)
+                 & (logo["gpu"] != ALL)]
+        if len(m):
+            lines.append("  A GPU kind nobody measured (by its datasheet; nested, each kind held out): "
+                         + ", ".join(f"{k.held_out} {_pct(k.median_ape)} median, {_pct(k.p90_ape)} P90, "
+                                     f"interval held {_pct(k.coverage)}" for k in m.sort_values("held_out")
+                                     .itertuples()))
+    return lines
+
+
+def bounds_line(law: Mapping[str, Any]) -> str:
+    """The fitted constants of a roofline law (or a blend's roofline part) that ended at a bound."""
+    from .roofline import at_bounds
+
+    parts = [law] if law.get("kind") == "roofline" else [p for p in (law.get("parts") or {}).values()
+                                                          if p.get("kind") == "roofline"]
+    hits = [h for p in parts for c in p.get("constants", []) for h in at_bounds(c)]
+    head = "  Warning, fitted constants at a bound of their physical range: "
+    return head + "; ".join(hits) if hits else ""
+
+
 def findings(root: str | Path = ".") -> list[str]:
     """The findings lines (empty when no law was fitted yet)."""
     root = Path(root)
@@ -181,6 +237,8 @@ def findings(root: str | Path = ".") -> list[str]:
                 f"{'; '.join(reasons)})."]
     tables = root / "results" / "tables"
     lomo, logo = _read_csv(tables / "lomo_metrics.csv"), _read_csv(tables / "logo_metrics.csv")
+    nested_lomo = _read_csv(tables / "nested_lomo_metrics.csv")
+    nested_logo = _read_csv(tables / "nested_logo_metrics.csv")
     chosen = entry["selected"]
     law = (entry.get("candidates", {}).get(chosen) or {}).get("law", {})
     others = [c for c in entry.get("baselines", []) if c != chosen]
@@ -190,19 +248,25 @@ def findings(root: str | Path = ".") -> list[str]:
         energy = pd.read_parquet(root / "results" / "energy.parquet")
     except (OSError, ValueError, ImportError):
         pass
-    lines = [f"Findings (image energy; {payload.get('n_points', 0)} single-GPU points, "
+    lines = [f"Findings (GPU energy per image; {payload.get('n_points', 0)} measured single-GPU points, "
              f"{len(payload.get('models', []))} architectures, "
-             f"GPU kinds {', '.join(payload.get('gpus', []))}):",
-             f"  Chosen law, one for every GPU kind: {chosen} ({entry.get('selection', '')}); for a kind "
-             f"nobody measured: {entry.get('selected_unmeasured_gpu')} "
-             f"({entry.get('selection_unmeasured_gpu', '')})"]
-    lines += heldout_lines(lomo, [chosen, *others], "Architectures left out")
-    lines += heldout_lines(logo, [chosen, *others], "GPU kinds left out")
+             f"GPU kinds {', '.join(payload.get('gpus', []))}):"]
+    lines += nested_lines(nested_lomo, nested_logo, level)
+    lines.append(f"  The law that answers, one for every GPU kind: {chosen} ({entry.get('selection', '')}); "
+                 "for a "
+                 f"kind nobody measured: {entry.get('selected_unmeasured_gpu')} "
+                 f"({entry.get('selection_unmeasured_gpu', '')})")
+    lines += heldout_lines(nested_lomo, [SELECTED, chosen, *others], "Nested, architectures left out")
+    lines += heldout_lines(nested_logo, [SELECTED, chosen, *others], "Nested, GPU kinds left out")
+    lines += heldout_lines(lomo, [chosen], "Diagnostic, not a test (non-nested: the choices were made on "
+                                           "these errors), architectures left out")
     cov = coverage_line(lomo, logo, chosen, level)
-    lines += [cov] if cov else []
+    lines += [cov.replace("Held-out coverage", "Diagnostic (non-nested): held-out coverage")] if cov else []
     lines.append(constants_line(law))
+    warn = bounds_line(law)
+    lines += [warn] if warn else []
     lines += paper_law_lines(_read_csv(tables / "laws.csv"), _read_csv(tables / "law_terms.csv"))
     lines += power_law_failure(energy)
-    example = example_line(_read_csv(tables / "lomo_predictions.csv"), chosen)
+    example = example_line(_read_csv(tables / "nested_lomo_predictions.csv"), SELECTED)
     lines += [example] if example else []
     return lines

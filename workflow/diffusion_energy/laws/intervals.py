@@ -2,9 +2,10 @@
 
 A point's distance from a fit is how far, in natural-log units summed over
 features, it lies outside the range of the fitted points: FLOPs per image,
-resolution, steps, batch size and kernel launches per FLOP (the share of a
+resolution, steps, batch size, frames, kernel launches per FLOP (the share of a
 point's time that goes to launching kernels rises with it: SD 1.5 at 256 px is
-launch-bound, FLUX.1-dev at 1024 px is not). Inside every range the distance is 0.
+launch-bound, FLUX.1-dev at 1024 px is not) and its GPU's datasheet peak (a kind
+slower or faster than every kind measured). Inside every range the distance is 0.
 
 An interval is the held-out quantiles of log(measured / predicted), kept around
 the estimate, plus ``slope`` x distance on each side. ``slope`` is the level's
@@ -43,8 +44,9 @@ from scipy import stats
 
 from .targets import Target
 
-#: Features of the distance; each is compared in log units.
-FEATURES = ("flops", "resolution", "steps", "batch", "kernels_per_flop")
+#: Features of the distance; each is compared in log units. A GPU kind's datasheet peak is one: a kind
+#: known by its datasheet only, faster or slower than every kind measured, is an extrapolation too.
+FEATURES = ("flops", "resolution", "steps", "batch", "frames", "kernels_per_flop", "peak_flop_s")
 #: Smallest widening per unit of log distance (a doubling outside the range adds 0.69 x this).
 MIN_SLOPE = 0.1
 #: Distances below this count as inside the fitted range.
@@ -61,7 +63,8 @@ def feature_values(frame: pd.DataFrame, target: Target) -> dict[str, np.ndarray]
     flops = target.flops(frame) if n else np.zeros(0)
     kernels = target.kernels(frame) if n and target.kernels_col in frame else np.full(n, np.nan)
     return {"flops": flops, "resolution": col("resolution"), "steps": col("steps"), "batch": col("batch"),
-            "kernels_per_flop": kernels / flops if n else np.zeros(0)}
+            "frames": col("frames"), "kernels_per_flop": kernels / flops if n else np.zeros(0),
+            "peak_flop_s": col("peak_flop_s")}
 
 
 def ranges(frame: pd.DataFrame, target: Target) -> dict[str, list[float]]:
@@ -98,6 +101,8 @@ class IntervalRule:
     level: float
     n_points: int
     n_outside: int
+    #: Held-out groups (architectures, or GPU kinds) the errors came from (0: not given).
+    n_groups: int = 0
 
     def bounds(self, estimate: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         widen = self.slope * np.asarray(dist, float)
@@ -125,7 +130,7 @@ def calibrate(log_ratio: np.ndarray, dist: np.ndarray, level: float, symmetric: 
 
     ``symmetric``: the errors' size only (the level's quantile of their absolute value, on each side).
     ``groups``: the held-out group of each error (an architecture): the interval of a new group's error
-    (``grouped_bounds``)."""
+    (``grouped_bounds``; with ``symmetric``, only counted)."""
     r, d = np.asarray(log_ratio, float), np.asarray(dist, float)
     ok = np.isfinite(r) & np.isfinite(d)
     r, d = r[ok], d[ok]
@@ -146,7 +151,8 @@ def calibrate(log_ratio: np.ndarray, dist: np.ndarray, level: float, symmetric: 
     if out.any():
         excess = np.maximum(np.maximum(r[out] - max(hi, 0.0), min(lo, 0.0) - r[out]), 0.0) / d[out]
         slope = max(MIN_SLOPE, float(np.quantile(excess, level)))
-    return IntervalRule(lo, hi, slope, level, int(len(r)), int(out.sum()))
+    n_groups = len(set(np.asarray(groups, dtype=str)[ok])) if groups is not None else 0
+    return IntervalRule(lo, hi, slope, level, int(len(r)), int(out.sum()), n_groups)
 
 
 def cross_calibrated(predictions: pd.DataFrame, level: float, symmetric: bool = False) -> pd.DataFrame:

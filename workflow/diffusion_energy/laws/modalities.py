@@ -3,7 +3,7 @@
 A video point is a pipeline output with more than one frame (``frames > 1``):
 its energy and FLOPs are per video. The same pooled candidates as the image
 laws (``analysis.candidates``: the OLS power laws, the mixed law, the roofline
-model; and the blends, ``analysis.BLENDS``, built from their parts' predictions),
+model; and the blends, ``choice.BLENDS``, built from their parts' predictions),
 on the same single-GPU raw points, answer three questions:
 
 ``video_lomo``
@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..sources import gpu_datasheets
 from ..sources.schema import single_gpu_raw
-from . import analysis, blend, crossval, roofline
+from . import analysis, blend, choice, crossval, nested, roofline
 from .analysis_io import LAWS_SCHEMA_VERSION
 from .crossval import ALL
 from .powerlaw import NotIdentifiable
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 #: The energy modelled: raw whole-output energy (the published video data are raw only).
 TARGET = "image"
 EXPERIMENTS = {
+    "joint_lomo_nested": "nested: each video architecture held out, the candidate, its blend weights and "
+                         "its interval chosen on the other video architectures held out (fitted on image "
+                         "and video points): what predict's answer for a new video architecture errs",
     "video_lomo": "leave-one-model-out over the video models (fitted on video points only)",
     "image_to_video": "fitted on every image point, predicting every video point (never saw a video)",
     "joint_lomo": "fitted on image and video points together, each architecture held out in turn",
@@ -141,14 +144,21 @@ def run_modalities(points: pd.DataFrame, inputs: roofline.RooflineInputs, settin
     video, image = rows[rows["modality"] == "video"], rows[rows["modality"] == "image"]
     parts = []
     if len(video):
+        starts: dict[str, Any] = {}
+
         def cands() -> list[crossval.Candidate]:
-            return analysis.candidates(target, inputs, settings)
+            return analysis.candidates(target, inputs, settings, starts=starts)
 
-        def lomo(frame: pd.DataFrame) -> pd.DataFrame:
-            return analysis.with_blends(crossval.leave_one_out(frame, "model", cands(), target, level))
-
-        joint = _tag(lomo(rows), "joint_lomo", rows)
-        parts.append(_tag(lomo(video), "video_lomo", rows))
+        joint_folds = nested.fold_predictions(rows, "model", cands(), target, level, workers=settings.workers,
+                                              inner_groups=sorted(set(video["model"].astype(str))))
+        joint = _tag(analysis.with_blends(nested.outer(joint_folds)), "joint_lomo", rows)
+        is_video = rows.set_index("point_id")["modality"] == "video"
+        parts.append(_tag(nested.nested_predictions(
+            joint_folds, level, rows=lambda f: f["point_id"].map(is_video)).drop(columns="chosen"),
+            "joint_lomo_nested", rows))
+        video_folds = nested.fold_predictions(video, "model", cands(), target, level, inner=False,
+                                              workers=settings.workers)
+        parts.append(_tag(analysis.with_blends(nested.outer(video_folds)), "video_lomo", rows))
         parts.append(with_unseen_blends(predict_unseen(image, video, cands(), "image_to_video", level),
                                         joint[joint["modality"] == "image"]))
         parts.append(joint)
@@ -160,11 +170,11 @@ def run_modalities(points: pd.DataFrame, inputs: roofline.RooflineInputs, settin
 
 
 def with_unseen_blends(predictions: pd.DataFrame, image_heldout: pd.DataFrame) -> pd.DataFrame:
-    """``predictions`` (a fit that never saw a video) with every blend's (``analysis.BLENDS``), its parts
+    """``predictions`` (a fit that never saw a video) with every blend's (``choice.BLENDS``), its parts
     weighted by their errors on held-out image architectures (``image_heldout``): no video point's error
     enters its own prediction."""
     extra = []
-    for name, parts in analysis.BLENDS.items():
+    for name, parts in choice.BLENDS.items():
         weights = blend.inverse_mse_weights(image_heldout, parts) if len(image_heldout) else None
         if weights is not None and len(predictions):
             extra.append(blend.combined(predictions, name, parts, weights))
@@ -205,6 +215,7 @@ def joint_laws(points: pd.DataFrame, inputs: roofline.RooflineInputs, prediction
     held = predictions[(predictions["experiment"] == "joint_lomo") & (predictions["modality"] == "video")]
     gpus = sorted(set(video["gpu"].astype(str)))
     entry: dict[str, Any] = {"candidates": {}, "unseen_gpu_candidates": {}}
+    decided = choice.choose(held[~held["candidate"].isin(list(choice.BLENDS))], settings.prediction_level)
     for cand in analysis.candidates(target, inputs, settings):
         try:
             fitted = cand.fit(rows)
@@ -214,37 +225,23 @@ def joint_laws(points: pd.DataFrame, inputs: roofline.RooflineInputs, prediction
         law = _law_dict(fitted)
         if law is None:
             continue
-        lomo = {}
-        for gpu in [ALL, *gpus]:
-            lo, hi, n = crossval.log_ratio_quantiles(held, TARGET, cand.name, settings.prediction_level, gpu)
-            lomo[gpu] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi}
-        entry["candidates"][cand.name] = {"law": law, "description": cand.description,
-                                          "lomo": lomo}
-    for name, parts in analysis.BLENDS.items():
-        weights = blend.inverse_mse_weights(held, parts) if len(held) else None
+        entry["candidates"][cand.name] = {"law": law, "description": cand.description}
+    for name, parts in choice.BLENDS.items():
+        weights = decided.weights.get(name)
         if weights is None or not all(p in entry["candidates"] for p in parts):
             continue
         mix = blend.BlendFit(TARGET, name, {p: blend.load_law(entry["candidates"][p]["law"]) for p in parts},
                              weights)
-        lomo = {}
-        for gpu in [ALL, *gpus]:
-            lo, hi, n = crossval.log_ratio_quantiles(held, TARGET, name, settings.prediction_level, gpu)
-            lomo[gpu] = {"n_points": n, "log_ratio_low": lo, "log_ratio_high": hi}
-        entry["candidates"][name] = {"law": mix.to_dict(), "description": analysis.DESCRIPTIONS[name],
-                                     "lomo": lomo}
-    scores = metrics(held) if len(held) else pd.DataFrame(columns=METRIC_COLUMNS)
+        entry["candidates"][name] = {"law": mix.to_dict(), "description": analysis.DESCRIPTIONS[name]}
+    for cand, d in entry["candidates"].items():
+        rules = decided.rules.get(cand, {})
+        d["lomo"] = {gpu: analysis.rule_dict(choice.rule_for(rules, gpu)) for gpu in [ALL, *gpus]}
     names = list(entry["candidates"])
-
-    def best(gpu: str) -> str | None:
-        m = scores[(scores["held_out"] == ALL) & (scores["gpu"] == gpu) & scores["candidate"].isin(names)]
-        if m.empty:
-            return None
-        m = m[m["n_points"] == m["n_points"].max()]
-        return str(m.sort_values(["p90_ape", "median_ape", "candidate"]).iloc[0]["candidate"])
-
-    entry["selected"] = best(ALL) or (analysis.BASELINE if analysis.BASELINE in names else None)
-    entry["selection"] = "smallest P90 error on held-out video architectures (fitted on image and video)"
-    entry["selected_by_gpu"] = {g: best(g) or entry["selected"] for g in gpus}
+    chosen = next((c for c in decided.ranking if c in names), None)
+    entry["selected"] = chosen or (analysis.BASELINE if analysis.BASELINE in names else None)
+    entry["selection"] = (f"{decided.why}, on held-out video architectures (fitted on image and video)"
+                          if chosen else "no video architecture held out")
+    entry["selected_by_gpu"] = {g: entry["selected"] for g in gpus}
     entry["selected_unmeasured_gpu"] = None
     if entry["selected"] is None:
         return {**payload, "status": "no data", "reason": "no candidate could be fitted on image and video"}

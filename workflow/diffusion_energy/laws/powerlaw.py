@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import offsets
 from .targets import TARGETS, Prediction, Target
 
 log = logging.getLogger(__name__)
@@ -383,8 +382,6 @@ class LawFit:
     kind: str = "ols"
     sources: tuple[str, ...] = ()
     batch: tuple[float, float] = (1.0, 1.0)
-    #: Shrunk log offset of each architecture fitted (``offsets``); none: the pooled law alone.
-    model_offsets: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def coefficients(self) -> dict[str, float]:
@@ -403,8 +400,7 @@ class LawFit:
         mean, var = self.predict_log(frame)
         q = stats.t.ppf(0.5 + level / 2, max(self.dof, 1))
         half = q * np.sqrt(var)
-        pred = Prediction(np.exp(mean), np.exp(mean - half), np.exp(mean + half), level)
-        return offsets.shifted(frame, pred, self.model_offsets)
+        return Prediction(np.exp(mean), np.exp(mean - half), np.exp(mean + half), level)
 
     def to_dict(self) -> dict[str, Any]:
         return _fit_to_dict(self)
@@ -424,7 +420,6 @@ class LawFit:
             precisions=tuple(d["precisions"]), resolution_px=floats(d["resolution_px"]),
             steps=floats(d["steps"]), flops=floats(d["flops"]), sources=tuple(d.get("sources", ())),
             batch=floats(d.get("batch", (1.0, 1.0))),
-            model_offsets=dict(d.get("model_offsets") or {}),
         )
 
 

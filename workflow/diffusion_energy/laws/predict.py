@@ -42,6 +42,7 @@ from ..sources.schema import THIS_WORKFLOW
 from . import intervals, roofline
 from .analysis_io import NoLawError
 from .blend import BlendFit, load_law, predict_law
+from .choice import MIN_EMPIRICAL, MIN_GROUPS
 from .crossval import ALL
 from .targets import TARGETS, Prediction
 
@@ -49,10 +50,6 @@ log = logging.getLogger(__name__)
 
 J_PER_WH = 3600.0
 J_PER_KWH = 3.6e6
-#: Fewest held-out points for an empirical prediction interval; below it the model's own interval.
-MIN_EMPIRICAL = 10
-#: Fewest architectures held out on a GPU kind for an interval of that kind's own; below it, every kind's.
-MIN_GROUPS = 3
 ENERGY_TARGETS = {"raw": "image", "dynamic": "image_dynamic"}
 LAW_CHOICES = ("auto", "architecture", "pooled")
 #: Largest steps, batch or image count a prediction takes: FLOPs are counted in float64.
@@ -232,10 +229,10 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
         raise NoLawError(f"no pooled law for {target}: {_why_no_pooled(pooled, target, payload)}")
     if measured:
         cand = pooled.get("selected_by_gpu", {}).get(gpu) or pooled.get("selected")
-        why = pooled.get("selection") or f"smallest leave-one-model-out P90 error on {gpu}"
+        why = pooled.get("selection") or "chosen on architectures left out"
     else:
         cand = pooled.get("selected_unmeasured_gpu")
-        why = "smallest leave-one-GPU-out P90 error (a GPU kind nobody measured)"
+        why = pooled.get("selection_unmeasured_gpu") or "a GPU kind nobody measured, by its datasheet"
         if not cand:
             raise NoLawError(f"GPU kind {gpu!r} is not in the fitted data "
                              f"({', '.join(payload.get('gpus', []))}) and no model was cross-validated "
@@ -369,7 +366,7 @@ def predict_energy(
     if chosen.scope == "pooled":
         lomo = chosen.entry.get("lomo", {})
         held, what = (lomo.get(gpu, {}), f"unseen architectures on {gpu}") if measured else \
-            (chosen.entry.get("logo_interval", {}), "GPU kinds left out")
+            (chosen.entry.get("logo_interval", {}), "GPU kinds and architectures left out")
         if measured and (held.get("n_points", 0) < MIN_EMPIRICAL or held.get("n_groups", 0) < MIN_GROUPS):
             held, what = lomo.get(ALL, {}), "unseen architectures on every GPU kind"
         rule = _interval_rule(held, level)

@@ -44,6 +44,7 @@ alone, scaling every rate by k and every power by 1/k predicts the same joules.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -55,7 +56,6 @@ from scipy import optimize, stats
 
 from ..counting.op_names import attention_head_dim
 from ..sources import dataset
-from . import offsets
 from .powerlaw import NotIdentifiable
 from .targets import TARGETS, Prediction, Target
 
@@ -88,6 +88,9 @@ ENERGY_EXPONENTS = np.linspace(-0.6, 0.6, 25)
 PEAK_EXPONENT_BOUNDS = (-1.0, 1.0)
 #: Weight of the pull of log time factors towards 0 (against the log errors of the times).
 FACTOR_RIDGE = 0.05
+#: Relative tolerances of the fit (log rates): 1e-6 gives the same held-out predictions as scipy's
+#: default 1e-8 to four digits in half the evaluations.
+TOLERANCE = 1e-6
 #: Starting points, tried in turn until one converges: (efficiency of compute, of memory, launch cost in s).
 STARTS = ((0.5, 0.6, 2e-5), (0.2, 0.3, 5e-6), (0.8, 1.0, 4e-5))
 
@@ -129,12 +132,24 @@ class RooflineInputs:
         if len(self.head_dim) != len(self.point_id):
             object.__setattr__(self, "head_dim", np.full(len(self.point_id), np.nan))
 
-    def scores(self) -> np.ndarray:
-        """Attention scores (one exponential each) per execution of each entry: FLOPs / (4 x head dim)
-        for fused attention with a known head dimension, else 0."""
+    def subset(self, ids: np.ndarray) -> RooflineInputs:
+        """The entries of the points ``ids`` only (the same point ids): what a fit on those points reads,
+        so that its every pass over the entries skips the other points'."""
+        keep = np.isin(self.point_id, np.asarray(ids, dtype=int))
+        return RooflineInputs(self.point_id[keep], self.flops[keep], self.bytes[keep], self.kernels[keep],
+                              self.executions[keep], self.fp32[keep], self.granularity, self.op_class[keep],
+                              self.head_dim[keep])
+
+    @functools.cached_property
+    def _scores(self) -> np.ndarray:
         d = self.head_dim
         known = (self.op_class == 1) & np.isfinite(d) & (d > 0)
         return np.where(known, self.flops / (4.0 * np.where(known, d, 1.0)), 0.0)
+
+    def scores(self) -> np.ndarray:
+        """Attention scores (one exponential each) per execution of each entry: FLOPs / (4 x head dim)
+        for fused attention with a known head dimension, else 0."""
+        return self._scores
 
     def per_point(self, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Sum ``values`` (one per entry) per point, in the order of ``ids``."""
@@ -157,12 +172,13 @@ class RooflineInputs:
 
     def time_s(self, ids: np.ndarray, compute: float | np.ndarray, compute_fp32: float | np.ndarray,
                bandwidth: float | np.ndarray, launch: float | np.ndarray,
-               attention: float | np.ndarray | None = None, conv: float | np.ndarray | None = None
-               ) -> np.ndarray:
+               attention: float | np.ndarray | None = None, conv: float | np.ndarray | None = None,
+               exponentials: float | np.ndarray | None = None) -> np.ndarray:
         """Predicted GPU time per image of each point in ``ids``.
 
         Every rate and the launch cost is a number, or an array indexed by point id
-        (each point at its own GPU's rates and its source's launch cost).
+        (each point at its own GPU's rates and its source's launch cost); ``exponentials`` (per s) adds
+        fused attention's exponentials to its compute time.
         """
         def at(value: float | np.ndarray) -> Any:
             return value[self.point_id] if isinstance(value, np.ndarray) else value
@@ -171,7 +187,9 @@ class RooflineInputs:
                  at(compute if conv is None else conv), at(compute)]
         half = np.choose(self.op_class, [np.broadcast_to(r, self.flops.shape) for r in rates])
         rate = np.where(self.fp32, at(compute_fp32), half)
-        per = np.maximum(np.maximum(self.flops / rate, self.bytes / at(bandwidth)), self.kernels * at(launch))
+        exps = self.scores() / at(exponentials) if exponentials is not None else 0.0
+        compute_t = self.flops / rate + exps
+        per = np.maximum(np.maximum(compute_t, self.bytes / at(bandwidth)), self.kernels * at(launch))
         return self.per_point(per * self.executions, ids)
 
 
@@ -247,6 +265,26 @@ def build_inputs(points: pd.DataFrame, ops: pd.DataFrame | None, flops_table: pd
 
 
 # --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The roofline model's optional terms, all on by default. ``benchmarks/law_terms.py`` judges each by
+    the held-out error of the model without it: a term stays where it earns its place."""
+
+    #: Attention and convolutions at rates of their own (else every FLOP at the matrix-multiply rate).
+    class_efficiencies: bool = True
+    #: Attention's exponentials at a fitted rate (else at the fastest the hardware allows, SOFTMAX_MAX).
+    exponentials: bool = True
+    #: A time factor per measured GPU kind, around the trend (across kinds only).
+    kind_factors: bool = True
+    #: Time as a power of the datasheet peak across kinds (across kinds only).
+    trend: bool = True
+    #: Energy as a power of the datasheet J/FLOP across kinds, beyond the power limit (across kinds only).
+    energy_trend: bool = True
+    #: A time factor per software stack (data source) beside its launch cost.
+    stack_factors: bool = True
+
 
 
 @dataclass(frozen=True)
@@ -390,6 +428,7 @@ class _TimeModel:
         self.pos, self.n = pos, len(ids)
         self.flops_s = inputs.flops[keep] / compute_ref  # seconds at the peak
         self.scores_s = inputs.scores()[keep] / compute_ref  # exponentials, in seconds at the peak
+        self.exps_floor_s = self.scores_s / SOFTMAX_MAX
         self.bytes_s = inputs.bytes[keep] / scales["peak_bandwidth_byte_s"][pos]
         self.kernels = inputs.kernels[keep]
         self.executions = inputs.executions[keep]
@@ -402,14 +441,13 @@ class _TimeModel:
         flops = g * self.flops_s / efficiency[self.klass]
         exps = g * self.scores_s / softmax
         mem = g * self.bytes_s / memory
-        flops_free, exps_free, mem_free = flops > self.flops_s, exps > self.scores_s / SOFTMAX_MAX, \
-            mem > self.bytes_s
-        compute = np.where(flops_free, flops, self.flops_s) + np.where(exps_free, exps,
-                                                                        self.scores_s / SOFTMAX_MAX)
-        memory_t = np.where(mem_free, mem, self.bytes_s)
+        # No kernel faster than the datasheet: each roof at least its work at the peak rate.
+        compute = np.maximum(flops, self.flops_s)
+        compute += np.maximum(exps, self.exps_floor_s)
+        memory_t = np.maximum(mem, self.bytes_s)
         launch_t = self.kernels * launch[self.source]
         per = np.maximum(np.maximum(compute, memory_t), launch_t)
-        return per, compute, memory_t, launch_t, flops, exps, mem, flops_free, exps_free, mem_free
+        return per, compute, memory_t, launch_t, flops, exps, mem
 
     def __call__(self, efficiency: np.ndarray, memory: float, launch: np.ndarray,
                  softmax: float = np.inf, slowdown: np.ndarray | float = 1.0) -> np.ndarray:
@@ -423,15 +461,16 @@ class _TimeModel:
     def parts(self, efficiency: np.ndarray, memory: float, launch: np.ndarray, softmax: float,
               slowdown: np.ndarray | float) -> TimeParts:
         """The time and its derivatives with respect to the log of every rate and of the slowdown."""
-        per, compute, memory_t, launch_t, flops, exps, mem, flops_free, exps_free, mem_free = self._roofs(
-            efficiency, memory, launch, softmax, slowdown)
+        per, compute, memory_t, launch_t, flops, exps, mem = self._roofs(efficiency, memory, launch, softmax,
+                                                                          slowdown)
         x = self.executions
         on_compute = (compute >= memory_t) & (compute >= launch_t)
         on_memory = ~on_compute & (memory_t >= launch_t)
         on_launch = ~on_compute & ~on_memory
-        d_flops = np.where(on_compute & flops_free, flops, 0.0) * x  # d per / d log(slowdown), compute
-        d_exps = np.where(on_compute & exps_free, exps, 0.0) * x
-        d_mem = np.where(on_memory & mem_free, mem, 0.0) * x
+        # d per / d log(slowdown) of each roof, where it binds and is above its datasheet floor.
+        d_flops = np.where(on_compute & (flops > self.flops_s), flops, 0.0) * x
+        d_exps = np.where(on_compute & (exps > self.exps_floor_s), exps, 0.0) * x
+        d_mem = np.where(on_memory & (mem > self.bytes_s), mem, 0.0) * x
 
         def total(w: np.ndarray) -> np.ndarray:
             return np.bincount(self.pos, weights=w, minlength=self.n)
@@ -463,8 +502,6 @@ class RooflineFit:
     name: str = "roofline"
     scope: str = "pooled"
     kind: str = "roofline"
-    #: Shrunk log offset of each architecture fitted (``offsets``); none: the shared model alone.
-    model_offsets: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -558,13 +595,12 @@ class RooflineFit:
             mean[rows] = np.maximum(e, 1e-9)
             sigma[rows], dof[rows] = c.sigma_log, c.dof
         half = stats.t.ppf(0.5 + level / 2, np.maximum(dof, 1)) * sigma
-        pred = Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
-        return offsets.shifted(frame, pred, self.model_offsets)
+        return Prediction(mean, mean * np.exp(-half), mean * np.exp(half), level)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "variant": self.variant, "granularity": self.granularity,
                 "by_gpu": self.by_gpu, "name": self.name, "scope": self.scope, "kind": self.kind,
-                "constants": [asdict(c) for c in self.constants], "model_offsets": dict(self.model_offsets)}
+                "constants": [asdict(c) for c in self.constants]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RooflineFit:
@@ -572,8 +608,7 @@ class RooflineFit:
             RooflineConstants(**{**{k: (np.nan if v is None else v) for k, v in c.items()},
                                  "precisions": tuple(c["precisions"]), "sources": tuple(c["sources"])})
             for c in d["constants"])
-        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"],
-                   model_offsets=dict(d.get("model_offsets") or {}))
+        return cls(d["target"], d["variant"], d["granularity"], bool(d["by_gpu"]), consts, d["name"])
 
 
 def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
@@ -584,7 +619,8 @@ def _present_classes(inputs: RooflineInputs, ids: np.ndarray) -> list[str]:
 
 
 def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Target, variant: str,
-             datasheet_units: bool, gpu_factors: bool = False) -> RooflineConstants:
+             datasheet_units: bool, gpu_factors: bool = False, start: RooflineConstants | None = None,
+             terms: Terms = Terms()) -> RooflineConstants:
     ids = frame["point_id"].to_numpy(dtype=int)
     n = len(ids)
     energy = target.energy_j(frame)
@@ -592,8 +628,8 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     levels = sorted(set(sources), key=lambda s: (-int((sources == s).sum()), s))
     reference_source, others = levels[0], levels[1:]
     has_fp32 = int((frame["precision"].astype(str) == "fp32").sum()) >= 2
-    classes = _present_classes(inputs, ids)
-    softmax = "attention" in classes and bool(inputs.scores()[np.isin(inputs.point_id, ids)].sum() > 0)
+    classes = _present_classes(inputs, ids) if terms.class_efficiencies else ["matmul"]
+    softmax = terms.exponentials and bool(inputs.scores()[np.isin(inputs.point_id, ids)].sum() > 0)
     eff_names = classes + (["fp32"] if has_fp32 else []) + (["softmax"] if softmax else []) + ["memory"]
     kinds = sorted(set(frame["gpu"].astype(str))) if gpu_factors and datasheet_units else []
     if len(kinds) < 2:
@@ -727,16 +763,24 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
                 + [FACTOR_BOUNDS[1]] * n_factors)
     if kinds:
         lo, hi = np.append(lo, PEAK_EXPONENT_BOUNDS[0]), np.append(hi, PEAK_EXPONENT_BOUNDS[1])
+    if not terms.stack_factors:  # every stack's time factor held at 1
+        first = len(eff_names) + len(levels)
+        lo[first:n_head], hi[first:n_head] = -1e-9, 1e-9
+    if kinds and not terms.trend:  # no trend in the peak: its exponent held at 0
+        lo[-1], hi[-1] = -1e-9, 1e-9
 
     def least_squares(lo: np.ndarray, hi: np.ndarray, start: np.ndarray | None = None) -> Any:
+        """From ``start`` where given (a fit on nearly the same points), else from ``STARTS`` in turn; a
+        start that does not converge falls back to the next."""
         best = None
-        for compute, memory, launch in STARTS:
-            z0 = start if start is not None else np.log(
-                [compute] * (len(eff_names) - 1) + [memory] + [launch] * len(levels) + [1.0] * n_factors
-                + ([1.0] if kinds else []))  # log 1: exponent 0
+        tries = [start] if start is not None else []
+        tries += [np.log([compute] * (len(eff_names) - 1) + [memory] + [launch] * len(levels)
+                         + [1.0] * n_factors + ([1.0] if kinds else []))  # log 1: exponent 0
+                  for compute, memory, launch in STARTS]
+        for z0 in tries:
             sol = optimize.least_squares(resid, np.clip(z0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi),
                                          jac=jac if use_time else "2-point", diff_step=1e-4, x_scale=1.0,
-                                         max_nfev=300)
+                                         max_nfev=300, ftol=TOLERANCE, xtol=TOLERANCE, gtol=TOLERANCE)
             if best is None or sol.cost < best.cost:
                 best = sol
             if sol.success:
@@ -744,18 +788,31 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         assert best is not None
         return best
 
+    warm = None
+    if start is not None:
+        warm = np.log([start.efficiency.get(k, EFFICIENCY_BOUNDS[1] / 2) for k in eff_names]
+                      + [start.launch_s.get(s, STARTS[0][2]) for s in levels]
+                      + [start.time_factor.get(s, 1.0) for s in others]
+                      + [start.gpu_factor.get(k, 1.0) for k in kinds])
+        if kinds:
+            warm = np.append(warm, start.peak_exponent)
     if kinds:
         # The trend across kinds first, every kind's factor held at 1: with a free factor per kind the
         # factors absorb the trend and its exponent is not identified (it ran to a bound with the A100
         # left out). Then each kind's factor around that trend, the exponent held.
         held = lo.copy(), hi.copy()
         held[0][n_head:n_head + len(kinds)], held[1][n_head:n_head + len(kinds)] = -1e-9, 1e-9
-        trend = least_squares(*held)
+        trend = least_squares(*held, start=None if warm is None else np.concatenate(
+            [warm[:n_head], np.zeros(len(kinds)), warm[-1:]]))
         lo[-1], hi[-1] = trend.x[-1] - 1e-9, trend.x[-1] + 1e-9
-        best = least_squares(lo, hi, start=trend.x)
+        second = trend.x.copy()
+        if warm is not None:
+            second[n_head:n_head + len(kinds)] = warm[n_head:n_head + len(kinds)]
+        best = least_squares(lo, hi, start=second) if terms.kind_factors else trend
     else:
-        best = least_squares(lo, hi)
-    linear, predicted, energy_exponent = solve(best.x, ENERGY_EXPONENTS if kinds else None)
+        best = least_squares(lo, hi, start=warm)
+    linear, predicted, energy_exponent = solve(best.x, ENERGY_EXPONENTS if kinds and terms.energy_trend
+                                               else None)
     eff, launch, factor = unpack(best.x)
     pi_static = float(linear[0]) if variant == "fitted_static" else 0.0
     k = 1 if variant == "fitted_static" else 0
@@ -787,11 +844,15 @@ def fit_roofline(
     name: str = "roofline",
     gpu_factors: bool = False,
     cache: dict[Any, RooflineConstants] | None = None,
+    start: RooflineFit | None = None,
+    terms: Terms = Terms(),
 ) -> RooflineFit:
     """Fit the constants of each GPU kind (``by_gpu``), or one set across kinds in datasheet units.
 
     ``cache`` (per kind, keyed by the points fitted) spares cross-validation the refits of kinds a
     held-out architecture was never measured on: their points, and so their constants, are unchanged.
+    ``start``: a fit on nearly the same points (all of them, for a cross-validation fold) to start
+    from: the same optimum in a fraction of the iterations.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown roofline variant {variant!r}; allowed: {VARIANTS}")
@@ -803,7 +864,7 @@ def fit_roofline(
         for g, part in rows.groupby("gpu", sort=True):
             key = (str(g), target.name, variant, tuple(part["point_id"].astype(int)))
             if cache is None or key not in cache:
-                one = _fit_one(str(g), part, inputs, target, variant, datasheet_units=False)
+                one = _fit_one(str(g), part, inputs, target, variant, datasheet_units=False, terms=terms)
                 if cache is None:
                     fits.append(one)
                     continue
@@ -812,8 +873,34 @@ def fit_roofline(
         consts = tuple(fits)
     else:
         consts = (_fit_one("all", rows, inputs, target, variant, datasheet_units=True,
-                           gpu_factors=gpu_factors),)
+                           gpu_factors=gpu_factors, start=start.constants[0] if start is not None else None,
+                           terms=terms),)
     return RooflineFit(target.name, variant, inputs.granularity, by_gpu, consts, name)
+
+
+def at_bounds(c: Mapping[str, Any]) -> list[str]:
+    """The fitted constants (a ``RooflineConstants`` as a dict) that ended at a bound of their range: a
+    warning that the data asked for more than the model allows (e.g. memory at the datasheet bandwidth)."""
+    out = []
+
+    def check(name: str, value: float, bounds: tuple[float, float], log_scale: bool = True) -> None:
+        lo, hi = (np.log(b) for b in bounds) if log_scale else bounds
+        v = np.log(value) if log_scale else value
+        if abs(v - hi) < 1e-3:
+            out.append(f"{name} {value:.3g} at its upper bound {bounds[1]:.3g}")
+        elif abs(v - lo) < 1e-3:
+            out.append(f"{name} {value:.3g} at its lower bound {bounds[0]:.3g}")
+
+    for k, v in (c.get("efficiency") or {}).items():
+        check(f"efficiency {k}", float(v), SOFTMAX_BOUNDS if k == "softmax" else EFFICIENCY_BOUNDS)
+    for k, v in (c.get("launch_s") or {}).items():
+        check(f"launch cost {k}", float(v), LAUNCH_BOUNDS)
+    for k, v in {**(c.get("time_factor") or {}), **(c.get("gpu_factor") or {})}.items():
+        if float(v) != 1.0:
+            check(f"time factor {k}", float(v), FACTOR_BOUNDS)
+    if c.get("gpu_factor"):
+        check("trend exponent in the peak", float(c.get("peak_exponent", 0.0)), PEAK_EXPONENT_BOUNDS, False)
+    return out
 
 
 def constants_rows(fit: RooflineFit, law: str) -> list[dict[str, Any]]:

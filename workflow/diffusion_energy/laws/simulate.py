@@ -95,6 +95,8 @@ class RooflineTruth:
     energy_per_flop_j: float = 0.6e-12
     energy_per_byte_j: float = 30e-12
     sigma_log: float = 0.02
+    #: Attention's exponentials per second (an H100's special-function units: ~3.9e12, FlashAttention-3).
+    exponential_per_s: float = 3.9e12
 
 
 def _measurement_rows(
@@ -177,7 +179,7 @@ def simulate_roofline(
             if not len(rows):
                 continue
             t = inputs.time_s(ids[rows], c.compute_flop_per_s, c.compute_fp32_flop_per_s,
-                              c.bandwidth_byte_per_s, c.launch_s)
+                              c.bandwidth_byte_per_s, c.launch_s, exponentials=c.exponential_per_s)
             e = ((c.idle_power_w + c.static_power_w) * t + c.energy_per_flop_j * inputs.total_flops(ids[rows])
                  + c.energy_per_byte_j * inputs.total_bytes(ids[rows]))
             stage_e[s][rows], stage_t[s][rows] = e, t
