@@ -301,7 +301,10 @@ def _mangle(payload: dict, change: str) -> None:
     elif change == "no-own-or-pooled":
         del payload["own_or_pooled"]
     elif change == "candidate-without-coefficients":
-        del image["candidates"]["flops"]["law"]["coef"]
+        chosen = image["candidates"][image["selected"]]["law"]
+        for law in [chosen, *chosen.get("parts", {}).values()]:
+            law.pop("coef", None)
+            law.pop("constants", None)
     elif change == "selected-candidate-gone":
         del image["candidates"][image["selected"]]
     elif change == "no-datasheets":
@@ -315,7 +318,7 @@ def _mangle(payload: dict, change: str) -> None:
     ("no-pooled", "the top level: 'pooled' is a required property"),
     ("no-own-or-pooled", "own_or_pooled.image.tiny-flux: missing (which of tiny-flux's own law and the "
                          "pooled model answers it) (and 9 more)"),
-    ("candidate-without-coefficients", "pooled.image.candidates.flops.law: the law cannot be read (KeyError"),
+    ("candidate-without-coefficients", "the law cannot be read (KeyError"),
     ("selected-candidate-gone", "pooled.image.selected: "),
     ("no-datasheets", "'datasheets' is a required property"),
     ("datasheet-peak-as-text", "datasheets.h100.half_tflop_s: '989' is not of type 'number'"),

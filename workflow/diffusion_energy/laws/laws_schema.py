@@ -5,8 +5,8 @@ hand, by another tool or another version, otherwise ends in a traceback deep ins
 in a message that blames the data ("too few architectures measured") for what is a damaged file.
 ``problems`` names each key that breaks the schema (JSON schema for the layout; then what a schema
 cannot say: a selected candidate that is not among the candidates, an architecture with a law of
-its own but no verdict of ``own_or_pooled``, a law or datasheet that does not load), and
-``analysis_io.read_laws`` refuses such a file with the key named and "refit".
+its own but no verdict of ``own_or_pooled``, a law predict can answer with or a datasheet that
+does not load), and ``analysis_io.read_laws`` refuses such a file with the key named and "refit".
 
 Only what ``predict`` reads is required; other keys may come and go with the fits.
 """
@@ -115,9 +115,11 @@ def _consistency(payload: Mapping[str, Any]) -> list[str]:
                  *((f"selected_by_gpu.{g}", c, names) for g, c in entry["selected_by_gpu"].items())]
         out += [f"pooled.{target}.{key}: {name!r} is not among its candidates ({', '.join(sorted(pool))})"
                 for key, name, pool in picks if name is not None and name not in pool]
-        for group in ("candidates", "unseen_gpu_candidates"):
-            for name, cand in entry.get(group, {}).items():
-                out += _law_problems(f"pooled.{target}.{group}.{name}.law", cand["law"])
+        # The laws predict can answer with load (a candidate never chosen may hold a NaN, written as null).
+        for group, chosen in (("candidates", {entry["selected"], *entry["selected_by_gpu"].values()}),
+                              ("unseen_gpu_candidates", {entry.get("selected_unmeasured_gpu")})):
+            for name in sorted(c for c in chosen if c in entry.get(group, {})):
+                out += _law_problems(f"pooled.{target}.{group}.{name}.law", entry[group][name]["law"])
     verdicts = payload.get("own_or_pooled", {})
     for target, sources in payload.get("per_architecture", {}).items():
         for source, laws in sources.items():
