@@ -35,7 +35,9 @@ UPSTREAM = {
 }
 CROSSVAL = {
     f"results/tables/{n}.csv"
-    for n in ("lomo_predictions", "lomo_metrics", "lomo_batch_metrics", "logo_predictions", "logo_metrics")
+    for n in ("nested_lomo_predictions", "nested_lomo_metrics", "nested_logo_predictions",
+              "nested_logo_metrics", "lomo_predictions", "lomo_metrics", "lomo_batch_metrics",
+              "logo_predictions", "logo_metrics")
 }
 FIT = {"results/laws/laws.json", *(f"results/tables/{n}.csv" for n in ("laws", "law_terms", "roofline"))}
 ANCHORS = {"results/tables/anchors_energy.csv", "results/tables/anchors_laws.csv"}
@@ -43,6 +45,10 @@ MODALITIES = {"results/tables/modality_predictions.csv", "results/tables/modalit
               "results/laws/modalities.json"}
 FIGURES = {f"results/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")}
 TABLE_COLUMNS = {
+    "nested_lomo_predictions": [*crossval.PREDICTION_COLUMNS, "chosen"],
+    "nested_logo_predictions": [*crossval.PREDICTION_COLUMNS, "chosen"],
+    "nested_lomo_metrics": crossval.METRIC_COLUMNS,
+    "nested_logo_metrics": crossval.METRIC_COLUMNS,
     "lomo_predictions": crossval.PREDICTION_COLUMNS,
     "logo_predictions": crossval.PREDICTION_COLUMNS,
     "lomo_metrics": crossval.METRIC_COLUMNS,

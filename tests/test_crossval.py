@@ -189,12 +189,6 @@ def test_lomo_of_a_shared_law_predicts_unseen_architectures(shared_law_points: t
     assert (p["held_out"] == p["gpu"]).all()
 
 
-def test_empirical_interval_from_held_out_log_ratios() -> None:
-    pred = pd.DataFrame({"target": "image", "candidate": "a", "log_ratio": np.linspace(-0.5, 0.5, 101)})
-    lo, hi, n = crossval.log_ratio_quantiles(pred, "image", "a", 0.9)
-    assert n == 101 and lo == pytest.approx(-0.45) and hi == pytest.approx(0.45)
-
-
 def test_nothing_a_held_out_group_measured_enters_what_is_predicted_for_it(shared_law_points: tuple) -> None:
     """Nested: scramble every energy (and time) of one architecture, or of one GPU kind, and nothing the
     nested cross-validation predicts for it changes: no candidate's estimate, no interval, not the choice

@@ -41,7 +41,8 @@ OUTPUTS = (
 #: Paths named because they must not exist, and why.
 ABSENT_ON_PURPOSE = {"profiles/default": "Snakemake loads it into every run, a cluster run too"}
 #: The tables the rules write (workflow/rules/fit.smk, modalities.smk).
-TABLES = {"laws", "law_terms", "roofline", "anchors_energy", "anchors_laws", "lomo_predictions",
+TABLES = {"laws", "law_terms", "roofline", "anchors_energy", "anchors_laws", "nested_lomo_predictions",
+          "nested_lomo_metrics", "nested_logo_predictions", "nested_logo_metrics", "lomo_predictions",
           "lomo_metrics", "lomo_batch_metrics", "logo_predictions", "logo_metrics", "modality_predictions",
           "modality_metrics"}
 #: Files outside the repository that must never be cited (the project's shared notes, this machine's

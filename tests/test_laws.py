@@ -82,14 +82,12 @@ def test_pooled_shared_exponent_recovered(real_flops: tuple[pd.DataFrame, pd.Dat
     truth = shared_truth(REAL_MODELS, alpha=0.9, spread=0.15)
     points = simulate.grid(table, [10, 25, 50], gpus=["h100"], fp32_models=["sd15"])
     energy = energy_table(simulate.simulate_paper_law(points, table, truth, np.random.default_rng(5)), table)
-    mixed = powerlaw.fit_mixed(energy, IMAGE)
-    alpha = mixed.coefficients["alpha"]
-    se = mixed.se[mixed.design.terms.index("alpha")]
-    assert abs(alpha - 0.9) <= 3 * se and abs(alpha - 0.9) < 0.03
-    assert mixed.group_var > 0.005  # the per-architecture offsets are seen as a random effect
     ols = powerlaw.fit_law(energy, IMAGE, scope="pooled", name="flops", optional=("beta_dtype", "beta_gpu"),
                        n_boot=300, rng=powerlaw.child_rng(1, "pooled"), cluster_col="model")
     assert ols.bootstrap_unit == "model"
+    # The per-architecture intercepts (spread 0.15) blur the pooled exponent; the bootstrap over whole
+    # architectures still holds the truth.
+    assert ols.ci_low[1] <= 0.9 <= ols.ci_high[1]
     assert ols.ci_low[1] <= ols.coefficients["alpha"] <= ols.ci_high[1]
 
 

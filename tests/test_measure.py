@@ -393,3 +393,14 @@ def test_cli_rejects_bad_points_and_unknown_models(tmp_path: Path) -> None:
     unknown = cli("measure", "--gpu", "cpu", "--model", "sd5", "--precision", "fp16",
                   "--points", "512px_2steps_cfg1_b1", "--outdir", str(tmp_path), "--device", "cpu")
     assert unknown.returncode == 2 and "unknown model 'sd5'" in unknown.stderr
+
+
+def test_startup_is_the_process_age_when_the_bench_is_made_not_the_jobs_total() -> None:
+    """e26a971 reported the process's age at the job's end as its start-up (the whole job)."""
+    from diffusion_energy.measurement import bench
+    from diffusion_energy.measurement.energy import TimeOnlyMeter
+
+    ages = iter([4.2, 95.0])
+    made = bench.Bench(TimeOnlyMeter(), "cpu", dict, process_age=lambda: next(ages))  # type: ignore[arg-type]
+    made.started_s = made.process_age()
+    assert made.total_s() == 95.0 and made.startup_s() == 4.2

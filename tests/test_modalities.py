@@ -127,7 +127,7 @@ def test_joint_model_in_the_laws_layout(joint: tuple) -> None:
     entry = payload["pooled"]["image"]
     assert payload["status"] == "ok" and payload["video_source"] == "mlenergy-v3-video"
     assert entry["selected"] in entry["candidates"] and set(entry["selected_by_gpu"]) == {"h100", "h200"}
-    # A kind's own interval needs three held-out architectures: with two, every kind's answers.
+    # One interval rule over every GPU kind's held-out video points (12 on each of two kinds).
     lomo = entry["candidates"]["flops"]["lomo"]["h100"]
     assert lomo["n_points"] == 24 and lomo["log_ratio_low"] < lomo["log_ratio_high"]
     assert payload["ranges"][ALL]["frames"] == [17.0, 17.0]

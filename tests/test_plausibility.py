@@ -157,8 +157,8 @@ def test_predict_names_the_points_without_dynamic_energy() -> None:
                           "out of the dynamic laws (first: sd15 on h100 (this-workflow), 512 px")
 
 
-@pytest.mark.parametrize("name", ["mixed", "roofline", "roofline_datasheet"])
-def test_min_points_holds_for_the_mixed_and_roofline_models(name: str) -> None:
+@pytest.mark.parametrize("name", ["jpf", "roofline_datasheet"])
+def test_min_points_holds_for_the_baseline_and_roofline_models(name: str) -> None:
     """With analysis.min_points 50, four points fit no model: not only the OLS ones refuse."""
     settings = analysis.Settings(bootstrap=0, min_points=50)
     frame = pd.DataFrame([point(model=m, point_id=i) for i, m in enumerate(("sd21", "sdxl", "sd3-medium",

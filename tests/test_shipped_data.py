@@ -29,14 +29,15 @@ pytestmark = pytest.mark.slow
 PUBLIC = REPO_ROOT / "resources" / "public"
 SHIPPED_H200 = REPO_ROOT / "resources" / "measurements" / "h200.parquet"
 README_FIGURE = REPO_ROOT / "docs" / "figures" / "energy_vs_flops.png"
-#: What the chosen candidates reach on the shipped data (leave-one-model-out on H100, every batch size;
-#: leave-one-GPU-out per held-out kind): the test holds them to it, with a little slack.
+#: What the procedure's answer reaches on the shipped data, nested (the law, its blend weights and its
+#: intervals chosen without the architecture predicted): H100 architectures left out (5.0% / 12.6%), every
+#: kind (6.2% median, worst 27.2%, 90% intervals holding 94.7%); the test holds them to it, with a little
+#: slack.
 H100_MEDIAN_APE, H100_P90_APE, H100_SPEARMAN = 0.06, 0.14, 0.99
-#: Median error per held-out kind of the law chosen for a kind nobody measured (the blend of the roofline
-#: and the FLOPs-and-kernels law, with architecture offsets, the trend across kinds fitted first and the
-#: power limit stretching an unmeasured kind's time: a100 4.5%, b200 10.9%, h100 6.0%, h200 3.5%; the
-#: H200's points are SD 1.5 alone, launch-bound below 768 px, which no other kind measured).
-LOGO_MEDIAN_APE = {"a100": 0.06, "h100": 0.07, "b200": 0.12, "h200": 0.05}
+ALL_MEDIAN_APE, ALL_MAX_APE, ALL_COVERAGE = 0.07, 0.30, (0.85, 1.0)
+#: Median error per GPU kind left out (nested; the kind by its datasheet only): a100 7.4%, b200 11.7%,
+#: h100 7.1%, h200 7.1% (the H200's points are SD 1.5 alone, launch-bound below 768 px).
+LOGO_MEDIAN_APE = {"a100": 0.085, "h100": 0.08, "b200": 0.13, "h200": 0.08}
 
 
 @pytest.fixture(scope="module")
@@ -152,20 +153,24 @@ def test_tables_are_written_from_real_data(default_run: Path) -> None:
 
 
 def test_the_chosen_models_meet_their_error_bounds(default_run: Path) -> None:
-    payload = json.loads((default_run / "results" / "laws" / "laws.json").read_text())
-    entry = payload["pooled"]["image"]
-    metrics = pd.read_csv(default_run / "results" / "tables" / "lomo_metrics.csv")
-    chosen = entry["selected_by_gpu"]["h100"]
-    h100 = metrics[(metrics["target"] == "image") & (metrics["candidate"] == chosen)
-                   & (metrics["gpu"] == "h100") & (metrics["held_out"] == "all")].iloc[0]
+    tables = default_run / "results" / "tables"
+    metrics = pd.read_csv(tables / "nested_lomo_metrics.csv")
+    image = metrics[(metrics["target"] == "image") & (metrics["held_out"] == "all")]
+
+    def row(candidate: str, gpu: str) -> pd.Series:
+        return image[(image["candidate"] == candidate) & (image["gpu"] == gpu)].iloc[0]
+
+    h100 = row("selected", "h100")
     assert h100["median_ape"] <= H100_MEDIAN_APE and h100["p90_ape"] <= H100_P90_APE
     assert h100["spearman"] >= H100_SPEARMAN
-    flops = metrics[(metrics["target"] == "image") & (metrics["candidate"] == "flops")
-                    & (metrics["gpu"] == "h100") & (metrics["held_out"] == "all")].iloc[0]
-    assert h100["p90_ape"] < flops["p90_ape"], "the chosen model beats the FLOPs-only law"
-    logo = pd.read_csv(default_run / "results" / "tables" / "logo_metrics.csv")
-    unseen = entry["selected_unmeasured_gpu"]
-    per_kind = logo[(logo["target"] == "image") & (logo["candidate"] == unseen) & (logo["held_out"] != "all")]
+    every = row("selected", "all")
+    assert every["median_ape"] <= ALL_MEDIAN_APE and every["max_ape"] <= ALL_MAX_APE
+    assert ALL_COVERAGE[0] <= every["coverage"] <= ALL_COVERAGE[1]
+    assert every["p90_ape"] < row("flops", "all")["p90_ape"], "the procedure beats the FLOPs-only law"
+    assert every["p90_ape"] < row("jpf", "all")["p90_ape"], "and one energy per FLOP per GPU kind"
+    logo = pd.read_csv(tables / "nested_logo_metrics.csv")
+    per_kind = logo[(logo["target"] == "image") & (logo["candidate"] == "selected")
+                    & (logo["held_out"] != "all") & (logo["gpu"] != "all")]
     assert len(per_kind) == 4, per_kind
     assert all(r.median_ape <= LOGO_MEDIAN_APE[r.held_out] for r in per_kind.itertuples()), per_kind
 

@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -101,6 +102,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         # The GPU first: nothing journaled is copied into the outputs before this job knows it
         # runs on the right GPU (a refused job leaves no output behind).
         simulated = bench.simulated_kind()
+        check_simulated_kind(simulated, args.gpu)
         uuid = None if args.device == "cpu" or simulated else claim_gpu(
             stack, args.gpu, kinds, args.lock_timeout, args.allow_shared_gpu)
         expected = journal.Expected.of(args.gpu, uuid, protocol, measure.library_versions())
@@ -141,13 +143,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 frame = dataset.conform(rows)
                 dataset.check_measurements(frame, point.slug)
                 saved = grid.measurement_path(journal_dir, args.gpu, point)
-                if point in superseded:
-                    journal.supersede(saved)
-                # The journal first: if the output cannot be written (a full disk), the
-                # measurement is kept and a rerun reuses it.
-                journal.write(frame, saved, asdict(protocol))
-                atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
-                measured.append(point.slug)
+                with _interrupts_deferred():  # a point is journaled, written and counted, or none of it
+                    if point in superseded:
+                        journal.supersede(saved)
+                    # The journal first: if the output cannot be written (a full disk), the
+                    # measurement is kept and a rerun reuses it.
+                    journal.write(frame, saved, asdict(protocol))
+                    atomic.write_parquet(frame, grid.measurement_path(outdir, args.gpu, point))
+                    measured.append(point.slug)
         except KeyboardInterrupt:  # SIGINT, or SIGTERM (see _stop_on_sigterm): every measured point is kept
             stopped = (f"stopped after {len(measured)} of {len(todo)} point(s) to measure; "
                        f"{'they are' if measured else 'nothing is'} in the journal {journal_dir} "
@@ -169,6 +172,43 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_simulated_kind(setting: str | None, requested: str) -> None:
+    """A simulated GPU measures only as its own kind (``h200`` -> ``h200-simulated``): ``--gpu h100``
+    (e26a971: rows saying gpu h100 and gpu_name "NVIDIA H200 (simulated)") or ``--gpu h200`` (a real
+    kind) is refused, and so is a simulated kind without the simulated GPU."""
+    from ..errors import UsageError
+    from ..measurement import simulated_gpu
+
+    kind = simulated_gpu.simulated_kind(setting or "")
+    if kind and requested != kind:
+        cal = simulated_gpu.calibration(setting or "")
+        raise UsageError(f"{simulated_gpu.ENV}={setting!r} simulates an {cal.gpu_name}, whose rows are kind "
+                         f"{kind}: it cannot measure --gpu {requested}; use --gpu {kind} (or unset "
+                         f"{simulated_gpu.ENV} on a machine with a real {requested} GPU)")
+    if not kind and simulated_gpu.is_simulated_kind(requested):
+        raise UsageError(f"--gpu {requested} is a simulated GPU's kind: set {simulated_gpu.ENV}="
+                         f"{requested.removesuffix(simulated_gpu.KIND_SUFFIX)} to measure it")
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Any:
+    """SIGINT and SIGTERM wait until the block is done, then stop the job as usual (KeyboardInterrupt):
+    a signal between a point's journal entry and its output left the job's summary a point short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.signal(s, lambda signum, _frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM (a scheduler's time limit) stops a job as SIGINT does: the points measured so far
     are kept, and the job ends with one line."""
@@ -183,22 +223,22 @@ def _bench(device: str, simulated: str | None, uuid: str | None, protocol: Any,
 
     if device == "cpu" and not simulated:
         return bench.Bench(energy.TimeOnlyMeter(), "cpu", lambda: {},  # type: ignore[arg-type]
-                           process_age=process_age_s)
+                           process_age=process_age_s, started_s=process_age_s())
     windows_log.parent.mkdir(parents=True, exist_ok=True)
     if simulated:
-        return bench.simulated_bench(simulated, protocol.aligned, windows_log, min_tail_s=protocol.min_tail_s)
-    return bench.gpu_bench(uuid, lambda: {**gpu.snapshot(uuid), "gpu_index": 0}, protocol.aligned,
-                           windows_log, process_age_s, protocol.min_tail_s)
+        return bench.simulated_bench(simulated, protocol, windows_log)
+    return bench.gpu_bench(uuid, lambda: {**gpu.snapshot(uuid), "gpu_index": 0}, protocol, windows_log,
+                           process_age_s)
 
 
 DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25steps_cfg1_b1"
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    """Measure a few small points with the measure job's protocol; print what a setup check needs
-    and end with one verdict line: ready, or not ready and why (exit status 1)."""
+    """Measure a few small points with the measure job's protocol, within ``--time-cap`` seconds; print
+    what a setup check needs and end with one verdict line: ready, or not ready and why (exit 1)."""
     from .. import grid
-    from ..measurement import bench, gpu, measure
+    from ..measurement import bench, gpu, measure, simulated_gpu
     from ..models import zoo
 
     _stop_on_sigterm()
@@ -206,10 +246,13 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     grid.validate_schema(config)
     kinds = config.get("gpu_kinds", {})
     simulated = bench.simulated_kind()
-    local = [simulated] if simulated else gpu.local_kinds(kinds)
+    sim = simulated_gpu.calibration(simulated) if simulated else None
+    local = [simulated_gpu.simulated_kind(simulated)] if simulated else gpu.local_kinds(kinds)
     if not local:
         raise gpu.GpuError(f"GPU not present: no configured GPU kind found (NVML names: "
-                           f"{gpu.device_names() or 'none'})")
+                           f"{gpu.device_names() or 'none'}); to try the check without a GPU, run it on the "
+                           f"simulated H200 (calibrated on a real run): {simulated_gpu.ENV}=h200 "
+                           "diffusion-energy gpu-check")
     kind = local[0]
     spec = zoo.load_spec(args.model)
     precision = spec.precision(args.precision)
@@ -217,31 +260,55 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     protocol = measure.Protocol.from_config(config.get("protocol"))
     timings = measure.JobTimings()
     frames = []
+
+    def say(line: str) -> str:
+        """The verdict, saying so when the GPU was simulated."""
+        if not sim:
+            return line
+        head, _, rest = line.partition(":")
+        return (f"{head} on the simulated {sim.gpu_name} ({simulated_gpu.ENV}={simulated}; "
+                f"not a real GPU):{rest}")
+
     with contextlib.ExitStack() as stack:
         try:
-            uuid = None if simulated else claim_gpu(stack, kind, kinds)
+            uuid = None if sim else claim_gpu(stack, kind, kinds)
         except gpu.GpuError as exc:
             if "in use by" not in str(exc):
                 raise
-            print(f"not ready: GPU busy: {exc}")
+            print(say(f"not ready: GPU busy: {exc}"))
             return 1
         where = _bench("cuda", simulated, uuid, protocol, Path(args.windows_log))
+        marks = [where.total_s()]  # the job's time after its probes, then after each point
+
+        def out_of_time(_point: Any) -> bool:
+            """A point would end past the cap (the first always runs: it sizes the others)."""
+            if len(marks) < 2:
+                return False
+            per_point = statistics.median(b - a for a, b in zip(marks, marks[1:], strict=False))
+            return where.total_s() + per_point > args.time_cap
+
         try:
             for _, rows in measure.measure_group(spec, points, kind, where.meter, protocol, where.device,
-                                                 where.context, timings, **where.run_kwargs):
+                                                 where.context, timings, **where.run_kwargs,
+                                                 stop=out_of_time):
                 frames.append(dataset.conform(rows))
+                marks.append(where.total_s())
         except KeyboardInterrupt:
-            print(f"not ready: stopped after {len(frames)} of {len(points)} point(s)")
+            print(say(f"not ready: stopped after {len(frames)} of {len(points)} point(s)"))
             return 130
     table = pd.concat(frames, ignore_index=True)
     if args.out:
         atomic.write_parquet(table, args.out)
     snap = where.context()
-    info = where.meter.info
+    info, physics = where.meter.info, where.meter.physics
+    noise = where.run_kwargs.get("host_noise", math.nan)
     print(f"GPU: {snap['gpu_name']} ({snap['gpu_uuid']}), driver {snap['driver_version']}, power limit "
           f"{snap['power_limit_w']:.0f} W, kind {kind}")
     print(f"energy counter: updates every {info.period_s * 1e3:.1f} ms (+-{info.jitter_s * 1e3:.1f} ms), "
-          f"unit {info.resolution_j * 1e3:g} mJ")
+          f"unit {info.resolution_j * 1e3:g} mJ; {physics.describe()}")
+    print(f"read through: {where.meter.provenance}")
+    print(f"host noise: {noise:.1%} (a repeat more than {table['remeasure_tolerance'].iloc[0]:.1%} off its "
+          "stage's median time is measured again)")
     idle_w = table["idle_power_w"].dropna().median()
     print(f"idle power: {idle_w:.1f} W")
     image = table[(table["stage"] == "image") & (table["status"] == "ok")]
@@ -253,27 +320,36 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     total = where.total_s()
     fixed = timings.fixed_s(total)
-    print(f"job wall time {total:.1f} s: start-up and imports {where.startup_s():.1f} s, "
+    print(f"job wall time {total:.1f} s (cap {args.time_cap:.0f} s): start-up and imports "
+          f"{where.startup_s():.1f} s, "
           f"build {timings.build_s:.1f} s, idle {timings.idle_s:.1f} s, "
           f"text/VAE windows {timings.shared_stages_s:.1f} s, warm-up {timings.warmup_s:.1f} s, "
           f"image repeats {timings.repeats_s:.1f} s; fixed cost {fixed:.1f} s ({fixed / total:.0%})")
     failed = table[table["status"] != "ok"].drop_duplicates("resolution")
-    line = verdict(summary, failed, idle_w, float(snap.get("power_limit_w", math.nan)), protocol)
-    print(line)
+    measured = table.drop_duplicates(["resolution", "steps", "cfg", "batch"])
+    line = verdict(summary, failed, idle_w, float(snap.get("power_limit_w", math.nan)), protocol,
+                   physics.problem(), (len(measured), len(points), args.time_cap))
+    print(say(line))
     return 0 if line.startswith("ready") else 1
 
 
 def verdict(summary: pd.DataFrame, failed: pd.DataFrame, idle_w: float, power_limit_w: float,
-            protocol: Any) -> str:
-    """One line: ready, or not ready because of a busy GPU, points not measured, a repeat spread over
-    the protocol's ``spread_flag`` or stage sums over its ``stage_sum_tolerance``."""
+            protocol: Any, counter_problem: str = "", coverage: tuple[int, int, float] | None = None) -> str:
+    """One line: ready, or not ready because of a busy GPU, a counter whose physics cannot be corrected,
+    points not measured (or not reached within the time cap), a repeat spread over the protocol's
+    ``spread_flag`` or stage sums over its ``stage_sum_tolerance``."""
     if math.isfinite(idle_w) and math.isfinite(power_limit_w) and idle_w > power_limit_w / 3:
         return (f"not ready: GPU busy: idle power {idle_w:.0f} W is over a third of the "
                 f"{power_limit_w:.0f} W limit (another workload, or clocks locked high)")
+    if counter_problem:
+        return f"not ready: {counter_problem}"
     if len(failed):
         first = failed.iloc[0]
         return (f"not ready: {len(failed)} point(s) not measured ({first['status']}: "
                 f"{str(first.get('error', ''))[:200]})")
+    if coverage is not None and coverage[0] < min(2, coverage[1]):
+        return (f"not ready: {coverage[0]} of {coverage[1]} point(s) measured within the {coverage[2]:.0f} s "
+                "time cap (too few to judge the repeat spread; raise --time-cap)")
     spreads = summary["repeat_spread"].dropna()
     sums = summary["stage_sum_error"].dropna()
     if spreads.empty:
@@ -285,8 +361,10 @@ def verdict(summary: pd.DataFrame, failed: pd.DataFrame, idle_w: float, power_li
     if len(sums) and sums.max() > protocol.stage_sum_tolerance:
         return (f"not ready: stage sums off by up to {sums.max():.1%} "
                 f"(ready at <= {protocol.stage_sum_tolerance:.0%})")
+    within = (f" ({coverage[0]} of {coverage[1]} points within the {coverage[2]:.0f} s time cap)"
+              if coverage is not None and coverage[0] < coverage[1] else "")
     return (f"ready: spread median {median:.1%}, worst {worst:.1%}; stage sums within "
-            f"{sums.max() if len(sums) else math.nan:.1%}")
+            f"{sums.max() if len(sums) else math.nan:.1%}{within}")
 
 
 def _checkout_commit() -> str:
@@ -390,6 +468,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="also write the rows here (parquet)")
     p.add_argument("--windows-log", default="logs/gpu_check_windows.csv",
                    help="every energy window (CSV), kept or measured again")
+    p.add_argument("--time-cap", type=float, default=80.0,
+                   help="seconds the check may take, start-up and probes included: a point that would not "
+                        "fit is not started (default 80: the device script stops it at 90)")
     p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("package-reference",

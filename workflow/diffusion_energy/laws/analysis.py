@@ -515,13 +515,13 @@ def _select(entry: dict[str, Any], target: str, rows: pd.DataFrame, measured: ch
     gpus = sorted(set(rows["gpu"].astype(str))) if len(rows) else []
     for cand, d in entry["candidates"].items():
         d["description"] = DESCRIPTIONS[cand]
-        rules = measured.rules.get(cand, {})
-        d["lomo"] = {gpu: {**rule_dict(choice.rule_for(rules, gpu)),
+        rule = measured.rules.get(cand)
+        d["lomo"] = {gpu: {**rule_dict(rule),
                            **_metric(lomo_metrics, target, cand, gpu)}
                      for gpu in [ALL, *gpus]}
     for cand, d in entry["unseen_gpu_candidates"].items():
         d["logo"] = _metric(logo_metrics, target, cand, ALL)
-        d["logo_interval"] = rule_dict(unmeasured.rules.get(cand, {}).get(ALL))
+        d["logo_interval"] = rule_dict(unmeasured.rules.get(cand))
     fallback = BASELINE if BASELINE in names else (sorted(names)[0] if names else None)
     chosen = measured.candidate if measured.candidate in names else fallback
     entry["selected"] = chosen

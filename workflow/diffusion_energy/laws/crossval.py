@@ -188,17 +188,3 @@ def select_candidate(metric_table: pd.DataFrame, target: str, candidates: Sequen
     m = m[m["n_points"] == m["n_points"].max()]
     best = m.sort_values(["p90_ape", "median_ape", "candidate"]).iloc[0]
     return str(best["candidate"])
-
-
-def log_ratio_quantiles(predictions: pd.DataFrame, target: str, candidate: str, level: float,
-                        gpu: str = ALL) -> tuple[float, float, int]:
-    """Quantiles of log(measured / predicted) over held-out points (of ``gpu``, or all): an empirical
-    prediction interval."""
-    p = predictions[(predictions["target"] == target) & (predictions["candidate"] == candidate)]
-    if gpu != ALL:
-        p = p[p["gpu"].astype(str) == gpu]
-    r = p["log_ratio"].astype(float).to_numpy()
-    if len(r) == 0:
-        return float("nan"), float("nan"), 0
-    lo, hi = np.quantile(r, [0.5 - level / 2, 0.5 + level / 2])
-    return float(lo), float(hi), len(r)

@@ -16,13 +16,18 @@ on the same single-GPU raw points, answer three questions:
 ``joint_lomo``
     Fitted on image and video points together, each architecture (image or
     video) held out in turn.
+``joint_lomo_nested``
+    The same, nested over the video architectures: each held out, the law, its
+    blend's weights and its interval chosen (``choice``) on the other video
+    architectures held out: what ``predict``'s answer for a new video
+    architecture errs.
 
 Metrics (median / P90 / worst absolute percentage error, Spearman, ...) per
 experiment, candidate and modality, per GPU kind and over all points. The
 joint model, fitted on every point, is what ``predict`` answers video models
-with: the candidate with the smallest P90 error on held-out video
-architectures per GPU kind, its interval the held-out video errors. Its JSON
-has the laws file's layout, so ``predict`` reads either the same way.
+with: the law the choice picks on held-out video architectures, one for every
+GPU kind, its interval calibrated on their held-out errors. Its JSON has the
+laws file's layout, so ``predict`` reads either the same way.
 """
 
 from __future__ import annotations
@@ -234,8 +239,7 @@ def joint_laws(points: pd.DataFrame, inputs: roofline.RooflineInputs, prediction
                              weights)
         entry["candidates"][name] = {"law": mix.to_dict(), "description": analysis.DESCRIPTIONS[name]}
     for cand, d in entry["candidates"].items():
-        rules = decided.rules.get(cand, {})
-        d["lomo"] = {gpu: analysis.rule_dict(choice.rule_for(rules, gpu)) for gpu in [ALL, *gpus]}
+        d["lomo"] = {gpu: analysis.rule_dict(decided.rules.get(cand)) for gpu in [ALL, *gpus]}
     names = list(entry["candidates"])
     chosen = next((c for c in decided.ranking if c in names), None)
     entry["selected"] = chosen or (analysis.BASELINE if analysis.BASELINE in names else None)

@@ -42,7 +42,7 @@ from ..sources.schema import THIS_WORKFLOW
 from . import intervals, roofline
 from .analysis_io import NoLawError
 from .blend import BlendFit, load_law, predict_law
-from .choice import MIN_EMPIRICAL, MIN_GROUPS
+from .choice import MIN_EMPIRICAL
 from .crossval import ALL
 from .targets import TARGETS, Prediction
 
@@ -364,11 +364,8 @@ def predict_energy(
     pred: Prediction = predict_law(fit, feats, point.inputs, level)
     interval = "from the law's residuals"
     if chosen.scope == "pooled":
-        lomo = chosen.entry.get("lomo", {})
-        held, what = (lomo.get(gpu, {}), f"unseen architectures on {gpu}") if measured else \
-            (chosen.entry.get("logo_interval", {}), "GPU kinds and architectures left out")
-        if measured and (held.get("n_points", 0) < MIN_EMPIRICAL or held.get("n_groups", 0) < MIN_GROUPS):
-            held, what = lomo.get(ALL, {}), "unseen architectures on every GPU kind"
+        held, what = (chosen.entry.get("lomo", {}).get(ALL, {}), "unseen architectures on every GPU kind") \
+            if measured else (chosen.entry.get("logo_interval", {}), "GPU kinds and architectures left out")
         rule = _interval_rule(held, level)
         if rule is not None and rule.n_points >= MIN_EMPIRICAL:
             # Held-out errors can lean one way; the interval still contains the law's own estimate, and

@@ -1,9 +1,9 @@
 """Energy of one video for a text-to-video architecture, at any frame count, from the joint model.
 
 A video model is answered by the model fitted on image and video points together
-(``laws.modalities.joint_laws``, ``results/laws/modalities.json``): the candidate
-with the smallest error on held-out video architectures for the GPU kind, its
-interval the spread of those held-out errors. The FLOPs, kernels and bytes of the
+(``laws.modalities.joint_laws``, ``results/laws/modalities.json``): the law the
+choice (``laws.choice``) picks on held-out video architectures, its interval
+calibrated on those held-out errors. The FLOPs, kernels and bytes of the
 asked video (its frames, its short side as resolution, the model's aspect ratio)
 are counted on the meta device as the workflow counts them; the answer is per
 video, and per frame and per second of video (at ``fps``) derived from it.
@@ -84,9 +84,7 @@ class VideoPrediction:
         if e.images > 1:
             total, low, high = (j * e.images / predict.J_PER_KWH for j in (e.energy_j, e.low_j, e.high_j))
             lines.append(f"  {e.images:,} videos: {total:.4g} kWh [{low:.4g}, {high:.4g}]")
-        law = e.law.replace("smallest leave-one-model-out P90 error", "smallest P90 error on held-out video "
-                            "architectures, fitted on image and video")
-        lines += [f"  model: {law}", f"  data: {e.data}", f"  as measured by: {e.source}"]
+        lines += [f"  model: {e.law}", f"  data: {e.data}", f"  as measured by: {e.source}"]
         lines += [f"  note: {n}" for n in e.notes]
         return "\n".join(lines)
 

@@ -18,11 +18,15 @@ earlier point of the job already ran follows a measured point directly and is no
 again: its window is sized from that point's time per step.
 
 A window that comes out under half its target is lengthened and measured again; a repeat
-whose time per call is an outlier (the host stalled and the GPU idled) is measured again
-(``outlier_tolerance``, at most ``max_remeasure`` per point; named in ``remeasured``). A point
-that still cannot be measured is recorded with status ``error`` and the reason, an
-out-of-memory point with status ``oom``; the job goes on. Each point's rows are written
-atomically as soon as it is measured.
+whose time per call is an outlier (the host stalled and the GPU idled) is measured again. What
+counts as an outlier comes from the host's noise measured at job start (``hostnoise``):
+``noise_factor`` times it, never under ``outlier_tolerance`` (on the real H200 every SD 1.5 point
+had a repeat more than 3% off: a fixed 3% re-measured up to 12 windows per point). At most
+``max_remeasure`` windows per point and ``max_remeasure_job`` per job are measured again, each
+named in ``remeasured``. A point that still cannot be measured is recorded with status ``error``
+and the reason, an out-of-memory point (also one inside a window) with status ``oom``; the job
+goes on. Each point's rows are written atomically as soon as it is measured; ``stop(point)`` is
+asked before each point (a time budget): True ends the job there.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from ..models.zoo import (
     weights_source,
 )
 from ..sources.schema import THIS_WORKFLOW
-from .counter import ShortWindow
+from .counter import UNMEASURED, ShortWindow
 from .energy import EnergyError, Meter, Window, calls_to_fill
 
 log = logging.getLogger(__name__)
@@ -74,9 +78,12 @@ class Protocol:
     stage_sum_tolerance: float = 0.03
     spread_flag: float = 0.05
     outlier_tolerance: float = 0.03
-    max_remeasure: int = 12
+    noise_factor: float = 3.0
+    max_remeasure: int = 6
+    max_remeasure_job: int = 40
     aligned: bool = True
     min_tail_s: float = 0.05
+    step_probe: bool = True
 
     @classmethod
     def from_config(cls, raw: dict[str, Any] | None, where: str = "protocol") -> Protocol:
@@ -99,6 +106,7 @@ class StageResult:
     time_s: float
     window_s: float
     window_calls: int
+    true_energy_j: float = math.nan  # the energy really spent (simulated GPU only)
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,7 @@ class Runner:
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
         sync_fn: Callable[[], None] | None = None,
+        host_noise: float = math.nan,
     ) -> None:
         self.meter = meter
         self.protocol = protocol
@@ -269,6 +278,16 @@ class Runner:
         self._sync = sync_fn or (lambda: sync(device))
         self.notes: list[str] = []
         self._remeasured = 0
+        self.job_remeasured = 0
+        #: a repeat further off its stage's median time per call is measured again
+        self.tolerance = max(protocol.outlier_tolerance,
+                             protocol.noise_factor * host_noise if math.isfinite(host_noise) else 0.0)
+
+    def may_remeasure(self, outlier: bool = True) -> bool:
+        """Within the job's re-measurement budget, and for an outlier, the point's (a window too short
+        to measure must be lengthened: it counts against the job's budget only)."""
+        return ((self._remeasured < self.protocol.max_remeasure or not outlier)
+                and self.job_remeasured < self.protocol.max_remeasure_job)
 
     def target_s(self, stage: str) -> float:
         """Shortest window: ``min_window_s`` and ``min_window_updates`` of the energy counter's
@@ -287,7 +306,11 @@ class Runner:
         start = self.clock()
         fn()
         self._sync()
-        return self.clock() - start
+        took = self.clock() - start
+        note = getattr(self.meter, "note_work", None)
+        if note is not None:
+            note()  # a lagging counter shows this work after it ended: the next window waits for that
+        return took
 
     def warm_up(self, fn: Callable[[], Any], min_calls: int) -> tuple[float, int, float]:
         """Run the first (cold) call, then warm calls: at least ``min_calls`` (>= 1) and ``warmup_s``.
@@ -304,9 +327,16 @@ class Runner:
         return statistics.median(warm[len(warm) // 2:]), 1 + len(warm), total
 
     def window(self, name: str, fn: Callable[[], Any], calls: int) -> Window:
+        """``calls`` calls in one window; a failure inside it (out of memory) closes it unmeasured."""
         self.meter.begin(name)
-        for _ in range(calls):
-            fn()
+        try:
+            for _ in range(calls):
+                fn()
+        except BaseException:
+            abort = getattr(self.meter, "abort", None)
+            if abort is not None:
+                abort(name)
+            raise
         return self.meter.end(name)
 
     def sized_window(self, name: str, stage: str, fn: Callable[[], Any], calls: int) -> tuple[Window, int]:
@@ -322,19 +352,20 @@ class Runner:
                 w, lasted = None, self.clock() - start
             if w is not None and (lasted >= 0.5 * target or not self.meter.measures_energy):
                 return w, calls
-            if self._remeasured >= self.protocol.max_remeasure:
+            if not self.may_remeasure(outlier=False):
                 raise WindowError(f"window {name!r} of {calls} call(s) lasted {lasted * 1e3:.0f} ms, "
                                   f"under half its {target:.2f} s target after {self._remeasured} "
-                                  "re-measurement(s)")
+                                  f"re-measurement(s) ({self.job_remeasured} in the job)")
             longer = max(calls + 1, calls_to_fill(lasted / calls, target))
             self._note(f"{name}: {calls} call(s) lasted {lasted * 1e3:.0f} ms < {0.5 * target:.2f} s, "
-                       f"measured again with {longer}")
+                       f"measured again with {longer}", outlier=False)
             calls = longer
 
-    def _note(self, text: str) -> None:
+    def _note(self, text: str, outlier: bool = True) -> None:
         log.info("re-measuring %s", text)
         self.notes.append(text)
-        self._remeasured += 1
+        self._remeasured += outlier
+        self.job_remeasured += 1
 
     def start_point(self) -> None:
         """A new point: its re-measurement budget and notes start empty."""
@@ -361,8 +392,8 @@ class Runner:
 
         Identical work whose time per call is off the median of its stage's windows waited on
         the host (a stall, a slower or faster CPU; the GPU idles meanwhile): with ``check``, the
-        repeat furthest off is measured again while it is off by more than ``outlier_tolerance``
-        and the point's ``max_remeasure`` allows; every window measured (kept or not) makes the
+        repeat furthest off is measured again while it is off by more than ``tolerance`` (from the
+        host's noise) and the point's and job's budgets allow; every window measured (kept or not) makes the
         median. (Text and VAE windows are not checked: they hold a few percent of an image's
         energy, and the budget is the point's.)
         """
@@ -377,11 +408,11 @@ class Runner:
             return results
         fns = dict(stages)
         seen = {stage: [r.time_s for r in found] for stage, found in results.items()}
-        while self._remeasured < self.protocol.max_remeasure:
+        while self.may_remeasure():
             worst = max(((abs(r.time_s / statistics.median(seen[stage]) - 1), stage, r)
                          for stage, found in results.items() if len(found) > 1 for r in found),
                         key=lambda c: c[0], default=None)
-            if worst is None or worst[0] <= self.protocol.outlier_tolerance:
+            if worst is None or worst[0] <= self.tolerance:
                 break
             _, stage, odd = worst
             typical = statistics.median(seen[stage])
@@ -395,7 +426,8 @@ class Runner:
     def repeat(self, stage: str, fn: Callable[[], Any], r: int, calls: int) -> StageResult:
         """Repeat ``r`` of a stage: one window (lengthened if it comes out short), per call."""
         w, calls = self.sized_window(f"{stage}-{r}", stage, fn, calls)
-        return StageResult(stage, r, w.energy_j / calls, w.time_s / calls, w.time_s, calls)
+        return StageResult(stage, r, w.energy_j / calls, w.time_s / calls, w.time_s, calls,
+                           w.true_energy_j / calls)
 
     def match_times(self, images: list[StageResult], denoise: list[StageResult], rest_s: float,
                     image_fn: Callable[[], Any], denoise_fn: Callable[[], Any]) -> None:
@@ -404,10 +436,10 @@ class Runner:
         Times are exact where energies are not: when a repeat's denoising takes longer or shorter
         than its image less text and VAE (``rest_s``), the host slowed one of the two windows (the
         GPU waited) and their energies cannot add up; the worst pair is measured again while the
-        difference is over ``outlier_tolerance``.
+        difference is over ``tolerance``.
         """
-        tolerance = self.protocol.outlier_tolerance
-        while self._remeasured < self.protocol.max_remeasure:
+        tolerance = self.tolerance
+        while self.may_remeasure():
             offs = [(denoise[r].time_s / (images[r].time_s - rest_s) - 1, r) for r in range(len(images))
                     if images[r].time_s > rest_s]
             off, r = max(offs, key=lambda o: abs(o[0]), default=(0.0, 0))
@@ -497,8 +529,10 @@ def point_rows(
     protocol: Protocol,
     context: dict[str, Any],
     energy_status: str,
+    flags: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """The rows of one measured point, with the stage-sum check and the flags."""
+    """The rows of one measured point, with the stage-sum check and the flags (``flags``: the job's own,
+    e.g. a counter whose physics cannot be corrected)."""
     by_repeat = {s: {r.repeat: r for r in results} for s, results in stages.items()}
     stage_sum = {}
     for r, img in by_repeat["image"].items():
@@ -506,7 +540,7 @@ def point_rows(
         stage_sum[r] = sum(parts) / img.energy_j - 1 if img.energy_j > 0 else math.nan
     image_spread = spread([r.energy_j for r in stages["image"]])
     errors = [abs(v) for v in stage_sum.values() if math.isfinite(v)]
-    flags = []
+    flags = list(flags)
     if math.isfinite(image_spread) and image_spread > protocol.spread_flag:
         flags.append(f"repeat spread {image_spread:.1%} > {protocol.spread_flag:.0%}")
     if errors and statistics.median(errors) > protocol.stage_sum_tolerance:
@@ -530,6 +564,8 @@ def point_rows(
                 "repeat_spread": image_spread, "flag": "; ".join(flags),
                 "warmup": protocol.warmup, "warmup_s": protocol.warmup_s,
                 "min_window_s": protocol.min_window_s,
+                **({"simulated_true_energy_j": res.true_energy_j}
+                   if math.isfinite(res.true_energy_j) else {}),
                 **context,
             })
     return pd.DataFrame(rows)
@@ -542,6 +578,15 @@ def failed_rows(point: GridPoint, gpu_kind: str, spec: ModelSpec, status: str, e
         **point_keys(point, gpu_kind, spec), "stage": "image", "repeat": 0,
         "status": status, "energy_status": f"absent: {status}", "error": error[:500], **context,
     }])
+
+
+def _context(base: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """The columns every row of a point carries: the job's and the GPU's state before the point."""
+    return {**base, "gpu_name": before.get("gpu_name", ""), "gpu_uuid": before.get("gpu_uuid", ""),
+            "gpu_index": before.get("gpu_index", math.nan),
+            "driver_version": before.get("driver_version", ""),
+            "power_limit_w": before.get("power_limit_w", math.nan),
+            "temperature_before_c": before.get("temperature_c", math.nan)}
 
 
 def library_versions() -> dict[str, str]:
@@ -576,6 +621,8 @@ def measure_group(
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
     sync_fn: Callable[[], None] | None = None,
+    host_noise: float = math.nan,
+    stop: Callable[[GridPoint], bool] | None = None,
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
     """Measure every point of one (model, precision) group; yield each point's rows.
 
@@ -585,6 +632,8 @@ def measure_group(
     pipeline and time; a simulated GPU (``measurement.simulated_gpu``) replaces them.
     A point that runs out of memory is recorded as ``oom``, one whose windows cannot be
     measured (``WindowError``, ``EnergyError``) as ``error`` with the reason; the job goes on.
+    ``host_noise`` (``hostnoise.measure``) sets the re-measure tolerance. ``stop(point)`` is asked
+    before each point: True ends the job there, every point it measured kept.
     """
     device = torch.device(device)
     timings = timings or JobTimings()
@@ -592,9 +641,17 @@ def measure_group(
     energy_status = getattr(meter, "energy_status", None) or (
         "measured" if meter.measures_energy else f"absent: {meter.absent_reason}")
     info = getattr(meter, "info", None)
+    physics = getattr(meter, "physics", UNMEASURED)
+    runner = Runner(meter, protocol, device, clock=clock, sleep=sleep, sync_fn=sync_fn, host_noise=host_noise)
     base = {"weights_source": weights_source(spec), "hostname": socket.gethostname(), **library_versions(),
+            "energy_counter": getattr(meter, "provenance", "") or (
+                "none: energy not measured" if not meter.measures_energy else ""),
             "counter_period_s": info.period_s if info else math.nan,
-            "counter_resolution_j": info.resolution_j if info else math.nan}
+            "counter_resolution_j": info.resolution_j if info else math.nan,
+            **({"counter_lag_s": physics.lag_s, "counter_sampled_fraction": physics.sampled_fraction,
+                "power_tail_s": physics.tail_s} if physics.measured else {}),
+            "host_noise": host_noise, "remeasure_tolerance": runner.tolerance}
+    job_flags = (f"counter: {physics.problem()}",) if physics.problem() else ()
     snapshot = gpu_context or (lambda: {})
 
     t0 = clock()
@@ -605,11 +662,10 @@ def measure_group(
             raise
         log.warning("%s %s does not fit in memory: %s", spec.name, precision, exc)
         for p in points:
-            yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), {**base, **snapshot()})
+            yield p, failed_rows(p, gpu_kind, spec, "oom", str(exc), _context(base, snapshot()))
         return
     timings.build_s = clock() - t0
 
-    runner = Runner(meter, protocol, device, clock=clock, sleep=sleep, sync_fn=sync_fn)
     t0 = clock()
     idle_w = runner.idle_power_w()
     timings.idle_s = clock() - t0
@@ -618,13 +674,13 @@ def measure_group(
     shared: dict[tuple, list[StageResult]] = {}
     # shape (resolution, cfg, batch) -> (steps, image repeats) of the last point measured at it
     warm: dict[tuple[int, bool, int], tuple[int, list[StageResult]]] = {}
-    for point in points:
+    for n, point in enumerate(points):
+        if stop is not None and stop(point):
+            log.warning("stopped before %s: %d of %d point(s) not started", point.slug, len(points) - n,
+                        len(points))
+            return
         before = snapshot()
-        context = {**base, "gpu_name": before.get("gpu_name", ""), "gpu_uuid": before.get("gpu_uuid", ""),
-                   "gpu_index": before.get("gpu_index", math.nan),
-                   "driver_version": before.get("driver_version", ""),
-                   "power_limit_w": before.get("power_limit_w", math.nan),
-                   "temperature_before_c": before.get("temperature_c", math.nan)}
+        context = _context(base, before)
         runner.start_point()
         try:
             with torch.inference_mode():
@@ -678,7 +734,7 @@ def measure_group(
         warm[point.shape] = (point.steps, result.images)
         stages = {"text": shared[("text", point.cfg, point.batch)], "denoise": result.denoise,
                   "vae": shared[("vae", point.resolution, point.batch, point.frames)], "image": result.images}
-        rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status)
+        rows = point_rows(point, gpu_kind, spec, stages, idle_w, protocol, context, energy_status, job_flags)
         timings.points += 1
         med = statistics.median(r.energy_j for r in result.images)
         log.info("%s: %.1f J/image, %.3f s/image, spread %.1f%%, stage sum %+.1f%%", point.slug, med,

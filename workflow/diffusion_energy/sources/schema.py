@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 #: Version 2 added the source and multi-GPU columns (version 1 rows are this workflow's, one GPU);
-#: version 3 the video columns (frames, fps, height, width; older rows are images: one frame).
-SCHEMA_VERSION = 3
+#: version 3 the video columns (frames, fps, height, width; older rows are images: one frame);
+#: version 4 the counter's physics and host noise columns (empty in older rows).
+SCHEMA_VERSION = 4
 GRID_KEYS = ["gpu", "model", "precision", "resolution", "steps", "cfg", "batch"]
 #: What makes a point unique across sources: the grid keys plus where it comes from and how
 #: many GPUs (and which sequence-parallel split) made it.
@@ -100,6 +101,19 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "min_window_s": "shortest energy window of the protocol, s",
     "counter_period_s": "update period of the GPU's energy counter, measured at the job's start, s",
     "counter_resolution_j": "the energy counter's unit, measured at the job's start, J",
+    "counter_lag_s": "how long before its update the energy an update shows ends, s (step probe at the "
+                     "job's start; windows close after it)",
+    "counter_sampled_fraction": "share of each update period the energy counter integrates (1: all of it; "
+                                "below, it samples power and windows are corrected for it), step probe",
+    "power_tail_s": "time constant of the GPU power's decay to idle after work, s (step probe); the tail is "
+                    "counted in the window of the work that left it",
+    "host_noise": "relative noise of the host's speed measured at the job's start (launch-bound blocks)",
+    "remeasure_tolerance": "a repeat further off its stage's median time per call was measured again "
+                           "(noise_factor x host_noise, at least the protocol's outlier_tolerance)",
+    "energy_counter": "what read the energy counter (e.g. zeus 0.16.0: zeus.device.get_gpus() "
+                      "NVIDIAGPUs[0].get_total_energy_consumption), or that it was simulated",
+    "simulated_true_energy_j": "simulated GPU only: the energy it really spent per image for this stage, "
+                               "J (energy_j is what the protocol measured of it)",
     "remeasured": "windows measured again and why (too short, or a repeat slower than the others: "
                   "the host stalled); empty when none",
     "error": "error message when status is not ok",
@@ -110,7 +124,8 @@ _INT = ("schema_version", "resolution", "steps", "batch", "frames", "height", "w
 _FLOAT = ("guidance_scale", "fps", "energy_j", "dynamic_energy_j", "time_s", "batch_time_s", "avg_power_w",
           "window_s", "idle_power_w", "stage_sum_error", "repeat_spread", "power_limit_w", "sm_clock_mhz",
           "temperature_before_c", "temperature_after_c", "denoiser_calls", "warmup_s", "min_window_s",
-          "counter_period_s", "counter_resolution_j")
+          "counter_period_s", "counter_resolution_j", "counter_lag_s", "counter_sampled_fraction",
+          "power_tail_s", "host_noise", "remeasure_tolerance", "simulated_true_energy_j")
 _BOOL = ("quoted", "cfg")
 #: Type of every column that is not text.
 COLUMN_TYPES: dict[str, str] = {**{c: "int" for c in _INT}, **{c: "float" for c in _FLOAT},
