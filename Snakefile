@@ -11,9 +11,11 @@ min_version("9.0")
 # Each config file is parsed by the package first: a YAML mistake is then named with its file,
 # line and column (Snakemake's own message names none of them).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from diffusion_energy.errors import load_yaml  # noqa: E402
+from diffusion_energy.errors import check_config_file, load_yaml  # noqa: E402
 
 for _path in workflow.overwrite_configfiles or ["config/config.yaml"]:
+    # A missing file is named as missing, with the folder it was looked for in.
+    check_config_file(_path, workflow.basedir, given=bool(workflow.overwrite_configfiles))
     load_yaml(_path, what="config file")
 
 # A config file given on the command line (--configfile) replaces config/config.yaml
@@ -82,9 +84,30 @@ rule measurements:
         " --reference-dir {params.reference_dir:q} 2> {log}"
 
 
-onerror:
-    from diffusion_energy import run_summary
+# A real run (hooks run in the main process only, never in a dry run) records itself, so that a
+# failed run can name another run that worked in this folder at the same time (--nolock):
+# diffusion_energy/concurrent_runs.py.
+onstart:
+    from diffusion_energy import concurrent_runs
 
+    concurrent_runs.register(".")
+
+
+onsuccess:
+    from diffusion_energy import concurrent_runs
+
+    concurrent_runs.finish()
+
+
+onerror:
+    from diffusion_energy import concurrent_runs, run_summary
+
+    try:
+        for _line in concurrent_runs.report():
+            print(_line, file=sys.stderr)
+        concurrent_runs.finish()
+    except Exception as exc:  # noqa: BLE001 - the run's own error comes first
+        print(f"(could not check for other runs in this folder: {exc})", file=sys.stderr)
     try:
         print(
             run_summary.summarize(

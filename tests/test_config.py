@@ -218,3 +218,97 @@ def test_validate_config_command(repo_root: Path, tmp_path: Path, capsys: pytest
     assert cli.main(["validate-config", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "error" in err and "'sd16'" in err and "Traceback" not in err
+
+
+# --- settings that would switch a check off, or keep a job running until it is killed --------------
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("protocol.stage_sum_tolerance", float("nan")), ("protocol.spread_flag", float("inf")),
+    ("protocol.min_window_s", float("-inf")), ("analysis.prediction_level", float("nan")),
+    ("gpu_kinds.h100.datasheet.half_tflop_s", float("nan")),
+])
+def test_nan_and_infinities_are_refused_everywhere(config: dict[str, Any], key: str, value: float) -> None:
+    """NaN passes every JSON-schema bound (it compares false), so a NaN tolerance flagged nothing."""
+    *path, last = key.split(".")
+    block = config
+    for part in path:
+        block = block[part]
+    block[last] = value
+    msg = error_of(config)
+    assert f"{key}: {value} is not a finite number" in msg and "NaN and infinities are refused" in msg, msg
+
+
+def test_nan_in_a_protocol_given_on_the_command_line_is_refused() -> None:
+    with pytest.raises(grid.UsageError, match=r"--protocol: stage_sum_tolerance: nan is not a finite number"):
+        grid.protocol_settings('{"stage_sum_tolerance": NaN}')
+
+
+@pytest.mark.parametrize(("key", "value", "bound"), [
+    ("min_window_updates", 10_000_000, 1000), ("idle_s", 3600, 600), ("repeats", 1000, 100),
+    ("stage_sum_tolerance", 5, 1), ("max_remeasure", 10_000, 100), ("min_tail_s", 60, 10),
+])
+def test_every_protocol_setting_has_an_upper_bound(config: dict[str, Any], key: str, value: Any,
+                                                   bound: float) -> None:
+    config["protocol"][key] = value
+    assert f"protocol.{key}: {value} is greater than the maximum of {bound}" in error_of(config)
+
+
+def test_schema_bounds_every_protocol_setting(repo_root: Path) -> None:
+    schema = yaml.safe_load((repo_root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    settings = schema["properties"]["protocol"]["properties"]
+    assert [k for k, v in settings.items() if v.get("type") != "boolean" and "maximum" not in v] == []
+
+
+def test_a_slow_protocol_within_the_bounds_is_warned_about_with_its_time(config: dict[str, Any]) -> None:
+    points = grid.grid_points(config)
+    assert grid.protocol_warnings(config, points) == []
+    config["protocol"]["min_window_updates"] = 1000
+    (warning,) = grid.protocol_warnings(config, points)
+    assert warning.startswith("the measurement protocol's windows alone take at least 13.0 h for the grid's "
+                              "78 points on each GPU kind, against 9 min with the default protocol "
+                              "(protocol.min_window_updates: 1000 (default 10)"), warning
+
+
+def test_the_protocol_yardstick_is_the_measure_jobs_defaults() -> None:
+    from diffusion_energy.measurement.measure import Protocol
+
+    defaults = Protocol()
+    assert {k: getattr(defaults, k) for k in grid.DEFAULT_PROTOCOL} == grid.DEFAULT_PROTOCOL
+
+
+def test_validate_config_command_prints_the_protocol_warning(
+        tmp_path: Path, shipped: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    slow = copy.deepcopy(shipped)
+    slow["protocol"]["idle_s"] = 600
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(slow))
+    with caplog.at_level("WARNING"):
+        assert cli.main(["validate-config", "--config", str(path)]) == 0
+    assert "protocol.idle_s: 600 (default 1.0)" in caplog.text
+
+
+def test_two_gpu_kinds_with_one_name_pattern_are_refused(config: dict[str, Any]) -> None:
+    config["gpu_kinds"]["h100-sxm"] = {"name_pattern": "h100 "}
+    assert "gpu_kinds: h100 and h100-sxm have the same name_pattern 'h100 '" in error_of(config)
+
+
+def test_every_shipped_datasheet_names_its_source(shipped: dict[str, Any]) -> None:
+    """Each value with its source: an NVIDIA or AMD datasheet or whitepaper (the H20 has no public one)."""
+    wanted = {"a4000", "a6000", "l4", "l40s", "rtx3090", "rtx4090", "h20", "h100-pcie", "gh200", "b200",
+              "mi300x", "h100", "h200", "a100"}
+    kinds = shipped["gpu_kinds"]
+    assert wanted <= {k for k, v in kinds.items() if v.get("datasheet")}
+    for kind, spec in kinds.items():
+        sheet = spec["datasheet"]
+        source = " ".join(sheet["source"].split())
+        assert "https://" in source, (kind, source)
+        for key in ("half_tflop_s", "fp32_tflop_s", "bandwidth_gb_s", "power_limit_w"):
+            assert sheet[key] > 0
+    # dense, without sparsity: half of what the datasheets quote "with sparsity"
+    assert kinds["l4"]["datasheet"]["half_tflop_s"] == 242 / 2
+    assert kinds["a4000"]["datasheet"]["half_tflop_s"] == pytest.approx(153.4 / 2)
+    # GeForce cards: the fp16-with-fp32-accumulate tensor rate of the whitepapers
+    assert kinds["rtx4090"]["datasheet"]["half_tflop_s"] == 165.2 and kinds["rtx3090"]["datasheet"][
+        "half_tflop_s"] == 71
+    assert "FP32 Accumulate" in kinds["rtx4090"]["datasheet"]["source"]

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from diffusion_energy.gpu_kinds import AmbiguousGpuKind, kind_of
 from diffusion_energy.measurement import gpu, gpulock
 
 KINDS = {"h100": {"name_pattern": "H100"}, "h200": {"name_pattern": "H200"},
@@ -19,7 +21,44 @@ KINDS = {"h100": {"name_pattern": "H100"}, "h200": {"name_pattern": "H200"},
     ("NVIDIA GeForce RTX 4090", None),
 ])
 def test_kind_of_nvml_names(name: str, kind: str | None) -> None:
-    assert gpu.kind_of(name, KINDS) == kind
+    assert kind_of(name, KINDS) == kind
+
+
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+#: Each shipped kind's device name as NVML (AMD SMI for the MI300X) reports it.
+DEVICE_NAMES = {
+    "h100": "NVIDIA H100 80GB HBM3", "h100-pcie": "NVIDIA H100 PCIe", "h200": "NVIDIA H200",
+    "gh200": "NVIDIA GH200 480GB", "h20": "NVIDIA H20", "a100": "NVIDIA A100-SXM4-40GB",
+    "a6000": "NVIDIA RTX A6000", "a4000": "NVIDIA RTX A4000", "l40s": "NVIDIA L40S", "l4": "NVIDIA L4",
+    "rtx3090": "NVIDIA GeForce RTX 3090", "rtx4090": "NVIDIA GeForce RTX 4090", "b200": "NVIDIA B200",
+    "mi300x": "AMD Instinct MI300X",
+}
+
+
+def test_every_shipped_kind_real_device_name_maps_to_exactly_its_kind() -> None:
+    kinds = CONFIG["gpu_kinds"]
+    assert set(DEVICE_NAMES) == set(kinds)
+    assert {kind: kind_of(name, kinds) for kind, name in DEVICE_NAMES.items()} == {k: k for k in kinds}
+    # and the names of the published sources: v2's folders, v3's gpu_model, the paper's table
+    assert kind_of("H100 80GB HBM3", kinds) == "h100" and kind_of("B200", kinds) == "b200"
+    assert kind_of("A100-SXM4-40GB", kinds) == kind_of("a100-40gb", kinds) == "a100"
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("NVIDIA L40S", "l40s"), ("NVIDIA L4", "l4"), ("NVIDIA L40", None), ("NVIDIA H20", "h20"),
+    ("NVIDIA H200", "h200"), ("NVIDIA GH200 480GB", "gh200"), ("NVIDIA H100 PCIe", "h100-pcie"),
+    ("NVIDIA H100 NVL", "h100"), ("NVIDIA A10", None), ("NVIDIA RTX 4000 Ada Generation", None),
+])
+def test_the_most_specific_whole_word_pattern_wins(name: str, kind: str | None) -> None:
+    """An L40S is not an L4 (a substring match took it for one), nor an H200 an H20."""
+    assert kind_of(name, CONFIG["gpu_kinds"]) == kind
+
+
+def test_a_tie_between_patterns_is_refused_naming_both() -> None:
+    kinds = {"pcie": {"name_pattern": "PCIe"}, "h100": {"name_pattern": "H100"}}
+    with pytest.raises(AmbiguousGpuKind, match=r"'NVIDIA H100 PCIe' matches the name_pattern of several "
+                       r"gpu_kinds, none more specific than the others: h100 \('H100'\), pcie \('PCIe'\)"):
+        kind_of("NVIDIA H100 PCIe", kinds)
 
 
 def test_no_gpu_means_no_local_kinds() -> None:

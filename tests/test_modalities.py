@@ -217,3 +217,61 @@ def test_predict_cli_answers_a_video_model_from_the_joint_model(joint_payload: d
     assert main(["predict", "--model", "tiny-wan", "--steps", "10", "--gpu", "h100", "--frames", "12",
                  "--video-laws", str(laws)]) == 2
     assert "--frames: frames 12" in capsys.readouterr().err
+
+
+# --- a video's limits and GPU kinds, checked before any FLOPs are counted ------------------------
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({"frames": 100001}, r"--frames: frames 100,001 is more than model 'tiny-wan' makes: at most 4,093 "
+                         r"\(1,024 latent frames"),
+    ({"resolution": 100000}, r"--resolution: resolution 100,000 makes 150,000 x 100,000 px frames; model "
+                             r"'tiny-wan' makes frames of at most 16,384 px a side"),
+    ({"batch": 0}, r"--batch must be positive, not 0"),
+    ({"images": -1}, r"--images must be positive, not -1"),
+], ids=["frames", "resolution", "batch", "images"])
+def test_a_video_past_the_models_limits_is_refused_before_counting(
+        joint_payload: dict, options: dict, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ended in a traceback from the FLOPs count (image models had these limits)."""
+    from diffusion_energy.errors import UsageError
+    from diffusion_energy.laws import predict_video
+    from diffusion_energy.models import zoo
+
+    def no_count(*args: object, **kwargs: object) -> None:
+        raise AssertionError("counted FLOPs of a video the model cannot make")
+
+    monkeypatch.setattr(predict_video, "count_video", no_count)
+    with pytest.raises(UsageError, match=error):
+        predict_video.predict_video(joint_payload, zoo.load_spec("tiny-wan"), steps=10, gpu="h100", **options)
+
+
+def test_a_video_model_on_a_datasheet_only_kind_is_refused_with_the_reason(joint_payload: dict) -> None:
+    from diffusion_energy.laws import analysis_io, predict_video
+    from diffusion_energy.models import zoo
+    from diffusion_energy.sources.gpu_datasheets import parse_datasheet
+
+    spec = zoo.load_spec("tiny-wan")
+    with pytest.raises(analysis_io.NoLawError) as err:
+        predict_video.predict_video(joint_payload, spec, steps=10, gpu="a6000")
+    msg = str(err.value)
+    assert msg.startswith("tiny-wan is a video model, and GPU kind 'a6000' is not in the fitted data: videos "
+                          "are answered only on the GPU kinds the joint image + video model was fitted on "
+                          "(h100, h200); it has no form for a GPU kind nobody measured"), msg
+    assert "cross-validated across GPU kinds" not in msg
+    sheet = parse_datasheet("half_tflop_s=100,fp32_tflop_s=20,bandwidth_gb_s=500,power_limit_w=200")
+    with pytest.raises(analysis_io.NoLawError, match="GPU kind 'mine' is given by its datasheet"):
+        predict_video.predict_video(joint_payload, spec, steps=10, gpu="mine", datasheet=sheet)
+
+
+def test_law_architecture_on_a_video_model_answers_with_a_note(joint_payload: dict) -> None:
+    from diffusion_energy.laws import predict_video
+    from diffusion_energy.models import zoo
+
+    spec = zoo.load_spec("tiny-wan")
+    asked = predict_video.predict_video(joint_payload, spec, frames=17, steps=10, gpu="h100",
+                                        law="architecture")
+    plain = predict_video.predict_video(joint_payload, spec, frames=17, steps=10, gpu="h100")
+    assert asked.energy.energy_j == plain.energy.energy_j
+    assert ("--law architecture does not apply to video models: no video model has a law of its own (this "
+            "workflow measures no videos), so the joint image + video model answers") in asked.energy.notes
+    assert not any("--law" in n for n in plain.energy.notes)

@@ -266,3 +266,147 @@ def test_the_law_of_an_architecture_file_conflicts_with_law_architecture(
     assert rc == 2 and out == ""
     assert ("error: --law architecture and --model <architecture file> conflict: an architecture file is "
             "never a measured model (use --law auto or --law pooled)") in err
+
+
+# --- own_or_pooled: the fit's verdict, or a refusal; never the own law by default -------------------
+
+
+@pytest.mark.parametrize(("verdict", "what"), [(None, "missing"), ({}, "empty"),
+                                               ({"answer": "maybe"}, "answer 'maybe'")],
+                         ids=["missing", "empty", "maybe"])
+def test_an_own_or_pooled_entry_missing_empty_or_maybe_is_refused(
+        fitted: tuple, tmp_path: Path, capsys: pytest.CaptureFixture, verdict: dict | None,
+        what: str) -> None:
+    """It silently gave the architecture's own law (1,286 J instead of 1,382 J for SD 1.5 at 1024 px)."""
+    payload = json.loads(fitted[0].read_text())
+    if verdict is None:
+        del payload["own_or_pooled"]["image"]["tiny-sd"]
+    else:
+        payload["own_or_pooled"]["image"]["tiny-sd"] = verdict
+    spec = zoo.load_spec("tiny-sd")
+    with pytest.raises(analysis_io.NoLawError, match=rf"own_or_pooled.image.tiny-sd is {what}.*refit"):
+        predict.predict_energy(payload, spec, resolution=64, steps=30, gpu="h200")
+    path = tmp_path / "laws.json"
+    path.write_text(json.dumps(payload))
+    rc, _, err = _predict(capsys, path, "tiny-sd", 64, 30, "--gpu", "h200")
+    assert rc == 2 and "own_or_pooled.image.tiny-sd" in err and "refit" in err and "Traceback" not in err
+
+
+# --- a laws file missing or mangling a key: validated on load, "refit" -------------------------------
+
+
+def _mangle(payload: dict, change: str) -> None:
+    image = payload["pooled"]["image"]
+    if change == "no-pooled":
+        del payload["pooled"]
+    elif change == "no-own-or-pooled":
+        del payload["own_or_pooled"]
+    elif change == "candidate-without-coefficients":
+        chosen = image["candidates"][image["selected"]]["law"]
+        for law in [chosen, *chosen.get("parts", {}).values()]:
+            law.pop("coef", None)
+            law.pop("constants", None)
+    elif change == "selected-candidate-gone":
+        del image["candidates"][image["selected"]]
+    elif change == "no-datasheets":
+        del payload["datasheets"]
+    elif change == "datasheet-peak-as-text":
+        payload["datasheets"] = {"h100": {"half_tflop_s": "989", "fp32_tflop_s": 67, "bandwidth_gb_s": 3350,
+                                          "power_limit_w": 700}}
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ("no-pooled", "the top level: 'pooled' is a required property"),
+    ("no-own-or-pooled", "own_or_pooled.image.tiny-flux: missing (which of tiny-flux's own law and the "
+                         "pooled model answers it) (and 9 more)"),
+    ("candidate-without-coefficients", "the law cannot be read (KeyError"),
+    ("selected-candidate-gone", "pooled.image.selected: "),
+    ("no-datasheets", "'datasheets' is a required property"),
+    ("datasheet-peak-as-text", "datasheets.h100.half_tflop_s: '989' is not of type 'number'"),
+])
+def test_a_mangled_laws_file_is_refused_on_load_naming_the_key(
+        fitted: tuple, tmp_path: Path, capsys: pytest.CaptureFixture, change: str, key: str) -> None:
+    payload = json.loads(fitted[0].read_text())
+    _mangle(payload, change)
+    path = tmp_path / "laws.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(analysis_io.NoLawError) as err:
+        analysis_io.read_laws(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: not a laws file `predict` can read: ") and key in msg, msg
+    assert msg.endswith("refit (`snakemake " + str(path) + "`, or `diffusion-energy fit`)")
+    rc, _, err_text = _predict(capsys, path, "tiny-flux", 64, 30, "--gpu", "h200")
+    assert rc == 2 and "refit" in err_text and "Traceback" not in err_text
+    assert "too few architectures" not in err_text, "a damaged file is not blamed on the data"
+
+
+def test_the_fitted_laws_file_passes_its_schema(fitted: tuple) -> None:
+    from diffusion_energy.laws import laws_schema
+
+    assert laws_schema.problems(json.loads(fitted[0].read_text())) == []
+
+
+def test_gpu_datasheet_help_says_which_peak_to_give(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "half_tflop_s is the dense fp16/bf16 tensor-core peak, without sparsity" in text
+    assert "for a GeForce card, the 'FP16 Tensor with FP32 accumulate' figure" in text
+
+
+# --- the data line names the points the answering law was fitted on ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_dynamic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Laws fitted where only tiny-sd on h200 has dynamic energy (idle power measured), as in the shipped
+    data only our SD 1.5 H200 points have: the dynamic laws rest on those points alone."""
+    table, ops = counted_flops(getattr(request.config, "cache", None), TINY_MODELS, TINY_RESOLUTIONS)
+    points = simulate.grid(table, STEPS, gpus=["h100", "h200"])
+    energy = energy_table(simulate.simulate_paper_law(points, table, paper_truth(TINY_MODELS, seed=5),
+                                                      np.random.default_rng(1)), table)
+    others = ~((energy["model"] == "tiny-sd") & (energy["gpu"] == "h200"))
+    for col in ("dynamic_energy_j", "text_dynamic_energy_j", "denoise_dynamic_energy_j",
+                "vae_dynamic_energy_j", "idle_power_w"):
+        energy.loc[others, col] = np.nan
+    pts, inputs = analysis.prepare(energy, table, ops)
+    s = settings(bootstrap=20)
+    cv = analysis.run_crossval(pts, inputs, s)
+    payload, _ = analysis.run_fit(pts, inputs, cv["lomo_predictions"], cv["lomo_metrics"], s)
+    path = tmp_path_factory.mktemp("one_dynamic") / "laws.json"
+    analysis_io.write_json(payload, path)
+    return path
+
+
+def test_dynamic_energy_from_a_law_fitted_on_other_points_says_so(
+        one_dynamic: Path, capsys: pytest.CaptureFixture) -> None:
+    """SDXL on the H100 was answered from our 11 SD 1.5 H200 points while the output said 224 points."""
+    rc, out, err = _predict(capsys, one_dynamic, "tiny-flux", 64, 20, "--gpu", "h100", "--energy", "dynamic",
+                            "--json")
+    assert rc == 0, err
+    result = json.loads(out)
+    data = result["data"]
+    assert data == ("8 single-GPU points (this-workflow) of 1 architecture(s) (tiny-sd), GPU kind(s) h200: "
+                    "the points with dynamic (idle-subtracted) energy"), data
+    (note,) = [n for n in result["notes"] if n.startswith("dynamic")]
+    assert note.startswith("dynamic (idle-subtracted) energy was measured only for tiny-sd on h200 (8 "
+                           "points; idle power is measured by this workflow alone"), note
+    assert "the architecture tiny-flux and GPU kind h100 lie outside them" in note
+    assert note.endswith(f"--energy raw rests on {json.loads(one_dynamic.read_text())['n_points']} points")
+
+
+def test_raw_energy_names_every_point_and_dynamic_on_its_own_points_adds_no_note(
+        one_dynamic: Path, capsys: pytest.CaptureFixture) -> None:
+    payload = json.loads(one_dynamic.read_text())
+    rc, out, err = _predict(capsys, one_dynamic, "tiny-flux", 64, 20, "--gpu", "h100", "--law", "pooled",
+                            "--json")
+    assert rc == 0, err
+    raw = json.loads(out)
+    assert raw["data"].startswith(f"{payload['n_points']} single-GPU points (") and not any(
+        n.startswith("dynamic") for n in raw["notes"])
+    rc, out, err = _predict(capsys, one_dynamic, "tiny-sd", 64, 20, "--gpu", "h200", "--energy", "dynamic",
+                            "--law", "pooled", "--json")
+    assert rc == 0, err
+    own = json.loads(out)
+    assert own["data"].startswith("8 single-GPU points (this-workflow) of 1 architecture(s) (tiny-sd)")
+    assert not any("lie outside" in n for n in own["notes"])

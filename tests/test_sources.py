@@ -221,3 +221,10 @@ def test_a_newer_release_in_the_same_format_imports_the_same_way(v3: Path) -> No
     edit_json(v3 / "text-to-image.json", add)
     frame = importing.import_source(v3, CONFIG["upstream_models"], CONFIG["gpu_kinds"])
     assert (frame["batch"] == 64).sum() == 1
+
+
+def test_a_video_row_in_an_image_file_is_refused_not_taken_for_a_one_frame_image(v3: Path) -> None:
+    wan = {"model_id": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "image_height": 480, "image_width": 480}
+    edit_json(v3 / "text-to-image.json", lambda d: d["configurations"][4].update(wan))
+    refused(v3, "text-to-image.json configurations[4]: Wan-AI/Wan2.1-T2V-1.3B-Diffusers (zoo "
+                "wan2.1-t2v-1.3b) is a text-to-video model; its rows belong in the source's video file")

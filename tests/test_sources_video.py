@@ -1,8 +1,8 @@
 """The ML.ENERGY v3 text-to-video source: shipped as published, imported with its frames, and bad
 files refused with the file and the entry named.
 
-The bad-file tests map the upstream ids to tiny zoo models, so they test the reader and the
-import checks whatever the video zoo holds; the test of the shipped file uses the config's map.
+The tests map the upstream ids to the zoo's video models as the config does: the importer checks
+each video's frame count and frame size against the model that makes it.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 FOLDER = REPO / "resources" / "public" / "mlenergy-v3-video"
 FILE = "text-to-video.json"
-#: Upstream ids -> tiny zoo models (the reader and checks, independent of the video zoo).
-TINY = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "tiny-sd", "Wan-AI/Wan2.1-T2V-14B-Diffusers": "tiny-sd3",
-        "zai-org/CogVideoX-2b": "tiny-sdxl", "tencent/HunyuanVideo": "tiny-flux"}
+#: Upstream ids -> the zoo's video models (the importer checks each video's frames and size against
+#: the model that makes it).
+MODELS = CONFIG["upstream_models"]
 
 
 def raw() -> list[dict]:
@@ -45,7 +45,7 @@ def edit(folder: Path, change) -> None:  # noqa: ANN001
 
 def refused(folder: Path, needle: str, kinds: dict | None = None) -> str:
     with pytest.raises((importing.SourceError, schema.DatasetError)) as err:
-        importing.import_source(folder, TINY, kinds or CONFIG["gpu_kinds"])
+        importing.import_source(folder, MODELS, kinds or CONFIG["gpu_kinds"])
     assert needle in str(err.value), str(err.value)
     return str(err.value)
 
@@ -61,7 +61,7 @@ def test_shipped_with_licence_datasheet_and_provenance() -> None:
 
 
 def test_every_point_imports_as_one_video_with_its_frames() -> None:
-    frame = importing.import_source(FOLDER, TINY, CONFIG["gpu_kinds"])
+    frame = importing.import_source(FOLDER, MODELS, CONFIG["gpu_kinds"])
     entries = raw()
     assert len(frame) == len(entries) == 296 and (frame["source"] == "mlenergy-v3-video").all()
     assert (frame["stage"] == "image").all() and set(frame["gpu"]) == {"h100", "b200"}
@@ -126,7 +126,7 @@ def test_duplicate_video_names_both_entries(video: Path) -> None:
 
 def test_the_same_model_at_another_frame_count_is_another_point(video: Path) -> None:
     edit(video, lambda d: d["configurations"].append(dict(d["configurations"][0], num_frames=33)))
-    frame = importing.import_source(video, TINY, CONFIG["gpu_kinds"])
+    frame = importing.import_source(video, MODELS, CONFIG["gpu_kinds"])
     assert len(frame) == 297 and sorted(frame["frames"].unique()) == [33, 49, 81, 129]
 
 
@@ -165,11 +165,11 @@ def test_image_folder_read_as_video(tmp_path: Path) -> None:
     dest = tmp_path / "v3"
     shutil.copytree(REPO / "resources/public/mlenergy-v3", dest)
     with pytest.raises(importing.SourceError, match=r"text-to-video\.json: missing"):
-        importing.import_source(dest, TINY, CONFIG["gpu_kinds"], fmt="mlenergy-v3-video")
+        importing.import_source(dest, MODELS, CONFIG["gpu_kinds"], fmt="mlenergy-v3-video")
 
 
 def test_schema_refuses_a_non_positive_frame_count_naming_the_row() -> None:
-    frame = importing.import_source(FOLDER, TINY, CONFIG["gpu_kinds"]).head(3).copy()
+    frame = importing.import_source(FOLDER, MODELS, CONFIG["gpu_kinds"]).head(3).copy()
     frame.loc[1, "frames"] = 0
     with pytest.raises(schema.DatasetError, match=r"column 'frames' must be a positive integer.*row 1 \("):
         schema.validate_measurements(frame, "video.parquet")
@@ -177,3 +177,30 @@ def test_schema_refuses_a_non_positive_frame_count_naming_the_row() -> None:
     frame.loc[2, "fps"] = 0.0
     with pytest.raises(schema.DatasetError, match=r"video.parquet: column 'fps' must be positive.*row 2"):
         schema.validate_measurements(frame, "video.parquet")
+
+
+# --- what the model cannot make is refused, naming the entry --------------------------------------
+
+
+def test_a_frame_count_the_model_cannot_make_is_refused(video: Path) -> None:
+    """Wan's causal VAE makes 1 + 4k frames: 80 is not one of them."""
+    edit(video, lambda d: d["configurations"][0].update({"num_frames": 80}))
+    msg = refused(video, f"{FILE} configurations[0]: Wan-AI/Wan2.1-T2V-1.3B-Diffusers (zoo wan2.1-t2v-1.3b) "
+                         "cannot make this video: frames 80 is not 1 + a multiple of 4")
+    assert "temporal stride" in msg
+
+
+def test_a_width_that_is_not_the_models_is_refused(video: Path) -> None:
+    """Its FLOPs are counted at the model's own width for that height (832 for Wan at 480)."""
+    edit(video, lambda d: d["configurations"][1].update({"video_width": 640}))
+    refused(video, f"{FILE} configurations[1]: a 640x480 px video, but wan2.1-t2v-1.3b makes 832x480 px at a "
+                   "height of 480")
+
+
+def test_an_image_model_in_the_video_file_is_refused(video: Path) -> None:
+    models = {**MODELS, "black-forest-labs/FLUX.1-dev": "flux-dev"}
+    edit(video, lambda d: d["configurations"][2].update({"model_id": "black-forest-labs/FLUX.1-dev"}))
+    with pytest.raises(importing.SourceError, match=r"configurations\[2\]: black-forest-labs/FLUX.1-dev "
+                       r"\(zoo flux-dev\) makes images, not videos; its rows belong in the source's image "
+                       r"file"):
+        importing.import_source(video, models, CONFIG["gpu_kinds"])

@@ -6,6 +6,8 @@ test needs is given here.
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 import time
@@ -177,3 +179,75 @@ def test_lint_is_clean(workflow_copy: Path) -> None:
         [sys.executable, "-m", "snakemake", "--lint"], cwd=workflow_copy, capture_output=True, text=True
     )
     assert proc.returncode == 0, f"snakemake --lint found problems:\n{proc.stdout}\n{proc.stderr}"
+
+
+# --- what a run in the wrong folder, or beside another run, says -------------------------------------
+
+
+def _snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_snakefile_run_from_another_folder_names_the_folder_and_directory(workflow_copy: Path,
+                                                                          tmp_path: Path) -> None:
+    """It said "YamlSyntaxError ... config/config.yaml: no such config file"."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = _snakemake(elsewhere, "-s", str(workflow_copy / "Snakefile"), "-n")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (f"config/config.yaml: no such config file in {elsewhere.resolve()} (the folder Snakemake runs "
+            "in), which is where Snakemake reads it from, not from beside the Snakefile; run from "
+            f"{workflow_copy.resolve()}, or add --directory {workflow_copy.resolve()}") in output, output
+    assert "YamlSyntaxError" not in output and "ConfigFileMissing" in output
+    (workflow_copy / "config" / "config.yaml").unlink()
+    proc = _snakemake(workflow_copy, "-n")
+    output = proc.stdout + proc.stderr
+    assert "config/config.yaml: no such config file in" in output and "restore it" in output, output
+    assert "YamlSyntaxError" not in output
+
+
+def _one_impossible_energy(workflow_copy: Path) -> None:
+    point = (workflow_copy / "resources/public/mlenergy-v2/text-to-image/H100 80GB HBM3/stabilityai/"
+             "stable-diffusion-2-1/bs1+steps25.json")
+    data = json.loads(point.read_text())
+    data["Energy/image (J)"] = 1e30
+    point.write_text(json.dumps(data))
+
+
+def test_import_public_refuses_impossible_energies_as_a_run_by_hand_does(workflow_copy: Path) -> None:
+    """The rule passed gpu_kinds without their datasheets: such a file was imported."""
+    _one_impossible_energy(workflow_copy)
+    proc = _snakemake(workflow_copy, "-c1", "results/public/mlenergy-v2.parquet")
+    assert proc.returncode != 0, "a point at 1e30 J was imported"
+    log = (workflow_copy / "logs" / "sources" / "mlenergy-v2.log").read_text()
+    assert "bs1+steps25.json: energy per image 1e+30 J is impossible on h100: average power" in log, log
+    assert not (workflow_copy / "results" / "public" / "mlenergy-v2.parquet").exists()
+
+
+def test_a_failed_run_names_another_run_that_worked_in_its_folder(workflow_copy: Path) -> None:
+    """`snakemake --nolock` beside a running workflow: the failed run says another run was at work."""
+    from diffusion_energy import concurrent_runs
+
+    other = subprocess.Popen(["sleep", "300"])
+    try:
+        record = {"host": socket.gethostname(), "pid": other.pid,
+                  "process_start": concurrent_runs._process_start(other.pid), "started": time.time(),
+                  "argv": ["snakemake", "--nolock", "-c2"], "ended": None}
+        folder = workflow_copy / concurrent_runs.FOLDER
+        folder.mkdir(parents=True)
+        (folder / "other.json").write_text(json.dumps(record))
+        _one_impossible_energy(workflow_copy)
+        proc = _snakemake(workflow_copy, "-c1", "--nolock", "results/public/mlenergy-v2.parquet")
+    finally:
+        other.kill()
+        other.wait()
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "Another run of the workflow worked in this folder at the same time (1; --nolock lets two runs " \
+           "share a folder):" in output, output
+    assert f"pid {other.pid} on " in output and "still running: snakemake --nolock -c2" in output
+    assert "deleted or rewrote their outputs" in output
+    ours = [r for p, r in concurrent_runs._records(workflow_copy).items() if p.name != "other.json"]
+    assert len(ours) == 1 and ours[0]["ended"] is not None, "this run recorded itself and its end"

@@ -42,6 +42,10 @@ class YamlSyntaxError(UserError, ValueError):
     """A YAML file does not parse; the message names the file, line and column."""
 
 
+class ConfigFileMissing(UserError, ValueError):
+    """The workflow's config file is not where Snakemake looks for it (the folder it runs in)."""
+
+
 #: Error classes of modules that do not derive from ``UserError``: module -> class names.
 #: Looked up only in modules already imported (an exception of a class can only be raised
 #: once its module is imported), so the command line imports nothing for this check.
@@ -201,3 +205,23 @@ def json_file_of(exc: json.JSONDecodeError, candidates: list[str]) -> str | None
         except OSError:
             continue
     return None
+
+
+def check_config_file(path: str | Path, workflow_dir: str | Path, given: bool = False) -> None:
+    """Raise ``ConfigFileMissing`` unless the workflow's config file exists, saying where it was looked
+    for: Snakemake reads ``config/config.yaml`` from the folder it runs in, not beside the Snakefile, so
+    ``snakemake -s <checkout>/Snakefile`` from another folder finds none (``--directory`` fixes it)."""
+    path = Path(path)
+    if path.is_file():
+        return
+    here, checkout = Path.cwd().resolve(), Path(workflow_dir).resolve()
+    where = f"{path}: no such config file in {here} (the folder Snakemake runs in)"
+    if given:
+        raise ConfigFileMissing(f"{where}; check the path given with --configfile")
+    if here != checkout and (checkout / path).is_file():
+        raise ConfigFileMissing(f"{where}, which is where Snakemake reads it from, not from beside the "
+                                f"Snakefile; run from {checkout}, or add "
+                                f"--directory {checkout} (results/ "
+                                f"and logs/ are then written there), or give --configfile "
+                                f"{checkout / path}")
+    raise ConfigFileMissing(f"{where}; restore it (git checkout {path}) or give one with --configfile PATH")

@@ -8,6 +8,7 @@ and the allowed values, so a typo stops the run before anything is measured.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import jsonschema
 import yaml
 
 from .errors import UsageError, UserError, json_argument, load_yaml
+from .gpu_kinds import pattern_clashes
 from .models.zoo import MODELS_DIR, PRECISIONS, ModelSpec, ZooError, available_models, load_spec, zoo_spec
 from .sources.schema import point_slug
 
@@ -109,8 +111,31 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+def non_finite(value: Any, where: str = "") -> list[str]:
+    """Keys (dotted paths) holding NaN or an infinity, anywhere in a config block.
+
+    Why: JSON schema bounds cannot refuse them (NaN compares false with every bound, so ``.nan``
+    passes ``minimum: 0``), and a NaN tolerance switches its check off without a word.
+    """
+    if isinstance(value, Mapping):
+        return [w for k, v in value.items() for w in non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [w for i, v in enumerate(value) for w in non_finite(v, f"{where}[{i}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where or '<top level>'}: {value} is not a finite number"]
+    return []
+
+
+def _refuse_non_finite(value: Any, error: type[Exception], prefix: str) -> None:
+    bad = non_finite(value)
+    if bad:
+        raise error(f"{prefix}{'; '.join(bad)} (NaN and infinities are refused everywhere: a NaN bound "
+                    "or tolerance would switch its check off)")
+
+
 def validate_schema(config: Mapping[str, Any]) -> None:
-    """Check the config's structure against the JSON schema."""
+    """Check the config's structure against the JSON schema (and refuse NaN and infinities)."""
+    _refuse_non_finite(config, ConfigError, "invalid config: ")
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
     if errors:
@@ -143,6 +168,9 @@ def validate_config(config: Mapping[str, Any], models_dir: Path | None = None,
         raise ConfigError(f"measure_order: unknown model(s) {unknown}; known models: {known}")
     if len(set(order)) != len(order):
         raise ConfigError(f"measure_order: a model is listed twice: {order}")
+    clashes = pattern_clashes(config.get("gpu_kinds", {}))
+    if clashes:
+        raise ConfigError(f"gpu_kinds: {'; '.join(clashes)}: a GPU name could not tell them apart")
     for upstream, name in config.get("upstream_models", {}).items():
         if name not in known:
             raise ConfigError(f"upstream_models.{upstream}: {name!r} is not a zoo model; known models: "
@@ -176,6 +204,7 @@ def gpu_kinds_settings(text: str | None, name: str = "--gpu-kinds") -> dict[str,
 
 def _checked_block(text: str | None, name: str, key: str) -> dict[str, Any]:
     value = json_argument(text, name)
+    _refuse_non_finite(value, UsageError, f"{name}: ")
     validator = jsonschema.Draft202012Validator(_schema()["properties"][key])
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     if errors:
@@ -226,6 +255,63 @@ def grid_points(config: Mapping[str, Any], models_dir: Path | None = None) -> li
                         for frames in frame_counts:
                             points.add(GridPoint(spec.name, prec, int(res), int(steps), cfg, batch, frames))
     return sorted(points)
+
+
+#: Protocol settings as the measure job defaults them (``measurement.measure.Protocol``): the yardstick
+#: of ``protocol_warnings``.
+DEFAULT_PROTOCOL = {"idle_s": 1.0, "warmup": 1, "warmup_s": 0.5, "repeats": 3, "min_window_s": 1.0,
+                    "min_window_updates": 10, "stage_window_s": 0.3}
+#: The energy counter's update period on the GPUs measured so far (NVML, H100/H200: about 100 ms); the
+#: job measures it at start.
+COUNTER_PERIOD_S = 0.1
+#: A protocol whose windows alone take this many times the default protocol's on the grid is warned about.
+SLOW_FACTOR = 5.0
+#: ... when that least time is above this, s.
+SLOW_FLOOR_S = 600.0
+
+
+def protocol_least_s(protocol: Mapping[str, Any], points: Iterable[GridPoint]) -> float:
+    """Seconds the protocol's windows, warm-ups and idle baselines take at least, on one GPU kind.
+
+    A lower bound (every call shorter than its window; re-measured windows not counted): per job
+    (model and precision) the idle baseline and the text/VAE windows, per shape the warm-up, per
+    point ``repeats`` image and denoise windows, each the longer of ``min_window_s`` and
+    ``min_window_updates`` counter updates.
+    """
+    p = {**DEFAULT_PROTOCOL, **{k: v for k, v in protocol.items() if k in DEFAULT_PROTOCOL}}
+    window = max(float(p["min_window_s"]), int(p["min_window_updates"]) * COUNTER_PERIOD_S)
+    stage_window = max(float(p["stage_window_s"]), 3 * COUNTER_PERIOD_S)
+    total = 0.0
+    for group in measurement_groups(points).values():
+        shapes = {pt.shape for pt in group}
+        total += float(p["idle_s"]) + 2 * int(p["repeats"]) * stage_window * len(shapes)
+        total += len(shapes) * float(p["warmup_s"]) + len(group) * 2 * int(p["repeats"]) * window
+    return total
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 60:,.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def protocol_warnings(config: Mapping[str, Any], points: Iterable[GridPoint]) -> list[str]:
+    """A warning, with the time it implies, when the protocol makes measuring the grid far slower
+    than the default protocol would (a setting typed 1,000 times too large runs until killed)."""
+    points = list(points)
+    protocol = dict(config.get("protocol") or {})
+    if not points:
+        return []
+    least, usual = protocol_least_s(protocol, points), protocol_least_s({}, points)
+    if least <= max(SLOW_FLOOR_S, SLOW_FACTOR * usual):
+        return []
+    changed = {k: v for k, v in protocol.items() if k in DEFAULT_PROTOCOL and v != DEFAULT_PROTOCOL[k]}
+    settings = ", ".join(f"protocol.{k}: {v} (default {DEFAULT_PROTOCOL[k]})" for k, v in changed.items())
+    return [f"the measurement protocol's windows alone take at least {_duration(least)} for the grid's "
+            f"{len(points)} points on each GPU kind, against {_duration(usual)} with the default protocol "
+            f"({settings or 'the settings given'}; a window lasts the longer of min_window_s and "
+            f"min_window_updates x the ~{COUNTER_PERIOD_S * 1000:.0f} ms counter period): check these "
+            "settings in config/config.yaml"]
 
 
 def measurement_groups(points: Iterable[GridPoint]) -> dict[tuple[str, str], list[GridPoint]]:

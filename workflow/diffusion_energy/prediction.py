@@ -118,7 +118,7 @@ def answer(model: str, *, steps: int, resolution: int | None = None, frames: int
                                          f"{DEFAULT_VIDEO_LAWS}` (or `diffusion-energy modalities`) first")
         video = predict_video.predict_video(
             analysis_io.read_laws(path), spec, resolution=resolution, frames=frames, fps=fps, steps=steps,
-            precision=precision, gpu=gpu, cfg=cfg, batch=batch, energy=energy, law="pooled",
+            precision=precision, gpu=gpu, cfg=cfg, batch=batch, energy=energy, law=law,
             from_path=from_path, datasheet=sheet, source=source, grid_intensity=grid_intensity, images=images)
         return dataclasses.replace(video, energy=dataclasses.replace(video.energy, laws_file=named))
     if resolution is None:

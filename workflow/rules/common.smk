@@ -20,6 +20,10 @@ RUN_STARTED = time.time()
 # any job runs; folders it names must exist in the working directory.
 grid.validate_config(config, workdir=Path.cwd())
 POINTS = grid.grid_points(config)
+# A protocol that makes the grid far slower than the default is named with the time it implies.
+if workflow.is_main_process:
+    for _warning in grid.protocol_warnings(config, POINTS):
+        print(f"WARNING: {_warning}", file=sys.stderr)
 JOBS = grid.measurement_jobs(POINTS)
 MEASURE_PRIORITY = grid.measure_priorities(config, JOBS)
 FLOPS_REQUESTS = grid.flops_requests(POINTS)
@@ -41,12 +45,15 @@ for _kind in MEASURE_GPUS:
             f"measure_gpus: unknown GPU kind {_kind!r}; allowed values: {sorted(GPU_KINDS)}"
         )
 REFERENCE_DIR = config.get("reference_dir", "resources/measurements")
-# Only what identifies a GPU (its NVML name pattern, its SLURM model): the jobs that
-# measure or import get these, so adding a datasheet figure does not rerun them.
+# Only what identifies a GPU (its NVML name pattern, its SLURM model): the measuring jobs
+# get these, so adding a datasheet figure does not rerun a measurement.
 GPU_KINDS_JSON = json.dumps(
     {k: {f: v[f] for f in ("name_pattern", "slurm_gpu_model") if f in v} for k, v in GPU_KINDS.items()},
     sort_keys=True,
 )
+# The whole gpu_kinds block, datasheets too: an import refuses energies a GPU cannot have spent
+# (sources/plausibility.py), as it does when run by hand; a changed datasheet re-imports.
+GPU_KINDS_WITH_DATASHEETS_JSON = json.dumps(GPU_KINDS, sort_keys=True)
 PUBLIC_SOURCES = config.get("public_sources", {})
 
 

@@ -14,7 +14,7 @@ rule import_public:
     params:
         path=lambda wc: PUBLIC_SOURCES[wc.source],
         upstream_models=json.dumps(config.get("upstream_models", {}), sort_keys=True),
-        gpu_kinds=GPU_KINDS_JSON,
+        gpu_kinds=GPU_KINDS_WITH_DATASHEETS_JSON,
     localrule: True
     conda:
         "../../envs/analysis.yaml"

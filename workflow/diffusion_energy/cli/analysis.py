@@ -258,7 +258,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu", help="GPU kind: a measured one, or one with a datasheet in the config")
     p.add_argument("--gpu-datasheet", metavar="KEY=VALUE,...",
                    help="a GPU nobody measured, by its datasheet: half_tflop_s=...,fp32_tflop_s=...,"
-                        "bandwidth_gb_s=...,power_limit_w=... (dense peaks, TFLOP/s; GB/s; W)")
+                        "bandwidth_gb_s=...,power_limit_w=... (TFLOP/s; GB/s; W). half_tflop_s is the dense "
+                        "fp16/bf16 tensor-core peak, without sparsity (half the figure a datasheet quotes "
+                        "'with sparsity'); for a GeForce card, the 'FP16 Tensor with FP32 accumulate' figure "
+                        "of its architecture whitepaper (half its fp16-accumulate one). fp32_tflop_s is the "
+                        "fp32 (non-tensor) peak")
     p.add_argument("--source", help="the data source (software stack) to speak for; default: the one that "
                                     "measured this model on this GPU kind, else the fit's reference")
     p.add_argument("--grid-intensity", type=float, metavar="G",

@@ -59,6 +59,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     points = grid.grid_points(config)
     groups = grid.measurement_groups(points)
     print(f"{args.config}: valid; {len(points)} grid points in {len(groups)} measurement groups")
+    for warning in grid.protocol_warnings(config, points):
+        log.warning("%s: %s", args.config, warning)
     return 0
 
 

@@ -171,6 +171,14 @@ def read_laws(path: str | Path) -> dict[str, Any]:
     version = payload.get("schema_version")
     if version != LAWS_SCHEMA_VERSION:
         raise NoLawError(f"{p} has laws schema version {version}, expected {LAWS_SCHEMA_VERSION}: refit")
+    from .laws_schema import problems
+
+    bad = problems(payload)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise NoLawError(f"{p}: not a laws file `predict` can read: {bad[0]}{more}; the file is damaged or "
+                         f"was written by another version: refit (`snakemake {p}`, or "
+                         "`diffusion-energy fit`)")
     return payload
 
 

@@ -204,7 +204,18 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
             measured: bool, precision: str) -> _Choice:
     """The law that answers: the model's own, or the pooled candidate chosen for this GPU kind."""
     own = payload.get("per_architecture", {}).get(target, {}).get(THIS_WORKFLOW, {}).get(spec_name)
-    versus = payload.get("own_or_pooled", {}).get(target, {}).get(spec_name, {})
+    versus = payload.get("own_or_pooled", {}).get(target, {}).get(spec_name)
+    has_pooled = bool(payload.get("pooled", {}).get(target, {}).get("candidates"))
+    if choice == "auto" and own and not from_path and has_pooled:
+        # Never the own law by default: which of the two answers is the fit's verdict, or nothing.
+        answer = versus.get("answer") if isinstance(versus, Mapping) else None
+        if answer not in ("architecture", "pooled"):
+            what = ("missing" if versus is None else "empty" if not versus
+                    else f"answer {answer!r}, not 'architecture' or 'pooled'")
+            raise NoLawError(f"laws file: own_or_pooled.{target}.{spec_name} is {what}: it says whether "
+                             f"{spec_name}'s own law or the pooled model answers; the file is damaged or was "
+                             "written by another version: refit (`snakemake results/laws/laws.json`)")
+    versus = versus or {}
     pooled_fits_better = choice == "auto" and versus.get("answer") == "pooled"
     if choice in ("auto", "architecture") and not from_path and own and not pooled_fits_better:
         law = law_object(own)
@@ -267,6 +278,16 @@ def _source_for(payload: dict[str, Any], law: Any, model: str, gpu: str, asked: 
                                                                              else THIS_WORKFLOW)
 
 
+def check_counts(**counts: int) -> None:
+    """``--steps``, ``--batch``, ``--images``: positive and countable, checked before any FLOPs count."""
+    for name, value in counts.items():
+        if value <= 0:
+            raise UsageError(f"--{name} must be positive, not {value}")
+        if value > MAX_COUNT:
+            raise UsageError(f"--{name} {value:,} is more than can be counted exactly (at most "
+                             f"2**53 = {MAX_COUNT:,}, float64's exact integers)")
+
+
 def predict_energy(
     payload: dict[str, Any],
     spec: zoo.ModelSpec,
@@ -294,12 +315,7 @@ def predict_energy(
         raise UsageError(f"energy must be one of {sorted(ENERGY_TARGETS)}, not {energy!r}")
     if law not in LAW_CHOICES:
         raise UsageError(f"law must be one of {LAW_CHOICES}, not {law!r}")
-    for name, value in (("steps", steps), ("batch", batch), ("images", images)):
-        if value <= 0:
-            raise UsageError(f"--{name} must be positive, not {value}")
-        if value > MAX_COUNT:
-            raise UsageError(f"--{name} {value:,} is more than can be counted exactly (at most "
-                             f"2**53 = {MAX_COUNT:,}, float64's exact integers)")
+    check_counts(steps=steps, batch=batch, images=images)
     if grid_intensity is not None and not (math.isfinite(grid_intensity) and grid_intensity >= 0):
         raise UsageError(f"--grid-intensity must be a non-negative number of gCO2e/kWh, not "
                          f"{grid_intensity}")
@@ -376,6 +392,7 @@ def predict_energy(
                          + ", ".join(f"{k} {v:g}" for k, v in bad.items())
                          + f" (not a positive finite number): {chosen.description} cannot answer here")
     notes = _range_notes(payload, gpu if measured else ALL, feats)
+    notes += _fitted_notes(chosen, spec.name, gpu, measured, target, payload)
     if not measured:
         notes.append(f"{gpu} has no points in the fitted data: it enters only through its datasheet "
                      f"({sheets[gpu].source or 'given on the command line'})")
@@ -384,20 +401,88 @@ def predict_energy(
         batch=batch,
         energy=energy, energy_j=float(pred.energy_j[0]), low_j=float(pred.low_j[0]),
         high_j=float(pred.high_j[0]), level=level, flops=float(feats["flops"].iloc[0]),
-        law=chosen.description, interval=interval, data=_data_line(payload, chosen, gpu, measured),
+        law=chosen.description, interval=interval, data=_data_line(payload, chosen, gpu, measured, target),
         source=answer_source, notes=tuple(notes), grid_intensity_g_per_kwh=grid_intensity, images=images,
     )
 
 
-def _data_line(payload: dict[str, Any], chosen: _Choice, gpu: str, measured: bool) -> str:
-    counts = payload.get("points_by_source", {})
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    base = f"{payload.get('n_points', 0)} single-GPU points ({parts}), {len(payload.get('models', []))} " \
-           f"architectures, GPU kinds {', '.join(payload.get('gpus', []))}"
+def fitted_on(law: Mapping[str, Any]) -> dict[str, Any]:
+    """The points a stored law was fitted on: ``n_points``, ``models``, ``gpus``, ``sources`` (None
+    where the law does not record one: a roofline names no architectures, a pooled one no GPU kinds)."""
+    if law.get("kind") == "blend":
+        parts = [fitted_on(p) for p in law.get("parts", {}).values()]
+
+        def union(key: str) -> list[str] | None:
+            known = [set(p[key]) for p in parts if p[key] is not None]
+            return sorted(set().union(*known)) if known else None
+
+        counts = [p["n_points"] for p in parts if p["n_points"] is not None]
+        return {"n_points": max(counts) if counts else None, "models": union("models"),
+                "gpus": union("gpus"), "sources": union("sources")}
+    if law.get("kind") == "roofline":
+        consts = list(law.get("constants", []))
+        gpus = sorted(str(c["gpu"]) for c in consts if c.get("gpu") not in (None, ALL))
+        return {"n_points": sum(int(c.get("n_points") or 0) for c in consts) or None, "models": None,
+                "gpus": gpus if law.get("by_gpu") else None,
+                "sources": sorted({str(x) for c in consts for x in c.get("sources", [])}) or None}
+    return {k: law.get(k) for k in ("n_points", "models", "gpus", "sources")}
+
+
+def _listed(names: list[str] | None, most: int = 4) -> str:
+    names = list(names or [])
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])} and {len(names) - most} more"
+
+
+def _data_line(payload: dict[str, Any], chosen: _Choice, gpu: str, measured: bool, target: str) -> str:
+    """The points the answering law was fitted on: the payload's points where the law holds them all,
+    else the law's own (the dynamic laws rest on the points with idle power measured)."""
     if chosen.scope == "architecture":
         law = chosen.law
         return f"{law.get('n_points')} points of {', '.join(law.get('models', []))} measured by this workflow"
-    return base if measured else base + f" (not {gpu})"
+    counts = payload.get("points_by_source", {})
+    on = fitted_on(chosen.law)
+    same = (on["n_points"] in (None, payload.get("n_points"))
+            and (on["sources"] is None or set(on["sources"]) == set(counts)))
+    if same:
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        line = (f"{payload.get('n_points', 0)} single-GPU points ({parts}), {len(payload.get('models', []))} "
+                f"architectures, GPU kinds {', '.join(payload.get('gpus', []))}")
+    else:
+        models = on["models"]
+        sources = ", ".join(on["sources"] or []) or "sources not recorded"
+        line = (f"{on['n_points']} single-GPU points ({sources})"
+                + (f" of {len(models)} architecture(s) ({_listed(models)})" if models else "")
+                + (f", GPU kind(s) {', '.join(on['gpus'])}" if on["gpus"] else ""))
+        if target == "image_dynamic":
+            line += ": the points with dynamic (idle-subtracted) energy"
+    return line if measured else line + f" (not {gpu})"
+
+
+def _fitted_notes(chosen: _Choice, model: str, gpu: str, measured: bool, target: str,
+                  payload: Mapping[str, Any]) -> list[str]:
+    """A note when the answering law was fitted on points of neither this architecture nor this GPU
+    kind, where no held-out check covers that step (a law of one architecture, a law without the kind)."""
+    if chosen.scope != "pooled":
+        return []
+    on = fitted_on(chosen.law)
+    models, gpus = on["models"], on["gpus"]
+    other_model = models is not None and model not in models and len(models) < 2
+    other_gpu = measured and gpus is not None and gpu not in gpus
+    if not (other_model or other_gpu):
+        return []
+    outside = " and ".join(w for w, on_ in ((f"architecture {model}", other_model),
+                                            (f"GPU kind {gpu}", other_gpu)) if on_)
+    where = (f"{_listed(models) if models else 'its architectures'} on "
+             f"{_listed(gpus) if gpus else 'its GPU kinds'}")
+    if target == "image_dynamic":
+        return [f"dynamic (idle-subtracted) energy was measured only for {where} ({on['n_points']} points; "
+                "idle power is measured by this workflow alone, the published sources report raw energy): "
+                f"the {outside} lie outside them, so this answer carries that law over without a held-out "
+                f"check; --energy raw rests on {payload.get('n_points')} points"]
+    return [f"the answering law was fitted on {where} ({on['n_points']} points): the {outside} lie outside "
+            "them, with no held-out check of that step"]
 
 
 def _range_notes(payload: dict[str, Any], gpu: str, feats: pd.DataFrame) -> list[str]:

@@ -28,6 +28,7 @@ from ..errors import UsageError
 from ..models import zoo
 from ..sources import dataset
 from . import predict, roofline
+from .analysis_io import NoLawError
 from .crossval import ALL
 from .predict import CountedPoint, EnergyPrediction
 
@@ -124,13 +125,41 @@ def count_video(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
     return CountedPoint(feats, roofline.inputs_from_ops(feats, ops, table))
 
 
+#: The joint model's target in ``modalities.json`` (``modalities.TARGET``: energy per output).
+TARGET = "image"
+
+
+def _check_gpu(payload: dict[str, Any], spec: zoo.ModelSpec, gpu: str | None, by_datasheet: bool) -> None:
+    """Refuse, before any count, a GPU kind the joint model cannot speak for: one nobody measured (it
+    has no form for a kind known only by its datasheet)."""
+    measured = list(payload.get("gpus", []))
+    pooled = payload.get("pooled", {}).get(TARGET, {})
+    if payload.get("status") != "ok" or pooled.get("selected_unmeasured_gpu"):
+        return
+    if by_datasheet or (gpu is not None and gpu not in measured):
+        videos = sorted(k for k in payload.get("ranges", {}) if k != ALL)
+        how = "given by its datasheet" if by_datasheet else "not in the fitted data"
+        raise NoLawError(f"{spec.name} is a video model, and GPU kind {gpu or 'custom'!r} is {how}: videos "
+                         "are answered only on the GPU kinds the joint image + video model was fitted on "
+                         f"({', '.join(measured)}); it has no form for a GPU kind nobody measured (videos "
+                         f"were measured on {', '.join(videos) or 'no kind'} only, too few kinds to check "
+                         "one held out)")
+
+
 def predict_video(payload: dict[str, Any], spec: zoo.ModelSpec, *, resolution: int | None = None,
                   frames: int | None = None, fps: float | None = None, steps: int,
                   source: str | None = None, counted: CountedPoint | None = None,
                   **options: Any) -> VideoPrediction:
-    """Predict the energy of one video (``options``: those of ``predict.predict_energy``)."""
+    """Predict the energy of one video (``options``: those of ``predict.predict_energy``; ``law``
+    "architecture" answers with the joint model too, and says so: no video model has a law of its own)."""
     if spec.video is None:
         raise UsageError(f"model {spec.name!r} makes images: predict it without --frames/--fps")
+    notes: list[str] = []
+    if options.pop("law", "pooled") == "architecture":
+        notes.append("--law architecture does not apply to video models: no video model has a law of its "
+                     "own (this workflow measures no videos), so the joint image + video model answers")
+    predict.check_counts(steps=steps, batch=options.get("batch", 1), images=options.get("images", 1))
+    _check_gpu(payload, spec, options.get("gpu"), options.get("datasheet") is not None)
     frames = spec.video.frames if frames is None else frames
     resolution = spec.video.height if resolution is None else resolution
     fps = float(spec.video.fps if fps is None else fps)
@@ -147,7 +176,8 @@ def predict_video(payload: dict[str, Any], spec: zoo.ModelSpec, *, resolution: i
         counted = count_video(spec, options.get("gpu") or "", precision, resolution, steps,
                               spec.effective_cfg(options.get("cfg")), options.get("batch", 1), frames)
     answer = predict.predict_energy(payload, at, resolution=resolution, steps=steps, counted=counted,
-                                    source=source or payload.get("video_source"), **options)
+                                    source=source or payload.get("video_source"), law="pooled", **options)
+    answer = dataclasses.replace(answer, notes=(*answer.notes, *notes))
     ranges = payload.get("ranges", {})
     fitted = (ranges.get(answer.gpu) or ranges.get(ALL) or {}).get("frames")
     if fitted and not fitted[0] <= frames <= fitted[1]:

@@ -15,6 +15,13 @@ from typing import Any
 from . import schedulers
 from .catalog import ZooError
 
+#: Latent positions per axis (latent frames; denoiser patches down a frame's side) a video model makes:
+#: the range of Wan 2.1's 3D rotary table (diffusers' ``WanTransformer3DModel``, ``rope_max_seq_len``
+#: 1024), the widest of the zoo's video denoisers (CogVideoX and HunyuanVideo were trained on 13 and
+#: 33 latent frames). A larger video cannot be made by Wan, and is counted for no other (FLOPs over a
+#: million frames would take minutes to count and answer nothing a pipeline runs).
+MAX_VIDEO_POSITIONS = 1024
+
 #: Precisions a model runs in (``zoo.PRECISIONS`` maps them to torch dtypes).
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 
@@ -108,6 +115,11 @@ class ModelSpec:
         if self.video and (frames - 1) % self.video.temporal_stride:
             raise ZooError(f"frames {frames} is not 1 + a multiple of {self.video.temporal_stride}, the "
                            f"temporal stride of the VAE of model {self.name!r} (e.g. {self.video.frames})")
+        if self.video and self.video.latent_frames(frames) > MAX_VIDEO_POSITIONS:
+            most = 1 + (MAX_VIDEO_POSITIONS - 1) * self.video.temporal_stride
+            raise ZooError(f"frames {frames:,} is more than model {self.name!r} makes: at most {most:,} "
+                           f"({MAX_VIDEO_POSITIONS:,} latent frames, the range of the widest positional "
+                           "embedding of the zoo's video denoisers)")
 
     @property
     def resolution_multiple(self) -> int:
@@ -148,6 +160,12 @@ class ModelSpec:
                 f"resolution {resolution} exceeds {self.max_resolution} px, the largest "
                 f"model {self.name!r} supports (positional embedding size)"
             )
+        if self.video and max(self.frame_size(resolution)) > MAX_VIDEO_POSITIONS * m:
+            height, width = self.frame_size(resolution)
+            raise ZooError(f"resolution {resolution:,} makes {width:,} x {height:,} px frames; model "
+                           f"{self.name!r} makes frames of at most {MAX_VIDEO_POSITIONS * m:,} px a side "
+                           f"({MAX_VIDEO_POSITIONS:,} denoiser patches of {m} px, the range of the widest "
+                           "positional embedding of the zoo's video denoisers)")
 
     def effective_cfg(self, cfg: bool | None) -> bool:
         return self.cfg if cfg is None else bool(cfg)

@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from .. import atomic
+from ..gpu_kinds import kind_of
 from . import dataset, reference
 from .schema import GRID_KEYS, STAGES, DatasetError, validate_measurements
 
@@ -118,8 +119,6 @@ def read_run(tarball: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame], di
 
 def point_problem(rows: pd.DataFrame, kind: str, gpu_kinds: Mapping[str, Any], simulated: bool) -> str:
     """Why a run's point must not be merged ("" when it may)."""
-    from ..measurement import gpu
-
     ok = rows[rows["status"] == "ok"]
     if ok.empty:
         return ""
@@ -129,7 +128,7 @@ def point_problem(rows: pd.DataFrame, kind: str, gpu_kinds: Mapping[str, Any], s
         return f"energy_status {how[~how.str.startswith(wanted)].iloc[0]!r}, not {wanted}"
     if not simulated:
         for name in ok["gpu_name"].dropna().unique():
-            if gpu.kind_of(str(name), gpu_kinds) != kind:
+            if kind_of(str(name), gpu_kinds) != kind:
                 return f"measured on {name!r}, which is not a {kind}"
     if (ok["gpu_uuid"].fillna("").astype(str) == "").any():
         return "no GPU UUID recorded: the card that measured is unknown"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..gpu_kinds import kind_of
+from ..gpu_kinds import AmbiguousGpuKind, kind_of
 from ..models import zoo
 
 # The reader modules register their formats in upstream.READERS when imported.
@@ -57,6 +57,32 @@ def _zoo_name(point: UpstreamPoint, upstream_models: Mapping[str, str], known: l
     return name
 
 
+def check_output(point: UpstreamPoint, spec: zoo.ModelSpec) -> None:
+    """A SourceError unless the model makes what the file holds: an image model's images in an image
+    file; in a video file a text-to-video model's videos, of a frame count and frame size it makes
+    (the FLOPs are counted for the model's own width at that height)."""
+    name = f"{point.upstream_model} (zoo {spec.name})"
+    if point.video and spec.video is None:
+        raise SourceError(f"{point.where}: {name} makes images, not videos; its rows belong in the "
+                          "source's image file, not the video file")
+    if not point.video and spec.video is not None:
+        raise SourceError(f"{point.where}: {name} is a text-to-video model; its rows belong in the source's "
+                          "video file (in an image file a video would be taken for a 1-frame image)")
+    if not point.video:
+        return
+    try:
+        spec.check_frames(point.frames)
+        spec.check_resolution(point.height)
+    except zoo.ZooError as exc:
+        raise SourceError(f"{point.where}: {name} cannot make this video: {exc}") from None
+    height, width = spec.frame_size(point.height)
+    if point.width != width:
+        raise SourceError(f"{point.where}: a {point.width}x{point.height} px video, but {spec.name} makes "
+                          f"{width}x{height} px at a height of {height} (its default video is "
+                          f"{spec.video.width}x{spec.video.height}); the FLOPs would be counted for "
+                          "another frame size")
+
+
 def to_rows(points: list[UpstreamPoint], info: SourceInfo, upstream_models: Mapping[str, str],
             gpu_kinds: Mapping[str, Mapping[str, Any]], models_dir: Path | None = None) -> pd.DataFrame:
     """Measurement rows (one ``image`` row per point), checked; the source's provenance in each."""
@@ -68,10 +94,14 @@ def to_rows(points: list[UpstreamPoint], info: SourceInfo, upstream_models: Mapp
         name = _zoo_name(p, upstream_models, known)
         spec = specs.get(name) or specs.setdefault(
             name, zoo.load_spec(name, models_dir) if models_dir else zoo.load_spec(name))
-        kind = kind_of(p.gpu_name, gpu_kinds)
+        check_output(p, spec)
+        try:
+            kind = kind_of(p.gpu_name, gpu_kinds)
+        except AmbiguousGpuKind as exc:
+            raise SourceError(f"{p.where}: {exc}") from None
         if kind is None:
             raise SourceError(f"{p.where}: GPU {p.gpu_name!r} maps to no GPU kind; add a kind whose "
-                              f"name_pattern it contains to gpu_kinds in config/config.yaml "
+                              f"name_pattern it holds (as whole words) to gpu_kinds in config/config.yaml "
                               f"(kinds: {', '.join(sorted(gpu_kinds))})")
         output = "video" if p.frames > 1 else "image"
         if not (math.isfinite(p.energy_per_image_j) and p.energy_per_image_j > 0):

@@ -38,5 +38,6 @@ def read(folder: Path) -> list[UpstreamPoint]:
         points.append(UpstreamPoint(
             **point_fields(entry, where, "energy_per_video_joules"), resolution=height,
             frames=int(_positive(entry, "num_frames", int, where)),
-            fps=float(_positive(entry, "fps", (int, float), where)), height=height, width=width))
+            fps=float(_positive(entry, "fps", (int, float), where)), height=height, width=width,
+            video=True))
     return points

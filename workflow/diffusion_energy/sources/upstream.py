@@ -46,6 +46,9 @@ class UpstreamPoint:
     fps: float = math.nan
     height: int = 0
     width: int = 0
+    #: Read from a source's video file (``mlenergy_v3_video``): only text-to-video models belong there,
+    #: and only image models in an image file.
+    video: bool = False
 
 
 #: Reads a source folder (or file) into upstream points.
