@@ -34,7 +34,7 @@ class FigureInputs:
     modality_predictions: pd.DataFrame | None = None
 
 
-Draw = Callable[[FigureInputs, Sequence[str | Path]], Figure]
+Draw = Callable[[FigureInputs, Sequence[str | Path]], "Figure"]
 
 
 def _in(module: str) -> Any:
