@@ -360,6 +360,9 @@ DEFAULT_CHECK_POINTS = "256px_10steps_cfg1_b1,512px_10steps_cfg1_b1,512px_25step
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
+    """Measure a few small points with the measure job's protocol, within ``--time-cap`` seconds; print
+    what a setup check needs and end with one verdict line: ready, or not ready and why (exit status 1).
+    On the simulated GPU every line starts with its kind (``[h200-simulated]``)."""
     _stop_on_sigterm()
     simulated = simulated_selection(None)
     with simulated_output():
