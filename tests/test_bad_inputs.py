@@ -134,7 +134,7 @@ BAD_YAML = "grids:\n  main:\n    models: [sd15\n    steps: [1]\n"
             [
                 "collect",
                 "--measurements",
-                "{tmp}/absent.parquet",
+                str(Path(__file__).resolve().parents[1] / "resources" / "measurements" / "h200.parquet"),
                 "--flops",
                 "{tmp}/absent.parquet",
                 "--out",

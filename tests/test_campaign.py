@@ -105,9 +105,11 @@ def test_a_two_run_campaign_on_two_cards_measures_each_point_once_into_one_table
     assert not (tmp_path / "out3").exists()
 
 
-def _run_rows(tmp_path: Path, points: list[grid.GridPoint], kind: str = "h200-simulated", **change) -> Path:
-    """A run's tarball of simulated points (the journal as a campaign run leaves it)."""
-    gpu = sg.SimulatedGpu("h200", seed=1)
+def _run_rows(tmp_path: Path, points: list[grid.GridPoint], kind: str = "h200-simulated", seed: int = 1,
+              **change) -> Path:
+    """A run's tarball of simulated points (the journal as a campaign run leaves it); ``seed``: the
+    simulated card's noise (the same seed measures the same rows)."""
+    gpu = sg.SimulatedGpu("h200", seed=seed)
     meter = sg.simulated_meter(gpu, min_tail_s=measure.Protocol().min_tail_s)
     spec = zoo.load_spec(points[0].model)
     root = tmp_path / "run"
@@ -132,7 +134,7 @@ def test_merge_checks_each_point_and_keeps_what_it_replaces(tmp_path: Path) -> N
     assert len(report.added) == 2 and not report.left_out
     again, same = campaign_merge.merge_run(tarball, into, {}, reference_dir=tmp_path / "shipped")
     assert len(again.unchanged) == 2 and len(same) == len(table)  # merging twice changes nothing
-    newer = _run_rows(tmp_path / "b", points)
+    newer = _run_rows(tmp_path / "b", points, seed=2)  # another run measures other values
     replaced, _ = campaign_merge.merge_run(newer, into, {}, reference_dir=tmp_path / "shipped")
     assert len(replaced.replaced) == 2
     kept = pd.read_parquet(into / "superseded" / "h200-simulated.parquet")

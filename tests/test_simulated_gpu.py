@@ -221,12 +221,12 @@ def test_one_job_measures_a_model_in_all_its_precisions(monkeypatch: pytest.Monk
     gpu = sg.SimulatedGpu("h200", seed=3)
     meter = sg.simulated_meter(gpu, min_tail_s=measure.Protocol().min_tail_s)
     built: list[str] = []
-    warm_ups: list[bool] = []
+    warm_ups: list[tuple[bool, float | None]] = []
     real_warm_up = measure.Runner.warm_up
 
-    def warm_up(self, fn, min_calls, cold=True):  # noqa: ANN001, ANN202
-        warm_ups.append(cold)
-        return real_warm_up(self, fn, min_calls, cold)
+    def warm_up(self, fn, min_calls, cold=True, least_s=None):  # noqa: ANN001, ANN202
+        warm_ups.append((cold, least_s))
+        return real_warm_up(self, fn, min_calls, cold, least_s)
 
     def workload(spec, precision, _device):  # noqa: ANN001, ANN202
         built.append(precision)
@@ -245,8 +245,10 @@ def test_one_job_measures_a_model_in_all_its_precisions(monkeypatch: pytest.Monk
     assert [rows["precision"].iloc[0] for _, rows in found] == ["fp16", "fp16", "fp32"]
     assert len({rows["idle_power_w"].iloc[0] for _, rows in found}) == 1  # one idle window per job
     assert [int(rows["warmup_images"].iloc[0]) for _, rows in found][1] == 0  # 25 steps: shape warm
-    # per precision: a cold whole-image warm-up, then the text and VAE windows sized from warm calls
-    assert warm_ups == [True, False, False, True, False, False]
+    # per precision: one cold whole image (its text encoder and VAE run cold in it), the text and VAE
+    # windows sized from warm calls alone, then warm whole images for warmup_s right before theirs
+    warmup_s = measure.Protocol().warmup_s
+    assert warm_ups == [(False, None), (False, None), (False, warmup_s)] * 2
 
 
 def test_a_job_stops_before_a_point_once_its_budget_is_spent(tmp_path: Path) -> None:
@@ -387,93 +389,22 @@ def _remeasured(out: list) -> list[int]:
 
 def test_a_tolerance_from_the_host_noise_ends_the_remeasure_storms() -> None:
     """The real H200's SD 1.5 points each had a repeat more than 3% off: a fixed 3% re-measured up to
-    12 windows per point. From the noise, the windows measured again are a few per point, and the
-    protocol still meets its precision targets."""
-    points = GRID[::2]
-    fixed = _remeasured(_measure(0, measure.Protocol(noise_factor=0.0, max_remeasure=12,
-                                                     max_remeasure_job=1000), points=points)[3])
-    spreads, _, _, out = _measure(0, measure.Protocol(), points=points)
-    from_noise = _remeasured(out)
+    12 windows per point. On a host that noisy (5% here, above the calibration's 3%, at which the
+    re-measures are mostly stalls either tolerance catches), the tolerance from the noise measured at
+    job start re-measures far fewer windows, and the protocol still meets its precision targets. Two
+    seeds: the job-start estimate of the noise varies (4.6-11% for this 5% host)."""
+    points, noisy = GRID[::2], "h200,host_sd=0.05"
+    fixed, from_noise, spreads = [], [], []
+    for seed in (0, 1):
+        fixed += _remeasured(_measure(seed, measure.Protocol(noise_factor=0.0, max_remeasure=12,
+                                                             max_remeasure_job=1000),
+                                      points=points, variant=noisy)[3])
+        found, _, _, out = _measure(seed, measure.Protocol(), points=points, variant=noisy)
+        spreads += found
+        from_noise += _remeasured(out)
     print(f"\nwindows measured again per point: fixed 3% {fixed}, from the host noise {from_noise}")
     assert sum(from_noise) < 0.5 * sum(fixed) and max(from_noise) < max(fixed)
     assert statistics.median(spreads) <= 0.02 and max(spreads) <= 0.05
-
-
-def _outliers(protocol: measure.Protocol) -> tuple[list[list[str]], list]:
-    """Re-measure notes per point of four SD 1.5 points on a host that stalls three times a second."""
-    where = bench.simulated_bench("h200,stall_rate_hz=3", protocol)
-    out = list(measure.measure_group(SD15, GRID[:4], "h200-simulated", where.meter, protocol, where.device,
-                                     where.context, **where.run_kwargs))
-    notes = [[n for n in str(rows["remeasured"].iloc[0]).split("; ") if n] for _, rows in out
-             if rows["status"].iloc[0] == "ok"]
-    return notes, out
-
-
-def test_remeasures_are_capped_per_point_and_per_job() -> None:
-    notes, _ = _outliers(measure.Protocol(max_remeasure=1, max_remeasure_job=100))
-    outliers = [len([n for n in point if "off the median" in n]) for point in notes]
-    assert max(outliers) == 1 and sum(outliers) >= 2  # every point stopped at its one
-    notes, out = _outliers(measure.Protocol(max_remeasure=6, max_remeasure_job=3))
-    assert sum(map(len, notes)) <= 3
-    failed = [rows for _, rows in out if rows["status"].iloc[0] != "ok"]
-    assert failed and "(3 in the job)" in failed[0]["error"].iloc[0]  # a window too short to keep, no budget
-
-
-# -- faults
-
-def test_an_out_of_memory_error_inside_a_window_is_an_oom_row_and_the_job_goes_on() -> None:
-    """e26a971: the window stayed open and the next point died with 'another window is open'."""
-    points = [grid.GridPoint("sd15", "fp16", r, 10, True, 1) for r in (512, 768, 1024)]
-    where = bench.simulated_bench("h200,oom_above_px=512", measure.Protocol())
-    out = dict(measure.measure_group(SD15, points, "h200-simulated", where.meter, measure.Protocol(),
-                                     where.device, where.context, **where.run_kwargs))
-    assert (out[points[0]]["status"] == "ok").all()
-    for p in points[1:]:
-        rows = out[p]
-        assert rows["status"].tolist() == ["oom"] and "out of memory" in rows["error"].iloc[0]
-    assert not where.meter._open  # no window left open
-
-
-def test_an_oom_point_through_the_cli_is_journaled_and_the_job_exits_0(tmp_path: Path) -> None:
-    points = "512px_10steps_cfg1_b1,1024px_10steps_cfg1_b1,256px_10steps_cfg1_b1"
-    result = cli("measure", "--gpu", "h200-simulated", "--model", "sd15", "--precision", "fp16", "--points",
-                 points, "--outdir", str(tmp_path / "m"), **{sg.ENV: "h200,oom_above_px=768"})
-    assert result.returncode == 0, result.stderr
-    journal = tmp_path / "m" / ".journal" / "h200-simulated" / "sd15" / "fp16"
-    status = {slug.split("_")[0]: pd.read_parquet(journal / f"{slug}.parquet")["status"].iloc[0]
-              for slug in points.split(",")}
-    assert status == {"512px": "ok", "1024px": "oom", "256px": "ok"}
-
-
-def test_sigterm_at_the_budget_keeps_every_measured_point(tmp_path: Path) -> None:
-    """The device run's budget ends a job with SIGTERM: the job ends with one line, exit 130, and every
-    point it measured is journaled whole."""
-    points = ",".join(f"{r}px_{s}steps_cfg1_b1" for r in (256, 512, 768) for s in (10, 25, 50))
-    journal = tmp_path / "m" / ".journal" / "h200-simulated" / "sd15" / "fp16"
-    job = subprocess.Popen([sys.executable, "-m", "diffusion_energy.cli", "measure", "--gpu",
-                            "h200-simulated", "--model", "sd15", "--precision", "fp16", "--points", points,
-                            "--outdir", str(tmp_path / "m"), "--summary", str(tmp_path / "job.json")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                           env={**os.environ, sg.ENV: "h200"})
-    try:
-        while job.poll() is None and len(list(journal.glob("*.protocol.json"))) < 2:
-            time.sleep(0.05)  # waits on the job's progress (two points journaled), not on a clock
-        assert job.poll() is None, "the job ended before it could be stopped"
-        job.send_signal(signal.SIGTERM)
-        _, err = job.communicate(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.kill()
-    assert job.returncode == 130 and "Traceback" not in err, err
-    assert "diffusion-energy measure: stopped after" in err
-    kept = sorted(journal.glob("*.parquet"))
-    assert len(kept) >= 2
-    for path in kept:
-        rows = pd.read_parquet(path)
-        assert len(rows) == 12 and (rows["status"] == "ok").all()
-        assert (tmp_path / "m" / "h200-simulated" / "sd15" / "fp16" / path.name).is_file()  # and its output
-    summary = pd.read_json(tmp_path / "job.json", typ="series")
-    assert summary["measured"] == len(kept) and summary["stopped"].startswith("stopped after")
 
 
 # -- messages and kinds (issues 25 and 26)
@@ -502,6 +433,8 @@ def test_gpu_check_without_a_gpu_says_how_to_run_it_on_the_simulated_h200(tmp_pa
 def test_gpu_check_fits_its_time_cap(tmp_path: Path) -> None:
     result = cli("gpu-check", "--windows-log", str(tmp_path / "w.csv"), "--time-cap", "30")
     assert result.returncode == 1, result.stdout + result.stderr
-    wall = next(line for line in result.stdout.splitlines() if line.startswith("job wall time"))
+    lines = [line.removeprefix("[h200-simulated] ") for line in result.stdout.splitlines()]
+    assert all(line.startswith("[h200-simulated] ") for line in result.stdout.splitlines())
+    wall = next(line for line in lines if line.startswith("job wall time"))
     assert float(wall.split()[3]) <= 30 + 15  # the first point always runs; none is started past the cap
     assert "1 of 3 point(s) measured within the 30 s time cap" in result.stdout.strip().splitlines()[-1]

@@ -307,9 +307,10 @@ def check_simulated_kind(setting: str | None, requested: str) -> None:
     kind = simulated_gpu.simulated_kind(setting or "")
     if kind and requested != kind:
         cal = simulated_gpu.calibration(setting or "")
-        raise UsageError(f"{simulated_gpu.ENV}={setting!r} simulates an {cal.gpu_name}, whose rows are kind "
-                         f"{kind}: it cannot measure --gpu {requested}; use --gpu {kind} (or unset "
-                         f"{simulated_gpu.ENV} on a machine with a real {requested} GPU)")
+        raise UsageError(f"{simulated_gpu.ENV}={setting!r} simulates an {cal.gpu_name}, whose rows are "
+                         f"kind {kind}: it cannot measure --gpu {requested} (its rows would stand in for a "
+                         f"real GPU's); pass --gpu {kind} (or unset {simulated_gpu.ENV} on a machine "
+                         f"with a real {requested} GPU)")
     if not kind and simulated_gpu.is_simulated_kind(requested):
         raise UsageError(f"--gpu {requested} is a simulated GPU's kind: set {simulated_gpu.ENV}="
                          f"{requested.removesuffix(simulated_gpu.KIND_SUFFIX)} to measure it")

@@ -3,7 +3,7 @@
 The protocol (README "Measurement protocol"): measure the energy counter's update period and
 unit (``counter.probe``), once per job; build the pipeline of a precision on the device; idle
 baseline with the CUDA context alive, between two counter updates, once per job; per new shape
-a warm-up with whole images, then text encoding and VAE decoding in their own windows (once per
+one cold whole image, then text encoding and VAE decoding in their own windows (once per
 CFG/batch and per resolution: they do not depend on the steps); then, per grid point,
 ``repeats`` interleaved windows of the whole image (text + denoising + VAE decode) and of the
 denoising alone. Every window opens at a counter update and closes at
@@ -331,16 +331,19 @@ class Runner:
             note()  # a lagging counter shows this work after it ended: the next window waits for that
         return took
 
-    def warm_up(self, fn: Callable[[], Any], min_calls: int, cold: bool = True) -> tuple[float, int, float]:
+    def warm_up(self, fn: Callable[[], Any], min_calls: int, cold: bool = True,
+                least_s: float | None = None) -> tuple[float, int, float]:
         """Run the first (cold) call, then warm calls: at least ``min_calls`` (>= 1) and ``warmup_s``.
 
         Returns the median of the later half of the warm calls (it sizes the windows; a cold call
         never does: the H200's first text-encoder call took over 1 s, a warm one 7 ms), the calls
-        run and their total time. ``cold=False``: ``fn``'s kernels just ran inside a whole image's
-        warm-up (the clocks are up too), so no cold call runs and warm calls last ``WARM_SIZING_S``.
+        run and their total time. ``cold=False``: ``fn``'s kernels already ran (a stage inside a
+        whole image's cold call), so no cold call runs, and warm calls last ``least_s`` (default
+        ``WARM_SIZING_S``: enough to size a window).
         """
         total = self.timed(fn) if cold else 0.0
-        least_s = self.protocol.warmup_s if cold else min(WARM_SIZING_S, self.protocol.warmup_s)
+        if least_s is None:
+            least_s = self.protocol.warmup_s if cold else min(WARM_SIZING_S, self.protocol.warmup_s)
         warm: list[float] = []
         while len(warm) < max(1, min_calls) or sum(warm) < least_s:
             warm.append(self.timed(fn))
@@ -764,11 +767,12 @@ def _measure_precision(
 ) -> Iterator[tuple[GridPoint, pd.DataFrame]]:
     """The points of one precision on its pipeline.
 
-    A new shape (resolution, CFG, batch, frames) is warmed up with whole images first: they run
-    the text encoder and the VAE decoder at that shape too, so their windows that follow need no
-    cold call of their own, only a few warm calls to size them (``Runner.warm_up``, ``cold=False``).
-    A point of a shape already measured is not warmed up: its windows are sized from that point's
-    time per step (``paced_image_s``).
+    A new shape (resolution, CFG, batch, frames) starts with one cold whole image: it runs the text
+    encoder and the VAE decoder at that shape cold too, so their windows that follow need no cold
+    call of their own, only a few warm calls to size them (``Runner.warm_up``, ``cold=False``);
+    then warm whole images for ``warmup_s`` settle the clocks and size the image windows right
+    before them. A point of a shape already measured is not warmed up: its windows are sized from
+    that point's time per step (``paced_image_s``).
     """
     shared: dict[tuple, list[StageResult]] = {}
     # shape (resolution, cfg, batch, frames) -> (steps, image repeats) of the last point measured at it
@@ -786,8 +790,10 @@ def _measure_precision(
         try:
             with torch.inference_mode():
                 single_s, warm_calls, warm_s = None, 0, 0.0
-                if point.shape not in warm:
-                    single_s, warm_calls, warm_s = runner.warm_up(workload.image_fn(point), protocol.warmup)
+                new_shape = point.shape not in warm
+                if new_shape:
+                    # one cold whole image: its text encoder and VAE decoder run cold in it too
+                    warm_s = runner.timed(workload.image_fn(point))
                     timings.warmup_s += warm_s
                 t0 = clock()
                 if text_key not in shared:
@@ -798,6 +804,12 @@ def _measure_precision(
                         "vae", workload.vae_fn(point.resolution, point.batch, point.frames), protocol.warmup,
                         cold=False)
                 timings.shared_stages_s += clock() - t0
+                if new_shape:
+                    # the warm whole images size the windows, right before them (clocks settled)
+                    single_s, calls, took = runner.warm_up(workload.image_fn(point), protocol.warmup,
+                                                           cold=False, least_s=protocol.warmup_s)
+                    warm_calls, warm_s = 1 + calls, warm_s + took
+                    timings.warmup_s += took
                 if single_s is None:
                     steps, previous = warm[point.shape]
                     # Denoising scales with the denoiser's evaluations (steps + 1 for PNDM), not the steps.
