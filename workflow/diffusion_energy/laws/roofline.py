@@ -253,6 +253,15 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
     )
 
 
+def as_fp32(inputs: RooflineInputs) -> RooflineInputs:
+    """Half-precision ``inputs`` as the same work in fp32: every kernel fp32, twice the bytes."""
+    if inputs.fp32.any():
+        raise ValueError("as_fp32 takes half-precision inputs")
+    return RooflineInputs(inputs.point_id, inputs.flops, inputs.bytes * 2.0, inputs.kernels,
+                          inputs.executions, np.ones(len(inputs.fp32), dtype=bool), inputs.granularity,
+                          inputs.op_class, inputs.head_dim)
+
+
 def inputs_from_stages(points: pd.DataFrame) -> RooflineInputs:
     """Stage-level fallback: each stage one entry with its per-image FLOPs, bytes and kernels."""
     parts = []
@@ -409,7 +418,8 @@ def _point_array(ids: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 
 
 #: Index of each efficiency in ``_TimeModel``'s vector: the half-precision classes, then the same in fp32.
-_EFF_ORDER = ("matmul", "attention", "conv", "other", "fp32_matmul", "fp32_attention", "fp32_conv", "fp32_other")
+_EFF_ORDER = ("matmul", "attention", "conv", "other",
+              "fp32_matmul", "fp32_attention", "fp32_conv", "fp32_other")
 
 
 def _efficiency_of(column: str, fitted: Any) -> str:
