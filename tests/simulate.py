@@ -88,7 +88,10 @@ class RooflineTruth:
     """Roofline constants of one GPU kind (see ``roofline``)."""
 
     compute_flop_per_s: float = 6e14
-    compute_fp32_flop_per_s: float = 5e13
+    #: fp32 matrix multiplies (on the fp32 units) and convolutions (TF32 tensor cores; attention at a
+    #: third of it), at the half-precision rate's share of each datasheet peak (1000, 100, 500 TFLOP/s).
+    compute_fp32_flop_per_s: float = 6e13
+    compute_tf32_flop_per_s: float = 3e14
     bandwidth_byte_per_s: float = 1.6e12
     launch_s: float = 8e-6
     idle_power_w: float = 120.0
@@ -180,8 +183,13 @@ def simulate_roofline(
             if not len(rows):
                 continue
             t = inputs.time_s(ids[rows], c.compute_flop_per_s, c.compute_fp32_flop_per_s,
-                              c.bandwidth_byte_per_s, c.launch_s, exponentials=c.exponential_per_s)
-            e = ((c.idle_power_w + c.static_power_w) * t + c.energy_per_flop_j * inputs.total_flops(ids[rows])
+                              c.bandwidth_byte_per_s, c.launch_s, exponentials=c.exponential_per_s,
+                              tf32=c.compute_tf32_flop_per_s)
+            # A FLOP costs what its units spend at their rate: an fp32 one on the fp32 units ten half ones.
+            work = c.compute_flop_per_s * inputs.time_s(ids[rows], c.compute_flop_per_s,
+                                                        c.compute_fp32_flop_per_s, np.inf, 0.0,
+                                                        tf32=c.compute_tf32_flop_per_s)
+            e = ((c.idle_power_w + c.static_power_w) * t + c.energy_per_flop_j * work
                  + c.energy_per_byte_j * inputs.total_bytes(ids[rows]))
             stage_e[s][rows], stage_t[s][rows] = e, t
     sigma = max(c.sigma_log for c in truth.values())

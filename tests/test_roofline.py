@@ -106,6 +106,35 @@ def test_time_sums_the_slowest_roof_of_every_op() -> None:
     assert inputs.total_bytes(np.array([1]))[0] == pytest.approx(2 * inputs.total_bytes(np.array([0]))[0])
 
 
+def test_fp32_kernels_run_on_the_units_pytorch_puts_them_on() -> None:
+    """fp32 under PyTorch's defaults: matrix multiplies at the fp32 (non-tensor) peak, convolutions at the
+    TF32 peak, fused attention at a third of it (3xTF32); exponentials as in half precision; bytes twice."""
+    calls, ops = _toy_tables()
+    inputs = roofline.inputs_from_ops(_toy_points(("fp16", "fp32")), ops, calls)
+    ids = np.array([0, 1])
+    half, fp32, tf32 = 1e15, 6.7e13, 4e14
+    scales = {"peak_flop_s": np.array([half, fp32]), "peak_half_flop_s": np.array([half, half]),
+              "peak_fp32_flop_s": np.array([fp32, fp32]), "peak_tf32_flop_s": np.array([tf32, tf32]),
+              "peak_bandwidth_byte_s": np.array([1e12, 1e12])}
+    model = roofline._TimeModel(inputs, ids, scales, np.array([0, 0]))
+    per_class = inputs.class_flops(ids)
+    assert per_class[0] == pytest.approx(per_class[1])
+    matmul, attention, conv, _ = per_class[1]
+    np.testing.assert_allclose(model.ideal_compute_s(), [per_class[0].sum() / half,
+                               matmul / fp32 + attention / (tf32 / roofline.FP32_ATTENTION_TF32_PASSES)
+                               + conv / tf32])
+    on_0, on_1 = model.pos == 0, model.pos == 1
+    assert model.scores_s[on_0].sum() > 0
+    assert model.scores_s[on_0].sum() == pytest.approx(model.scores_s[on_1].sum())
+    assert model.bytes_s[on_1].sum() == pytest.approx(2 * model.bytes_s[on_0].sum())
+    # The same fitted efficiencies in fp32 as in half precision (none fitted on fp32 points); an fp32
+    # point is never faster than its datasheet.
+    eff = roofline._efficiency_vector({"matmul": 0.5, "attention": 0.4, "conv": 0.3, "memory": 0.9})
+    assert eff.tolist() == [0.5, 0.4, 0.3, 0.5, 0.5, 0.4, 0.3, 0.5]
+    t = model(np.ones(len(eff)) * 2.0, 1.0, np.array([0.0]), roofline.SOFTMAX_MAX)
+    assert t[1] >= model.ideal_compute_s()[1]
+
+
 def test_attention_time_counts_its_exponentials_by_head_dimension() -> None:
     """Equal attention FLOPs with heads of 32 or 128: four times the scores (one exponential each)."""
     calls, ops = _toy_tables()
@@ -308,6 +337,7 @@ def kinds_data(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, roofline.R
         slow = (tflops / 1000) ** 0.4
         truth[gpu] = simulate.RooflineTruth(
             compute_flop_per_s=0.3 * tflops * 1e12 / slow, compute_fp32_flop_per_s=0.3 * tflops * 1e11 / slow,
+            compute_tf32_flop_per_s=0.3 * tflops * 0.5e12 / slow,
             bandwidth_byte_per_s=0.5 * gbs * 1e9 / slow, launch_s=8e-6, idle_power_w=0.0,
             exponential_per_s=tflops * 1e12 / 256 / slow,
             static_power_w=0.3 * watts, energy_per_flop_j=0.6e-12 * watts / tflops * 1e3 / 700)
@@ -355,8 +385,7 @@ def test_roofline_recovers_its_constants(roofline_data: tuple) -> None:
 
 def test_roofline_beats_the_flops_law_on_unseen_launch_bound_architectures(roofline_data: tuple) -> None:
     points, inputs, _ = roofline_data
-    # Half precision only: the simulated truth spends as much per fp32 FLOP as per fp16 one, the model
-    # across kinds (energy per FLOP in units of the precision's datasheet peak) ten times as much.
+    # Half precision only: the launch-bound tail of half-precision images is what this test is about.
     points = points[points["precision"].astype(str) != "fp32"]
     tables = analysis.run_crossval(points, inputs, settings())
     m = tables["lomo_metrics"].set_index(["target", "candidate", "gpu", "held_out"])

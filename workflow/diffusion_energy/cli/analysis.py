@@ -253,7 +253,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, help="frame rate a video is played at (default: the model's): "
                                              "adds the energy per second of video")
     p.add_argument("--steps", type=int, required=True, help="denoising steps")
-    p.add_argument("--precision", default="default", help="fp16, bf16, fp32 or default (the model's)")
+    p.add_argument("--precision", default="default",
+                   help="fp16, bf16, fp32 or default (the model's). fp32, where the laws hold no fp32 point, "
+                        "is the half-precision answer times the roofline's fp32/half ratio, with a wider "
+                        "interval")
     p.add_argument("--batch", type=int, default=1, help="images per pipeline call (default 1)")
     p.add_argument("--gpu", help="GPU kind: a measured one, or one with a datasheet in the config")
     p.add_argument("--gpu-datasheet", metavar="KEY=VALUE,...",
@@ -262,7 +265,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "fp16/bf16 tensor-core peak, without sparsity (half the figure a datasheet quotes "
                         "'with sparsity'); for a GeForce card, the 'FP16 Tensor with FP32 accumulate' figure "
                         "of its architecture whitepaper (half its fp16-accumulate one). fp32_tflop_s is the "
-                        "fp32 (non-tensor) peak")
+                        "fp32 (non-tensor) peak, used for --precision fp32 (PyTorch runs fp32 matrix "
+                        "multiplies there by default); tf32_tflop_s (optional, dense; default half of "
+                        "half_tflop_s) is where fp32 convolutions and attention run")
     p.add_argument("--source", help="the data source (software stack) to speak for; default: the one that "
                                     "measured this model on this GPU kind, else the fit's reference")
     p.add_argument("--grid-intensity", type=float, metavar="G",

@@ -51,7 +51,8 @@ _DATASHEET = {
     "type": "object",
     "required": ["half_tflop_s", "fp32_tflop_s", "bandwidth_gb_s", "power_limit_w"],
     "properties": {k: {"type": "number", "exclusiveMinimum": 0}
-                   for k in ("half_tflop_s", "fp32_tflop_s", "bandwidth_gb_s", "power_limit_w")},
+                   for k in ("half_tflop_s", "fp32_tflop_s", "tf32_tflop_s", "bandwidth_gb_s",
+                             "power_limit_w")},
 }
 
 #: The laws file's layout as ``predict`` reads it (``status: ok``; any other status needs only a reason).

@@ -40,7 +40,7 @@ from ..errors import UsageError
 from ..models import zoo
 from ..sources import gpu_datasheets
 from ..sources.schema import THIS_WORKFLOW
-from . import intervals, roofline
+from . import fp32_extrapolation, intervals, roofline
 from .analysis_io import NoLawError
 from .blend import BlendFit, load_law, predict_law
 from .choice import MIN_EMPIRICAL
@@ -350,16 +350,23 @@ def predict_energy(
                              "--gpu-datasheet")
     chosen = _choose(payload, target, spec.name, from_path, law, gpu, measured, prec)
     fit = law_object(chosen.law)
-    if not _covers_precision(fit, prec):
+    # fp32 where the law was fitted on half precision only: carried over by its roofline (below).
+    extrapolated = (prec == "fp32" and not _covers_precision(fit, prec)
+                    and bool(fp32_extrapolation.roofline_parts(fit)))
+    if not _covers_precision(fit, prec) and not extrapolated:
         raise NoLawError(f"precision {prec} is not in the fitted data ({', '.join(fit.precisions)})")
+    # The precision the law answers at: the model's half precision where fp32 is extrapolated.
+    at = (spec.default_precision if spec.default_precision != "fp32" else "fp16") if extrapolated else prec
     is_roof = getattr(fit, "kind", "") in ("roofline", "blend")  # these predict from the counted kernels
     if is_roof and fit.by_gpu and gpu not in fit.gpus:
         raise NoLawError(f"GPU kind {gpu!r} is not in the fitted data of {chosen.description} "
                          f"(fitted: {', '.join(fit.gpus)})")
 
-    point = counted or count_point(spec, gpu, prec, resolution, steps, use_cfg, batch)
+    if counted is None or (extrapolated and counted.inputs.fp32.any()):
+        counted = count_point(spec, gpu, at, resolution, steps, use_cfg, batch)
+    point = counted
     answer_source = _source_for(payload, fit, spec.name, gpu, source)
-    feats = point.features.assign(gpu=gpu, precision=prec, steps=steps, source=answer_source,
+    feats = point.features.assign(gpu=gpu, precision=at, steps=steps, source=answer_source,
                                   quoted=False, num_gpus=1)
     feats = gpu_datasheets.with_datasheets(feats, sheets)
     if from_path:
@@ -384,6 +391,12 @@ def predict_energy(
             if dist[0] > 0:
                 interval += (f", widened by {rule.slope:.2f} per unit of log distance outside the fitted "
                              f"data (here {dist[0]:.2f})")
+    notes: list[str] = []
+    if extrapolated:
+        pred, note = _carried_to_fp32(fit, feats, point.inputs, pred, sheets, at)
+        interval += (f"; fp32 carried over from {at}: widened {fp32_extrapolation.FP32_WIDENING:g}x either "
+                     "way until fp32 points are measured")
+        notes.append(note)
     values = {"FLOPs per image": float(feats["flops"].iloc[0]), "energy": float(pred.energy_j[0]),
               "interval low": float(pred.low_j[0]), "interval high": float(pred.high_j[0])}
     bad = {k: v for k, v in values.items() if not (math.isfinite(v) and v > 0)}
@@ -391,7 +404,7 @@ def predict_energy(
         raise NoLawError(f"{spec.name} at {resolution} px, {steps:,} steps, batch {batch:,}: "
                          + ", ".join(f"{k} {v:g}" for k, v in bad.items())
                          + f" (not a positive finite number): {chosen.description} cannot answer here")
-    notes = _range_notes(payload, gpu if measured else ALL, feats)
+    notes += _range_notes(payload, gpu if measured else ALL, feats)
     notes += _fitted_notes(chosen, spec.name, gpu, measured, target, payload)
     if not measured:
         notes.append(f"{gpu} has no points in the fitted data: it enters only through its datasheet "
@@ -404,6 +417,22 @@ def predict_energy(
         law=chosen.description, interval=interval, data=_data_line(payload, chosen, gpu, measured, target),
         source=answer_source, notes=tuple(notes), grid_intensity_g_per_kwh=grid_intensity, images=images,
     )
+
+
+def _carried_to_fp32(fit: Any, feats: pd.DataFrame, inputs: roofline.RooflineInputs, pred: Prediction,
+                     sheets: Mapping[str, gpu_datasheets.Datasheet], at: str) -> tuple[Prediction, str]:
+    """The half-precision answer ``pred`` (of ``feats`` at precision ``at``) carried to fp32 by the
+    roofline's fp32/half ratio (``fp32_extrapolation``), and the note that says so."""
+    fp32 = gpu_datasheets.with_datasheets(feats.assign(precision="fp32"), sheets)
+    ratio = fp32_extrapolation.energy_ratio(fit, feats, inputs, fp32, roofline.as_fp32(inputs), pred.level)
+    w = fp32_extrapolation.FP32_WIDENING
+    carried = Prediction(pred.energy_j * ratio, pred.low_j * ratio / w, pred.high_j * ratio * w, pred.level)
+    note = (f"fp32 is extrapolated from laws fitted on half precision: the {at} answer times the roofline's "
+            f"fp32/{at} energy ratio {float(ratio[0]):.2f} (fp32 matrix multiplies at the datasheet's fp32 "
+            "peak, PyTorch's default allow_tf32=False; convolutions on TF32; attention as 3xTF32; the "
+            "half-precision efficiencies carried over); checked against arXiv 2511.17031's fp32 shift for "
+            "FLUX.1-dev and SD 3.5 Large on an A100 (within 25%)")
+    return carried, note
 
 
 def fitted_on(law: Mapping[str, Any]) -> dict[str, Any]:

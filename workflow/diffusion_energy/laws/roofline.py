@@ -55,6 +55,7 @@ import pandas as pd
 
 from ..counting.op_names import attention_head_dim
 from ..sources import dataset
+from ..sources.gpu_datasheets import TF32_PER_HALF
 from .powerlaw import NotIdentifiable
 from .quantiles import t_ppf
 from .targets import TARGETS, Prediction, Target
@@ -66,8 +67,16 @@ KEYS = ["model", "resolution", "cfg", "batch"]
 #: Kernel classes with their own compute efficiency; "other" kernels (no FLOPs) are memory-bound.
 OP_CLASSES = ("matmul", "attention", "conv", "other")
 #: Units of a GPU kind without a datasheet (a per-kind fit only: they cancel there).
-NOMINAL = {"peak_flop_s": 1e15, "peak_fp32_flop_s": 1e14, "peak_bandwidth_byte_s": 2e12,
-           "power_limit_sheet_w": 700.0}
+NOMINAL = {"peak_flop_s": 1e15, "peak_half_flop_s": 1e15, "peak_fp32_flop_s": 1e14, "peak_tf32_flop_s": 5e14,
+           "peak_bandwidth_byte_s": 2e12, "power_limit_sheet_w": 700.0}
+#: Where an fp32 kernel runs under PyTorch's defaults (PyTorch notes, "CUDA semantics", TensorFloat-32
+#: on Ampere and later devices: ``torch.backends.cuda.matmul.allow_tf32`` defaults to False since
+#: PyTorch 1.12, ``torch.backends.cudnn.allow_tf32`` to True): matrix multiplies on the fp32 (non-tensor)
+#: units at the datasheet's fp32 peak, convolutions on the TF32 tensor cores, and the fused attention SDPA
+#: picks for fp32 (the memory-efficient kernel: FlashAttention takes half precision only) as three TF32
+#: products per fp32 product on compute capability 8.0 and later (CUTLASS's ``OpMultiplyAddFastF32`` in
+#: PyTorch's ``mem_eff_attention/gemm_kernel_utils.h``): a third of the TF32 peak.
+FP32_ATTENTION_TF32_PASSES = 3.0
 #: Bounds of the fitted quantities: efficiencies (fractions of a datasheet peak: never above 1), launch
 #: cost (s), time factor.
 EFFICIENCY_BOUNDS = (1e-3, 1.0)
@@ -173,12 +182,15 @@ class RooflineInputs:
     def time_s(self, ids: np.ndarray, compute: float | np.ndarray, compute_fp32: float | np.ndarray,
                bandwidth: float | np.ndarray, launch: float | np.ndarray,
                attention: float | np.ndarray | None = None, conv: float | np.ndarray | None = None,
-               exponentials: float | np.ndarray | None = None) -> np.ndarray:
+               exponentials: float | np.ndarray | None = None, tf32: float | np.ndarray | None = None
+               ) -> np.ndarray:
         """Predicted GPU time per image of each point in ``ids``.
 
         Every rate and the launch cost is a number, or an array indexed by point id
         (each point at its own GPU's rates and its source's launch cost); ``exponentials`` (per s) adds
-        fused attention's exponentials to its compute time.
+        fused attention's exponentials to its compute time. ``tf32``: the TF32 tensor rate at which fp32
+        convolutions run, and fp32 attention at a ``FP32_ATTENTION_TF32_PASSES`` th of it (else every fp32
+        FLOP at ``compute_fp32``).
         """
         def at(value: float | np.ndarray) -> Any:
             return value[self.point_id] if isinstance(value, np.ndarray) else value
@@ -186,7 +198,11 @@ class RooflineInputs:
         rates = [at(compute), at(compute if attention is None else attention),
                  at(compute if conv is None else conv), at(compute)]
         half = np.choose(self.op_class, [np.broadcast_to(r, self.flops.shape) for r in rates])
-        rate = np.where(self.fp32, at(compute_fp32), half)
+        fp32 = np.broadcast_to(at(compute_fp32), self.flops.shape)
+        if tf32 is not None:
+            t32 = np.broadcast_to(at(tf32), self.flops.shape)
+            fp32 = np.choose(self.op_class, [fp32, t32 / FP32_ATTENTION_TF32_PASSES, t32, fp32])
+        rate = np.where(self.fp32, fp32, half)
         exps = self.scores() / at(exponentials) if exponentials is not None else 0.0
         compute_t = self.flops / rate + exps
         per = np.maximum(np.maximum(compute_t, self.bytes / at(bandwidth)), self.kernels * at(launch))
@@ -235,6 +251,15 @@ def inputs_from_ops(points: pd.DataFrame, ops: pd.DataFrame, flops_table: pd.Dat
         head_dim=np.array([np.nan if d is None else float(d)
                            for d in map(attention_head_dim, m["op"].astype(str))]),
     )
+
+
+def as_fp32(inputs: RooflineInputs) -> RooflineInputs:
+    """Half-precision ``inputs`` as the same work in fp32: every kernel fp32, twice the bytes."""
+    if inputs.fp32.any():
+        raise ValueError("as_fp32 takes half-precision inputs")
+    return RooflineInputs(inputs.point_id, inputs.flops, inputs.bytes * 2.0, inputs.kernels,
+                          inputs.executions, np.ones(len(inputs.fp32), dtype=bool), inputs.granularity,
+                          inputs.op_class, inputs.head_dim)
 
 
 def inputs_from_stages(points: pd.DataFrame) -> RooflineInputs:
@@ -373,9 +398,15 @@ def _scales(frame: pd.DataFrame, datasheet_units: bool, reference: Mapping[str, 
     out = {}
     for col in NOMINAL:
         if datasheet_units:
-            out[col] = frame[col].astype(float).to_numpy()
+            out[col] = frame[col].astype(float).to_numpy() if col in frame else np.full(len(frame), np.nan)
         else:
-            out[col] = np.full(len(frame), (reference or NOMINAL)[col])
+            out[col] = np.full(len(frame), float((reference or NOMINAL).get(col, np.nan)))
+    # Tables and laws written before the half-precision and TF32 columns: a half-precision point's peak
+    # is its half peak, and TF32 the datasheets' usual share of it.
+    half = out["peak_half_flop_s"]
+    out["peak_half_flop_s"] = np.where(np.isfinite(half), half, out["peak_flop_s"])
+    tf32 = out["peak_tf32_flop_s"]
+    out["peak_tf32_flop_s"] = np.where(np.isfinite(tf32), tf32, TF32_PER_HALF * out["peak_half_flop_s"])
     return out
 
 
@@ -386,8 +417,20 @@ def _point_array(ids: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return arr
 
 
-#: Index of each efficiency in ``_TimeModel``'s vector: the half-precision classes, then fp32.
-_EFF_ORDER = ("matmul", "attention", "conv", "other", "fp32")
+#: Index of each efficiency in ``_TimeModel``'s vector: the half-precision classes, then the same in fp32.
+_EFF_ORDER = ("matmul", "attention", "conv", "other",
+              "fp32_matmul", "fp32_attention", "fp32_conv", "fp32_other")
+
+
+def _efficiency_of(column: str, fitted: Any) -> str:
+    """The fitted efficiency a column of ``_EFF_ORDER`` runs at: a class not fitted (and "other") at the
+    matrix multiplies'; an fp32 class at the fp32 efficiency where fp32 points were fitted, else at its
+    half-precision class's, each against its own peak (the half-precision efficiencies carried over)."""
+    if column.startswith("fp32_"):
+        if "fp32" in fitted:
+            return "fp32"
+        column = column[len("fp32_"):]
+    return column if column in fitted and column != "other" else "matmul"
 
 
 @dataclass(frozen=True)
@@ -424,15 +467,23 @@ class _TimeModel:
         keep = np.isin(inputs.point_id, ids)
         pos = order[np.searchsorted(ids[order], inputs.point_id[keep])]
         fp32 = inputs.fp32[keep]
-        compute_ref = np.where(fp32, scales["peak_fp32_flop_s"][pos], scales["peak_flop_s"][pos])
+        klass = inputs.op_class[keep]
+        half = scales.get("peak_half_flop_s", scales["peak_flop_s"])[pos]
+        tf32 = scales["peak_tf32_flop_s"][pos] if "peak_tf32_flop_s" in scales else TF32_PER_HALF * half
+        fp32_peak = scales["peak_fp32_flop_s"][pos]
+        # Each fp32 kernel against the peak of the units it runs on (FP32_ATTENTION_TF32_PASSES).
+        fp32_ref = np.choose(klass, [fp32_peak, tf32 / FP32_ATTENTION_TF32_PASSES, tf32, fp32_peak])
+        compute_ref = np.where(fp32, fp32_ref, half)
         self.pos, self.n = pos, len(ids)
         self.flops_s = inputs.flops[keep] / compute_ref  # seconds at the peak
-        self.scores_s = inputs.scores()[keep] / compute_ref  # exponentials, in seconds at the peak
+        # Exponentials run on the special-function units whatever the precision: against the half peak
+        # that SOFTMAX_MAX is a share of.
+        self.scores_s = inputs.scores()[keep] / half
         self.exps_floor_s = self.scores_s / SOFTMAX_MAX
         self.bytes_s = inputs.bytes[keep] / scales["peak_bandwidth_byte_s"][pos]
         self.kernels = inputs.kernels[keep]
         self.executions = inputs.executions[keep]
-        self.klass = np.where(fp32, 4, inputs.op_class[keep])
+        self.klass = np.where(fp32, klass + 4, klass)
         self.source = np.asarray(source_codes)[pos]
 
     def _roofs(self, efficiency: np.ndarray, memory: float, launch: np.ndarray, softmax: float,
@@ -448,6 +499,11 @@ class _TimeModel:
         launch_t = self.kernels * launch[self.source]
         per = np.maximum(np.maximum(compute, memory_t), launch_t)
         return per, compute, memory_t, launch_t, flops, exps, mem
+
+    def ideal_compute_s(self) -> np.ndarray:
+        """Time per image of each point's FLOPs at the peaks they run at: the work that dynamic energy
+        per FLOP is counted on (an fp32 FLOP costs what the units it runs on spend at their peak)."""
+        return np.bincount(self.pos, weights=self.flops_s * self.executions, minlength=self.n)
 
     def __call__(self, efficiency: np.ndarray, memory: float, launch: np.ndarray,
                  softmax: float = np.inf, slowdown: np.ndarray | float = 1.0) -> np.ndarray:
@@ -487,9 +543,8 @@ class _TimeModel:
 
 
 def _efficiency_vector(eff: Mapping[str, float]) -> np.ndarray:
-    """Efficiencies in ``_EFF_ORDER``: a class absent from the fit runs at the matrix-multiply rate."""
-    return np.array([eff.get(k, eff["matmul"]) for k in _EFF_ORDER[:3]] + [eff["matmul"],
-                    eff.get("fp32", eff["matmul"])])
+    """Efficiencies in ``_EFF_ORDER`` (``_efficiency_of``)."""
+    return np.array([eff[_efficiency_of(k, eff)] for k in _EFF_ORDER])
 
 
 @dataclass(frozen=True)
@@ -534,13 +589,14 @@ class RooflineFit:
         # The software stack's and the GPU kind's slowdowns scale the kernels' work, never the launches.
         slowdown = np.array([c.time_factor.get(s, 1.0) for s in known])
         if c.gpu_factor:
+            # A kind's factor and trend are the kind's (fitted on its half peak), whatever the precision.
             slowdown = slowdown * np.array([c.gpu_time_factor(g, p) for g, p in zip(
-                frame["gpu"].astype(str), scales["peak_flop_s"], strict=True)])
+                frame["gpu"].astype(str), scales["peak_half_flop_s"], strict=True)])
         t = model(_efficiency_vector(c.efficiency), c.efficiency["memory"],
                   np.array([c.launch_s[s] for s in levels]), c.efficiency.get("softmax", np.inf), slowdown)
-        ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
+        ideal_c = model.ideal_compute_s()
         ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
-        return t, ideal_c, ideal_b, scales["power_limit_sheet_w"], known, scales["peak_flop_s"]
+        return t, ideal_c, ideal_b, scales["power_limit_sheet_w"], known, scales["peak_half_flop_s"]
 
     def time_s(self, frame: pd.DataFrame, inputs: RooflineInputs) -> np.ndarray:
         out = np.full(len(frame), np.nan)
@@ -667,7 +723,7 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
                                                                 for s in sources])
     kind_of = np.array([kinds.index(g) for g in frame["gpu"].astype(str)]) if kinds else np.zeros(n, int)
     n_head = len(eff_names) + len(levels) + len(others)
-    peak_rel = scales["peak_flop_s"] / PEAK_UNIT
+    peak_rel = scales["peak_half_flop_s"] / PEAK_UNIT
 
     from scipy import optimize  # fitting only: predict, which imports this module, needs none of it
 
@@ -682,8 +738,7 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
     log_peak = np.log(peak_rel)
     # Which columns of the efficiency derivative (``_EFF_ORDER``) each fitted efficiency moves: a class
     # not fitted runs at the matrix-multiply rate.
-    eff_columns = {name: [k for k, cls in enumerate(_EFF_ORDER)
-                          if cls == name or (name == "matmul" and (cls == "other" or cls not in eff_names))]
+    eff_columns = {name: [k for k, cls in enumerate(_EFF_ORDER) if _efficiency_of(cls, eff_names) == name]
                    for name in eff_names if name not in ("memory", "softmax")}
 
     def evaluate(z: np.ndarray, jacobian: bool = False) -> TimeParts | np.ndarray:
@@ -722,11 +777,11 @@ def _fit_one(gpu: str, frame: pd.DataFrame, inputs: RooflineInputs, target: Targ
         ridge[np.arange(len(ridge)), first + np.arange(len(ridge))] = FACTOR_RIDGE
         return np.vstack([J, ridge])
 
-    ideal_c = inputs.total_flops(ids) / scales["peak_flop_s"]
+    ideal_c = model.ideal_compute_s()
     ideal_b = inputs.total_bytes(ids) / scales["peak_bandwidth_byte_s"]
     plimit = scales["power_limit_sheet_w"]
 
-    jpf_rel = plimit / scales["peak_flop_s"] / JPF_UNIT
+    jpf_rel = plimit / scales["peak_half_flop_s"] / JPF_UNIT
 
     def solve(z: np.ndarray, exponents: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """Energy coefficients for the rates ``z`` (and the best energy exponent of ``exponents``)."""

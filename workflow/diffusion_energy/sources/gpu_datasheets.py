@@ -21,8 +21,13 @@ import pandas as pd
 from ..errors import UserError
 
 #: Columns ``with_datasheets`` adds to a table of points (NaN where a kind has no datasheet).
-COLUMNS = ("peak_flop_s", "peak_fp32_flop_s", "peak_bandwidth_byte_s", "power_limit_sheet_w",
-           "physical_j_per_flop")
+COLUMNS = ("peak_flop_s", "peak_half_flop_s", "peak_fp32_flop_s", "peak_tf32_flop_s", "peak_bandwidth_byte_s",
+           "power_limit_sheet_w", "physical_j_per_flop")
+#: The dense TF32 tensor peak as a share of the dense half-precision one, where a datasheet gives none:
+#: one half on every tensor-core GPU since Ampere (NVIDIA A100 datasheet: TF32 156, FP16 312 TFLOPS;
+#: H100 SXM: 495 and 989; L40S, RTX A6000 and GeForce RTX 4090 likewise, against the fp32-accumulate
+#: figure; AMD MI300X: 654 and 1,307).
+TF32_PER_HALF = 0.5
 
 
 class DatasheetError(UserError, ValueError):
@@ -38,6 +43,13 @@ class Datasheet:
     bandwidth_byte_s: float
     power_limit_w: float
     source: str = ""
+    #: Dense TF32 tensor peak (what PyTorch's fp32 convolutions run at by default); 0: TF32_PER_HALF of
+    #: the half-precision peak.
+    tf32_flop_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.tf32_flop_s:
+            object.__setattr__(self, "tf32_flop_s", TF32_PER_HALF * self.half_flop_s)
 
     def peak_flop_s(self, precision: str) -> float:
         return self.fp32_flop_s if precision == "fp32" else self.half_flop_s
@@ -52,18 +64,22 @@ class Datasheet:
             sheet = cls(half_flop_s=float(raw["half_tflop_s"]) * 1e12,
                         fp32_flop_s=float(raw["fp32_tflop_s"]) * 1e12,
                         bandwidth_byte_s=float(raw["bandwidth_gb_s"]) * 1e9,
-                        power_limit_w=float(raw["power_limit_w"]), source=str(raw.get("source", "")))
+                        power_limit_w=float(raw["power_limit_w"]), source=str(raw.get("source", "")),
+                        tf32_flop_s=float(raw.get("tf32_tflop_s") or 0.0) * 1e12)
         except KeyError as exc:
             raise DatasheetError(f"{where}: missing {exc}") from None
         except (TypeError, ValueError) as exc:
             raise DatasheetError(f"{where}: {exc}") from None
-        values = (sheet.half_flop_s, sheet.fp32_flop_s, sheet.bandwidth_byte_s, sheet.power_limit_w)
+        values = (sheet.half_flop_s, sheet.fp32_flop_s, sheet.tf32_flop_s, sheet.bandwidth_byte_s,
+                  sheet.power_limit_w)
         if not all(math.isfinite(v) and v > 0 for v in values):
             raise DatasheetError(f"{where}: every figure must be a positive number")
         return sheet
 
     def to_config(self) -> dict[str, Any]:
-        return {"half_tflop_s": self.half_flop_s / 1e12, "fp32_tflop_s": self.fp32_flop_s / 1e12,
+        tf32 = ({} if self.tf32_flop_s == TF32_PER_HALF * self.half_flop_s
+                else {"tf32_tflop_s": self.tf32_flop_s / 1e12})  # given only where not the default
+        return {"half_tflop_s": self.half_flop_s / 1e12, "fp32_tflop_s": self.fp32_flop_s / 1e12, **tf32,
                 "bandwidth_gb_s": self.bandwidth_byte_s / 1e9, "power_limit_w": self.power_limit_w,
                 "source": self.source}
 
@@ -82,10 +98,11 @@ def parse_datasheet(text: str) -> Datasheet:
         if not sep:
             raise DatasheetError(f"datasheet entry {part!r} is not key=value")
         raw[key.strip()] = value.strip()
-    unknown = set(raw) - {"half_tflop_s", "fp32_tflop_s", "bandwidth_gb_s", "power_limit_w", "source"}
+    unknown = set(raw) - {"half_tflop_s", "fp32_tflop_s", "tf32_tflop_s", "bandwidth_gb_s", "power_limit_w",
+                          "source"}
     if unknown:
         raise DatasheetError(f"datasheet: unknown key(s) {sorted(unknown)}; known: half_tflop_s, "
-                             "fp32_tflop_s, bandwidth_gb_s, power_limit_w")
+                             "fp32_tflop_s, tf32_tflop_s (optional), bandwidth_gb_s, power_limit_w")
     return Datasheet.from_config(raw, "datasheet")
 
 
@@ -100,7 +117,9 @@ def with_datasheets(points: pd.DataFrame, sheets: Mapping[str, Datasheet]) -> pd
                         dtype=float)
 
     out["peak_flop_s"] = column(lambda s, p: s.peak_flop_s(p))
+    out["peak_half_flop_s"] = column(lambda s, p: s.half_flop_s)
     out["peak_fp32_flop_s"] = column(lambda s, p: s.fp32_flop_s)
+    out["peak_tf32_flop_s"] = column(lambda s, p: s.tf32_flop_s)
     out["peak_bandwidth_byte_s"] = column(lambda s, p: s.bandwidth_byte_s)
     out["power_limit_sheet_w"] = column(lambda s, p: s.power_limit_w)
     out["physical_j_per_flop"] = column(lambda s, p: s.physical_j_per_flop(p))
