@@ -20,8 +20,8 @@ PACKAGE = REPO_ROOT / "workflow" / "diffusion_energy"
 
 #: The stages from the bottom up: each imports only those before it (``diffusion_energy`` itself,
 #: whose ``__init__`` offers the Python API, is on top).
-LAYERS = ("errors", "package_data", "atomic", "concurrent_runs", "gpu_kinds", "models", "sources", "counting", "grid",
-          "measurement", "laws", "figures", "prediction", "run_summary", "cli", "__init__")
+LAYERS = ("errors", "package_data", "atomic", "concurrent_runs", "gpu_kinds", "models", "sources", "counting",
+          "grid", "measurement", "laws", "figures", "prediction", "run_summary", "cli", "__init__")
 
 
 def modules() -> dict[str, Path]:

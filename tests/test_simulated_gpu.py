@@ -407,6 +407,83 @@ def test_a_tolerance_from_the_host_noise_ends_the_remeasure_storms() -> None:
     assert statistics.median(spreads) <= 0.02 and max(spreads) <= 0.05
 
 
+def _outliers(protocol: measure.Protocol) -> tuple[list[list[str]], list]:
+    """Re-measure notes per point of four SD 1.5 points on a host that stalls three times a second."""
+    where = bench.simulated_bench("h200,stall_rate_hz=3", protocol)
+    out = list(measure.measure_group(SD15, GRID[:4], "h200-simulated", where.meter, protocol, where.device,
+                                     where.context, **where.run_kwargs))
+    notes = [[n for n in str(rows["remeasured"].iloc[0]).split("; ") if n] for _, rows in out
+             if rows["status"].iloc[0] == "ok"]
+    return notes, out
+
+
+def test_remeasures_are_capped_per_point_and_per_job() -> None:
+    notes, _ = _outliers(measure.Protocol(max_remeasure=1, max_remeasure_job=100))
+    outliers = [len([n for n in point if "off the median" in n]) for point in notes]
+    assert max(outliers) == 1 and sum(outliers) >= 2  # every point stopped at its one
+    notes, out = _outliers(measure.Protocol(max_remeasure=6, max_remeasure_job=3))
+    assert sum(map(len, notes)) <= 3
+    failed = [rows for _, rows in out if rows["status"].iloc[0] != "ok"]
+    assert failed and "(3 in the job)" in failed[0]["error"].iloc[0]  # a window too short to keep, no budget
+
+
+# -- faults
+
+def test_an_out_of_memory_error_inside_a_window_is_an_oom_row_and_the_job_goes_on() -> None:
+    """e26a971: the window stayed open and the next point died with 'another window is open'."""
+    points = [grid.GridPoint("sd15", "fp16", r, 10, True, 1) for r in (512, 768, 1024)]
+    where = bench.simulated_bench("h200,oom_above_px=512", measure.Protocol())
+    out = dict(measure.measure_group(SD15, points, "h200-simulated", where.meter, measure.Protocol(),
+                                     where.device, where.context, **where.run_kwargs))
+    assert (out[points[0]]["status"] == "ok").all()
+    for p in points[1:]:
+        rows = out[p]
+        assert rows["status"].tolist() == ["oom"] and "out of memory" in rows["error"].iloc[0]
+    assert not where.meter._open  # no window left open
+
+
+def test_an_oom_point_through_the_cli_is_journaled_and_the_job_exits_0(tmp_path: Path) -> None:
+    points = "512px_10steps_cfg1_b1,1024px_10steps_cfg1_b1,256px_10steps_cfg1_b1"
+    result = cli("measure", "--gpu", "h200-simulated", "--model", "sd15", "--precision", "fp16", "--points",
+                 points, "--outdir", str(tmp_path / "m"), **{sg.ENV: "h200,oom_above_px=768"})
+    assert result.returncode == 0, result.stderr
+    journal = tmp_path / "m" / ".journal" / "h200-simulated" / "sd15" / "fp16"
+    status = {slug.split("_")[0]: pd.read_parquet(journal / f"{slug}.parquet")["status"].iloc[0]
+              for slug in points.split(",")}
+    assert status == {"512px": "ok", "1024px": "oom", "256px": "ok"}
+
+
+def test_sigterm_at_the_budget_keeps_every_measured_point(tmp_path: Path) -> None:
+    """The device run's budget ends a job with SIGTERM: the job ends with one line, exit 130, and every
+    point it measured is journaled whole."""
+    points = ",".join(f"{r}px_{s}steps_cfg1_b1" for r in (256, 512, 768) for s in (10, 25, 50))
+    journal = tmp_path / "m" / ".journal" / "h200-simulated" / "sd15" / "fp16"
+    job = subprocess.Popen([sys.executable, "-m", "diffusion_energy.cli", "measure", "--gpu",
+                            "h200-simulated", "--model", "sd15", "--precision", "fp16", "--points", points,
+                            "--outdir", str(tmp_path / "m"), "--summary", str(tmp_path / "job.json")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                           env={**os.environ, sg.ENV: "h200"})
+    try:
+        while job.poll() is None and len(list(journal.glob("*.protocol.json"))) < 2:
+            time.sleep(0.05)  # waits on the job's progress (two points journaled), not on a clock
+        assert job.poll() is None, "the job ended before it could be stopped"
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130 and "Traceback" not in err, err
+    assert "diffusion-energy measure: stopped after" in err
+    kept = sorted(journal.glob("*.parquet"))
+    assert len(kept) >= 2
+    for path in kept:
+        rows = pd.read_parquet(path)
+        assert len(rows) == 12 and (rows["status"] == "ok").all()
+        assert (tmp_path / "m" / "h200-simulated" / "sd15" / "fp16" / path.name).is_file()  # and its output
+    summary = pd.read_json(tmp_path / "job.json", typ="series")
+    assert summary["measured"] == len(kept) and summary["stopped"].startswith("stopped after")
+
+
 # -- messages and kinds (issues 25 and 26)
 
 def test_a_simulated_gpu_cannot_pose_as_another_kind(tmp_path: Path) -> None:
