@@ -342,7 +342,8 @@ def run_snakemake(
     start = time.monotonic()
     with log_path.open("w") as log, log_path.open("rb") as reader:
         proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env or os.environ), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=watched.default_sigint)
         partial = [b""]
 
         def job_event() -> bool:

@@ -56,6 +56,12 @@ def tree_cpu_ticks(root: int) -> int:
     return total
 
 
+def default_sigint() -> None:
+    """In the child, before it runs: SIGINT as by default. A pytest-xdist worker ignores SIGINT and its
+    children inherit that, so ``interrupt`` waited its full minute for a command that never saw it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(proc: subprocess.Popen) -> None:
     """SIGINT (Snakemake cancels its SLURM jobs on it and ignores SIGTERM while it waits for them),
     then SIGKILL if the command does not end."""
@@ -91,7 +97,7 @@ def run(cmd: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str, 
     """``subprocess.run(cmd, capture_output=True, text=True)`` for as long as it makes progress."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=None if env is None else dict(env), stdout=out,
-                                stderr=err, stdin=subprocess.DEVNULL, text=True)
+                                stderr=err, stdin=subprocess.DEVNULL, text=True, preexec_fn=default_sigint)
         sizes = [0, 0]
 
         def grew() -> bool:
