@@ -4,7 +4,8 @@ The protocol (README "Measurement protocol"): measure the energy counter's updat
 unit (``counter.probe``), once per job; build the pipeline of a precision on the device; idle
 baseline with the CUDA context alive, between two counter updates, once per job; per new shape
 one cold whole image, then text encoding and VAE decoding in their own windows (once per
-CFG/batch and per resolution: they do not depend on the steps); then, per grid point,
+CFG/batch and per resolution: they do not depend on the steps), then warm whole images for
+``warmup_s`` right before the image windows they size; then, per grid point,
 ``repeats`` interleaved windows of the whole image (text + denoising + VAE decode) and of the
 denoising alone. Every window opens at a counter update and closes at
 the first update after its work (``counter.CounterMeter``), and lasts at least
