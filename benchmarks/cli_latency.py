@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,9 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-COPY = ("Snakefile", "workflow", "config", "envs", "profiles", "resources")
-SKIP = shutil.ignore_patterns("__pycache__", "*.egg-info", ".snakemake", "results", "logs")
+# The workflow copied as a fresh clone has it (run as a script, benchmarks/ is on the path).
+from workflow_time import fresh_copy
+
 CHEAP_TARGET = "results/public/paper-2511.17031.parquet"
 GOALS_S = {"help": 0.3, "argument error": 0.3, "predict image": 1.5, "predict video": 1.5,
            "snakemake no-op": 2.0}
@@ -57,15 +56,6 @@ def timed(command: list[str], cwd: Path, expect: int = 0) -> tuple[float, float]
         raise SystemExit(f"{' '.join(command)}: exit status {run.returncode}, expected {expect}\n"
                          f"{run.stderr[-2000:]}")
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def workflow_copy(dest: Path) -> None:
-    for rel in COPY:
-        src = REPO_ROOT / rel
-        if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=SKIP)
-        else:
-            shutil.copy2(src, dest / rel)
 
 
 def main() -> int:
@@ -93,7 +83,7 @@ def main() -> int:
                                "--gpu", "h100", *laws], empty, 0),
         }
         if not args.skip_snakemake:
-            workflow_copy(work)
+            fresh_copy(work)
             subprocess.run([*snakemake, CHEAP_TARGET], cwd=work, check=True, capture_output=True)
             (floor / "Snakefile").write_text('rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n')
             subprocess.run([*snakemake, "a.txt"], cwd=floor, check=True, capture_output=True)
