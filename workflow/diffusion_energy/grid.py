@@ -315,12 +315,8 @@ def protocol_warnings(config: Mapping[str, Any], points: Iterable[GridPoint]) ->
 
 
 def measurement_groups(points: Iterable[GridPoint]) -> dict[tuple[str, str], list[GridPoint]]:
-    """Points grouped by (model, precision): one GPU job measures a group.
-
-    Why groups: building the pipeline, the idle baseline and the text-encoder
-    and VAE windows are shared by every point of a model in one precision, so
-    one job per group keeps the fixed cost per job a small share of GPU time.
-    """
+    """Points grouped by (model, precision): the points of one precision inside a model's job
+    (``measurement_jobs``), which share its pipeline, text-encoder and VAE windows and warm-ups."""
     groups: dict[tuple[str, str], list[GridPoint]] = {}
     for p in sorted(points):
         groups.setdefault((p.model, p.precision), []).append(p)
