@@ -34,6 +34,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/modalities.smk"
+include: "workflow/rules/parallel.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/package.smk"
 
@@ -53,6 +54,7 @@ rule all:
         "results/energy.parquet",
         ANALYSIS_TARGETS,
         MODALITY_TARGETS,
+        PARALLEL_TARGETS,
     params:
         **summary_params("all"),
     log:

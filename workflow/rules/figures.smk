@@ -12,6 +12,7 @@ FIGURE_INPUT_FILES = {
     "anchor_energy": ANCHOR_TABLES["anchors_energy"],
     "anchor_laws": ANCHOR_TABLES["anchors_laws"],
     "modality_predictions": MODALITY_TABLES["modality_predictions"],
+    "multi_gpu_predictions": PARALLEL_TABLES["multi_gpu_predictions"],
 }
 
 for _name in FIGURE_NAMES:

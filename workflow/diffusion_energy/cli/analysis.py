@@ -44,6 +44,8 @@ _PREDICTIONS = (("target", "candidate", "held_out", "measured_j", "predicted_j")
 _METRICS = (("target", "candidate", "gpu", "held_out", "p90_ape"), "metrics table of `crossval`")
 _ANCHOR_ENERGY = (("published_j", "measured_j", "ratio"), "energy table of `anchors`")
 _ANCHOR_LAWS = (("metric", "published", "ours"), "laws table of `anchors`")
+_MULTI_GPU = (("modality", "held_out", "num_gpus", "ulysses_degree", "ring_degree", "measured_j", "predicted_j"),
+              "multi-GPU predictions table of `parallel`")
 
 
 def _optional_parquet(path: str | None, what: str = "FLOPs table") -> pd.DataFrame | None:
@@ -151,7 +153,8 @@ def cmd_anchors(args: argparse.Namespace) -> int:
 
 def figure_inputs(energy: str | None = None, laws: str | None = None, predictions: str | None = None,
                   metrics: str | None = None, anchor_energy: str | None = None,
-                  anchor_laws: str | None = None, modality_predictions: str | None = None) -> FigureInputs:
+                  anchor_laws: str | None = None, modality_predictions: str | None = None,
+                  multi_gpu_predictions: str | None = None) -> FigureInputs:
     """The figures' inputs read from their files (each checked as its reader checks it); None where not
     given."""
     from ..figures import FigureInputs
@@ -166,6 +169,7 @@ def figure_inputs(energy: str | None = None, laws: str | None = None, prediction
         predictions=table(predictions, _PREDICTIONS), metrics=table(metrics, _METRICS),
         anchor_energy=table(anchor_energy, _ANCHOR_ENERGY), anchor_laws=table(anchor_laws, _ANCHOR_LAWS),
         modality_predictions=table(modality_predictions),
+        multi_gpu_predictions=table(multi_gpu_predictions, _MULTI_GPU),
     )
 
 
@@ -173,7 +177,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
     from ..figures import draw
 
     inputs = figure_inputs(args.energy, args.laws, args.predictions, args.metrics, args.anchor_energy,
-                           args.anchor_laws, args.modality_predictions)
+                           args.anchor_laws, args.modality_predictions, args.multi_gpu_predictions)
     draw(args.name, inputs, args.out)
     return 0
 
@@ -242,6 +246,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--anchor-energy", help="from `anchors`")
     p.add_argument("--anchor-laws", help="from `anchors`")
     p.add_argument("--modality-predictions", help="from `modalities` (held-out predictions of videos)")
+    p.add_argument("--multi-gpu-predictions", help="from `parallel` (held-out multi-GPU predictions)")
     p.add_argument("--out", nargs="+", required=True, help="output files; the format follows the suffix")
     p.set_defaults(func=cmd_figure)
 

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "diffusion_energy.cli.sources",
     "diffusion_energy.cli.analysis",
     "diffusion_energy.cli.modalities",
+    "diffusion_energy.cli.parallelism",
     "diffusion_energy.cli.packaging",
 )
 

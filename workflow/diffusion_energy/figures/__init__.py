@@ -32,6 +32,7 @@ class FigureInputs:
     anchor_energy: pd.DataFrame | None = None
     anchor_laws: pd.DataFrame | None = None
     modality_predictions: pd.DataFrame | None = None
+    multi_gpu_predictions: pd.DataFrame | None = None
 
 
 Draw = Callable[[FigureInputs, Sequence[str | Path]], "Figure"]
@@ -51,7 +52,8 @@ FIGURES: dict[str, tuple[Draw, tuple[str, ...]]] = {
         lambda d, o: _in("crossval").lomo_predicted_vs_measured(d.predictions, d.metrics, o, laws=d.laws),
         ("predictions", "metrics", "laws")),
     "j_per_pflop": (lambda d, o: _in("hardware").j_per_pflop(d.energy, d.laws, o), ("energy", "laws")),
-    "multi_gpu": (lambda d, o: _in("hardware").multi_gpu(d.energy, o), ("energy",)),
+    "multi_gpu": (lambda d, o: _in("hardware").multi_gpu(d.energy, o, d.multi_gpu_predictions),
+                  ("energy", "multi_gpu_predictions")),
     "stage_shares": (lambda d, o: _in("energy").stage_shares(d.energy, o), ("energy",)),
     "energy_vs_resolution": (lambda d, o: _in("energy").energy_vs_resolution(d.energy, o), ("energy",)),
     "energy_vs_steps": (lambda d, o: _in("energy").energy_vs_steps(d.energy, o), ("energy",)),

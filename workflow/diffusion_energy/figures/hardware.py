@@ -63,12 +63,15 @@ def j_per_pflop(energy: pd.DataFrame, payload: dict[str, Any], outputs: Sequence
     return fig
 
 
-def multi_gpu(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
+def multi_gpu(energy: pd.DataFrame, outputs: Sequence[str | Path],
+              predictions: pd.DataFrame | None = None) -> Figure:
     """Energy per output (an image, or a video) summed over the GPUs against the number of GPUs, per
     model and GPU kind, at batch 1 and each GPU count's cheapest sequence-parallel split: what sequence
     parallelism costs. Images and videos in rows of their own (their costs differ tenfold), each
     architecture with its own colour and marker, dodged sideways a little (equal ratios stay visible);
-    each line's label is its architecture."""
+    each line's label is its architecture. Beside each measured point (hollow, solid line), where
+    ``predictions`` (``parallel``'s held-out table) has it, the multi-GPU law's prediction of the same
+    split with the architecture held out (filled, dotted), relative to the same measured one-GPU point."""
     xlabel = "GPUs per output (xDiT sequence parallelism)"
     ylabel = "energy per {} on n GPUs / on one GPU"
     frame = energy[energy["num_gpus"].astype(float) > 0] if len(energy) and "num_gpus" in energy else energy
@@ -104,6 +107,10 @@ def multi_gpu(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
                 ax.plot(g["num_gpus"] * dodge, g["energy_j"] / base, color=colours[m], marker=markers[m],
                         ms=5, markerfacecolor="none", markeredgewidth=1.2, lw=1.3, alpha=0.9, label=m,
                         zorder=3 + 1 / len(g))
+                held = _held_out_ratios(predictions, g)
+                if len(held):
+                    ax.plot(held["num_gpus"] * dodge, held["ratio_predicted"], color=colours[m],
+                            marker=markers[m], ms=4, lw=0.9, ls=":", alpha=0.8, zorder=2)
             ax.axhline(1.0, color="0.4", lw=0.8)
             ax.set_xscale("log", base=2)
             counts = sorted(part["num_gpus"].unique())
@@ -112,9 +119,26 @@ def multi_gpu(energy: pd.DataFrame, outputs: Sequence[str | Path]) -> Figure:
             ax.set_ylabel(ylabel.format(kind))
             ax.set_title(f"{gpu}: {kind}s ({part['model'].nunique()} models), batch 1", fontsize=10)
             ax.grid(True, which="both", alpha=0.25)
-    fig.legend(handles=style.model_handles(models, colours, markers, hollow=True), fontsize=8,
+    extra = [] if predictions is None or predictions.empty else [
+        Line2D([], [], color="0.3", marker="o", ms=5, markerfacecolor="none", lw=1.3, label="measured"),
+        Line2D([], [], color="0.3", marker="o", ms=4, ls=":", lw=0.9,
+               label="multi-GPU law,\narchitecture held out")]
+    fig.legend(handles=style.model_handles(models, colours, markers, hollow=True) + extra, fontsize=8,
                loc="outside right center")
     fig.suptitle("What sequence parallelism costs: energy per image or video on n GPUs relative to one\n"
                  "(ML.ENERGY v3, the cheapest Ulysses x ring split for each n)")
     style.save(fig, outputs)
     return fig
+
+
+def _held_out_ratios(predictions: pd.DataFrame | None, measured: pd.DataFrame) -> pd.DataFrame:
+    """The held-out predicted ratios (N GPUs over one) of the measured splits in ``measured`` (one model on
+    one GPU kind, its one-GPU point first), with a one-GPU point at 1: what the figure draws beside them."""
+    if predictions is None or predictions.empty:
+        return pd.DataFrame(columns=["num_gpus", "ratio_predicted"])
+    keys = ["source", "gpu", "model", "resolution", "steps", "batch", "num_gpus", "ulysses_degree",
+            "ring_degree"]
+    p = predictions.merge(measured[keys], on=keys, how="inner")
+    one = pd.DataFrame({"num_gpus": [1.0], "ratio_predicted": [1.0]}) if (measured["num_gpus"] == 1).any() \
+        else pd.DataFrame(columns=["num_gpus", "ratio_predicted"])
+    return pd.concat([one, p[["num_gpus", "ratio_predicted"]]], ignore_index=True).sort_values("num_gpus")

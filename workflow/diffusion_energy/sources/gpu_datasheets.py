@@ -46,6 +46,9 @@ class Datasheet:
     #: Dense TF32 tensor peak (what PyTorch's fp32 convolutions run at by default); 0: TF32_PER_HALF of
     #: the half-precision peak.
     tf32_flop_s: float = 0.0
+    #: GPU-to-GPU NVLink bandwidth, both directions together, as vendors quote it (0: none given; what a
+    #: prediction on several GPUs of this kind needs).
+    link_byte_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.tf32_flop_s:
@@ -65,7 +68,8 @@ class Datasheet:
                         fp32_flop_s=float(raw["fp32_tflop_s"]) * 1e12,
                         bandwidth_byte_s=float(raw["bandwidth_gb_s"]) * 1e9,
                         power_limit_w=float(raw["power_limit_w"]), source=str(raw.get("source", "")),
-                        tf32_flop_s=float(raw.get("tf32_tflop_s") or 0.0) * 1e12)
+                        tf32_flop_s=float(raw.get("tf32_tflop_s") or 0.0) * 1e12,
+                        link_byte_s=float(raw.get("nvlink_gb_s") or 0.0) * 1e9)
         except KeyError as exc:
             raise DatasheetError(f"{where}: missing {exc}") from None
         except (TypeError, ValueError) as exc:
@@ -74,11 +78,14 @@ class Datasheet:
                   sheet.power_limit_w)
         if not all(math.isfinite(v) and v > 0 for v in values):
             raise DatasheetError(f"{where}: every figure must be a positive number")
+        if not (math.isfinite(sheet.link_byte_s) and sheet.link_byte_s >= 0):
+            raise DatasheetError(f"{where}: nvlink_gb_s must be a positive number (or absent)")
         return sheet
 
     def to_config(self) -> dict[str, Any]:
         tf32 = ({} if self.tf32_flop_s == TF32_PER_HALF * self.half_flop_s
                 else {"tf32_tflop_s": self.tf32_flop_s / 1e12})  # given only where not the default
+        tf32.update({"nvlink_gb_s": self.link_byte_s / 1e9} if self.link_byte_s else {})
         return {"half_tflop_s": self.half_flop_s / 1e12, "fp32_tflop_s": self.fp32_flop_s / 1e12, **tf32,
                 "bandwidth_gb_s": self.bandwidth_byte_s / 1e9, "power_limit_w": self.power_limit_w,
                 "source": self.source}
@@ -99,10 +106,11 @@ def parse_datasheet(text: str) -> Datasheet:
             raise DatasheetError(f"datasheet entry {part!r} is not key=value")
         raw[key.strip()] = value.strip()
     unknown = set(raw) - {"half_tflop_s", "fp32_tflop_s", "tf32_tflop_s", "bandwidth_gb_s", "power_limit_w",
-                          "source"}
+                          "nvlink_gb_s", "source"}
     if unknown:
         raise DatasheetError(f"datasheet: unknown key(s) {sorted(unknown)}; known: half_tflop_s, "
-                             "fp32_tflop_s, tf32_tflop_s (optional), bandwidth_gb_s, power_limit_w")
+                             "fp32_tflop_s, tf32_tflop_s (optional), bandwidth_gb_s, power_limit_w, "
+                             "nvlink_gb_s (optional, for --gpus above 1)")
     return Datasheet.from_config(raw, "datasheet")
 
 
