@@ -44,8 +44,8 @@ _PREDICTIONS = (("target", "candidate", "held_out", "measured_j", "predicted_j")
 _METRICS = (("target", "candidate", "gpu", "held_out", "p90_ape"), "metrics table of `crossval`")
 _ANCHOR_ENERGY = (("published_j", "measured_j", "ratio"), "energy table of `anchors`")
 _ANCHOR_LAWS = (("metric", "published", "ours"), "laws table of `anchors`")
-_MULTI_GPU = (("modality", "held_out", "num_gpus", "ulysses_degree", "ring_degree", "measured_j", "predicted_j"),
-              "multi-GPU predictions table of `parallel`")
+_MULTI_GPU = (("modality", "held_out", "num_gpus", "ulysses_degree", "ring_degree", "measured_j",
+               "predicted_j"), "multi-GPU predictions table of `parallel`")
 
 
 def _optional_parquet(path: str | None, what: str = "FLOPs table") -> pd.DataFrame | None:

@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("parallel", help="the multi-GPU law (xDiT sequence parallelism): energy on N GPUs "
                                         "from the energy on one, held out by architecture")
     p.add_argument("--energy", required=True, help="results/energy.parquet")
-    p.add_argument("--flops", required=True, help="results/flops.parquet (calls per output of each component)")
+    p.add_argument("--flops", required=True, help="results/flops.parquet (calls per output of a component)")
     p.add_argument("--ops", required=True, help="results/flops_ops.parquet (the attention work exchanged)")
     p.add_argument("--datasheets", help="JSON: GPU kind -> datasheet (nvlink_gb_s and power_limit_w read)")
     p.add_argument("--nested-predictions", help="results/tables/nested_lomo_predictions.csv: the one-GPU "
@@ -81,6 +81,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                  "energy of each held-out video architecture")
     p.add_argument("--level", type=float, default=0.90, help="prediction interval coverage")
     p.add_argument("--predictions-out", required=True, help="CSV: every held-out multi-GPU prediction")
-    p.add_argument("--metrics-out", required=True, help="CSV: their errors per modality, GPU and architecture")
+    p.add_argument("--metrics-out", required=True, help="CSV: their errors by modality, GPU, architecture")
     p.add_argument("--laws-out", required=True, help="JSON: the law predict --gpus answers with")
     p.set_defaults(func=cmd_parallel)

@@ -205,9 +205,11 @@ def fit(paired: pd.DataFrame, feats: pd.DataFrame, modality: str) -> ParallelLaw
                         bounds=(lo, hi), x_scale=1.0)
     z = res.x * _SCALE
     rms = float(np.sqrt(np.mean(res.fun ** 2)))
-    return ParallelLaw(modality, *map(float, z), len(paired), tuple(sorted(paired["model"].astype(str).unique())),
-                       tuple(sorted(paired["gpu"].astype(str).unique())),
-                       tuple(sorted(paired["source"].astype(str).unique())), rms)
+    def values(col: str) -> tuple[str, ...]:
+        return tuple(sorted(paired[col].astype(str).unique()))
+
+    return ParallelLaw(modality, *map(float, z), len(paired), values("model"), values("gpu"),
+                       values("source"), rms)
 
 
 def _quantiles(errors: np.ndarray, level: float) -> tuple[float, float]:
@@ -243,7 +245,8 @@ def leave_one_model_out(paired: pd.DataFrame, feats: pd.DataFrame, modality: str
             cols = [c for c in ("predicted_j", "low_j", "high_j") if c in one_gpu_heldout]
             m = part[keys].merge(one_gpu_heldout[keys + cols].drop_duplicates(keys), on=keys, how="left")
             one = m["predicted_j"].to_numpy(float)
-            lo1, hi1 = (m[c].to_numpy(float) if c in m else np.full(len(m), np.nan) for c in ("low_j", "high_j"))
+            lo1, hi1 = (m[c].to_numpy(float) if c in m else np.full(len(m), np.nan)
+                        for c in ("low_j", "high_j"))
         out["one_gpu_predicted_j"] = one
         out["predicted_j"] = law.energy(one, n, f)
         # The one-GPU interval carried by the predicted ratio: the floor of the multi-GPU interval.
@@ -334,8 +337,9 @@ def run(points: pd.DataFrame, work: pd.DataFrame, sheets: Mapping[str, gpu_datas
 
 
 def _label(row: pd.Series) -> str:
-    return (f"{row['source']} {row['gpu']} {row['model']} {int(row['resolution'])} px batch {int(row['batch'])}"
-            f" on {int(row['num_gpus'])} GPUs (U{int(row['ulysses_degree'])} x R{int(row['ring_degree'])})")
+    return (f"{row['source']} {row['gpu']} {row['model']} {int(row['resolution'])} px batch "
+            f"{int(row['batch'])} on {int(row['num_gpus'])} GPUs "
+            f"(U{int(row['ulysses_degree'])} x R{int(row['ring_degree'])})")
 
 
 def law_for(payload: Mapping[str, Any], modality: str) -> ParallelLaw:
