@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusion_energy.laws import analysis, baselines, choice, findings, intervals, roofline
+from diffusion_energy.laws import baselines, choice, findings, intervals, roofline
 from diffusion_energy.laws.crossval import ALL, PREDICTION_COLUMNS, metrics
 from diffusion_energy.laws.targets import TARGETS
 
@@ -149,12 +149,6 @@ def test_the_simplest_law_within_one_standard_error_of_the_best_is_chosen_never_
     # A candidate that skipped points is not compared (it would look better for skipping the hard ones).
     partial = _predictions({"jpf": {g: [1.0] * 2 for g in groups}, "flops_kernels": errors(0.11)})
     assert choice.choose(partial, 0.9).candidate == "flops_kernels"
-
-
-def test_the_newest_stack_is_our_own_where_present_else_the_latest_release() -> None:
-    ours = pd.Series(["mlenergy-v2", "this-workflow", "mlenergy-v3"])
-    assert analysis.newest_stack(ours) == "this-workflow"
-    assert analysis.newest_stack(pd.Series(["mlenergy-v2", "mlenergy-v3", "mlenergy-v2"])) == "mlenergy-v3"
 
 
 def test_a_kind_outside_the_fit_gets_the_trend_across_kinds_and_a_measured_kind_its_own_factor() -> None:

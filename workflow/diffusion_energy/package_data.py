@@ -4,7 +4,8 @@
 ``package_data`` rule (``diffusion-energy package-data``); a test checks they
 equal a fresh run's:
 
-* ``laws.json`` and ``modalities.json``: the fitted laws (``results/laws/``), copied as written;
+* ``laws.json``, ``modalities.json`` and ``parallel.json``: the fitted laws (``results/laws/``), copied
+  as written;
 * ``flops.parquet`` and ``flops_ops.parquet``: the counts they were fitted on (``results/``), and
   each zoo architecture the workflow did not count at its usual output (``cli.packaging``), so
   that such a point is answered without counting it again on the meta device (which imports
@@ -30,9 +31,9 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 #: Where a non-editable install keeps the architecture files (``config/models`` in a checkout).
 ARCHITECTURES_DIR = Path(__file__).resolve().parent / "architectures"
 #: The files of ``DATA_DIR``, by what they hold.
-LAWS, VIDEO_LAWS, FLOPS, OPS, ZOO = "laws.json", "modalities.json", "flops.parquet", "flops_ops.parquet", \
-    "zoo.json"
-FILES = (LAWS, VIDEO_LAWS, FLOPS, OPS, ZOO)
+LAWS, VIDEO_LAWS, PARALLEL_LAWS = "laws.json", "modalities.json", "parallel.json"
+FLOPS, OPS, ZOO = "flops.parquet", "flops_ops.parquet", "zoo.json"
+FILES = (LAWS, VIDEO_LAWS, PARALLEL_LAWS, FLOPS, OPS, ZOO)
 
 
 def path(name: str) -> Path:

@@ -5,10 +5,15 @@
     >>> answer.energy_j, (answer.low_j, answer.high_j), answer.law, answer.data, answer.laws_file
 
 The laws that answer are ``results/laws/laws.json`` (``modalities.json`` for a
-video model) where the working directory holds a workflow's results, else the
-copies shipped with the package (``package_data``), so ``predict`` answers right
-after ``pip install``; the answer names the file. ``laws=`` / ``video_laws=``
-(``--laws`` / ``--video-laws``) choose another file.
+video model, and ``parallel.json`` on several GPUs) where the working directory
+holds a workflow's results, else the copies shipped with the package
+(``package_data``), so ``predict`` answers right after ``pip install``; the answer
+names the file. ``laws=`` / ``video_laws=`` / ``parallel_laws=`` (``--laws`` /
+``--video-laws`` / ``--parallel-laws``) choose another file.
+
+Every answer speaks for one software stack (``stack=``, ``sources.stacks``):
+``diffusers`` on one GPU and ``xdit`` on several unless asked, the same for
+every model on every GPU kind.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ if TYPE_CHECKING:
 #: Where the workflow writes the laws (relative to the working directory).
 DEFAULT_LAWS = "results/laws/laws.json"
 DEFAULT_VIDEO_LAWS = "results/laws/modalities.json"
+DEFAULT_PARALLEL_LAWS = "results/laws/parallel.json"
+#: Which laws answer what: (the workflow's file, the shipped copy, the command that writes it).
+_LAWS = {"image": (DEFAULT_LAWS, package_data.LAWS, "fit"),
+         "video": (DEFAULT_VIDEO_LAWS, package_data.VIDEO_LAWS, "modalities"),
+         "parallel": (DEFAULT_PARALLEL_LAWS, package_data.PARALLEL_LAWS, "parallel")}
 
 
 @dataclass(frozen=True)
@@ -39,10 +49,11 @@ class PredictedEnergy:
     ``energy_j`` is the median GPU energy per image or per video (raw whole-GPU
     energy, or idle-subtracted with ``energy="dynamic"``), ``low_j`` and
     ``high_j`` its prediction interval at ``level`` (0.90: nine answers in ten
-    fall inside). ``law`` names the law that answered and why it was chosen,
-    ``interval`` how the interval was made, ``data`` the measured points it was
-    fitted on, ``source`` the software stack the answer speaks for and
-    ``laws_file`` the laws file that answered. ``notes`` say where the point lies
+    fall inside), summed over the ``num_gpus`` GPUs one output ran on. ``law``
+    names the law that answered and why it was chosen, ``interval`` how the
+    interval was made, ``data`` the measured points it was fitted on, ``stack``
+    the software stack the answer speaks for (``source``: the data source whose
+    constants answered) and ``laws_file`` the laws file that answered. ``notes`` say where the point lies
     outside the fitted data (extrapolation). ``text`` is the command line's
     description; ``as_dict()`` adds the derived figures (Wh, per frame, emissions).
     """
@@ -68,6 +79,8 @@ class PredictedEnergy:
     flops: float
     notes: tuple[str, ...]
     text: str
+    stack: str
+    num_gpus: int
     details: Mapping[str, Any] = dataclasses.field(repr=False, compare=False, hash=False)
 
     @property
@@ -79,56 +92,97 @@ class PredictedEnergy:
         return dict(self.details)
 
 
-def laws_file(asked: str | Path | None, video: bool) -> tuple[Path, str]:
-    """(the laws file to read, how the answer names it): the one asked for, else the workflow's in the
-    working directory, else the one shipped with the package."""
+def laws_file(asked: str | Path | None, which: str) -> tuple[Path, str]:
+    """(the laws file to read, how the answer names it) for ``which`` laws (image, video, parallel): the
+    one asked for, else the workflow's in the working directory, else the one shipped with the package."""
+    default_name, shipped_name, command = _LAWS[which]
     if asked is not None:
-        return Path(asked), str(asked)
-    default = Path(DEFAULT_VIDEO_LAWS if video else DEFAULT_LAWS)
+        path = Path(asked)
+        if not path.is_file():
+            from .laws.analysis_io import NoLawError
+
+            raise NoLawError(f"no {which} laws at {path}: run `snakemake {default_name}` (or "
+                             f"`diffusion-energy {command}`) first")
+        return path, str(asked)
+    default = Path(default_name)
     if default.is_file():
         return default, f"{default} (this folder's workflow results)"
-    shipped = package_data.path(package_data.VIDEO_LAWS if video else package_data.LAWS)
+    shipped = package_data.path(shipped_name)
     if shipped.is_file():
         return shipped, f"{shipped} (shipped with the package; no {default} in this folder)"
     from .laws.analysis_io import NoLawError
 
     raise NoLawError(f"no fitted law at {default} and none shipped with the package: run `snakemake "
-                     f"{default}` (or `diffusion-energy {'modalities' if video else 'fit'}`) first")
+                     f"{default}` (or `diffusion-energy {command}`) first")
 
 
 def answer(model: str, *, steps: int, resolution: int | None = None, frames: int | None = None,
            fps: float | None = None, precision: str = "default", batch: int = 1, gpu: str | None = None,
            gpu_datasheet: Datasheet | str | None = None, cfg: bool | None = None, energy: str = "raw",
            law: str = "auto", source: str | None = None, grid_intensity: float | None = None,
-           images: int = 1, laws: str | Path | None = None, video_laws: str | Path | None = None
+           images: int = 1, laws: str | Path | None = None, video_laws: str | Path | None = None,
+           stack: str | None = None, gpus: int = 1, ulysses_degree: int | None = None,
+           ring_degree: int | None = None, parallel_laws: str | Path | None = None
            ) -> EnergyPrediction | VideoPrediction:
     """The full answer (``laws.predict.EnergyPrediction``, or ``VideoPrediction`` for a video model)."""
-    from .laws import analysis_io, predict
-    from .sources import gpu_datasheets
+    from .laws import analysis_io, parallelism, predict
+    from .sources import gpu_datasheets, stacks
 
     spec, from_path = predict.resolve_model(model)
     sheet = gpu_datasheets.parse_datasheet(gpu_datasheet) if isinstance(gpu_datasheet, str) else gpu_datasheet
+    try:
+        ulysses, ring = parallelism.degrees(gpus, ulysses_degree, ring_degree)
+    except parallelism.ParallelError as exc:
+        raise UsageError(str(exc)) from None
+    if source is None:
+        stack = stacks.get(stack, gpus).name
+    elif stack is not None:
+        raise UsageError("--stack and --source conflict: a stack is answered with one of its sources; "
+                         "give one")
+    elif gpus > 1:
+        raise UsageError("--source does not apply on several GPUs: the multi-GPU law speaks for the xdit "
+                         "stack (--stack xdit)")
+    parallel = parallelism.read_laws(laws_file(parallel_laws, "parallel")[0]) if gpus > 1 else {}
     if spec.video is not None or frames not in (None, 1) or fps is not None:
         from .laws import predict_video
 
         # A video model: the joint image + video model (laws across modalities) answers, per video.
-        path, named = laws_file(video_laws, video=True)
-        if video_laws is not None and not path.is_file():
-            raise analysis_io.NoLawError(f"no image + video model at {path}: run `snakemake "
-                                         f"{DEFAULT_VIDEO_LAWS}` (or `diffusion-energy modalities`) first")
+        path, named = laws_file(video_laws, "video")
+        payload = analysis_io.read_laws(path)
         video = predict_video.predict_video(
-            analysis_io.read_laws(path), spec, resolution=resolution, frames=frames, fps=fps, steps=steps,
+            payload, spec, resolution=resolution, frames=frames, fps=fps, steps=steps,
             precision=precision, gpu=gpu, cfg=cfg, batch=batch, energy=energy, law=law,
-            from_path=from_path, datasheet=sheet, source=source, grid_intensity=grid_intensity, images=images)
-        return dataclasses.replace(video, energy=dataclasses.replace(video.energy, laws_file=named))
+            from_path=from_path, datasheet=sheet, source=source, grid_intensity=grid_intensity, images=images,
+            stack=stack)
+        one = dataclasses.replace(video.energy, laws_file=named)
+        if gpus > 1:
+            at = predict_video.at_frames(spec, video.frames)
+            one = _spread(one, parallel, "video", at, payload, sheet, gpus, ulysses, ring)
+        return dataclasses.replace(video, energy=one)
     if resolution is None:
         raise UsageError(f"--resolution is required for image model {spec.name!r}")
-    path, named = laws_file(laws, video=False)
+    path, named = laws_file(laws, "image")
+    payload = analysis_io.read_laws(path)
     image = predict.predict_energy(
-        analysis_io.read_laws(path), spec, resolution=resolution, steps=steps, precision=precision, gpu=gpu,
+        payload, spec, resolution=resolution, steps=steps, precision=precision, gpu=gpu,
         cfg=cfg, batch=batch, energy=energy, law=law, from_path=from_path, datasheet=sheet, source=source,
-        grid_intensity=grid_intensity, images=images)
-    return dataclasses.replace(image, laws_file=named)
+        grid_intensity=grid_intensity, images=images, stack=stack)
+    image = dataclasses.replace(image, laws_file=named)
+    return _spread(image, parallel, "image", spec, payload, sheet, gpus, ulysses, ring) if gpus > 1 else image
+
+
+def _spread(one: EnergyPrediction, parallel: Mapping[str, Any], modality: str, spec: Any,
+            payload: Mapping[str, Any], sheet: Datasheet | None, gpus: int, ulysses: int, ring: int
+            ) -> EnergyPrediction:
+    """The one-GPU answer ``one`` on ``gpus`` GPUs (``laws.predict_parallel``)."""
+    from .laws import predict_parallel
+    from .sources import gpu_datasheets
+
+    if sheet is None and one.gpu in payload.get("datasheets", {}):
+        sheet = gpu_datasheets.Datasheet.from_config(payload["datasheets"][one.gpu])
+    work = predict_parallel.attention_per_image(spec, one.resolution, one.cfg, one.batch, one.steps,
+                                                one.precision)
+    return predict_parallel.on_several_gpus(one, parallel, modality, work, sheet, gpus, ulysses, ring)
 
 
 def predict_energy(model: str, *, steps: int, resolution: int | None = None, frames: int | None = None,
@@ -136,15 +190,19 @@ def predict_energy(model: str, *, steps: int, resolution: int | None = None, fra
                    gpu: str | None = None, gpu_datasheet: Datasheet | str | None = None,
                    cfg: bool | None = None, energy: str = "raw", law: str = "auto", source: str | None = None,
                    grid_intensity: float | None = None, images: int = 1, laws: str | Path | None = None,
-                   video_laws: str | Path | None = None) -> PredictedEnergy:
+                   video_laws: str | Path | None = None, stack: str | None = None, gpus: int = 1,
+                   ulysses_degree: int | None = None, ring_degree: int | None = None,
+                   parallel_laws: str | Path | None = None) -> PredictedEnergy:
     """The energy of one image (or one video, for a text-to-video model) with its prediction interval.
 
     ``model`` is a zoo name (``sd35-medium``) or the path of an architecture file;
     ``resolution`` the square image's side in px (a video's short side; default:
     the model's video); ``steps`` the denoising steps; ``gpu`` a GPU kind in the
     laws (``h100``), or any name with ``gpu_datasheet`` (``Datasheet`` or
-    ``"half_tflop_s=...,fp32_tflop_s=...,bandwidth_gb_s=...,power_limit_w=..."``).
-    The other arguments are those of ``diffusion-energy predict``. Bad input raises
+    ``"half_tflop_s=...,fp32_tflop_s=...,bandwidth_gb_s=...,power_limit_w=..."``);
+    ``stack`` the software stack (``diffusers``, ``xdit``); ``gpus`` the GPUs one
+    output runs on, split ``ulysses_degree`` x ``ring_degree`` (default: Ulysses
+    over all of them). The other arguments are those of ``diffusion-energy predict``. Bad input raises
     an error whose message names what to fix (``errors.UserError`` and kin).
     """
     from .laws import analysis_io
@@ -153,7 +211,8 @@ def predict_energy(model: str, *, steps: int, resolution: int | None = None, fra
     full = answer(model, steps=steps, resolution=resolution, frames=frames, fps=fps, precision=precision,
                   batch=batch, gpu=gpu, gpu_datasheet=gpu_datasheet, cfg=cfg, energy=energy, law=law,
                   source=source, grid_intensity=grid_intensity, images=images, laws=laws,
-                  video_laws=video_laws)
+                  video_laws=video_laws, stack=stack, gpus=gpus, ulysses_degree=ulysses_degree,
+                  ring_degree=ring_degree, parallel_laws=parallel_laws)
     video = isinstance(full, VideoPrediction)
     e = full.energy if isinstance(full, VideoPrediction) else full
     return PredictedEnergy(
@@ -161,4 +220,4 @@ def predict_energy(model: str, *, steps: int, resolution: int | None = None, fra
         high_j=e.high_j, level=e.level, law=e.law, interval=e.interval, data=e.data, source=e.source,
         laws_file=e.laws_file, precision=e.precision, resolution=e.resolution, steps=e.steps, batch=e.batch,
         cfg=e.cfg, frames=full.frames if video else 1, flops=e.flops, notes=tuple(e.notes),
-        text=full.describe(), details=analysis_io._clean(full.to_dict()))
+        text=full.describe(), stack=e.stack, num_gpus=e.num_gpus, details=analysis_io._clean(full.to_dict()))

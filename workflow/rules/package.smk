@@ -10,12 +10,14 @@ rule package_data:
     input:
         laws="results/laws/laws.json",
         video_laws="results/laws/modalities.json",
+        parallel_laws="results/laws/parallel.json",
         flops="results/flops.parquet",
         ops="results/flops_ops.parquet",
         architectures=sorted(Path("config/models").glob("*.yaml")),
     output:
         laws="workflow/diffusion_energy/data/laws.json",
         video_laws="workflow/diffusion_energy/data/modalities.json",
+        parallel_laws="workflow/diffusion_energy/data/parallel.json",
         flops="workflow/diffusion_energy/data/flops.parquet",
         ops="workflow/diffusion_energy/data/flops_ops.parquet",
         zoo="workflow/diffusion_energy/data/zoo.json",
@@ -26,4 +28,5 @@ rule package_data:
         "../../envs/analysis.yaml"
     shell:
         "python3 -m diffusion_energy.cli -v package-data --laws {input.laws} --video-laws {input.video_laws}"
+        " --parallel-laws {input.parallel_laws}"
         " --flops {input.flops} --ops {input.ops} --out-dir workflow/diffusion_energy/data 2> {log}"

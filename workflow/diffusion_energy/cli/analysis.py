@@ -190,7 +190,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model, steps=args.steps, resolution=args.resolution, frames=args.frames, fps=args.fps,
         precision=args.precision, batch=args.batch, gpu=args.gpu, gpu_datasheet=args.gpu_datasheet,
         cfg=args.cfg, energy=args.energy, law=args.law, source=args.source,
-        grid_intensity=args.grid_intensity, images=args.images, laws=args.laws, video_laws=args.video_laws)
+        grid_intensity=args.grid_intensity, images=args.images, laws=args.laws, video_laws=args.video_laws,
+        stack=args.stack, gpus=args.gpus, ulysses_degree=args.ulysses_degree, ring_degree=args.ring_degree,
+        parallel_laws=args.parallel_laws)
     print(json.dumps(analysis_io._clean(result.to_dict()), indent=1) if args.json else result.describe())
     return 0
 
@@ -273,8 +275,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "fp32 (non-tensor) peak, used for --precision fp32 (PyTorch runs fp32 matrix "
                         "multiplies there by default); tf32_tflop_s (optional, dense; default half of "
                         "half_tflop_s) is where fp32 convolutions and attention run")
-    p.add_argument("--source", help="the data source (software stack) to speak for; default: the one that "
-                                    "measured this model on this GPU kind, else the fit's reference")
+    p.add_argument("--stack", help="the software stack to speak for: diffusers (eager PyTorch diffusers, one "
+                                   "GPU; as this workflow and ML.ENERGY v2 run it) or xdit (xDiT sequence "
+                                   "parallelism, as ML.ENERGY v3 runs it). Default: diffusers on one GPU, "
+                                   "xdit on several, for every model on every GPU kind")
+    p.add_argument("--source", help="answer with one data source's constants instead of a stack's (e.g. "
+                                    "this-workflow, mlenergy-v2)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="GPUs one image or video runs on (xDiT sequence parallelism); the energy is summed "
+                        "over them (default 1)")
+    p.add_argument("--ulysses-degree", type=int, help="Ulysses sequence-parallel degree (default: --gpus)")
+    p.add_argument("--ring-degree", type=int, help="ring-attention degree; Ulysses x ring = --gpus "
+                                                   "(default: --gpus / --ulysses-degree)")
     p.add_argument("--grid-intensity", type=float, metavar="G",
                    help="carbon intensity of the electricity, gCO2e/kWh: adds the emissions")
     p.add_argument("--images", type=int, default=1, help="images in the job: adds its total energy")
@@ -289,5 +301,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-laws", help="the joint image + video model written by `modalities`, which "
                                         "answers video models (default: results/laws/modalities.json where "
                                         "it exists, else the one shipped with the package)")
+    p.add_argument("--parallel-laws", help="the multi-GPU law written by `parallel`, which answers --gpus "
+                                           "above 1 (default: results/laws/parallel.json where it exists, "
+                                           "else the one shipped with the package)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)

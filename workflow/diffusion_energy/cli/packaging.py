@@ -84,24 +84,26 @@ def cmd_package_data(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .. import atomic, package_data
-    from ..laws import analysis_io
+    from ..laws import analysis_io, parallelism
     from ..sources import dataset
 
     for path in (args.laws, args.video_laws):
         analysis_io.read_laws(path)  # a laws file of this version, or one line saying what to do
+    parallelism.read_laws(args.parallel_laws)
     flops = dataset.check_flops_table(pd.read_parquet(args.flops), args.flops)
     flops, ops = uncounted(flops, pd.read_parquet(args.ops))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for src, name in ((args.laws, package_data.LAWS), (args.video_laws, package_data.VIDEO_LAWS)):
+    for src, name in ((args.laws, package_data.LAWS), (args.video_laws, package_data.VIDEO_LAWS),
+                      (args.parallel_laws, package_data.PARALLEL_LAWS)):
         with atomic.atomic_path(out / name) as tmp:
             shutil.copyfile(src, tmp)
     atomic.write_parquet(flops, out / package_data.FLOPS)
     atomic.write_parquet(ops, out / package_data.OPS)
     facts = zoo_facts(sorted(flops["model"].astype(str).unique()))
     atomic.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n", out / package_data.ZOO)
-    log.info("shipped %s, %s and the counts of %d architectures in %s", args.laws, args.video_laws,
-             len(facts["architectures"]), out)
+    log.info("shipped %s, %s, %s and the counts of %d architectures in %s", args.laws, args.video_laws,
+             args.parallel_laws, len(facts["architectures"]), out)
     return 0
 
 
@@ -110,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "(what `predict` answers from after `pip install`)")
     p.add_argument("--laws", required=True, help="results/laws/laws.json")
     p.add_argument("--video-laws", required=True, help="results/laws/modalities.json")
+    p.add_argument("--parallel-laws", required=True, help="results/laws/parallel.json")
     p.add_argument("--flops", required=True, help="results/flops.parquet")
     p.add_argument("--ops", required=True, help="results/flops_ops.parquet")
     p.add_argument("--out-dir", required=True, help="workflow/diffusion_energy/data")

@@ -55,7 +55,7 @@ def cmd_parallel(args: argparse.Namespace) -> int:
     table, metrics, payload = parallelism.run(usable, work, _sheets(args), _heldout(args), args.level)
     analysis_io.write_table(table, args.predictions_out, parallelism.PREDICTION_COLUMNS)
     analysis_io.write_table(metrics, args.metrics_out, parallelism.METRIC_COLUMNS)
-    analysis_io.write_json({"level": args.level, **payload}, args.laws_out)
+    analysis_io.write_json({"kind": parallelism.KIND, "level": args.level, **payload}, args.laws_out)
     for modality, entry in payload.items():
         if entry.get("status") == "ok":
             log.info("%s on several GPUs: %s", modality, parallelism.describe(

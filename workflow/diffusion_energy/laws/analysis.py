@@ -9,7 +9,7 @@ but each software stack spends a little differently on the same work, and one
 factor per source keeps that apart without throwing away the shared physics.
 Figures quoted from a paper are not raw data: they get their own
 per-architecture law (the paper's law on the paper's numbers) and never train
-a pooled model. Multi-GPU rows are kept for their own figure.
+a pooled model. Multi-GPU rows feed the multi-GPU law (``parallelism``) and its figure.
 
 ``crossval`` cross-validates every candidate, nested (``nested``): each
 architecture left out in turn (reported per GPU kind), and each GPU kind left
@@ -32,7 +32,6 @@ own paper-form law or by the pooled model.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -287,15 +286,11 @@ def _skip_row(target: str, law: str, scope: str, source: str, model: str, reason
             "status": f"not fitted: {reason}", "n_points": 0}
 
 
-def newest_stack(sources: pd.Series) -> str:
-    """The newest software stack among ``sources``: this workflow's own where present (measured with the
-    code at hand), else the latest release of a published source (``...-v3`` after ``...-v2``)."""
-    def rank(name: str) -> tuple[bool, int, str]:
-        version = re.search(r"-v(\d+)$", name)
-        return (name == THIS_WORKFLOW, int(version.group(1)) if version else -1, name)
-
-    names = sorted(set(sources.astype(str)), key=rank)
-    return names[-1] if names else ""
+def architectures_of(rows: pd.DataFrame) -> dict[str, str]:
+    """Model -> its kind of denoiser (``unet``, ``dit``, ``mmdit``): what a software stack has run."""
+    if "architecture" not in rows or rows.empty:
+        return {}
+    return {str(m): str(a) for m, a in rows.groupby("model")["architecture"].first().items()}
 
 
 def _coverage(rows: pd.DataFrame) -> dict[str, Any]:
@@ -306,11 +301,10 @@ def _coverage(rows: pd.DataFrame) -> dict[str, Any]:
 
     measured_by = {f"{g}/{m}": str(part["source"].value_counts().index[0])
                    for (g, m), part in rows.groupby(["gpu", "model"])} if len(rows) else {}
-    stacks = {str(g): newest_stack(part["source"]) for g, part in rows.groupby("gpu")} if len(rows) else {}
     return {"points_by_source": {str(s): int(n) for s, n in rows["source"].value_counts().items()}
             if len(rows) else {},
-            "measured_by": measured_by, "stack_by_gpu": stacks,
-            "stack_newest": newest_stack(rows["source"]) if len(rows) else "",
+            "measured_by": measured_by,
+            "architecture_by_model": architectures_of(rows),
             "ranges": {ALL: ranges(rows), **{str(g): ranges(part) for g, part in rows.groupby("gpu")}}}
 
 

@@ -256,6 +256,7 @@ def joint_laws(points: pd.DataFrame, inputs: roofline.RooflineInputs, prediction
         "points_by_source": {str(s): int(n) for s, n in counts.items()},
         "measured_by": {f"{g}/{m}": str(p["source"].value_counts().index[0])
                         for (g, m), p in rows.groupby(["gpu", "model"])},
+        "architecture_by_model": analysis.architectures_of(rows),
         "video_source": str(video["source"].value_counts().index[0]),
         "ranges": {ALL: _ranges(video), **{str(g): _ranges(p) for g, p in video.groupby("gpu")}},
         "pooled": {TARGET: entry},

@@ -31,15 +31,18 @@ errors.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from ..errors import UserError
 from ..sources import gpu_datasheets
 from . import roofline
 
@@ -64,7 +67,7 @@ BOUNDS = {"replicated_share": (0.0, 1.0), "ulysses_exposure": (0.0, np.inf), "ri
 _SCALE = np.array([1.0, 1.0, 1.0, 1e-6])
 
 
-class ParallelError(ValueError):
+class ParallelError(UserError, ValueError):
     """No multi-GPU law can be fitted or asked (no pairs, a degree that does not multiply to N)."""
 
 
@@ -142,6 +145,8 @@ class ParallelLaw:
     interval_level: float = 0.9
     interval_points: int = 0
     interval_models: int = 0
+    #: The most GPUs of a point it was fitted on.
+    max_gpus: int = 0
 
     def energy(self, one_gpu_j: np.ndarray, num_gpus: np.ndarray, feats: pd.DataFrame) -> np.ndarray:
         """Energy of the whole set of GPUs per image, J, from the one-GPU energy of the same point."""
@@ -209,7 +214,7 @@ def fit(paired: pd.DataFrame, feats: pd.DataFrame, modality: str) -> ParallelLaw
         return tuple(sorted(paired[col].astype(str).unique()))
 
     return ParallelLaw(modality, *map(float, z), len(paired), values("model"), values("gpu"),
-                       values("source"), rms)
+                       values("source"), rms, max_gpus=int(paired["num_gpus"].max()))
 
 
 def _quantiles(errors: np.ndarray, level: float) -> tuple[float, float]:
@@ -340,6 +345,24 @@ def _label(row: pd.Series) -> str:
     return (f"{row['source']} {row['gpu']} {row['model']} {int(row['resolution'])} px batch "
             f"{int(row['batch'])} on {int(row['num_gpus'])} GPUs "
             f"(U{int(row['ulysses_degree'])} x R{int(row['ring_degree'])})")
+
+
+#: What ``run``'s JSON says it is (``read_laws`` refuses another file given in its place).
+KIND = "multi-gpu laws"
+
+
+def read_laws(path: str | Path) -> dict[str, Any]:
+    """The multi-GPU laws JSON written by ``diffusion-energy parallel``; one clear error where it is
+    unreadable or another file."""
+    p = Path(path)
+    try:
+        payload = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParallelError(f"{p}: not a readable multi-GPU laws file ({type(exc).__name__}); rerun "
+                            "`snakemake results/laws/parallel.json`") from None
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise ParallelError(f"{p}: not a multi-GPU laws file written by `diffusion-energy parallel`")
+    return payload
 
 
 def law_for(payload: Mapping[str, Any], modality: str) -> ParallelLaw:

@@ -18,9 +18,10 @@ device as the workflow counts them (``counting.lookup``). The answer comes from:
   interval from the GPU kinds left out.
 
 Published sources are pooled with the source as a factor, so an answer speaks
-for one software stack: the source that measured this architecture on this
-GPU kind if one did, else the newest stack measured on that kind (this
-workflow's own where present; ``--source`` overrides).
+for one software stack (``sources.stacks``): ``diffusers`` on one GPU unless
+``--stack`` says otherwise, the same for every model on every GPU kind, answered
+with the constants of the stack's source that measured that kind (else of its
+reference source); ``--source`` names one source instead.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..counting import lookup
 from ..counting.features import Point, point_features
 from ..errors import UsageError
 from ..models import zoo
-from ..sources import gpu_datasheets
+from ..sources import gpu_datasheets, stacks
 from ..sources.schema import THIS_WORKFLOW
 from . import fp32_extrapolation, intervals, roofline
 from .analysis_io import NoLawError
@@ -91,6 +92,19 @@ class EnergyPrediction:
     images: int = 1
     #: The laws file that answered (``results/laws/...``, or the copy shipped with the package).
     laws_file: str = ""
+    #: The software stack the answer speaks for (``sources.stacks``).
+    stack: str = ""
+    #: GPUs one image ran on (energy summed over them) and their sequence-parallel split.
+    num_gpus: int = 1
+    ulysses_degree: int = 1
+    ring_degree: int = 1
+
+    @property
+    def on(self) -> str:
+        """The GPUs, as a person says it: ``h100``, or ``4 x h100 (Ulysses 2 x ring 2)``."""
+        if self.num_gpus == 1:
+            return self.gpu
+        return f"{self.num_gpus} x {self.gpu} (Ulysses {self.ulysses_degree} x ring {self.ring_degree})"
 
     @property
     def energy_wh(self) -> float:
@@ -123,7 +137,7 @@ class EnergyPrediction:
         kind = "dynamic (idle-subtracted)" if self.energy == "dynamic" else "GPU"
         lines = [
             f"{self.model}: {self.resolution} px, {self.steps} steps, {self.precision}, "
-            f"CFG {'on' if self.cfg else 'off'}, batch {self.batch}, on {self.gpu}",
+            f"CFG {'on' if self.cfg else 'off'}, batch {self.batch}, on {self.on}",
             f"  FLOPs per image: {self.flops / 1e12:,.1f} TFLOP",
             f"  {kind} energy: {self.energy_j:,.0f} J/image = {self.energy_wh:.4g} Wh/image",
             f"  {pct}% prediction interval: [{self.low_j:,.0f}, {self.high_j:,.0f}] J/image"
@@ -140,10 +154,16 @@ class EnergyPrediction:
             if self.grid_intensity_g_per_kwh is not None:
                 line += f", {self.grams(total) / 1000:.4g} kgCO2e"
             lines.append(line)
-        lines += [f"  model: {self.law}", f"  data: {self.data}", f"  as measured by: {self.source}"]
+        lines += [f"  model: {self.law}", f"  data: {self.data}", f"  {self.stack_line()}"]
         lines += [f"  laws: {self.laws_file}"] if self.laws_file else []
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def stack_line(self) -> str:
+        """``software stack: diffusers (...), with the constants of mlenergy-v2``."""
+        known = stacks.STACKS.get(self.stack)
+        what = f"{self.stack} ({known.description})" if known else (self.stack or "as measured")
+        return f"software stack: {what}, with the constants of {self.source}"
 
 
 def count_point(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, steps: int, cfg: bool,
@@ -251,31 +271,46 @@ def _choose(payload: dict[str, Any], target: str, spec_name: str, from_path: boo
                    entry)
 
 
-def _source_for(payload: dict[str, Any], law: Any, model: str, gpu: str, asked: str | None) -> str:
-    """The source an answer speaks for: asked, else the one that measured this model on this kind."""
-    sources = set(getattr(law, "sources", ()) or [])
-    if isinstance(law, BlendFit):
-        sources = set(law.sources)
+def _fitted_sources(law: Any) -> set[str]:
     if isinstance(law, roofline.RooflineFit):
-        sources = {s for c in law.constants for s in c.sources}
+        return {s for c in law.constants for s in c.sources}
+    if isinstance(law, BlendFit):
+        return set(law.sources)
+    return set(getattr(law, "sources", ()) or [])
+
+
+def _source_for(payload: dict[str, Any], law: Any, spec: zoo.ModelSpec, gpu: str, asked: str | None,
+                stack_name: str | None) -> tuple[str, str, list[str]]:
+    """(the source whose constants answer, the stack it speaks for, notes): ``--source`` where given,
+    else the asked (or default) stack's source for this GPU kind (``stacks.answering_source``): never
+    the model's own, so the same network under two names gets the same answer."""
+    sources = _fitted_sources(law)
+    measured_by = payload.get("measured_by", {})
     if asked:
         if sources and asked not in sources:
             raise NoLawError(f"source {asked!r} is not in the fitted data ({', '.join(sorted(sources))})")
-        return asked
-    measured = payload.get("measured_by", {}).get(f"{gpu}/{model}")
-    if measured and (not sources or measured in sources):
-        return str(measured)
-    # Else the newest software stack measured on this kind (this workflow's own where present).
-    newest = payload.get("stack_by_gpu", {}).get(gpu) or payload.get("stack_newest")
-    if newest and (not sources or newest in sources):
-        return str(newest)
-    if isinstance(law, roofline.RooflineFit):
-        try:
-            return law.for_gpu(gpu).source_reference
-        except KeyError:
-            return law.constants[0].source_reference
-    return getattr(getattr(law, "design", None), "source_reference", "") or (sorted(sources)[0] if sources
-                                                                             else THIS_WORKFLOW)
+        return asked, stacks.stack_of(asked) or "", []
+    stack = stacks.get(stack_name)
+    video = spec.video is not None
+    source = stacks.answering_source(stack, gpu, sources, measured_by,
+                                     prefer=payload.get("video_source") if video else None)
+    notes = []
+    archs = payload.get("architecture_by_model", {})
+    if video and payload.get("video_source") not in stack.sources:
+        notes.append(f"the {stack.name} stack ran no video model in the fitted data: its launch and fusion "
+                     "costs come from image models")
+    elif not video and archs and spec.architecture not in stacks.architectures_run(stack, measured_by, archs):
+        ran = sorted(stacks.architectures_run(stack, measured_by, archs))
+        notes.append(f"the {stack.name} stack never ran a {spec.architecture} denoiser in the fitted data "
+                     f"(it ran {', '.join(ran) or 'none'}): its launch and fusion costs come from other "
+                     "kinds of denoiser")
+    by = measured_by.get(f"{gpu}/{spec.name}")
+    if by and by not in stack.sources:
+        other = stacks.stack_of(by)
+        notes.append(f"{spec.name} was measured on {gpu} by {by}, on another software stack "
+                     f"({other or 'none named'}): {f'--stack {other}' if other else f'--source {by}'} "
+                     "answers for it")
+    return source, stack.name, notes
 
 
 def check_counts(**counts: int) -> None:
@@ -306,8 +341,10 @@ def predict_energy(
     grid_intensity: float | None = None,
     images: int = 1,
     counted: CountedPoint | None = None,
+    stack: str | None = None,
 ) -> EnergyPrediction:
-    """Predict the energy of one image; ``counted`` skips FLOP counting (tests)."""
+    """Predict the energy of one image on one GPU; ``counted`` skips FLOP counting (tests); ``stack``
+    names the software stack (``sources.stacks``; None: the default on one GPU)."""
     if payload.get("status") != "ok":
         raise NoLawError(f"the fitted laws hold no law: {payload.get('reason', 'no data')} "
                          "(no measurements yet?)")
@@ -365,7 +402,7 @@ def predict_energy(
     if counted is None or (extrapolated and counted.inputs.fp32.any()):
         counted = count_point(spec, gpu, at, resolution, steps, use_cfg, batch)
     point = counted
-    answer_source = _source_for(payload, fit, spec.name, gpu, source)
+    answer_source, answer_stack, stack_notes = _source_for(payload, fit, spec, gpu, source, stack)
     feats = point.features.assign(gpu=gpu, precision=at, steps=steps, source=answer_source,
                                   quoted=False, num_gpus=1)
     feats = gpu_datasheets.with_datasheets(feats, sheets)
@@ -391,7 +428,7 @@ def predict_energy(
             if dist[0] > 0:
                 interval += (f", widened by {rule.slope:.2f} per unit of log distance outside the fitted "
                              f"data (here {dist[0]:.2f})")
-    notes: list[str] = []
+    notes: list[str] = list(stack_notes)
     if extrapolated:
         pred, note = _carried_to_fp32(fit, feats, point.inputs, pred, sheets, at)
         interval += (f"; fp32 carried over from {at}: widened {fp32_extrapolation.FP32_WIDENING:g}x either "
@@ -416,6 +453,7 @@ def predict_energy(
         high_j=float(pred.high_j[0]), level=level, flops=float(feats["flops"].iloc[0]),
         law=chosen.description, interval=interval, data=_data_line(payload, chosen, gpu, measured, target),
         source=answer_source, notes=tuple(notes), grid_intensity_g_per_kwh=grid_intensity, images=images,
+        stack=answer_stack,
     )
 
 

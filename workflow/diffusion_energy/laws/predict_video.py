@@ -70,7 +70,7 @@ class VideoPrediction:
         lines = [
             f"{e.model}: {self.frames} frames of {self.width}x{self.height} px ({self.seconds:.3g} s at "
             f"{self.fps:g} fps), {e.steps} steps, {e.precision}, CFG {'on' if e.cfg else 'off'}, "
-            f"batch {e.batch}, on {e.gpu}",
+            f"batch {e.batch}, on {e.on}",
             f"  FLOPs per video: {e.flops / 1e15:,.4g} PFLOP",
             f"  {kind} energy: {e.energy_j:,.0f} J/video = {e.energy_wh:.4g} Wh/video",
             f"  {pct}% prediction interval: [{e.low_j:,.0f}, {e.high_j:,.0f}] J/video"
@@ -85,7 +85,7 @@ class VideoPrediction:
         if e.images > 1:
             total, low, high = (j * e.images / predict.J_PER_KWH for j in (e.energy_j, e.low_j, e.high_j))
             lines.append(f"  {e.images:,} videos: {total:.4g} kWh [{low:.4g}, {high:.4g}]")
-        lines += [f"  model: {e.law}", f"  data: {e.data}", f"  as measured by: {e.source}"]
+        lines += [f"  model: {e.law}", f"  data: {e.data}", f"  {e.stack_line()}"]
         lines += [f"  laws: {e.laws_file}"] if e.laws_file else []
         lines += [f"  note: {n}" for n in e.notes]
         return "\n".join(lines)
@@ -176,7 +176,7 @@ def predict_video(payload: dict[str, Any], spec: zoo.ModelSpec, *, resolution: i
         counted = count_video(spec, options.get("gpu") or "", precision, resolution, steps,
                               spec.effective_cfg(options.get("cfg")), options.get("batch", 1), frames)
     answer = predict.predict_energy(payload, at, resolution=resolution, steps=steps, counted=counted,
-                                    source=source or payload.get("video_source"), law="pooled", **options)
+                                    source=source, law="pooled", **options)
     answer = dataclasses.replace(answer, notes=(*answer.notes, *notes))
     ranges = payload.get("ranges", {})
     fitted = (ranges.get(answer.gpu) or ranges.get(ALL) or {}).get("frames")
