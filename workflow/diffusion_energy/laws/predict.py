@@ -313,6 +313,24 @@ def _source_for(payload: dict[str, Any], law: Any, spec: zoo.ModelSpec, gpu: str
     return source, stack.name, notes
 
 
+def _confined_models(law: Any) -> set[str]:
+    """Architectures a power law's GPU-kind or source shift is confined to (``powerlaw.DesignSpec``)."""
+    parts = law.parts.values() if isinstance(law, BlendFit) else [law]
+    return {m for p in parts for models in getattr(getattr(p, "design", None), "confined", {}).values()
+            for m in models}
+
+
+def _same_network(spec: zoo.ModelSpec, names: set[str]) -> str | None:
+    """The first of ``names`` (zoo architectures) that is ``spec``'s network under another name."""
+    for name in sorted(names - {spec.name}):
+        try:
+            if zoo.load_spec(name).network() == spec.network():
+                return name
+        except zoo.ZooError:
+            continue
+    return None
+
+
 def check_counts(**counts: int) -> None:
     """``--steps``, ``--batch``, ``--images``: positive and countable, checked before any FLOPs count."""
     for name, value in counts.items():
@@ -409,6 +427,11 @@ def predict_energy(
     if from_path:
         # Never the random effect of a measured model that happens to share the file's name.
         feats = feats.assign(model=f"file:{spec.source}")
+    twin = _same_network(spec, _confined_models(fit))
+    if twin:
+        # A shift the law confines to one measured architecture is that network's: the same network
+        # under another name (or in another file) gets it too.
+        feats = feats.assign(model=twin)
     level = float(payload["settings"]["prediction_level"])
     pred: Prediction = predict_law(fit, feats, point.inputs, level)
     interval = "from the law's residuals"
@@ -429,6 +452,9 @@ def predict_energy(
                 interval += (f", widened by {rule.slope:.2f} per unit of log distance outside the fitted "
                              f"data (here {dist[0]:.2f})")
     notes: list[str] = list(stack_notes)
+    if twin:
+        notes.append(f"{spec.name} is {twin}'s network (the same components): answered as {twin}, whose "
+                     "measured points alone carry the shifts of their GPU kind and source in the law")
     if extrapolated:
         pred, note = _carried_to_fp32(fit, feats, point.inputs, pred, sheets, at)
         interval += (f"; fp32 carried over from {at}: widened {fp32_extrapolation.FP32_WIDENING:g}x either "

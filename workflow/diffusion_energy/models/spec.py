@@ -7,6 +7,7 @@ from them (``families``), counting and measurement build their components.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,15 @@ class ModelSpec:
             raise ZooError(f"frames {frames:,} is more than model {self.name!r} makes: at most {most:,} "
                            f"({MAX_VIDEO_POSITIONS:,} latent frames, the range of the widest positional "
                            "embedding of the zoo's video denoisers)")
+
+    def network(self) -> str:
+        """What makes two architecture files the same network whatever their names: the pipeline, how
+        it runs its stages, and every component's class and config (but for its default sample size,
+        the output size a checkpoint was tuned at). OpenJourney v4 is SD 1.5's network."""
+        comps = [(c.name, c.class_path, {k: v for k, v in c.config.items() if k != "sample_size"})
+                 for c in self.components]
+        what = [self.family, self.pipeline, self.cfg_mode, self.latent_stride, self.patch_size, comps]
+        return json.dumps(what, sort_keys=True, default=str)
 
     @property
     def resolution_multiple(self) -> int:
