@@ -181,7 +181,11 @@ def test_predict_answers_a_video_model_per_video_with_an_interval(joint_payload:
     e = longer.energy
     assert e.low_j < e.energy_j < e.high_j and "held-out errors" in e.interval
     assert longer.energy.flops > short.energy.flops and e.energy_j > short.energy.energy_j
-    assert e.source == "mlenergy-v3-video", "a video answer speaks for the video source's stack"
+    assert e.stack == "diffusers", "a video answer speaks for the default stack, as an image's does"
+    assert any("diffusers stack ran no video model" in n for n in e.notes), e.notes
+    on_xdit = predict_video.predict_video(joint_payload, spec, frames=17, fps=16, steps=10, gpu="h100",
+                                          stack="xdit")
+    assert on_xdit.energy.source == "mlenergy-v3-video", "xdit's answer speaks for its video source"
     d = longer.to_dict()
     assert d["energy_per_frame_j"] == pytest.approx(e.energy_j / 17)
     assert d["energy_per_video_second_j"] == pytest.approx(e.energy_j / (17 / 16))

@@ -101,7 +101,8 @@ def test_predict_energy_answers_with_a_frozen_dataclass(tmp_path: Path,
     assert answer.low_j < answer.energy_j < answer.high_j and answer.level == pytest.approx(0.9)
     assert answer.laws_file.startswith(str(package_data.path(package_data.LAWS)))
     assert "shipped with the package" in answer.laws_file and "pooled" in answer.law
-    assert "single-GPU points" in answer.data and answer.source == "mlenergy-v3"
+    assert "single-GPU points" in answer.data
+    assert answer.stack == "diffusers" and answer.source == "mlenergy-v2"
     assert answer.energy_wh == pytest.approx(answer.energy_j / 3600)
     with pytest.raises(dataclasses.FrozenInstanceError):
         answer.energy_j = 0.0  # type: ignore[misc]
@@ -147,7 +148,7 @@ def test_a_wheel_installed_elsewhere_predicts_in_an_empty_folder(tmp_path: Path,
     where, energy, laws = json.loads(run.stdout)
     assert where.startswith(str(site)) and energy > 0 and laws.startswith(str(site))
     cli = subprocess.run([sys.executable, "-m", "diffusion_energy.cli", "predict", "--model",
-                          "wan2.1-t2v-1.3b", "--steps", "50", "--gpu", "h100"],
+                          "wan2.1-t2v-1.3b", "--steps", "50", "--gpu", "h100", "--gpus", "4"],
                          cwd=empty, env=env, capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr[-3000:]
-    assert f"laws: {site}" in cli.stdout and "J/video" in cli.stdout
+    assert f"laws: {site}" in cli.stdout and "J/video" in cli.stdout and "on 4 x h100" in cli.stdout

@@ -101,8 +101,8 @@ def laws_file(asked: str | Path | None, which: str) -> tuple[Path, str]:
         if not path.is_file():
             from .laws.analysis_io import NoLawError
 
-            raise NoLawError(f"no {which} laws at {path}: run `snakemake {default_name}` (or "
-                             f"`diffusion-energy {command}`) first")
+            raise NoLawError(f"no fitted law at {path} (the {which} laws): run `snakemake {default_name}` "
+                             f"(or `diffusion-energy {command}`) first")
         return path, str(asked)
     default = Path(default_name)
     if default.is_file():
