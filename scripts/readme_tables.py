@@ -204,6 +204,26 @@ def modality_per_video_model(results: Path) -> str:
     return f"Median APE per video architecture ({chosen}):\n\n" + "\n".join(lines)
 
 
+def multi_gpu_table(results: Path) -> str:
+    """The multi-GPU law held out by architecture: per modality, GPU kind and architecture."""
+    m = pd.read_csv(results / "tables" / "multi_gpu_metrics.csv")
+    laws = json.loads((results / "laws" / "parallel.json").read_text())
+    lines = ["| predicts | held out | GPU | points | ratio only, median APE | end to end, median APE | "
+             "P90 APE | worst APE | 90% interval coverage |", "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in m.sort_values(["modality", "held_out", "gpu"], key=lambda c: c.replace("all", "")).iterrows():
+        lines.append(f"| {r['modality']} | {r['held_out']} | {r['gpu']} | {int(r['n_points'])} | "
+                     f"{pct(r['ratio_median_ape'])} | {pct(r['median_ape'])} | {pct(r['p90_ape'])} | "
+                     f"{pct(r['max_ape'])} | {pct(r['coverage'])} |")
+    fitted = ["", "Fitted on every pair:", ""] + [
+        f"- {mod}: replicated share {e['replicated_share']:.3f} of the one-GPU energy per added GPU; "
+        f"exposure over NVLink Ulysses {e['ulysses_exposure']:.2f}, ring {e['ring_exposure']:.2f}; "
+        f"{e['collective_latency_s'] * 1e6:.0f} us per collective at the power limit ({e['n_points']} "
+        f"points of {len(e['models'])} architectures; {len(e['unpaired'])} multi-GPU points without a "
+        "one-GPU point at the same settings, listed in the laws file)"
+        for mod, e in laws.items() if isinstance(e, dict) and e.get("status") == "ok"]
+    return "\n".join(lines + fitted)
+
+
 #: Marker name in the page -> (title, the function printing the table), in page order.
 TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "sources": ("Points per source", sources_table),
@@ -217,6 +237,7 @@ TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "paper_law": ("The paper's law on the paper's numbers", paper_table),
     "modalities": ("Laws across modalities", modality_table),
     "modalities_per_video": ("Per video architecture", modality_per_video_model),
+    "multi_gpu": ("Several GPUs", multi_gpu_table),
 }
 
 
