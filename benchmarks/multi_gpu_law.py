@@ -41,8 +41,8 @@ def main() -> int:
     table = pd.read_csv(Path(args.results) / "tables" / "multi_gpu_predictions.csv")
     table = table.assign(lookup_ape=lookup_errors(table))
     print("held out by architecture, ratio to one GPU (one-GPU energy measured)")
-    print(f"{'modality':<9}{'points':>8}{'law median':>12}{'law P90':>10}{'table median':>14}{'table P90':>11}"
-          f"{'no table row':>14}")
+    print(f"{'modality':<9}{'points':>8}{'law median':>12}{'law P90':>10}{'table median':>14}"
+          f"{'table P90':>11}{'no table row':>14}")
     for modality, part in table.groupby("modality"):
         law, lookup = part["ratio_ape"], part["lookup_ape"].dropna()
         print(f"{modality:<9}{len(part):>8}{law.median():>12.1%}{law.quantile(0.9):>10.1%}"

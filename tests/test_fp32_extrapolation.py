@@ -51,3 +51,16 @@ def test_fp32_ratio_is_within_a_quarter_of_the_papers_shift(model: str, gpu: str
     assert fp32.high_j >= half.high_j * ratio * w * (1 - 1e-9)
     assert any("extrapolated from laws fitted on half precision" in n and "2511.17031" in n
                for n in fp32.notes), fp32.notes
+
+
+def test_tf32_lies_between_half_precision_and_fp32_and_says_what_it_assumed() -> None:
+    """TF32 keeps fp32 tensors (twice the bytes) but multiplies on tensor cores at the TF32 peak (half the
+    fp16 one on an A100): dearer than half precision, far cheaper than fp32 on the fp32 units."""
+    half = predict_energy("flux-dev", steps=50, resolution=1024, gpu="a100")
+    tf32 = predict_energy("flux-dev", steps=50, resolution=1024, gpu="a100", precision="tf32")
+    fp32 = predict_energy("flux-dev", steps=50, resolution=1024, gpu="a100", precision="fp32")
+    assert tf32.precision == "tf32"
+    assert half.energy_j < tf32.energy_j < fp32.energy_j / 2
+    assert any("allow_tf32 = True" in n and "no published TF32 point checks it" in n for n in tf32.notes)
+    assert tf32.low_j < tf32.energy_j < tf32.high_j
+

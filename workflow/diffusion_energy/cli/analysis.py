@@ -261,9 +261,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                              "adds the energy per second of video")
     p.add_argument("--steps", type=int, required=True, help="denoising steps")
     p.add_argument("--precision", default="default",
-                   help="fp16, bf16, fp32 or default (the model's). fp32, where the laws hold no fp32 point, "
-                        "is the half-precision answer times the roofline's fp32/half ratio, with a wider "
-                        "interval")
+                   help="fp16, bf16, fp32, tf32 or default (the model's). fp32, where the laws hold no fp32 "
+                        "point, is the half-precision answer times the roofline's fp32/half ratio, with a "
+                        "wider interval; tf32 likewise, fp32 with its matrix multiplies on the TF32 tensor "
+                        "cores (torch.backends.cuda.matmul.allow_tf32 = True)")
     p.add_argument("--batch", type=int, default=1, help="images per pipeline call (default 1)")
     p.add_argument("--gpu", help="GPU kind: a measured one, or one with a datasheet in the config")
     p.add_argument("--gpu-datasheet", metavar="KEY=VALUE,...",

@@ -54,6 +54,9 @@ J_PER_WH = 3600.0
 J_PER_KWH = 3.6e6
 ENERGY_TARGETS = {"raw": "image", "dynamic": "image_dynamic"}
 LAW_CHOICES = ("auto", "architecture", "pooled")
+#: ``--precision tf32``: fp32 with matrix multiplies on the TF32 tensor cores (not a zoo precision: no
+#: model runs it by default, and the grid measures fp32 and half precision).
+TF32 = "tf32"
 #: Largest steps, batch or image count a prediction takes: FLOPs are counted in float64.
 MAX_COUNT = 2**53
 
@@ -375,7 +378,10 @@ def predict_energy(
         raise UsageError(f"--grid-intensity must be a non-negative number of gCO2e/kWh, not "
                          f"{grid_intensity}")
     target = ENERGY_TARGETS[energy]
-    prec = spec.precision(precision)
+    # TF32: fp32 tensors, matrix multiplies on the TF32 tensor cores (allow_tf32 on): carried from the
+    # model's half precision by the roofline as fp32 is, at the TF32 peak.
+    tf32 = precision == TF32
+    prec = "fp32" if tf32 else spec.precision(precision)
     use_cfg = spec.effective_cfg(cfg)
     spec.check_resolution(resolution)
 
@@ -406,8 +412,11 @@ def predict_energy(
     chosen = _choose(payload, target, spec.name, from_path, law, gpu, measured, prec)
     fit = law_object(chosen.law)
     # fp32 where the law was fitted on half precision only: carried over by its roofline (below).
-    extrapolated = (prec == "fp32" and not _covers_precision(fit, prec)
+    extrapolated = (prec == "fp32" and (tf32 or not _covers_precision(fit, prec))
                     and bool(fp32_extrapolation.roofline_parts(fit)))
+    if tf32 and not extrapolated:
+        raise NoLawError(f"--precision tf32 is carried from half precision by a roofline model, and "
+                         f"{chosen.description} holds none")
     if not _covers_precision(fit, prec) and not extrapolated:
         raise NoLawError(f"precision {prec} is not in the fitted data ({', '.join(fit.precisions)})")
     # The precision the law answers at: the model's half precision where fp32 is extrapolated.
@@ -456,9 +465,9 @@ def predict_energy(
         notes.append(f"{spec.name} is {twin}'s network (the same components): answered as {twin}, whose "
                      "measured points alone carry the shifts of their GPU kind and source in the law")
     if extrapolated:
-        pred, note = _carried_to_fp32(fit, feats, point.inputs, pred, sheets, at)
-        interval += (f"; fp32 carried over from {at}: widened {fp32_extrapolation.FP32_WIDENING:g}x either "
-                     "way until fp32 points are measured")
+        pred, note = _carried_to_fp32(fit, feats, point.inputs, pred, sheets, at, tf32)
+        interval += (f"; {'tf32' if tf32 else 'fp32'} carried over from {at}: widened "
+                     f"{fp32_extrapolation.FP32_WIDENING:g}x either way until such points are measured")
         notes.append(note)
     values = {"FLOPs per image": float(feats["flops"].iloc[0]), "energy": float(pred.energy_j[0]),
               "interval low": float(pred.low_j[0]), "interval high": float(pred.high_j[0])}
@@ -473,7 +482,8 @@ def predict_energy(
         notes.append(f"{gpu} has no points in the fitted data: it enters only through its datasheet "
                      f"({sheets[gpu].source or 'given on the command line'})")
     return EnergyPrediction(
-        model=spec.name, gpu=gpu, precision=prec, resolution=resolution, steps=steps, cfg=use_cfg,
+        model=spec.name, gpu=gpu, precision=TF32 if tf32 else prec, resolution=resolution, steps=steps,
+        cfg=use_cfg,
         batch=batch,
         energy=energy, energy_j=float(pred.energy_j[0]), low_j=float(pred.low_j[0]),
         high_j=float(pred.high_j[0]), level=level, flops=float(feats["flops"].iloc[0]),
@@ -484,13 +494,24 @@ def predict_energy(
 
 
 def _carried_to_fp32(fit: Any, feats: pd.DataFrame, inputs: roofline.RooflineInputs, pred: Prediction,
-                     sheets: Mapping[str, gpu_datasheets.Datasheet], at: str) -> tuple[Prediction, str]:
-    """The half-precision answer ``pred`` (of ``feats`` at precision ``at``) carried to fp32 by the
-    roofline's fp32/half ratio (``fp32_extrapolation``), and the note that says so."""
+                     sheets: Mapping[str, gpu_datasheets.Datasheet], at: str, tf32: bool = False
+                     ) -> tuple[Prediction, str]:
+    """The half-precision answer ``pred`` (of ``feats`` at precision ``at``) carried to fp32 (``tf32``:
+    its matrix multiplies at the TF32 tensor peak) by the roofline's ratio (``fp32_extrapolation``), and
+    the note that says so."""
     fp32 = gpu_datasheets.with_datasheets(feats.assign(precision="fp32"), sheets)
+    if tf32:
+        fp32 = fp32.assign(peak_fp32_flop_s=fp32["peak_tf32_flop_s"], peak_flop_s=fp32["peak_tf32_flop_s"])
     ratio = fp32_extrapolation.energy_ratio(fit, feats, inputs, fp32, roofline.as_fp32(inputs), pred.level)
     w = fp32_extrapolation.FP32_WIDENING
     carried = Prediction(pred.energy_j * ratio, pred.low_j * ratio / w, pred.high_j * ratio * w, pred.level)
+    if tf32:
+        return carried, (
+            f"tf32 is extrapolated from laws fitted on half precision: the {at} answer times the roofline's "
+            f"tf32/{at} energy ratio {float(ratio[0]):.2f} (fp32 tensors, twice the bytes; matrix "
+            "multiplies and convolutions on the TF32 tensor cores at the datasheet's dense TF32 peak, as "
+            "with torch.backends.cuda.matmul.allow_tf32 = True; attention as 3xTF32; the half-precision "
+            "efficiencies carried over); no published TF32 point checks it")
     note = (f"fp32 is extrapolated from laws fitted on half precision: the {at} answer times the roofline's "
             f"fp32/{at} energy ratio {float(ratio[0]):.2f} (fp32 matrix multiplies at the datasheet's fp32 "
             "peak, PyTorch's default allow_tf32=False; convolutions on TF32; attention as 3xTF32; the "

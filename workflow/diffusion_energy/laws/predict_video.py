@@ -171,6 +171,9 @@ def predict_video(payload: dict[str, Any], spec: zoo.ModelSpec, *, resolution: i
         at.check_resolution(resolution)
     except zoo.ZooError as exc:
         raise UsageError(f"--resolution: {exc}") from None
+    if options.get("precision") == predict.TF32:
+        raise NoLawError("--precision tf32 is carried from half precision by a roofline model, and the "
+                         "joint image + video model that answers videos holds none: ask for an image model")
     if counted is None:
         precision = spec.precision(options.get("precision", "default"))
         counted = count_video(spec, options.get("gpu") or "", precision, resolution, steps,
