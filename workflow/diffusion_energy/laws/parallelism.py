@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
 from ..errors import UserError
 from ..sources import gpu_datasheets
@@ -204,6 +203,8 @@ def fit(paired: pd.DataFrame, feats: pd.DataFrame, modality: str) -> ParallelLaw
     e1 = paired["measured_one_gpu_j"].to_numpy(float)
     n = paired["num_gpus"].to_numpy(float)
     measured = paired["energy_j"].to_numpy(float)
+    from scipy.optimize import least_squares  # the fit only: predict reads a fitted law
+
     lo = np.array([BOUNDS[p][0] for p in PARAMS]) / _SCALE
     hi = np.array([BOUNDS[p][1] for p in PARAMS]) / _SCALE
     res = least_squares(lambda z: _log_errors(z, e1, n, feats, measured, modality), x0=[0.1, 1.0, 1.0, 10.0],
