@@ -202,6 +202,23 @@ def multi_gpu_rows(fig: Figure, d: FigureInputs) -> None:
     assert drawn == set(frame["model"]), "every architecture measured on several GPU counts"
 
 
+def multi_gpu_predicted(fig: Figure, d: FigureInputs) -> None:
+    """Beside each measured series with held-out predictions, a dotted series of its colour, from 1 at
+    one GPU to the predicted ratios of the splits drawn."""
+    held = d.multi_gpu_predictions
+    for ax in panels(fig):
+        solid = {to_rgba(ln.get_color()) for ln in labelled(ax)}
+        dotted = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+        for ln in dotted:
+            assert to_rgba(ln.get_color()) in solid, "a prediction without its measured series"
+            assert ln.get_ydata()[0] == 1.0 and ln.get_markerfacecolor() != "none"
+        gpu, videos = ax.get_title().split(":")[0], "videos" in ax.get_title()
+        mine = held[(held["gpu"] == gpu) & ((held["frames"] > 1) == videos)] if held is not None else None
+        predicted = set() if mine is None or mine.empty else set(mine["model"])
+        measured = {ln.get_label() for ln in labelled(ax)}
+        assert len(dotted) == len(measured & predicted), ax.get_title()
+
+
 def multi_gpu_looks(fig: Figure, d: FigureInputs) -> None:
     """Each architecture its own colour and marker: no two series look alike."""
     looks: dict[str, tuple] = {}
@@ -361,6 +378,8 @@ CLAIMS: dict[str, list[tuple[str, Check]]] = {
         ("Images in the top row, videos in the bottom row; every architecture measured on several GPU counts "
          "is drawn", multi_gpu_rows),
         ("each with its own colour and marker", multi_gpu_looks),
+        ("Dotted, filled: the multi-GPU law's prediction of the same splits with the architecture held out",
+         multi_gpu_predicted),
     ],
     "energy_vs_resolution": [
         ("one panel per GPU kind and step count (energies of different GPU kinds never share a panel)",

@@ -22,7 +22,7 @@ from conftest import deterministic_env
 from workflow_support import TINY_CONFIG, run_workflow
 
 from diffusion_energy.figures import FIGURE_NAMES
-from diffusion_energy.laws import analysis, crossval, modalities
+from diffusion_energy.laws import analysis, crossval, modalities, parallelism
 from diffusion_energy.sources import anchors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +43,8 @@ FIT = {"results/laws/laws.json", *(f"results/tables/{n}.csv" for n in ("laws", "
 ANCHORS = {"results/tables/anchors_energy.csv", "results/tables/anchors_laws.csv"}
 MODALITIES = {"results/tables/modality_predictions.csv", "results/tables/modality_metrics.csv",
               "results/laws/modalities.json"}
+PARALLEL = {"results/tables/multi_gpu_predictions.csv", "results/tables/multi_gpu_metrics.csv",
+            "results/laws/parallel.json"}
 FIGURES = {f"results/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")}
 TABLE_COLUMNS = {
     "nested_lomo_predictions": [*crossval.PREDICTION_COLUMNS, "chosen"],
@@ -61,6 +63,8 @@ TABLE_COLUMNS = {
     "anchors_laws": anchors.LAW_COLUMNS,
     "modality_predictions": modalities.PREDICTION_COLUMNS,
     "modality_metrics": modalities.METRIC_COLUMNS,
+    "multi_gpu_predictions": parallelism.PREDICTION_COLUMNS,
+    "multi_gpu_metrics": parallelism.METRIC_COLUMNS,
 }
 
 
@@ -78,14 +82,15 @@ def run(
 
 def test_default_target_requests_every_analysis_output(workflow_copy: Path) -> None:
     planned = run(workflow_copy)
-    assert FIT | CROSSVAL | ANCHORS | FIGURES | MODALITIES <= planned
+    assert FIT | CROSSVAL | ANCHORS | FIGURES | MODALITIES | PARALLEL <= planned
 
 
 @pytest.mark.parametrize(
     ("figure", "needs"),
     [
         ("stage_shares", set()),
-        ("multi_gpu", set()),
+        # The held-out multi-GPU predictions rest on the nested single-GPU ones (images, videos).
+        ("multi_gpu", CROSSVAL | MODALITIES | PARALLEL),
         ("energy_vs_flops", CROSSVAL | FIT),
         ("j_per_pflop", CROSSVAL | FIT),
         ("energy_vs_batch", CROSSVAL),
@@ -111,8 +116,10 @@ def test_empty_dataset_builds_every_analysis_target(
     shutil.copytree(tiny_workflow_run, workflow_copy, symlinks=True)
     monkeypatch.setenv("PATH", deterministic_env()["PATH"])  # the rules' python3 is this venv's
     built = {str(p.relative_to(workflow_copy)) for p in (workflow_copy / "results").rglob("*") if p.is_file()}
-    assert FIT | CROSSVAL | ANCHORS | FIGURES | MODALITIES <= built
+    assert FIT | CROSSVAL | ANCHORS | FIGURES | MODALITIES | PARALLEL <= built
     assert json.loads((workflow_copy / "results/laws/modalities.json").read_text())["status"] == "no data"
+    parallel = json.loads((workflow_copy / "results/laws/parallel.json").read_text())
+    assert parallel["image"]["status"] == parallel["video"]["status"] == "not fitted"
     results = workflow_copy / "results"
     laws = json.loads((results / "laws" / "laws.json").read_text())
     assert laws["status"] == "no data" and laws["n_points"] == 0

@@ -33,6 +33,7 @@ OUTPUTS = (
     "results/public/*.parquet", "results/flops.parquet", "results/flops_ops.parquet",
     "results/measurements/", "results/measurements/*", "results/measurements.parquet",
     "results/energy.parquet", "results/summary.txt", "results/laws/laws.json", "results/laws/modalities.json",
+    "results/laws/parallel.json",
     "results/tables/", "results/tables/*.csv", "results/laws/", "results/figures/", "results/figures/*.pdf",
     "results/figures/*.png", "results/benchmarks/*",
     "logs/measure/*", "logs/slurm", "logs/slurm/*", "logs/sources/*", "logs/figures/*", "logs/analysis/*",
@@ -47,7 +48,7 @@ ABSENT_ON_PURPOSE = {"profiles/default": "Snakemake loads it into every run, a c
 TABLES = {"laws", "law_terms", "roofline", "anchors_energy", "anchors_laws", "nested_lomo_predictions",
           "nested_lomo_metrics", "nested_logo_predictions", "nested_logo_metrics", "lomo_predictions",
           "lomo_metrics", "lomo_batch_metrics", "logo_predictions", "logo_metrics", "modality_predictions",
-          "modality_metrics"}
+          "modality_metrics", "multi_gpu_predictions", "multi_gpu_metrics"}
 #: Files outside the repository that must never be cited (the project's shared notes, this machine's
 #: folders): a clean clone does not have them.
 OUTSIDE = ("DESIGN" + ".md", "NOTES" + ".md", "STYLE" + ".md", "../" + "shared", "/work" + "/")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from diffusion_energy import cli, figures
 from diffusion_energy.figures import style
-from diffusion_energy.laws import analysis, analysis_io, crossval, modalities
+from diffusion_energy.laws import analysis, analysis_io, crossval, modalities, parallelism
 from diffusion_energy.sources import anchors, dataset, importing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,8 @@ def _inputs(d: dict) -> figures.FigureInputs:
     return figures.FigureInputs(
         energy=d["energy"], laws=d["payload"], predictions=d["lomo_predictions"], metrics=d["lomo_metrics"],
         anchor_energy=d["anchor_energy"], anchor_laws=d["anchor_laws"],
-        modality_predictions=d.get("modality_predictions", no_videos))
+        modality_predictions=d.get("modality_predictions", no_videos),
+        multi_gpu_predictions=pd.DataFrame(columns=parallelism.PREDICTION_COLUMNS))
 
 
 def _draw(name: str, d: dict, outs: list[Path]) -> Figure:
@@ -119,7 +120,8 @@ def test_figures_of_the_published_batch_sweeps_and_multi_gpu_runs(
     outs = _outs(tmp_path, name)
     inputs = figures.FigureInputs(
         energy=published_points, predictions=pd.DataFrame(columns=crossval.PREDICTION_COLUMNS),
-        metrics=pd.DataFrame(columns=crossval.METRIC_COLUMNS))
+        metrics=pd.DataFrame(columns=crossval.METRIC_COLUMNS),
+        multi_gpu_predictions=pd.DataFrame(columns=parallelism.PREDICTION_COLUMNS))
     fig = figures.draw(name, inputs, outs)
     _check(outs)
     assert not said, said

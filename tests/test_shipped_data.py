@@ -314,7 +314,8 @@ def test_every_caption_says_what_its_figure_draws(default_run: Path, tmp_path: P
     inputs = figure_inputs(str(results / "energy.parquet"), str(results / "laws" / "laws.json"),
                            str(tables / "lomo_predictions.csv"), str(tables / "lomo_metrics.csv"),
                            str(tables / "anchors_energy.csv"), str(tables / "anchors_laws.csv"),
-                           str(tables / "modality_predictions.csv"))
+                           str(tables / "modality_predictions.csv"),
+                           str(tables / "multi_gpu_predictions.csv"))
     for name in figures.FIGURES:
         fig = figures.draw(name, inputs, [tmp_path / f"{name}.png"])
         assert check_caption(name, fig, inputs) == (name not in EMPTY_ON_SHIPPED_DATA), name

@@ -262,7 +262,8 @@ def how_points_enter(energy: pd.DataFrame) -> str:
     videos = int(single_gpu_raw(ok, videos=True).sum()) - single
     return (f"How they enter: {single} single-GPU points of raw data fit and cross-validate the pooled "
             f"laws; {videos} single-GPU video points the laws across modalities (modality_*.csv); "
-            f"{int(multi.sum())} multi-GPU points only the multi-GPU figure; {int(quoted.sum())} "
+            f"{int(multi.sum())} multi-GPU points the multi-GPU law and its figure (multi_gpu_*.csv); "
+            f"{int(quoted.sum())} "
             "figures quoted from a paper only that paper's own law.")
 
 

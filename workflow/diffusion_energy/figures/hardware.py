@@ -139,6 +139,8 @@ def _held_out_ratios(predictions: pd.DataFrame | None, measured: pd.DataFrame) -
     keys = ["source", "gpu", "model", "resolution", "steps", "batch", "num_gpus", "ulysses_degree",
             "ring_degree"]
     p = predictions.merge(measured[keys], on=keys, how="inner")
+    if p.empty:
+        return pd.DataFrame(columns=["num_gpus", "ratio_predicted"])
     one = pd.DataFrame({"num_gpus": [1.0], "ratio_predicted": [1.0]}) if (measured["num_gpus"] == 1).any() \
         else pd.DataFrame(columns=["num_gpus", "ratio_predicted"])
     return pd.concat([one, p[["num_gpus", "ratio_predicted"]]], ignore_index=True).sort_values("num_gpus")
