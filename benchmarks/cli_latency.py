@@ -36,7 +36,7 @@ from workflow_time import fresh_copy
 
 CHEAP_TARGET = "results/public/paper-2511.17031.parquet"
 GOALS_S = {"help": 0.3, "argument error": 0.3, "predict image": 1.5, "predict video": 1.5,
-           "snakemake no-op": 2.0}
+           "predict image on 4 GPUs": 1.5, "snakemake no-op": 2.0}
 
 
 def cli() -> list[str]:
@@ -63,8 +63,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-snakemake", action="store_true", help="time the CLI alone")
     parser.add_argument("--laws-dir", type=Path,
-                        help="give predict this folder's laws.json and modalities.json (default: none, so "
-                             "that the laws shipped with the package answer)")
+                        help="give predict this folder's laws.json, modalities.json and parallel.json "
+                             "(default: none, so that the laws shipped with the package answer)")
     args = parser.parse_args()
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "2"]
     with tempfile.TemporaryDirectory(prefix="diffusion-energy-latency-") as tmp:
@@ -73,7 +73,8 @@ def main() -> int:
             folder.mkdir()
         laws = [] if args.laws_dir is None else [
             "--laws", str(args.laws_dir.resolve() / "laws.json"),
-            "--video-laws", str(args.laws_dir.resolve() / "modalities.json")]
+            "--video-laws", str(args.laws_dir.resolve() / "modalities.json"),
+            "--parallel-laws", str(args.laws_dir.resolve() / "parallel.json")]
         cases: dict[str, tuple[list[str], Path, int]] = {
             "help": ([*cli(), "--help"], empty, 0),
             "argument error": ([*cli(), "predict", "--model", "sd15"], empty, 2),
@@ -81,6 +82,9 @@ def main() -> int:
                                "--steps", "28", "--gpu", "h100", "--batch", "4", *laws], empty, 0),
             "predict video": ([*cli(), "predict", "--model", "cogvideox1.5-5b", "--steps", "50",
                                "--gpu", "h100", *laws], empty, 0),
+            "predict image on 4 GPUs": ([*cli(), "predict", "--model", "hunyuandit-v1.2", "--resolution",
+                                         "1024", "--steps", "50", "--gpu", "h100", "--gpus", "4",
+                                         "--ulysses-degree", "2", "--ring-degree", "2", *laws], empty, 0),
         }
         if not args.skip_snakemake:
             fresh_copy(work)
