@@ -108,6 +108,14 @@ def test_multi_gpu_points_without_a_one_gpu_point_are_listed_not_fitted() -> Non
     assert payload["video"]["status"] == "not fitted"
 
 
+def test_points_on_a_kind_without_an_nvlink_figure_are_listed_not_fitted() -> None:
+    points, work = _points(noise=0.0)
+    sheets = {**SHEETS, "b200": gpu_datasheets.Datasheet(2250e12, 80e12, 8e12, 1000.0)}
+    payload = parallelism.run(points, work, sheets, {}, 0.9)[2]
+    assert len(payload["image"]["no_nvlink"]) == 6 * 2 * len(SPLITS)
+    assert payload["image"]["gpus"] == ["h100"] and payload["image"]["n_points"] == 6 * 2 * len(SPLITS)
+
+
 @pytest.mark.parametrize(("n", "u", "r", "expected"), [(4, None, None, (4, 1)), (4, 2, None, (2, 2)),
                                                        (8, None, 2, (4, 2)), (1, None, None, (1, 1))])
 def test_degrees_default_to_ulysses_over_every_gpu(n: int, u: int | None, r: int | None,

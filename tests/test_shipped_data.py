@@ -254,7 +254,8 @@ def test_the_multi_gpu_law_is_held_out_by_architecture_and_answers_its_points(de
         rows = multi[(multi["frames"] > 1) == (modality == "video")]
         law = laws[modality]
         # Every multi-GPU row is fitted on or listed as lacking its one-GPU point: none dropped silently.
-        assert law["n_points"] + len(law["unpaired"]) == len(rows) and law["n_points"] == bound["points"]
+        listed = len(law["unpaired"]) + len(law["no_nvlink"])
+        assert law["n_points"] + listed == len(rows) and law["n_points"] == bound["points"]
         assert 0 <= law["replicated_share"] <= 1 and law["ulysses_exposure"] >= 0 <= law["ring_exposure"]
         row = metrics[(metrics["modality"] == modality) & (metrics["held_out"] == "all")
                       & (metrics["gpu"] == "all")].iloc[0]

@@ -195,8 +195,9 @@ def _log_errors(z: np.ndarray, e1: np.ndarray, n: np.ndarray, feats: pd.DataFram
 def fit(paired: pd.DataFrame, feats: pd.DataFrame, modality: str) -> ParallelLaw:
     """The constants that best explain ``paired``'s energies from their one-GPU energies (least squares
     in logs, within ``BOUNDS``)."""
-    ok = np.isfinite(feats[FEATURE_COLUMNS].to_numpy(float)).all(axis=1)
-    paired, feats = paired[ok], feats[ok]
+    if not np.isfinite(feats[FEATURE_COLUMNS].to_numpy(float)).all():
+        raise ParallelError(f"{modality}: some points lack a feature (a GPU kind without an NVLink figure?): "
+                            "``run`` lists them apart before fitting")
     if paired["model"].nunique() < 2 or len(paired) < len(PARAMS) + 1:
         raise ParallelError(f"{modality}: {len(paired)} multi-GPU point(s) of {paired['model'].nunique()} "
                             "architecture(s) with a one-GPU point at the same settings: too few to fit")
@@ -329,15 +330,21 @@ def run(points: pd.DataFrame, work: pd.DataFrame, sheets: Mapping[str, gpu_datas
         part = points[rows.to_numpy()]
         paired, unpaired = pairs(part)
         feats = features(paired, work.loc[paired.index], sheets)
+        linked = np.isfinite(feats[FEATURE_COLUMNS].to_numpy(float)).all(axis=1)
+        # Listed, never fitted: points without a one-GPU point at the same settings, and points on a
+        # GPU kind whose datasheet gives no NVLink bandwidth (their bytes take no known time).
+        listed = {"unpaired": [_label(r) for _, r in unpaired.iterrows()],
+                  "no_nvlink": [_label(r) for _, r in paired[~linked].iterrows()]}
+        paired, feats = paired[linked], feats[linked]
         try:
             law = fit(paired, feats, modality)
         except ParallelError as exc:
-            payload[modality] = {"status": "not fitted", "reason": str(exc)}
+            payload[modality] = {"status": "not fitted", "reason": str(exc), **listed}
             continue
         held = leave_one_model_out(paired, feats, modality, one_gpu_heldout.get(modality), level)
         tables.append(held)
         law = with_interval(law, held, level)
-        payload[modality] = {**law.to_dict(), "unpaired": [_label(r) for _, r in unpaired.iterrows()]}
+        payload[modality] = {**law.to_dict(), **listed}
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PREDICTION_COLUMNS)
     return table, metrics(table), payload
 
