@@ -180,8 +180,8 @@ def _spread(one: EnergyPrediction, parallel: Mapping[str, Any], modality: str, s
 
     if sheet is None and one.gpu in payload.get("datasheets", {}):
         sheet = gpu_datasheets.Datasheet.from_config(payload["datasheets"][one.gpu])
-    work = predict_parallel.attention_per_image(spec, one.resolution, one.cfg, one.batch, one.steps,
-                                                one.precision)
+    tensors = "fp32" if one.precision == "tf32" else one.precision  # TF32 keeps fp32 activations
+    work = predict_parallel.attention_per_image(spec, one.resolution, one.cfg, one.batch, one.steps, tensors)
     return predict_parallel.on_several_gpus(one, parallel, modality, work, sheet, gpus, ulysses, ring)
 
 
