@@ -25,8 +25,9 @@ Every constant is bounded by physics (s within [0, 1], k and l never below
 0) and fitted on log errors. Its held-out error is measured leaving one
 architecture out, both on the ratio alone (one-GPU energy measured) and end to
 end (the one-GPU energy the nested single-GPU law predicts for the held-out
-architecture); the prediction interval is the quantiles of those end-to-end
-errors.
+architecture); the prediction interval is that of a new architecture's
+end-to-end error, the errors grouped by architecture (``intervals.grouped_bounds``,
+the rule of the single-GPU laws: the next architecture is a new draw of an offset).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..sources import gpu_datasheets
-from . import roofline
+from . import intervals, roofline
 
 #: What makes two points "the same settings" apart from their GPU count.
 PAIR_KEYS = ["source", "gpu", "model", "precision", "resolution", "frames", "steps", "cfg", "batch"]
@@ -138,7 +139,8 @@ class ParallelLaw:
     gpus: tuple[str, ...]
     sources: tuple[str, ...]
     rms_log: float
-    #: Quantiles of the held-out end-to-end log errors log(measured / predicted), and how many.
+    #: Bounds of a new architecture's end-to-end log error log(measured / predicted), from the held-out
+    #: errors grouped by architecture, and how many points and architectures they rest on.
     interval_low_log: float = float("nan")
     interval_high_log: float = float("nan")
     interval_level: float = 0.9
@@ -219,8 +221,10 @@ def fit(paired: pd.DataFrame, feats: pd.DataFrame, modality: str) -> ParallelLaw
                        values("source"), rms, max_gpus=int(paired["num_gpus"].max()))
 
 
-def _quantiles(errors: np.ndarray, level: float) -> tuple[float, float]:
-    lo, hi = np.quantile(errors, [(1 - level) / 2, (1 + level) / 2])
+def _bounds(errors: np.ndarray, models: np.ndarray, level: float) -> tuple[float, float]:
+    """The interval of a new architecture's log error from errors grouped by architecture
+    (``intervals.grouped_bounds``: the architecture is the draw, as for one GPU), kept around 0."""
+    lo, hi = intervals.grouped_bounds(np.asarray(errors, float), np.asarray(models), level)
     return float(min(lo, 0.0)), float(max(hi, 0.0))
 
 
@@ -269,10 +273,10 @@ def leave_one_model_out(paired: pd.DataFrame, feats: pd.DataFrame, modality: str
     table["low_j"], table["high_j"], table["covered"] = np.nan, np.nan, pd.NA
     for model in table["held_out"].unique():
         mine = (table["held_out"] == model).to_numpy()
-        others = table.loc[~mine, "log_ratio"].dropna().to_numpy()
-        if table.loc[~mine, "held_out"].nunique() < MIN_MODELS - 1 or not len(others):
+        others = table.loc[~mine].dropna(subset=["log_ratio"])
+        if others["held_out"].nunique() < MIN_MODELS - 1:
             continue
-        lo, hi = _quantiles(others, level)
+        lo, hi = _bounds(others["log_ratio"].to_numpy(), others["held_out"].to_numpy(), level)
         table.loc[mine, "low_j"] = np.fmin(table.loc[mine, "predicted_j"] * math.exp(lo),
                                            table.loc[mine, "one_gpu_low_j"])
         table.loc[mine, "high_j"] = np.fmax(table.loc[mine, "predicted_j"] * math.exp(hi),
@@ -308,12 +312,14 @@ def metrics(table: pd.DataFrame) -> pd.DataFrame:
 def with_interval(law: ParallelLaw, heldout: pd.DataFrame, level: float) -> ParallelLaw:
     """``law`` with the interval of its held-out end-to-end errors (else of its ratio-only errors)."""
     part = heldout[heldout["modality"] == law.modality]
-    errors = part["log_ratio"].dropna()
-    if errors.empty:
-        errors = np.log(part["ratio_measured"] / part["ratio_predicted"]).dropna()
-    if part["held_out"].nunique() < MIN_MODELS or errors.empty:
+    errors = part["log_ratio"]
+    if errors.isna().all():
+        errors = np.log(part["ratio_measured"] / part["ratio_predicted"])
+    known = errors.notna()
+    errors, models = errors[known], part.loc[known, "held_out"]
+    if models.nunique() < MIN_MODELS:
         return law
-    lo, hi = _quantiles(errors.to_numpy(float), level)
+    lo, hi = _bounds(errors.to_numpy(float), models.to_numpy(), level)
     return ParallelLaw(**{**asdict(law), "models": law.models, "gpus": law.gpus, "sources": law.sources,
                           "interval_low_log": lo, "interval_high_log": hi, "interval_level": level,
                           "interval_points": int(len(errors)),
