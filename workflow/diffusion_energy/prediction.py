@@ -125,7 +125,7 @@ def answer(model: str, *, steps: int, resolution: int | None = None, frames: int
            ring_degree: int | None = None, parallel_laws: str | Path | None = None
            ) -> EnergyPrediction | VideoPrediction:
     """The full answer (``laws.predict.EnergyPrediction``, or ``VideoPrediction`` for a video model)."""
-    from .laws import analysis_io, parallelism, predict
+    from .laws import analysis_io, parallelism, predict, predict_parallel
     from .sources import gpu_datasheets, stacks
 
     spec, from_path = predict.resolve_model(model)
@@ -142,7 +142,8 @@ def answer(model: str, *, steps: int, resolution: int | None = None, frames: int
     elif gpus > 1:
         raise UsageError("--source does not apply on several GPUs: the multi-GPU law speaks for the xdit "
                          "stack (--stack xdit)")
-    parallel = parallelism.read_laws(laws_file(parallel_laws, "parallel")[0]) if gpus > 1 else {}
+    several = predict_parallel.SeveralGpus(gpus, ulysses, ring, parallelism.read_laws(
+        laws_file(parallel_laws, "parallel")[0])) if gpus > 1 else None
     if spec.video is not None or frames not in (None, 1) or fps is not None:
         from .laws import predict_video
 
@@ -153,12 +154,8 @@ def answer(model: str, *, steps: int, resolution: int | None = None, frames: int
             payload, spec, resolution=resolution, frames=frames, fps=fps, steps=steps,
             precision=precision, gpu=gpu, cfg=cfg, batch=batch, energy=energy, law=law,
             from_path=from_path, datasheet=sheet, source=source, grid_intensity=grid_intensity, images=images,
-            stack=stack)
-        one = dataclasses.replace(video.energy, laws_file=named)
-        if gpus > 1:
-            at = predict_video.at_frames(spec, video.frames)
-            one = _spread(one, parallel, "video", at, payload, sheet, gpus, ulysses, ring)
-        return dataclasses.replace(video, energy=one)
+            stack=stack, several=several)
+        return dataclasses.replace(video, energy=dataclasses.replace(video.energy, laws_file=named))
     if resolution is None:
         raise UsageError(f"--resolution is required for image model {spec.name!r}")
     path, named = laws_file(laws, "image")
@@ -166,23 +163,8 @@ def answer(model: str, *, steps: int, resolution: int | None = None, frames: int
     image = predict.predict_energy(
         payload, spec, resolution=resolution, steps=steps, precision=precision, gpu=gpu,
         cfg=cfg, batch=batch, energy=energy, law=law, from_path=from_path, datasheet=sheet, source=source,
-        grid_intensity=grid_intensity, images=images, stack=stack)
-    image = dataclasses.replace(image, laws_file=named)
-    return _spread(image, parallel, "image", spec, payload, sheet, gpus, ulysses, ring) if gpus > 1 else image
-
-
-def _spread(one: EnergyPrediction, parallel: Mapping[str, Any], modality: str, spec: Any,
-            payload: Mapping[str, Any], sheet: Datasheet | None, gpus: int, ulysses: int, ring: int
-            ) -> EnergyPrediction:
-    """The one-GPU answer ``one`` on ``gpus`` GPUs (``laws.predict_parallel``)."""
-    from .laws import predict_parallel
-    from .sources import gpu_datasheets
-
-    if sheet is None and one.gpu in payload.get("datasheets", {}):
-        sheet = gpu_datasheets.Datasheet.from_config(payload["datasheets"][one.gpu])
-    tensors = "fp32" if one.precision == "tf32" else one.precision  # TF32 keeps fp32 activations
-    work = predict_parallel.attention_per_image(spec, one.resolution, one.cfg, one.batch, one.steps, tensors)
-    return predict_parallel.on_several_gpus(one, parallel, modality, work, sheet, gpus, ulysses, ring)
+        grid_intensity=grid_intensity, images=images, stack=stack, several=several)
+    return dataclasses.replace(image, laws_file=named)
 
 
 def predict_energy(model: str, *, steps: int, resolution: int | None = None, frames: int | None = None,

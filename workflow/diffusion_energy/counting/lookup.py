@@ -59,6 +59,15 @@ def shipped_counts(spec: ModelSpec, shapes: Iterable[tuple]) -> tuple[pd.DataFra
     return table.reset_index(drop=True), ops.reset_index(drop=True)
 
 
+def count_batch(spec: ModelSpec, resolution: int, cfg: bool, batch: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(FLOPs table, per-op table) of one pipeline call of ``batch`` outputs. A batch above 2 is derived
+    from batches 1 and 2 (as the workflow counts): exact, and no meta tensor of ``batch`` rows is built
+    (a batch of 10^11 would pass int64 tensor sizes)."""
+    batches = sorted({batch} | ({1, 2} if batch > 2 else set()))
+    table, ops = count_shapes(spec, [(resolution, cfg, b) for b in batches])
+    return table[table["batch"] == batch], ops[ops["batch"] == batch]
+
+
 def count_shapes(spec: ModelSpec, shapes: Iterable[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(FLOPs table, per-op table) of ``shapes`` (as ``flops.count_shapes``): shipped, else counted."""
     shapes = list(shapes)

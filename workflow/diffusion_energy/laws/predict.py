@@ -41,7 +41,7 @@ from ..errors import UsageError
 from ..models import zoo
 from ..sources import gpu_datasheets, stacks
 from ..sources.schema import THIS_WORKFLOW
-from . import fp32_extrapolation, intervals, roofline
+from . import fp32_extrapolation, intervals, parallelism, predict_parallel, roofline
 from .analysis_io import NoLawError
 from .blend import BlendFit, load_law, predict_law
 from .choice import MIN_EMPIRICAL
@@ -63,10 +63,20 @@ MAX_COUNT = 2**53
 
 @dataclass(frozen=True)
 class CountedPoint:
-    """A point to predict: its per-image features (one row) and its roofline inputs."""
+    """A point to predict: its per-image features (one row), its roofline inputs and the counts they were
+    made from (FLOPs table, per-op table: what a prediction on several GPUs reads again)."""
 
     features: pd.DataFrame
     inputs: roofline.RooflineInputs
+    table: pd.DataFrame | None = None
+    ops: pd.DataFrame | None = None
+
+    def attention(self, precision: str) -> pd.DataFrame:
+        """The denoiser's attention work per output with tensors in ``precision``
+        (``parallelism.attention_work``)."""
+        if self.table is None or self.ops is None:
+            raise ValueError("a point counted without its tables has no attention work")
+        return parallelism.attention_work(self.features.assign(precision=precision), self.ops, self.table)
 
 
 @dataclass(frozen=True)
@@ -173,17 +183,13 @@ def count_point(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
                 batch: int = 1) -> CountedPoint:
     """FLOPs, kernels and bytes of one pipeline call of ``batch`` images (shipped, or counted on the meta
     device: ``counting.lookup``)."""
-    # A batch above 2 is derived from batches 1 and 2 (as the workflow counts): exact, and no meta
-    # tensor of ``batch`` rows is built (a batch of 10^11 would pass int64 tensor sizes).
-    batches = {batch} | ({1, 2} if batch > 2 else set())
-    table, ops = lookup.count_shapes(spec, [(resolution, cfg, b) for b in sorted(batches)])
-    table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
+    table, ops = lookup.count_batch(spec, resolution, cfg, batch)
     point = Point(gpu, spec.name, spec.architecture, precision, resolution, steps, cfg, batch,
                   spec.denoiser_evaluations(steps))
     feats = point_features([point], table).assign(point_id=0)
     if feats.empty:
         raise ValueError(f"no FLOPs counted for {spec.name} at {resolution} px")
-    return CountedPoint(feats, roofline.inputs_from_ops(feats, ops, table))
+    return CountedPoint(feats, roofline.inputs_from_ops(feats, ops, table), table, ops)
 
 
 def _half(p: str) -> str:
@@ -363,9 +369,11 @@ def predict_energy(
     images: int = 1,
     counted: CountedPoint | None = None,
     stack: str | None = None,
+    several: predict_parallel.SeveralGpus | None = None,
 ) -> EnergyPrediction:
-    """Predict the energy of one image on one GPU; ``counted`` skips FLOP counting (tests); ``stack``
-    names the software stack (``sources.stacks``; None: the default on one GPU)."""
+    """Predict the energy of one image on one GPU, or on ``several`` (``predict_parallel``); ``counted``
+    skips FLOP counting (tests); ``stack`` names the software stack (``sources.stacks``; None: the
+    default on one GPU)."""
     if payload.get("status") != "ok":
         raise NoLawError(f"the fitted laws hold no law: {payload.get('reason', 'no data')} "
                          "(no measurements yet?)")
@@ -481,7 +489,7 @@ def predict_energy(
     if not measured:
         notes.append(f"{gpu} has no points in the fitted data: it enters only through its datasheet "
                      f"({sheets[gpu].source or 'given on the command line'})")
-    return EnergyPrediction(
+    answer = EnergyPrediction(
         model=spec.name, gpu=gpu, precision=TF32 if tf32 else prec, resolution=resolution, steps=steps,
         cfg=use_cfg,
         batch=batch,
@@ -491,6 +499,11 @@ def predict_energy(
         source=answer_source, notes=tuple(notes), grid_intensity_g_per_kwh=grid_intensity, images=images,
         stack=answer_stack,
     )
+    if several is None:
+        return answer
+    # The activations exchanged are in the precision asked (fp32's for tf32), from the same counts.
+    return predict_parallel.on_several_gpus(answer, several, "video" if spec.video else "image",
+                                            point.attention(prec), sheets.get(gpu))
 
 
 def _carried_to_fp32(fit: Any, feats: pd.DataFrame, inputs: roofline.RooflineInputs, pred: Prediction,

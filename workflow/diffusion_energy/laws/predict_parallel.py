@@ -15,37 +15,37 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..counting import lookup
 from ..errors import UsageError
-from ..models import zoo
 from ..sources import gpu_datasheets
 from . import parallelism
-from .predict import EnergyPrediction
+
+if TYPE_CHECKING:  # predict calls this module: its class is only named here
+    from .predict import EnergyPrediction
 
 
-def attention_per_image(spec: zoo.ModelSpec, resolution: int, cfg: bool, batch: int, steps: int,
-                        precision: str) -> pd.DataFrame:
-    """The denoiser's attention activation bytes and calls per image (or video, for a spec at its
-    frames) of one point, from its counts (shipped, or counted on the meta device)."""
-    batches = sorted({batch} | ({1, 2} if batch > 2 else set()))
-    table, ops = lookup.count_shapes(spec, [(resolution, cfg, b) for b in batches])
-    table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
-    point = pd.DataFrame([{"point_id": 0, "model": spec.name, "resolution": resolution, "cfg": bool(cfg),
-                           "batch": batch, "steps": steps, "precision": precision,
-                           "denoiser_evaluations": float(spec.denoiser_evaluations(steps))}])
-    return parallelism.attention_work(point, ops, table)
+@dataclass(frozen=True)
+class SeveralGpus:
+    """What ``predict --gpus`` asks: GPUs per output, their split, and the multi-GPU laws
+    (``parallelism.read_laws``) that answer."""
+
+    num_gpus: int
+    ulysses: int
+    ring: int
+    laws: Mapping[str, Any]
 
 
-def on_several_gpus(one: EnergyPrediction, parallel: Mapping[str, Any], modality: str,
-                    work: pd.DataFrame, sheet: gpu_datasheets.Datasheet | None, num_gpus: int, ulysses: int,
-                    ring: int) -> EnergyPrediction:
-    """``one`` (the answer on one GPU) carried to ``num_gpus`` GPUs split ``ulysses`` x ``ring``."""
-    law = parallelism.law_for(parallel, modality)
+def on_several_gpus(one: EnergyPrediction, several: SeveralGpus, modality: str, work: pd.DataFrame,
+                    sheet: gpu_datasheets.Datasheet | None) -> EnergyPrediction:
+    """``one`` (the answer on one GPU) carried to ``several``'s GPUs; ``work``: the point's attention work
+    (``predict.CountedPoint.attention``), ``sheet``: its GPU kind's datasheet."""
+    law = parallelism.law_for(several.laws, modality)
+    num_gpus, ulysses, ring = several.num_gpus, several.ulysses, several.ring
     if sheet is None or not sheet.link_byte_s:
         raise UsageError(f"{one.gpu}: its datasheet gives no NVLink bandwidth, which a prediction on several "
                          f"GPUs needs: add nvlink_gb_s (GPU-to-GPU, both directions, as vendors quote it) to "

@@ -108,9 +108,7 @@ def count_video(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
     as ``dataset.per_image_costs`` defines it for measured points (a batch above 2 derived from 1 and 2,
     as the workflow counts)."""
     at = at_frames(spec, frames)
-    batches = sorted({batch} | ({1, 2} if batch > 2 else set()))
-    table, ops = lookup.count_shapes(at, [(resolution, cfg, b) for b in batches])
-    table, ops = table[table["batch"] == batch], ops[ops["batch"] == batch]
+    table, ops = lookup.count_batch(at, resolution, cfg, batch)
     keys = pd.DataFrame([{"gpu": gpu, "model": at.name, "architecture": at.architecture,
                           "precision": precision, "resolution": resolution, "steps": steps, "cfg": bool(cfg),
                           "batch": batch, "frames": frames,
@@ -122,7 +120,7 @@ def count_video(spec: zoo.ModelSpec, gpu: str, precision: str, resolution: int, 
         if col not in feats:
             feats[col] = np.nan
     feats = feats[list(dataset.ENERGY_COLUMNS)].assign(status="ok", point_id=0)
-    return CountedPoint(feats, roofline.inputs_from_ops(feats, ops, table))
+    return CountedPoint(feats, roofline.inputs_from_ops(feats, ops, table), table, ops)
 
 
 #: The joint model's target in ``modalities.json`` (``modalities.TARGET``: energy per output).
