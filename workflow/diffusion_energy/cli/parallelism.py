@@ -27,9 +27,9 @@ def _heldout(args: argparse.Namespace) -> dict:  # noqa: ANN401 - pandas importe
     keys = ["candidate", "source", "gpu", "model", "precision", "resolution", "steps", "cfg", "batch",
             "predicted_j"]
     if args.nested_predictions:
-        t = analysis_io.read_table(args.nested_predictions, keys, "nested leave-one-model-out table")
-        out["image"] = t[(t["candidate"] == IMAGE_HELDOUT) & (t.get("target", "image") == "image")].assign(
-            frames=1)
+        t = analysis_io.read_table(args.nested_predictions, [*keys, "target"],
+                                   "nested leave-one-model-out table")
+        out["image"] = t[(t["candidate"] == IMAGE_HELDOUT) & (t["target"] == "image")].assign(frames=1)
     if args.modality_predictions:
         t = analysis_io.read_table(args.modality_predictions, [*keys, "experiment", "frames"],
                                    "table of predictions across modalities")
